@@ -1,0 +1,119 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { databaseUrl, intFrom, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
+import { handlerDirs } from "./handler-dirs.ts";
+
+const shared = {
+  DATABASE_URL: databaseUrl,
+  REDIS_URL: redisUrl,
+  HEARTH_REDIS_PREFIX: redisPrefix,
+  HEARTH_HANDLER_DIRS: handlerDirs,
+};
+
+const apiSchema = z.object({
+  ...shared,
+  PORT: intFrom(8080, 0, 65535),
+  HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
+  HEARTH_ADMIN_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
+});
+
+export interface ApiConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  handlerDirs: string[];
+  port: number;
+  host: string;
+  adminToken: string;
+  /** True when the token was generated at start, so the entry point prints it. */
+  adminTokenGenerated: boolean;
+}
+
+export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
+  const c = parseEnv(apiSchema, env, "api");
+  const generated = c.HEARTH_ADMIN_TOKEN === undefined;
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    redisPrefix: c.HEARTH_REDIS_PREFIX,
+    handlerDirs: c.HEARTH_HANDLER_DIRS,
+    port: c.PORT,
+    host: c.HOST,
+    adminToken: c.HEARTH_ADMIN_TOKEN ?? `hadm_${randomBytes(24).toString("base64url")}`,
+    adminTokenGenerated: generated,
+  };
+}
+
+const schedulerSchema = z.object({
+  ...shared,
+  HEARTH_SCHEDULER_TICK_MS: intFrom(1000, 50, 60_000),
+  HEARTH_WORKER_LOCK_MS: intFrom(30_000, 1000, 600_000),
+});
+
+export interface SchedulerConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  handlerDirs: string[];
+  /** Period of the converge loop; an enqueue wakes it sooner. */
+  tickMs: number;
+  /** BullMQ lock duration handed to workers: how long a dead worker's job waits before another worker re-runs it. */
+  workerLockMs: number;
+}
+
+export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
+  const c = parseEnv(schedulerSchema, env, "scheduler");
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    redisPrefix: c.HEARTH_REDIS_PREFIX,
+    handlerDirs: c.HEARTH_HANDLER_DIRS,
+    tickMs: c.HEARTH_SCHEDULER_TICK_MS,
+    workerLockMs: c.HEARTH_WORKER_LOCK_MS,
+  };
+}
+
+const workerSchema = z.object({
+  ...shared,
+  HEARTH_ENDPOINT_ID: z.string().min(1),
+  HEARTH_WORKER_ID: z.string().min(1),
+  /** The endpoint's engine, as JSON (see core/contracts/endpoint.ts). */
+  HEARTH_ENGINE: z.string().min(2),
+  HEARTH_EXECUTION_TIMEOUT_MS: intFrom(600_000, 1000, 7 * 24 * 3600 * 1000),
+  HEARTH_WORKER_LOCK_MS: intFrom(30_000, 1000, 600_000),
+  HEARTH_HEARTBEAT_MS: intFrom(1000, 100, 60_000),
+  HEARTH_DRAIN_TIMEOUT_MS: intFrom(30_000, 0, 3_600_000),
+});
+
+export interface WorkerConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  handlerDirs: string[];
+  endpointId: string;
+  workerId: string;
+  engineJson: string;
+  /** Endpoint default; a job's `policy.executionTimeout` overrides it. */
+  executionTimeoutMs: number;
+  lockMs: number;
+  heartbeatMs: number;
+  /** How long SIGTERM waits for running jobs before aborting them and handing them back to the queue. */
+  drainTimeoutMs: number;
+}
+
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const c = parseEnv(workerSchema, env, "worker");
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    redisPrefix: c.HEARTH_REDIS_PREFIX,
+    handlerDirs: c.HEARTH_HANDLER_DIRS,
+    endpointId: c.HEARTH_ENDPOINT_ID,
+    workerId: c.HEARTH_WORKER_ID,
+    engineJson: c.HEARTH_ENGINE,
+    executionTimeoutMs: c.HEARTH_EXECUTION_TIMEOUT_MS,
+    lockMs: c.HEARTH_WORKER_LOCK_MS,
+    heartbeatMs: c.HEARTH_HEARTBEAT_MS,
+    drainTimeoutMs: c.HEARTH_DRAIN_TIMEOUT_MS,
+  };
+}

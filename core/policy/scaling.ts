@@ -1,0 +1,103 @@
+import type { ScalerType } from "../contracts/endpoint.ts";
+import type { WorkerState } from "../contracts/worker-state.ts";
+
+/** The scaling-relevant settings of an endpoint (RunPod names; idleTimeout in seconds). */
+export interface ScalingConfig {
+  workersMin: number;
+  workersMax: number;
+  idleTimeout: number;
+  scalerType: ScalerType;
+  scalerValue: number;
+}
+
+/** One live worker as the scheduler sees it. */
+export interface ObservedWorker {
+  id: string;
+  state: WorkerState;
+  /** ms epoch it became idle; null when it is not idle. */
+  idleSince: number | null;
+  /** ms epoch the provider started it. */
+  startedAt: number;
+}
+
+/** A snapshot of one endpoint's demand and fleet. */
+export interface EndpointSnapshot {
+  /** Normal-priority jobs waiting. */
+  queued: number;
+  /** Low-priority jobs waiting: they never cause a scale-up. */
+  queuedLowPriority: number;
+  inProgress: number;
+  /** ms epoch the oldest normal-priority waiting job was submitted; null when none waits. */
+  oldestQueuedAt: number | null;
+  workers: ObservedWorker[];
+}
+
+export interface ScalingDecision {
+  /** Workers the endpoint should have after this step. */
+  desired: number;
+  /** How many new workers to start now. */
+  start: number;
+  /** Which idle workers to stop now (longest idle first). */
+  stop: string[];
+  /** Why, for logs and tests. */
+  reason: string;
+}
+
+const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n));
+
+/**
+ * Pure scaling step for one endpoint at `now` (ms epoch).
+ *
+ * - REQUEST_COUNT: desired = ceil((queued + inProgress) / scalerValue) (RunPod's formula); the
+ *   queued term counts normal-priority jobs only.
+ * - QUEUE_DELAY: with queued work and no worker, one worker (the first request always adds one);
+ *   when the oldest queued job has waited longer than scalerValue seconds and no worker is still
+ *   booting, one more than now; otherwise keep the current count.
+ * Both are clamped to [workersMin, workersMax]. Scale-down only stops workers idle for at least
+ * idleTimeout seconds, never below the larger of workersMin and the demand-based target, so a
+ * worker that has work is never stopped by the scheduler.
+ */
+export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig, now: number): ScalingDecision {
+  const live = snapshot.workers.filter((w) => w.state !== "stopped" && w.state !== "draining");
+  const current = live.length;
+  const booting = live.filter((w) => w.state === "booting").length;
+
+  let target: number;
+  let reason: string;
+  if (config.scalerType === "REQUEST_COUNT") {
+    target = Math.ceil((snapshot.queued + snapshot.inProgress) / config.scalerValue);
+    reason = `request-count ceil((${snapshot.queued}+${snapshot.inProgress})/${config.scalerValue})=${target}`;
+  } else {
+    const waitedMs = snapshot.oldestQueuedAt === null ? 0 : now - snapshot.oldestQueuedAt;
+    if (snapshot.queued > 0 && current === 0) {
+      target = 1;
+      reason = "queue-delay: work queued and no worker";
+    } else if (snapshot.queued > 0 && waitedMs > config.scalerValue * 1000 && booting === 0) {
+      target = current + 1;
+      reason = `queue-delay: oldest waited ${waitedMs}ms > ${config.scalerValue}s`;
+    } else {
+      // Keep what is busy; idle workers beyond this are left to the idle timeout.
+      target = Math.min(current, snapshot.inProgress + snapshot.queued);
+      reason = "queue-delay: steady";
+    }
+  }
+
+  const desired = clamp(target, config.workersMin, config.workersMax);
+  if (desired > current) {
+    return { desired, start: desired - current, stop: [], reason: `${reason}; start ${desired - current}` };
+  }
+
+  // Never go below desired; stop only workers idle past the timeout, longest idle first.
+  const floor = Math.max(desired, config.workersMin);
+  const removable = current - floor;
+  const idleLongEnough = live
+    .filter((w) => w.state === "idle" && w.idleSince !== null && now - w.idleSince >= config.idleTimeout * 1000)
+    .sort((a, b) => (a.idleSince ?? 0) - (b.idleSince ?? 0));
+  const stop = removable > 0 ? idleLongEnough.slice(0, removable).map((w) => w.id) : [];
+  return {
+    desired: current - stop.length,
+    start: 0,
+    stop,
+    reason: stop.length > 0 ? `${reason}; stop ${stop.length} idle past ${config.idleTimeout}s` : reason,
+  };
+}

@@ -1,0 +1,45 @@
+import { z } from "zod";
+
+/**
+ * What the API puts on an endpoint's BullMQ queue and the worker reads back: one schema both
+ * sides import. Times are ms epoch; durations ms.
+ */
+export const jobData = z.object({
+  endpointId: z.string(),
+  tenantId: z.string(),
+  input: z.unknown(),
+  webhook: z.string().optional(),
+  webhookV2: z.string().optional(),
+  s3Config: z.record(z.string(), z.unknown()).optional(),
+  /** Resolved execution timeout (policy, else the endpoint's). */
+  executionTimeoutMs: z.number().int().positive(),
+  lowPriority: z.boolean(),
+  submittedAt: z.number(),
+  /** TTL deadline: after it the job is gone, whatever its state. */
+  expiresAt: z.number(),
+  /** How long a finished result stays readable (30 min for /run, 1–5 min for /runsync). */
+  retentionMs: z.number().int().positive(),
+  retries: z.number().int().min(0),
+});
+export type JobData = z.infer<typeof jobData>;
+
+/** BullMQ name of every Hearth job; the queue, not the name, says which endpoint. */
+export const JOB_NAME = "job";
+
+/** BullMQ priority for `lowPriority` jobs; normal jobs carry none and so are taken first. */
+export const LOW_PRIORITY = 10;
+
+/**
+ * The return value of every processed job. The processor never throws: a handler failure,
+ * timeout or cancel is a finished BullMQ job whose envelope says so. BullMQ's own `failed` state
+ * is left for infrastructure failures (a job that stalled too often).
+ */
+export const jobResult = z.object({
+  status: z.enum(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]),
+  output: z.unknown().optional(),
+  error: z.string().optional(),
+  workerId: z.string(),
+  startedAt: z.number(),
+  finishedAt: z.number(),
+});
+export type JobResult = z.infer<typeof jobResult>;
