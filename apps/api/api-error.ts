@@ -1,0 +1,30 @@
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+export interface IssueDetail {
+  /** Dotted path of the offending field, e.g. `policy.ttl`. */
+  path: string;
+  message: string;
+}
+
+/**
+ * The one error the API throws for anything the caller did (or may not do); `app.onError` turns it
+ * into `{error, code, issues?}` with its status. Anything else that escapes a route is a 500.
+ */
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+    readonly issues?: IssueDetail[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+  }
+
+  static notFound(what: string): ApiError {
+    return new ApiError(404, "not_found", `${what} not found`);
+  }
+  static badRequest(message: string, issues?: IssueDetail[]): ApiError {
+    return new ApiError(400, "invalid_request", message, issues);
+  }
+}

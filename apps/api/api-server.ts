@@ -1,0 +1,95 @@
+import { serve, type ServerType } from "@hono/node-server";
+import type { ApiConfig } from "../../core/config/process-configs.ts";
+import { openDb } from "../../core/db/client.ts";
+import { JobRecordBuffer } from "../../core/db/job-records.ts";
+import { RedisKeys } from "../../core/queue/keys.ts";
+import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
+import { connectRedis } from "../../core/redis/connect.ts";
+import { createApp } from "./app.ts";
+import type { ApiDeps } from "./api-deps.ts";
+import { EndpointQueues } from "./services/endpoint-queues.ts";
+import { EndpointStore } from "./services/endpoint-store.ts";
+import { JobControl } from "./services/job-control.ts";
+import { JobEvents } from "./services/job-events.ts";
+import { JobReader } from "./services/job-reader.ts";
+import { JobSubmitter } from "./services/job-submitter.ts";
+import { TenantStore } from "./services/tenant-store.ts";
+
+export interface RunningApi {
+  url: string;
+  port: number;
+  deps: ApiDeps;
+  /** Stops accepting, then flushes buffered job records and closes connections. */
+  close(): Promise<void>;
+}
+
+type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken">;
+
+/** Builds the API's clients and services from config and serves it. The database must be migrated already. */
+export async function startApiServer(config: ServerConfig): Promise<RunningApi> {
+  const dbh = openDb(config.databaseUrl);
+  const redis = connectRedis(config.redisUrl);
+  const subscriber = connectRedis(config.redisUrl);
+  const keys = new RedisKeys(config.redisPrefix);
+
+  const records = new JobRecordBuffer(dbh.db);
+  const tenants = new TenantStore({ db: dbh.db });
+  const endpoints = new EndpointStore({ db: dbh.db });
+  const queues = new EndpointQueues(redis, keys);
+  const events = await JobEvents.create(subscriber, keys.jobEventsChannel());
+
+  // Other replicas announce revocations and endpoint changes; drop our cached copies at once.
+  subscriber.on("message", (channel: string, raw: string) => {
+    if (channel !== keys.controlChannel()) return;
+    const msg = parseMessage(controlMessage, raw);
+    if (msg?.type === "invalidate-key") tenants.forgetKeyHash(msg.keyHash);
+    if (msg?.type === "invalidate-endpoint") endpoints.forget(msg.endpointId);
+  });
+  await subscriber.subscribe(keys.controlChannel());
+
+  const submitter = new JobSubmitter({ queues, redis, records });
+  const reader = new JobReader({ queues, events, redis });
+  const control = new JobControl({ queues, events, redis, db: dbh.db, records, submitter });
+  const deps: ApiDeps = {
+    adminToken: config.adminToken,
+    handlerDirs: config.handlerDirs,
+    redis,
+    keys,
+    tenants,
+    endpoints,
+    queues,
+    submitter,
+    reader,
+    control,
+    checkReady: async () => {
+      const [r, p] = await Promise.all([
+        redis.ping().then(() => true, () => false),
+        dbh.sql`select 1`.then(() => true, () => false),
+      ]);
+      return { redis: r, postgres: p };
+    },
+  };
+
+  const app = createApp(deps);
+  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve) => {
+    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => resolve({ server: s, port: info.port }));
+  });
+
+  return {
+    url: `http://${config.host}:${port}`,
+    port,
+    deps,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Long-polls would hold close() open for their whole wait; end idle and active sockets now.
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await records.close(); // every accepted job reaches Postgres before we go
+      await events.close();
+      await queues.close();
+      redis.disconnect();
+      await dbh.close();
+    },
+  };
+}

@@ -1,0 +1,33 @@
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { ApiError } from "./api-error.ts";
+import type { ApiDeps } from "./api-deps.ts";
+import { jobRoutes } from "./routes/job-routes.ts";
+import { managementRoutes } from "./routes/management-routes.ts";
+
+/** The whole HTTP API as one Hono app; entry points only wire dependencies and serve it. */
+export function createApp(deps: ApiDeps): Hono {
+  const app = new Hono();
+
+  app.get("/healthz", (c) => c.json({ ok: true }, 200));
+  app.get("/readyz", async (c) => {
+    const r = await deps.checkReady();
+    return c.json({ ready: r.redis && r.postgres, ...r }, r.redis && r.postgres ? 200 : 503);
+  });
+
+  app.route("/", managementRoutes(deps));
+  app.route("/v2", jobRoutes(deps));
+
+  app.notFound((c) => c.json({ error: "no such route", code: "not_found" }, 404));
+  app.onError((err, c) => {
+    if (err instanceof ApiError) {
+      const body: Record<string, unknown> = { error: err.message, code: err.code };
+      if (err.issues) body.issues = err.issues;
+      return c.json(body, err.status, err.headers);
+    }
+    if (err instanceof HTTPException) return c.json({ error: err.message, code: "http_error" }, err.status);
+    console.error(JSON.stringify({ t: "api", level: "error", path: c.req.path, error: String(err?.stack ?? err) }));
+    return c.json({ error: "internal error", code: "internal" }, 500);
+  });
+  return app;
+}

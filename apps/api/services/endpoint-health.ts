@@ -1,0 +1,38 @@
+import type { Redis } from "ioredis";
+import type { HealthView } from "../../../core/contracts/job-view.ts";
+import { workerHeartbeat, type WorkerHeartbeat } from "../../../core/contracts/worker-state.ts";
+import { countWorkers } from "../../../core/policy/worker-counts.ts";
+import type { EndpointQueues } from "./endpoint-queues.ts";
+
+/** A heartbeat this old means the worker stopped reporting (ms). Workers beat every second by default. */
+export const HEARTBEAT_STALE_MS = 5000;
+
+/** `/health`: all five job counters and all six worker counters of an endpoint. */
+export async function endpointHealth(queues: EndpointQueues, redis: Redis, endpointId: string, now = Date.now()): Promise<HealthView> {
+  const keys = queues.keys;
+  const [counts, stats, workers] = await Promise.all([
+    queues.queue(endpointId).getJobCounts("wait", "prioritized", "delayed", "active"),
+    redis.hgetall(keys.stats(endpointId)),
+    redis.hgetall(keys.workers(endpointId)),
+  ]);
+  const heartbeats: WorkerHeartbeat[] = [];
+  for (const raw of Object.values(workers)) {
+    try {
+      const parsed = workerHeartbeat.safeParse(JSON.parse(raw));
+      if (parsed.success) heartbeats.push(parsed.data);
+    } catch {
+      // a corrupt entry is not a worker
+    }
+  }
+  const n = (v: string | undefined) => Number(v ?? 0) || 0;
+  return {
+    jobs: {
+      completed: n(stats.completed),
+      failed: n(stats.failed),
+      inProgress: counts.active ?? 0,
+      inQueue: (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),
+      retried: n(stats.retried),
+    },
+    workers: countWorkers(heartbeats, now, HEARTBEAT_STALE_MS),
+  };
+}

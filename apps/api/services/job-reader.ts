@@ -1,0 +1,106 @@
+import type { Redis } from "ioredis";
+import { isTerminal, type JobStatus, type JobView } from "../../../core/contracts/job-view.ts";
+import { finishedView, isGone, toJobView } from "../../../core/policy/job-view.ts";
+import type { JobData } from "../../../core/queue/job-catalog.ts";
+import type { JobEvent } from "../../../core/queue/messages.ts";
+import type { EndpointQueues } from "./endpoint-queues.ts";
+import type { JobEvents } from "./job-events.ts";
+
+export interface StreamPage {
+  status: JobStatus;
+  stream: { output: unknown }[];
+}
+
+export interface JobReaderOptions {
+  queues: EndpointQueues;
+  events: JobEvents;
+  redis: Redis;
+  now?: () => number;
+  /** Most chunks one `/stream` call returns. Default 1000. */
+  maxChunksPerPage?: number;
+}
+
+const isFinished = (e: JobEvent) => e.type === "finished";
+const isProgress = (e: JobEvent) => e.type === "finished" || e.type === "chunk";
+
+/** Reads of a job's state: plain, long-polled until it finishes, and its stream drained. */
+export class JobReader {
+  private readonly now: () => number;
+  private readonly maxChunks: number;
+
+  constructor(private readonly options: JobReaderOptions) {
+    this.now = options.now ?? Date.now;
+    this.maxChunks = options.maxChunksPerPage ?? 1000;
+  }
+
+  /** The job's RunPod view, or undefined (→ 404) if unknown, expired or another endpoint's. */
+  async view(endpointId: string, jobId: string): Promise<JobView | undefined> {
+    const { queues } = this.options;
+    const read = await queues.readJob(endpointId, jobId);
+    if (!read) return queues.readTombstone(endpointId, jobId);
+    if (read.stored.data.endpointId !== endpointId) return undefined;
+    const now = this.now();
+    if (isGone(read.stored, now)) {
+      // A queued job past its TTL must not run later: take it out of the queue now (best effort; the worker checks too).
+      if (read.stored.state !== "active") void read.job.remove().catch(() => {});
+      return undefined;
+    }
+    return toJobView(read.stored, now);
+  }
+
+  /**
+   * Waits up to `waitMs` for the job to finish, then returns its view (terminal or not).
+   * `known` lets runsync build the finished view from the event alone, without a read.
+   */
+  async waitFinished(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal, known?: { data: JobData }): Promise<JobView | undefined> {
+    const watch = this.options.events.watch(jobId, isFinished);
+    try {
+      if (!known) {
+        const first = await this.view(endpointId, jobId);
+        if (!first || isTerminal(first.status)) return first;
+      }
+      const event = await watch.next(waitMs, signal);
+      if (known && event?.type === "finished" && event.result) {
+        return finishedView({ id: jobId, retries: known.data.retries }, known.data, event.result);
+      }
+      return await this.view(endpointId, jobId);
+    } finally {
+      watch.dispose();
+    }
+  }
+
+  /**
+   * One `/stream` poll with drain semantics: returns the chunks buffered since the previous poll,
+   * waiting up to `waitMs` for the first one while the job is not finished. The status is read
+   * before the chunks: a worker buffers every chunk before it finishes the job, so a terminal
+   * status here guarantees this page holds the last chunks (the client stops polling on it).
+   */
+  async drainStream(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal): Promise<StreamPage | undefined> {
+    const watch = this.options.events.watch(jobId, isProgress);
+    try {
+      let view = await this.view(endpointId, jobId);
+      if (!view) return undefined;
+      let chunks = await this.popChunks(jobId);
+      if (chunks.length === 0 && !isTerminal(view.status) && waitMs > 0) {
+        await watch.next(waitMs, signal);
+        view = (await this.view(endpointId, jobId)) ?? view;
+        chunks = await this.popChunks(jobId);
+      }
+      return { status: view.status, stream: chunks };
+    } finally {
+      watch.dispose();
+    }
+  }
+
+  private async popChunks(jobId: string): Promise<{ output: unknown }[]> {
+    const raw = await this.options.redis.lpop(this.options.queues.keys.stream(jobId), this.maxChunks);
+    if (!raw) return [];
+    return raw.map((r) => {
+      try {
+        return JSON.parse(r) as { output: unknown };
+      } catch {
+        return { output: r };
+      }
+    });
+  }
+}
