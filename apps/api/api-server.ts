@@ -25,8 +25,12 @@ export interface RunningApi {
 
 type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken">;
 
-/** Builds the API's clients and services from config and serves it. The database must be migrated already. */
-export async function startApiServer(config: ServerConfig): Promise<RunningApi> {
+/**
+ * Builds the API's clients and services from config and serves it. The database must be migrated already.
+ * `now` is the clock of job timing and TTLs (tests move it forward instead of sleeping).
+ */
+export async function startApiServer(config: ServerConfig, options: { now?: () => number } = {}): Promise<RunningApi> {
+  const now = options.now ?? Date.now;
   const dbh = openDb(config.databaseUrl);
   const redis = connectRedis(config.redisUrl);
   const subscriber = connectRedis(config.redisUrl);
@@ -47,9 +51,9 @@ export async function startApiServer(config: ServerConfig): Promise<RunningApi> 
   });
   await subscriber.subscribe(keys.controlChannel());
 
-  const submitter = new JobSubmitter({ queues, redis, records });
-  const reader = new JobReader({ queues, events, redis });
-  const control = new JobControl({ queues, events, redis, db: dbh.db, records, submitter });
+  const submitter = new JobSubmitter({ queues, redis, records, now });
+  const reader = new JobReader({ queues, events, redis, now });
+  const control = new JobControl({ queues, events, redis, db: dbh.db, records, submitter, now });
   const deps: ApiDeps = {
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,

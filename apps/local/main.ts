@@ -1,0 +1,130 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { loadApiConfig } from "../../core/config/process-configs.ts";
+import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
+import { migrateDb } from "../../core/db/client.ts";
+import { ensureLocalServices } from "./local-services.ts";
+
+/**
+ * `npm start`: Hearth's embedded default on one machine. Starts Redis/Postgres if they are
+ * installed and down, migrates, runs the API and the scheduler (which runs workers as local
+ * processes) as child processes, makes a demo tenant and endpoint, and prints how to call it.
+ * Ctrl-C stops everything; the scheduler drains and stops its workers before it exits.
+ */
+const root = fileURLToPath(new URL("../..", import.meta.url));
+const log = (msg: string) => console.log(`[hearth] ${msg}`);
+
+async function main(): Promise<void> {
+  const env = { ...process.env };
+  env.HEARTH_ADMIN_TOKEN ||= `hadm_${randomBytes(24).toString("base64url")}`;
+  const config = loadApiConfig(env); // fails here, naming the variable, if the environment is wrong
+  await ensureLocalServices(config.redisUrl, config.databaseUrl, log);
+  await migrateDb(config.databaseUrl);
+
+  const children: ChildProcess[] = [];
+  const run = (name: string, entry: string) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(root, entry)], { cwd: root, env, stdio: ["ignore", "inherit", "inherit"] });
+    child.on("exit", (code, signal) => {
+      if (!stopping) {
+        log(`${name} exited (${signal ?? code}); stopping`);
+        void stop(1);
+      }
+    });
+    children.push(child);
+  };
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    log("stopping: draining workers, flushing job records");
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            if (c.exitCode !== null || c.signalCode !== null) return resolve();
+            c.once("exit", () => resolve());
+            c.kill("SIGTERM");
+          }),
+      ),
+    );
+    process.exit(code);
+  };
+  process.on("SIGINT", () => void stop(0));
+  process.on("SIGTERM", () => void stop(0));
+
+  run("scheduler", "scheduler/main.ts");
+  run("api", "apps/api/main.ts");
+
+  const base = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}`;
+  await waitReady(base);
+  const demo = await demoEndpoint(base, config.adminToken);
+
+  console.log(`
+Hearth is running.
+  API          ${base}
+  admin token  ${config.adminToken}
+  API key      ${demo.apiKey}
+  endpoint     ${demo.endpointId}  (handler images/handler/examples/echo.mjs)
+
+curl:
+  curl -s -X POST ${base}/v2/${demo.endpointId}/runsync \\
+    -H 'Authorization: Bearer ${demo.apiKey}' -H 'Content-Type: application/json' \\
+    -d '{"input": {"prompt": "hello"}}'
+
+runpod-sdk (npm i runpod-sdk), in an .mjs file:
+  import runpodSdk from "runpod-sdk";
+  const runpod = runpodSdk("${demo.apiKey}", { baseUrl: "${base}/v2" });
+  console.log(await runpod.endpoint("${demo.endpointId}").runSync({ input: { prompt: "hello" } }));
+
+Ctrl-C stops Hearth and its workers.`);
+}
+
+async function waitReady(base: string): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`API did not become ready at ${base}`);
+}
+
+interface Demo {
+  apiKey: string;
+  endpointId: string;
+}
+
+/** Reuses the demo from the last start when its key and endpoint still work, so the printed values stay the same. */
+async function demoEndpoint(base: string, adminToken: string): Promise<Demo> {
+  const stateFile = join(root, ".hearth", "demo.json");
+  const saved = await readFile(stateFile, "utf8").then((s) => JSON.parse(s) as Demo, () => undefined);
+  if (saved) {
+    const r = await fetch(`${base}/api/v1/endpoints/${saved.endpointId}`, { headers: { authorization: `Bearer ${saved.apiKey}` } });
+    if (r.ok) return saved;
+  }
+  const post = async (path: string, token: string, body: unknown) => {
+    const r = await fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+    return (await r.json()) as Record<string, string>;
+  };
+  const tenant = await post("/admin/tenants", adminToken, { name: "demo" });
+  const ep = await post("/api/v1/endpoints", tenant.apiKey!, {
+    name: "demo-echo",
+    engine: { kind: "handler", module: join(defaultHandlerDir, "echo.mjs") },
+  });
+  const demo = { apiKey: tenant.apiKey!, endpointId: ep.id! };
+  await mkdir(join(root, ".hearth"), { recursive: true });
+  await writeFile(stateFile, JSON.stringify(demo, null, 2));
+  return demo;
+}
+
+main().catch((err) => {
+  console.error(`[hearth] ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
