@@ -50,9 +50,10 @@ const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n
  *
  * - REQUEST_COUNT: desired = ceil((queued + inProgress) / scalerValue) (RunPod's formula); the
  *   queued term counts normal-priority jobs only.
- * - QUEUE_DELAY: with queued work and no worker, one worker (the first request always adds one);
- *   when the oldest queued job has waited longer than scalerValue seconds and no worker is still
- *   booting, one more than now; otherwise keep the current count.
+ * - QUEUE_DELAY: with work and no worker, one worker (the first request always adds one; "work"
+ *   includes jobs left active by a worker that died, which only a live worker's stalled-job check
+ *   hands back to the queue); when the oldest queued job has waited longer than scalerValue seconds
+ *   and no worker is still booting, one more than now; otherwise keep the current count.
  * Both are clamped to [workersMin, workersMax]. Scale-down only stops workers idle for at least
  * idleTimeout seconds, never below the larger of workersMin and the demand-based target, so a
  * worker that has work is never stopped by the scheduler.
@@ -69,9 +70,9 @@ export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig,
     reason = `request-count ceil((${snapshot.queued}+${snapshot.inProgress})/${config.scalerValue})=${target}`;
   } else {
     const waitedMs = snapshot.oldestQueuedAt === null ? 0 : now - snapshot.oldestQueuedAt;
-    if (snapshot.queued > 0 && current === 0) {
+    if (snapshot.queued + snapshot.inProgress > 0 && current === 0) {
       target = 1;
-      reason = "queue-delay: work queued and no worker";
+      reason = "queue-delay: work and no worker";
     } else if (snapshot.queued > 0 && waitedMs > config.scalerValue * 1000 && booting === 0) {
       target = current + 1;
       reason = `queue-delay: oldest waited ${waitedMs}ms > ${config.scalerValue}s`;

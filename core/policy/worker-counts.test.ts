@@ -9,7 +9,7 @@ const hb = (over: Partial<WorkerHeartbeat>): WorkerHeartbeat => ({
   running: 0,
   concurrency: 1,
   idleSince: 0,
-  at: 1000,
+  at: 4000,
   ...over,
 });
 

@@ -1,0 +1,92 @@
+/**
+ * `npm run bench`: runs Hearth's benchmarks, each against its floor in the same run, prints a
+ * table and writes `bench/results/<name>-<timestamp>.json` and `bench/results/latest.json`.
+ *
+ * Isolation: one fresh database `hearth_bench_<random>` (created by the API's migration, dropped
+ * at the end) and one Redis prefix `{hearth-bench-<random>}` (its keys deleted at the end). Every
+ * server under test runs as its own child process; the load comes from this process; the two
+ * sides of a benchmark never run at the same time.
+ *
+ * Knobs (env): BENCH_N (500), BENCH_WARMUP (50), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
+ * BENCH_CONNECTIONS (50), BENCH_ONLY (runsync-latency,run-throughput), BENCH_CPU_PROF=<dir>
+ * (V8 profile of the Hearth API; see bench/cpu-profile-top.ts), BENCH_VERBOSE=1, BENCH_STRICT=1,
+ * REDIS_URL, BENCH_PG_BASE_URL.
+ *
+ * Exit code: 1 when a run is invalid (errors, non-2xx, a dead child) or the bench itself failed;
+ * a missed target exits 0 unless BENCH_STRICT=1.
+ */
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { runThroughput } from "./run-throughput.ts";
+import { runsyncLatency } from "./runsync-latency.ts";
+import { loadBenchConfig, type BenchName } from "./support/bench-config.ts";
+import type { BenchContext, BenchResult } from "./support/bench-result.ts";
+import { CleanupStack } from "./support/cleanup-stack.ts";
+import { clearRedisPrefix, dropDatabase, newIsolation } from "./support/isolation.ts";
+import { machineInfo, printReport, writeResults } from "./support/report.ts";
+
+const resultsDir = fileURLToPath(new URL("./results", import.meta.url));
+const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult>> = {
+  "runsync-latency": runsyncLatency,
+  "run-throughput": runThroughput,
+};
+
+const cleanup = new CleanupStack();
+
+async function main(): Promise<number> {
+  const config = loadBenchConfig(process.env);
+  const startedAt = new Date();
+  const isolation = newIsolation(config.pgBaseUrl);
+  const log = (msg: string) => console.log(`[bench] ${msg}`);
+
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  // Registered first, so they run last: after every child that uses them has stopped.
+  cleanup.push("close bench redis", async () => redis.quit());
+  cleanup.push("drop database", () => dropDatabase(config.pgBaseUrl, isolation.databaseName));
+  cleanup.push("clear redis prefix", () => clearRedisPrefix(redis, isolation.redisPrefix));
+  log(`database ${isolation.databaseName}, redis prefix ${isolation.redisPrefix}, ${machineInfo().cpus} cpus, node ${process.version}`);
+  if (config.cpuProfDir) log(`!! profiling the API into ${config.cpuProfDir}: its numbers are slower than normal`);
+
+  const ctx: BenchContext = { config, isolation, redis, cleanup, log };
+  const results: BenchResult[] = [];
+  for (const name of config.only) {
+    log(`── ${name}`);
+    results.push(await benchmarks[name]({ ...ctx, log: (msg) => log(`${name}: ${msg}`) }));
+  }
+
+  printReport(results);
+  const name = config.only.length === Object.keys(benchmarks).length ? "all" : config.only.join("+");
+  const file = await writeResults(resultsDir, name, startedAt, {
+    timestamp: startedAt.toISOString(),
+    machine: machineInfo(),
+    settings: { ...config, cpuProfDir: config.cpuProfDir ?? null },
+    results,
+  });
+  log(`wrote ${file} and latest.json`);
+
+  const invalid = results.some((r) => r.problems.length > 0);
+  const missed = results.some((r) => !r.comparison.pass);
+  if (invalid) console.error("[bench] !!! at least one run is INVALID: its numbers must not be used !!!");
+  return invalid || (config.strict && missed) ? 1 : 0;
+}
+
+/** Every path out goes through the cleanup (a second signal waits for the same cleanup). */
+async function exit(code: number): Promise<never> {
+  await cleanup.run();
+  process.exit(code);
+}
+
+process.on("SIGINT", () => void exit(130));
+process.on("SIGTERM", () => void exit(143));
+process.on("unhandledRejection", (err) => {
+  console.error("[bench] unhandled rejection:", err);
+  void exit(1);
+});
+
+main().then(
+  (code) => exit(code),
+  (err: unknown) => {
+    console.error(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return exit(1);
+  },
+);

@@ -1,0 +1,72 @@
+import { z } from "zod";
+
+const posInt = (dflt: number, max: number) =>
+  z.preprocess((v) => (v === "" || v === undefined ? dflt : Number(v)), z.number().int().min(1).max(max));
+
+export const BENCH_NAMES = ["runsync-latency", "run-throughput"] as const;
+export type BenchName = (typeof BENCH_NAMES)[number];
+
+const schema = z.object({
+  /** Measured sequential runsync round trips per side. */
+  BENCH_N: posInt(500, 1_000_000),
+  /** Unmeasured round trips per side before that. */
+  BENCH_WARMUP: posInt(50, 100_000),
+  /** autocannon duration per side, seconds. */
+  BENCH_SECONDS: posInt(10, 3600),
+  /** autocannon warm-up per side, seconds. */
+  BENCH_WARMUP_SECONDS: posInt(2, 600),
+  BENCH_CONNECTIONS: posInt(50, 10_000),
+  /** Comma-separated subset of the benchmarks; all when unset. */
+  BENCH_ONLY: z.preprocess(
+    (v) => (v === "" || v === undefined ? BENCH_NAMES.join(",") : v),
+    z
+      .string()
+      .transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(BENCH_NAMES)).min(1)),
+  ),
+  /** A directory: the Hearth API child then writes a V8 CPU profile there (slows it: numbers of such a run are not comparable). */
+  BENCH_CPU_PROF: z.preprocess((v) => (v === "" ? undefined : v), z.string().optional()),
+  /** "1": echo every child's output. */
+  BENCH_VERBOSE: z.preprocess((v) => v === "1" || v === "true", z.boolean()),
+  /** "1": exit 1 when a target is missed, not only when a run is invalid. */
+  BENCH_STRICT: z.preprocess((v) => v === "1" || v === "true", z.boolean()),
+  REDIS_URL: z.preprocess((v) => (v === "" || v === undefined ? "redis://127.0.0.1:6379" : v), z.url({ protocol: /^rediss?$/ })),
+  /** Postgres server URL without a database; the run creates and drops its own. */
+  BENCH_PG_BASE_URL: z.preprocess((v) => (v === "" || v === undefined ? "postgres://postgres@127.0.0.1:5432" : v), z.url({ protocol: /^postgres(ql)?$/ })),
+});
+
+export interface BenchConfig {
+  n: number;
+  warmup: number;
+  seconds: number;
+  warmupSeconds: number;
+  connections: number;
+  only: BenchName[];
+  cpuProfDir: string | undefined;
+  verbose: boolean;
+  strict: boolean;
+  redisUrl: string;
+  pgBaseUrl: string;
+}
+
+/** Reads the bench's knobs from the environment, naming each bad variable. */
+export function loadBenchConfig(env: NodeJS.ProcessEnv): BenchConfig {
+  const r = schema.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid bench configuration:\n${r.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`).join("\n")}`);
+  }
+  const c = r.data;
+  return {
+    n: c.BENCH_N,
+    warmup: c.BENCH_WARMUP,
+    seconds: c.BENCH_SECONDS,
+    warmupSeconds: c.BENCH_WARMUP_SECONDS,
+    connections: c.BENCH_CONNECTIONS,
+    only: c.BENCH_ONLY,
+    cpuProfDir: c.BENCH_CPU_PROF,
+    verbose: c.BENCH_VERBOSE,
+    strict: c.BENCH_STRICT,
+    redisUrl: c.REDIS_URL,
+    pgBaseUrl: c.BENCH_PG_BASE_URL,
+  };
+}

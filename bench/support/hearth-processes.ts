@@ -1,0 +1,110 @@
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import type { CleanupStack } from "./cleanup-stack.ts";
+import { jsonLine, startChild, type RunningChild } from "./child-process.ts";
+
+export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+export const noopHandler = fileURLToPath(new URL("../../images/handler/examples/noop.mjs", import.meta.url));
+
+export interface HearthOptions {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  cleanup: CleanupStack;
+  /** Node flags for the API child only (e.g. `--cpu-prof`). */
+  apiNodeArgs?: string[];
+  echo?: boolean;
+}
+
+/** Hearth as it is deployed: the API and the scheduler (which runs the workers) as separate processes. */
+export interface RunningHearth {
+  url: string;
+  adminToken: string;
+  api: RunningChild<string>;
+  scheduler: RunningChild<true>;
+  /** POSTs JSON with a Bearer token and returns the parsed body; throws on a non-200. */
+  post(path: string, token: string, body: unknown): Promise<Record<string, unknown>>;
+  get(path: string, token: string): Promise<Record<string, unknown>>;
+  /** A tenant's API key. */
+  createTenant(name: string): Promise<string>;
+  /** The new endpoint's id. */
+  createEndpoint(apiKey: string, body: Record<string, unknown>): Promise<string>;
+  waitIdleWorkers(apiKey: string, endpointId: string, atLeast: number, timeoutMs?: number): Promise<void>;
+  /** Scheduler first (it drains its workers), then the API (it flushes buffered job records). */
+  stop(): Promise<void>;
+}
+
+export async function startHearth(options: HearthOptions): Promise<RunningHearth> {
+  const adminToken = `hadm_bench_${randomBytes(16).toString("hex")}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: options.databaseUrl,
+    REDIS_URL: options.redisUrl,
+    HEARTH_REDIS_PREFIX: options.redisPrefix,
+    HEARTH_ADMIN_TOKEN: adminToken,
+    PORT: "0",
+    HOST: "127.0.0.1",
+  };
+  // The API migrates (and creates) the database, so the scheduler starts only once it listens.
+  const api = await startChild(
+    {
+      name: "hearth-api",
+      entry: `${repoRoot}apps/api/main.ts`,
+      env,
+      nodeArgs: options.apiNodeArgs,
+      echo: options.echo,
+      ready: jsonLine((o) => (o.t === "api" && o.msg === "listening" && typeof o.url === "string" ? o.url : undefined)),
+    },
+    options.cleanup,
+  );
+  const scheduler = await startChild(
+    {
+      name: "hearth-scheduler",
+      entry: `${repoRoot}scheduler/main.ts`,
+      env,
+      echo: options.echo,
+      ready: jsonLine((o) => (o.msg === "scheduler started" ? true : undefined)),
+    },
+    options.cleanup,
+  );
+  const url = api.ready;
+
+  const call = async (method: string, path: string, token: string, body?: unknown) => {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+  const post = (path: string, token: string, body: unknown) => call("POST", path, token, body);
+  const get = (path: string, token: string) => call("GET", path, token);
+
+  return {
+    url,
+    adminToken,
+    api,
+    scheduler,
+    post,
+    get,
+    createTenant: async (name) => (await post("/admin/tenants", adminToken, { name })).apiKey as string,
+    createEndpoint: async (apiKey, body) => (await post("/api/v1/endpoints", apiKey, body)).id as string,
+    waitIdleWorkers: async (apiKey, endpointId, atLeast, timeoutMs = 60_000) => {
+      const deadline = Date.now() + timeoutMs;
+      let last: unknown;
+      while (Date.now() < deadline) {
+        last = await get(`/v2/${endpointId}/health`, apiKey);
+        const idle = (last as { workers?: { idle?: number } }).workers?.idle ?? 0;
+        if (idle >= atLeast) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`no ${atLeast} idle worker(s) on ${endpointId} within ${timeoutMs} ms; last health ${JSON.stringify(last)}\n${scheduler.tail()}`);
+    },
+    stop: async () => {
+      await scheduler.stop();
+      await api.stop();
+    },
+  };
+}

@@ -1,0 +1,75 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import { join } from "node:path";
+import type { BenchResult, Comparison } from "./bench-result.ts";
+
+export interface MachineInfo {
+  cpus: number;
+  cpuModel: string;
+  node: string;
+  platform: string;
+  release: string;
+  totalMemMiB: number;
+}
+
+export function machineInfo(): MachineInfo {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    node: process.version,
+    platform: os.platform(),
+    release: os.release(),
+    totalMemMiB: Math.round(os.totalmem() / 1024 / 1024),
+  };
+}
+
+const fmt = (x: number, unit: string) => `${unit === "req/s" ? Math.round(x).toString() : x.toFixed(3)} ${unit}`;
+
+function verdict(r: BenchResult): string {
+  if (r.problems.length > 0) return "INVALID";
+  return r.comparison.pass ? "pass" : "FAIL";
+}
+
+/** The compact table, then each benchmark's spread and any problem, loudly. */
+export function printReport(results: BenchResult[]): void {
+  const rows = [
+    ["benchmark", "metric", "Hearth", "floor", "ratio", "target", "result"],
+    ...results.map((r) => {
+      const c: Comparison = r.comparison;
+      return [r.name, c.metric, fmt(c.hearth, c.unit), fmt(c.floor, c.unit), c.ratio.toFixed(3), `${c.target.op} ${c.target.value}`, verdict(r)];
+    }),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ");
+  console.log("");
+  console.log(line(rows[0]!));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const row of rows.slice(1)) console.log(line(row));
+  console.log("");
+
+  for (const r of results) {
+    for (const side of ["hearth", "floor"] as const) {
+      const s = r[side] as { latencyMs?: Record<string, number>; requestsPerSecond?: number; non2xx?: number; total2xx?: number };
+      const lat = s.latencyMs ? Object.entries(s.latencyMs).map(([k, v]) => `${k} ${v}`).join(", ") : "";
+      const rps = s.requestsPerSecond !== undefined ? `${Math.round(s.requestsPerSecond)} req/s (${s.total2xx} 2xx, ${s.non2xx} non-2xx); ` : "";
+      console.log(`  ${r.name} ${side.padEnd(6)} ${rps}latency ms: ${lat}`);
+      const cpu = r.cpu[side];
+      if (cpu) console.log(`  ${" ".repeat(r.name.length)} ${"".padEnd(6)} cpu % of one core: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`);
+    }
+    for (const p of r.problems) console.log(`\n  !!!!! INVALID RUN (${r.name}): ${p} !!!!!`);
+  }
+  console.log("");
+}
+
+/** Writes `<name>-<timestamp>.json` and `latest.json` into `dir`; returns the first path. */
+export async function writeResults(dir: string, name: string, startedAt: Date, payload: unknown): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  // ISO 8601 with ':' and '.' as '-', so the name is valid on every filesystem.
+  const stamp = startedAt.toISOString().replace(/[:.]/g, "-");
+  const file = join(dir, `${name}-${stamp}.json`);
+  const text = `${JSON.stringify(payload, null, 2)}\n`;
+  await writeFile(file, text);
+  await writeFile(join(dir, "latest.json"), text);
+  return file;
+}

@@ -1,0 +1,56 @@
+import { and, eq, isNull } from "drizzle-orm";
+import type { Db } from "../core/db/client.ts";
+import { endpoints } from "../core/db/schema.ts";
+import { engineSpec, scalerType, type EngineSpec } from "../core/contracts/endpoint.ts";
+import type { ScalingConfig } from "../core/policy/scaling.ts";
+
+/** What the scheduler needs of an endpoint, checked: the engine comes from a JSON column. */
+export interface SchedulableEndpoint {
+  id: string;
+  engine: EngineSpec;
+  executionTimeoutMs: number;
+  scaling: ScalingConfig;
+}
+
+type EndpointRow = typeof endpoints.$inferSelect;
+
+/** A row the schemas reject is reported by id and left unscheduled; it never stops the loop. */
+export type ParsedEndpoint = { ok: true; endpoint: SchedulableEndpoint } | { ok: false; id: string; reason: string };
+
+export function parseEndpointRow(row: EndpointRow): ParsedEndpoint {
+  const engine = engineSpec.safeParse(row.engine);
+  if (!engine.success) return { ok: false, id: row.id, reason: `engine: ${engine.error.issues[0]?.message ?? "invalid"}` };
+  const scaler = scalerType.safeParse(row.scalerType);
+  if (!scaler.success) return { ok: false, id: row.id, reason: `scalerType: ${row.scalerType}` };
+  return {
+    ok: true,
+    endpoint: {
+      id: row.id,
+      engine: engine.data,
+      executionTimeoutMs: row.executionTimeoutMs,
+      scaling: {
+        workersMin: row.workersMin,
+        workersMax: row.workersMax,
+        idleTimeout: row.idleTimeout,
+        scalerType: scaler.data,
+        scalerValue: row.scalerValue,
+      },
+    },
+  };
+}
+
+/** Every endpoint not deleted, read fresh each tick so setting changes apply within one tick. */
+export async function loadLiveEndpoints(db: Db): Promise<ParsedEndpoint[]> {
+  const rows = await db.select().from(endpoints).where(isNull(endpoints.deletedAt));
+  return rows.map(parseEndpointRow);
+}
+
+/** One live endpoint, or undefined when it does not exist or is deleted. */
+export async function loadLiveEndpoint(db: Db, id: string): Promise<ParsedEndpoint | undefined> {
+  const [row] = await db
+    .select()
+    .from(endpoints)
+    .where(and(eq(endpoints.id, id), isNull(endpoints.deletedAt)))
+    .limit(1);
+  return row ? parseEndpointRow(row) : undefined;
+}

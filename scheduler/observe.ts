@@ -1,0 +1,112 @@
+import type { Redis } from "ioredis";
+import type { RedisKeys } from "../core/queue/keys.ts";
+import { workerHeartbeat, type WorkerHeartbeat } from "../core/contracts/worker-state.ts";
+import type { EndpointSnapshot, ObservedWorker } from "../core/policy/scaling.ts";
+import type { ProvidedWorker } from "./providers/provider.ts";
+
+export interface EndpointObserverOptions {
+  redis: Redis;
+  keys: RedisKeys;
+  /**
+   * A heartbeat older than this whose worker the provider no longer runs is deleted (its worker died
+   * without cleaning up). Default 3_000: three missed beats at the worker's default 1 s.
+   */
+  staleHeartbeatMs?: number;
+}
+
+export interface ObserveInput {
+  endpointId: string;
+  /** The provider's running workers of this endpoint. */
+  provided: readonly ProvidedWorker[];
+  /** Workers the scheduler has asked to stop: shown as draining whatever their last heartbeat said. */
+  stopping: ReadonlySet<string>;
+  now: number;
+}
+
+/**
+ * Reads one endpoint's demand from its BullMQ keys and its fleet from the provider and the heartbeat
+ * hash, as the pure scaling policy wants it. Two round trips: counts, oldest waiting id and
+ * heartbeats in one pipeline, then that job's timestamp.
+ */
+export class EndpointObserver {
+  private readonly staleHeartbeatMs: number;
+
+  constructor(private readonly opts: EndpointObserverOptions) {
+    this.staleHeartbeatMs = opts.staleHeartbeatMs ?? 3_000;
+  }
+
+  async observe(input: ObserveInput): Promise<EndpointSnapshot> {
+    const { redis, keys } = this.opts;
+    const queueKey = `${keys.prefix}:${keys.queueName(input.endpointId)}`;
+    const heartbeatsKey = keys.workers(input.endpointId);
+
+    // BullMQ 6 keeps normal jobs in the `wait` list (LPUSHed, so the oldest is last), prioritized
+    // ones (our low-priority jobs) in the `prioritized` zset, and jobs being processed in `active`.
+    const results = await redis
+      .pipeline()
+      .llen(`${queueKey}:wait`)
+      .zcard(`${queueKey}:prioritized`)
+      .llen(`${queueKey}:active`)
+      .lindex(`${queueKey}:wait`, -1)
+      .hgetall(heartbeatsKey)
+      .exec();
+    if (!results) throw new Error("observe: pipeline was not executed");
+    for (const [err] of results) if (err) throw err;
+    const [queued, queuedLowPriority, inProgress, oldestId, heartbeatHash] = results.map(([, v]) => v) as [
+      number,
+      number,
+      number,
+      string | null,
+      Record<string, string>,
+    ];
+
+    let oldestQueuedAt: number | null = null;
+    if (oldestId !== null) {
+      const ts = await redis.hget(`${queueKey}:${oldestId}`, "timestamp");
+      // The job may have been taken between the two reads: then the next one is no older than now.
+      oldestQueuedAt = ts === null ? input.now : Number(ts);
+    }
+
+    const heartbeats = parseHeartbeats(heartbeatHash);
+    const workers: ObservedWorker[] = [];
+    const provided = new Set<string>();
+    for (const p of input.provided) {
+      provided.add(p.workerId);
+      const hb = heartbeats.get(p.workerId);
+      // Started but not yet heard from: booting.
+      const state = input.stopping.has(p.workerId) ? "draining" : (hb?.state ?? "booting");
+      workers.push({ id: p.workerId, state, idleSince: state === "idle" ? (hb?.idleSince ?? null) : null, startedAt: p.startedAt });
+    }
+
+    const stale: string[] = [];
+    for (const [id, hb] of heartbeats) {
+      if (provided.has(id)) continue;
+      if (hb === undefined || input.now - hb.at > this.staleHeartbeatMs) {
+        stale.push(id);
+      } else {
+        // A live worker this provider did not start (a previous leader's, still draining or serving):
+        // it is capacity while it beats, though only its own provider could stop it.
+        workers.push({ id, state: hb.state, idleSince: hb.state === "idle" ? hb.idleSince : null, startedAt: hb.at });
+      }
+    }
+    if (stale.length > 0) await redis.hdel(heartbeatsKey, ...stale);
+
+    return { queued, queuedLowPriority, inProgress, oldestQueuedAt, workers };
+  }
+}
+
+/** Unparseable entries map to undefined, so they are cleaned like stale ones unless their worker runs. */
+function parseHeartbeats(hash: Record<string, string>): Map<string, WorkerHeartbeat | undefined> {
+  const out = new Map<string, WorkerHeartbeat | undefined>();
+  for (const [id, raw] of Object.entries(hash)) {
+    let parsed: WorkerHeartbeat | undefined;
+    try {
+      const r = workerHeartbeat.safeParse(JSON.parse(raw));
+      parsed = r.success ? r.data : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    out.set(id, parsed);
+  }
+  return out;
+}

@@ -1,0 +1,160 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { constants } from "node:os";
+import { createInterface } from "node:readline";
+import type { Readable, Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import {
+  ProviderClosedError,
+  type ExitListener,
+  type ProvidedWorker,
+  type Provider,
+  type StopOptions,
+  type WorkerSpec,
+} from "./provider.ts";
+
+const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+const defaultWorkerEntry = fileURLToPath(new URL("../../worker/main.ts", import.meta.url));
+
+export interface LocalProviderOptions {
+  redisUrl: string;
+  databaseUrl: string;
+  redisPrefix: string;
+  /** Directories whose handler modules workers may load (HEARTH_HANDLER_DIRS). */
+  handlerDirs: string[];
+  /** BullMQ lock duration handed to workers: how long a dead worker's job waits before it is re-run. */
+  workerLockMs: number;
+  /** Absolute path of the worker entry. Default: this repository's worker/main.ts. */
+  workerEntry?: string;
+  /** Working directory of workers; `--import tsx` resolves from it. Default: the repository root. */
+  cwd?: string;
+  /**
+   * Environment workers inherit beneath the Hearth variables (S3 credentials, CUDA_VISIBLE_DEVICES…).
+   * Default: this process's environment.
+   */
+  inheritEnv?: NodeJS.ProcessEnv;
+  /** "forward" (default): each output line goes to this process's stdout/stderr prefixed with `[workerId]`; "silent": dropped. */
+  output?: "forward" | "silent";
+  /** Drain allowance per worker when `close()` stops them all. Default 40_000 (a worker's default drain is 30 s). */
+  closeGraceMs?: number;
+}
+
+interface Child {
+  process: ChildProcess;
+  info: ProvidedWorker;
+  exited: Promise<void>;
+  stopping?: Promise<void>;
+}
+
+/**
+ * Workers as child processes of this one. Each gets an IPC channel it never uses for messages: when
+ * this process dies, however abruptly, the channel closes and the worker drains and exits, so a
+ * crashed scheduler leaves no orphans.
+ */
+export class LocalProvider implements Provider {
+  readonly name = "local";
+  private readonly children = new Map<string, Child>();
+  private readonly listeners = new Set<ExitListener>();
+  private closed = false;
+
+  constructor(private readonly opts: LocalProviderOptions) {}
+
+  async start(spec: WorkerSpec): Promise<ProvidedWorker> {
+    if (this.closed) throw new ProviderClosedError(this.name);
+    if (this.children.has(spec.workerId)) throw new Error(`worker ${spec.workerId} is already running`);
+
+    const child = spawn(process.execPath, ["--import", "tsx", this.opts.workerEntry ?? defaultWorkerEntry], {
+      cwd: this.opts.cwd ?? repoRoot,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      env: this.envFor(spec),
+    });
+    const info: ProvidedWorker = { workerId: spec.workerId, endpointId: spec.endpointId, startedAt: Date.now(), state: "running" };
+    let markExited!: () => void;
+    const entry: Child = { process: child, info, exited: new Promise((r) => (markExited = r)) };
+    this.children.set(spec.workerId, entry);
+
+    this.pipeOutput(spec.workerId, child.stdout, process.stdout);
+    this.pipeOutput(spec.workerId, child.stderr, process.stderr);
+    child.once("exit", (code, signal) => {
+      info.state = "exited";
+      info.exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
+      this.children.delete(spec.workerId);
+      for (const listener of this.listeners) {
+        try {
+          listener({ ...info });
+        } catch {
+          // A failing listener must not keep the others from hearing about the exit.
+        }
+      }
+      markExited();
+    });
+
+    await new Promise<void>((resolve, reject) => {
+      child.once("spawn", resolve);
+      // Kept for the child's whole life: an 'error' event without a listener would crash this process.
+      child.on("error", (err) => {
+        // A failed spawn has no exit event: forget the worker here. Later errors (a failed kill) change nothing.
+        if (child.pid === undefined) {
+          this.children.delete(spec.workerId);
+          markExited();
+          reject(err);
+        }
+      });
+    });
+    return { ...info };
+  }
+
+  stop(workerId: string, options: StopOptions): Promise<void> {
+    const entry = this.children.get(workerId);
+    if (!entry) return Promise.resolve();
+    entry.stopping ??= (async () => {
+      entry.process.kill("SIGTERM");
+      const kill = setTimeout(() => entry.process.kill("SIGKILL"), options.graceMs);
+      try {
+        await entry.exited;
+      } finally {
+        clearTimeout(kill);
+      }
+    })();
+    return entry.stopping;
+  }
+
+  list(): ProvidedWorker[] {
+    return [...this.children.values()].map((c) => ({ ...c.info }));
+  }
+
+  onExit(listener: ExitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const graceMs = this.opts.closeGraceMs ?? 40_000;
+    await Promise.all([...this.children.keys()].map((id) => this.stop(id, { graceMs })));
+  }
+
+  private envFor(spec: WorkerSpec): NodeJS.ProcessEnv {
+    return {
+      ...(this.opts.inheritEnv ?? process.env),
+      ...spec.env,
+      REDIS_URL: this.opts.redisUrl,
+      DATABASE_URL: this.opts.databaseUrl,
+      HEARTH_REDIS_PREFIX: this.opts.redisPrefix,
+      HEARTH_HANDLER_DIRS: this.opts.handlerDirs.join(":"),
+      HEARTH_ENDPOINT_ID: spec.endpointId,
+      HEARTH_WORKER_ID: spec.workerId,
+      HEARTH_ENGINE: JSON.stringify(spec.engine),
+      HEARTH_EXECUTION_TIMEOUT_MS: String(spec.executionTimeoutMs),
+      HEARTH_WORKER_LOCK_MS: String(this.opts.workerLockMs),
+    };
+  }
+
+  private pipeOutput(workerId: string, from: Readable | null, to: Writable): void {
+    if (!from) return;
+    if (this.opts.output === "silent") {
+      from.resume(); // keep draining the pipe, or a chatty worker blocks on a full buffer
+      return;
+    }
+    createInterface({ input: from, crlfDelay: Infinity }).on("line", (line) => to.write(`[${workerId}] ${line}\n`));
+  }
+}

@@ -1,0 +1,244 @@
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { Db } from "../core/db/client.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { parseMessage, wakeMessage } from "../core/queue/messages.ts";
+import { decideScaling } from "../core/policy/scaling.ts";
+import type { Provider } from "./providers/provider.ts";
+import { Coalescer } from "./coalescer.ts";
+import { loadLiveEndpoint, loadLiveEndpoints, type ParsedEndpoint, type SchedulableEndpoint } from "./endpoints.ts";
+import { Fleet } from "./fleet.ts";
+import { LeaderLock } from "./leader-lock.ts";
+import { jsonLineLog, errorFields, type Log } from "./log.ts";
+import { EndpointObserver } from "./observe.ts";
+
+export interface SchedulerOptions {
+  /** Command connection; the scheduler duplicates it once for its wake subscription. Closed by the caller. */
+  redis: Redis;
+  /** Closed by the caller. */
+  db: Db;
+  /** Owned from `start()` on: `close()` closes it, which stops (drains) every worker it runs. */
+  provider: Provider;
+  redisPrefix: string;
+  /** Period of the converge loop over all endpoints. Default 1000. A wake converges one endpoint at once. */
+  tickMs?: number;
+  /** Leadership lease; a dead leader is replaced within it. Default 10_000. */
+  lockTtlMs?: number;
+  /** Heartbeat period handed to workers (HEARTH_HEARTBEAT_MS); three missed beats make a dead worker's entry stale. Default 1000. */
+  heartbeatMs?: number;
+  /** How long a stopped worker finishes its jobs before aborting them (HEARTH_DRAIN_TIMEOUT_MS). Default 30_000. */
+  drainTimeoutMs?: number;
+  /** Added to `drainTimeoutMs` before a worker that has not exited is killed. Default 10_000. */
+  killMarginMs?: number;
+  /** Extra environment for every worker. */
+  workerEnv?: Record<string, string>;
+  /** Unique per replica; default host:pid:random. */
+  id?: string;
+  /** Default Date.now. */
+  now?: () => number;
+  /** Default: JSON lines on stdout. */
+  log?: Log;
+}
+
+/**
+ * The autoscaler: for every live endpoint, observe (Redis + provider) → decide (pure policy) → act
+ * (provider), every tick and at once on a wake. Only the replica holding the leader lock acts; the
+ * others keep trying for it.
+ */
+export class Scheduler {
+  readonly id: string;
+  private readonly keys: RedisKeys;
+  private readonly tickMs: number;
+  private readonly now: () => number;
+  private readonly log: Log;
+  private readonly lock: LeaderLock;
+  private readonly observer: EndpointObserver;
+  private readonly fleet: Fleet;
+  /** One converge per endpoint at a time; `undefined` means "read the endpoint first". */
+  private readonly converging: Coalescer<SchedulableEndpoint | undefined>;
+  private readonly ticking: Coalescer<undefined>;
+  private subscriber: Redis | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closing = false;
+  private readonly skipped = new Map<string, string>();
+
+  constructor(private readonly opts: SchedulerOptions) {
+    this.id = opts.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
+    this.keys = new RedisKeys(opts.redisPrefix);
+    this.tickMs = opts.tickMs ?? 1000;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? jsonLineLog();
+    const heartbeatMs = opts.heartbeatMs ?? 1000;
+    const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
+    this.lock = new LeaderLock({
+      redis: opts.redis,
+      key: this.keys.schedulerLock(),
+      ownerId: this.id,
+      ttlMs: opts.lockTtlMs,
+      now: this.now,
+      onChange: (leader) => this.onLeadership(leader),
+    });
+    this.observer = new EndpointObserver({ redis: opts.redis, keys: this.keys, staleHeartbeatMs: 3 * heartbeatMs });
+    this.fleet = new Fleet({
+      redis: opts.redis,
+      db: opts.db,
+      keys: this.keys,
+      provider: opts.provider,
+      workerEnv: {
+        ...opts.workerEnv,
+        HEARTH_HEARTBEAT_MS: String(heartbeatMs),
+        HEARTH_DRAIN_TIMEOUT_MS: String(drainTimeoutMs),
+      },
+      stopGraceMs: drainTimeoutMs + (opts.killMarginMs ?? 10_000),
+      now: this.now,
+      log: this.log,
+    });
+    this.converging = new Coalescer((endpointId, endpoint) => this.converge(endpointId, endpoint));
+    this.ticking = new Coalescer(() => this.convergeAll());
+  }
+
+  get isLeader(): boolean {
+    return this.lock.isLeader;
+  }
+
+  /** Subscribes to wakes, contends for leadership and starts the loop; resolves after the first lock attempt. */
+  async start(): Promise<void> {
+    this.subscriber = this.opts.redis.duplicate();
+    const wakeChannel = this.keys.wakeChannel();
+    this.subscriber.on("message", (channel: string, raw: string) => {
+      if (channel !== wakeChannel) return;
+      const msg = parseMessage(wakeMessage, raw);
+      if (msg) void this.wake(msg.endpointId);
+    });
+    await this.subscriber.subscribe(wakeChannel);
+    await this.lock.start();
+    this.timer = setTimeout(() => void this.loop(), 0);
+  }
+
+  /**
+   * Converges every live endpoint now, as the loop does each `tickMs`; resolves once a full pass has
+   * run after this call (joining a pass in flight). A no-op unless leader.
+   */
+  tick(): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    return this.ticking.run("tick", undefined);
+  }
+
+  /** Converges one endpoint now (what a wake message does); resolves once it has. */
+  wake(endpointId: string): Promise<void> {
+    if (this.closing || !this.lock.isLeader) return Promise.resolve();
+    return this.converging.run(endpointId, undefined);
+  }
+
+  /**
+   * Stops the loop, stops every worker and waits for them to drain and be recorded, then gives up
+   * leadership (so no stand-by starts workers beside ours) and unsubscribes.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearTimeout(this.timer);
+    await this.ticking.idle();
+    await this.converging.idle();
+    await this.fleet.close();
+    await this.lock.release().catch((err: unknown) => this.log({ level: "warn", msg: "lock release failed", ...errorFields(err) }));
+    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
+  }
+
+  private async loop(): Promise<void> {
+    await this.tick();
+    if (!this.closing) this.timer = setTimeout(() => void this.loop(), this.tickMs);
+  }
+
+  private onLeadership(leader: boolean): void {
+    if (this.closing) return;
+    this.log({ level: leader ? "info" : "warn", msg: leader ? "leadership acquired" : "leadership lost", schedulerId: this.id });
+    if (leader) {
+      void this.tick();
+    } else {
+      // The new leader cannot stop workers of this provider; hand the fleet over by draining it.
+      this.fleet.stopAll("leadership lost");
+    }
+  }
+
+  private async convergeAll(): Promise<void> {
+    if (this.closing || !this.lock.isLeader) return;
+    const queriedAt = this.now();
+    let parsed: ParsedEndpoint[];
+    try {
+      parsed = await loadLiveEndpoints(this.opts.db);
+    } catch (err) {
+      this.log({ level: "error", msg: "endpoint read failed", ...errorFields(err) });
+      return;
+    }
+    const live = new Map<string, SchedulableEndpoint>();
+    const existing = new Set<string>();
+    for (const p of parsed) {
+      existing.add(p.ok ? p.endpoint.id : p.id);
+      if (p.ok) live.set(p.endpoint.id, p.endpoint);
+      else this.skip(p.id, p.reason);
+    }
+    if (this.closing || !this.lock.isLeader) return;
+    // Workers of deleted endpoints drain away (an unreadable endpoint keeps what it has). One started
+    // after the read may belong to an endpoint created since: it is left for the next tick.
+    for (const w of this.fleet.running()) {
+      if (!existing.has(w.endpointId) && w.startedAt < queriedAt) this.fleet.stop(w.workerId, "endpoint deleted");
+    }
+    await Promise.all([
+      this.fleet.refreshBooting().catch((err: unknown) => this.log({ level: "warn", msg: "boot heartbeat refresh failed", ...errorFields(err) })),
+      ...[...live.values()].map((e) => this.converging.run(e.id, e)),
+    ]);
+  }
+
+  /** Logs an endpoint the schemas reject once per reason, not once per tick. */
+  private skip(endpointId: string, reason: string): void {
+    if (this.skipped.get(endpointId) === reason) return;
+    this.skipped.set(endpointId, reason);
+    this.log({ level: "warn", msg: "endpoint skipped", endpointId, reason });
+  }
+
+  private async converge(endpointId: string, given: SchedulableEndpoint | undefined): Promise<void> {
+    if (this.closing || !this.lock.isLeader) return;
+    try {
+      let endpoint = given;
+      if (!endpoint) {
+        const p = await loadLiveEndpoint(this.opts.db, endpointId);
+        if (!p) return; // unknown or deleted: the tick drains its workers
+        if (!p.ok) {
+          this.skip(endpointId, p.reason);
+          return;
+        }
+        endpoint = p.endpoint;
+      }
+
+      const now = this.now();
+      const provided = this.fleet.running(endpointId);
+      const snapshot = await this.observer.observe({ endpointId, provided, stopping: this.fleet.stopping, now });
+      const decision = decideScaling(snapshot, endpoint.scaling, now);
+      // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
+      const ours = new Set(provided.map((w) => w.workerId));
+      const stop = decision.stop.filter((id) => ours.has(id));
+      if (decision.start === 0 && stop.length === 0) return;
+      if (this.closing || !this.lock.isLeader) return;
+
+      this.log({
+        msg: "scale",
+        endpointId,
+        desired: decision.desired,
+        start: decision.start,
+        stop,
+        reason: decision.reason,
+        queued: snapshot.queued,
+        queuedLowPriority: snapshot.queuedLowPriority,
+        inProgress: snapshot.inProgress,
+        workers: snapshot.workers.length,
+      });
+      for (const id of stop) this.fleet.stop(id, "idle");
+      const starts = Array.from({ length: decision.start }, () => this.fleet.start(endpoint));
+      await Promise.all(starts);
+    } catch (err) {
+      this.log({ level: "error", msg: "converge failed", endpointId, ...errorFields(err) });
+    }
+  }
+}

@@ -1,0 +1,135 @@
+import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../core/redis/connect.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { workerHeartbeat } from "../core/contracts/worker-state.ts";
+import { LocalProvider, type LocalProviderOptions } from "../scheduler/providers/local-provider.ts";
+import type { ProvidedWorker, WorkerSpec } from "../scheduler/providers/provider.ts";
+import { newWorkerId } from "../scheduler/fleet.ts";
+import { describeProviderConformance } from "./provider-conformance.ts";
+import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+
+const echoModule = fileURLToPath(new URL("../images/handler/examples/echo.mjs", import.meta.url));
+const handlerDir = fileURLToPath(new URL("../images/handler/examples", import.meta.url));
+
+let db: { url: string; drop: () => Promise<void> };
+let redis: Redis;
+const prefix = uniquePrefix();
+const keys = new RedisKeys(prefix);
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  redis = connectRedis(TEST_REDIS_URL);
+});
+afterAll(async () => {
+  await clearPrefix(redis, prefix);
+  await redis.quit();
+  await db.drop();
+});
+
+const options = (over: Partial<LocalProviderOptions> = {}): LocalProviderOptions => ({
+  redisUrl: TEST_REDIS_URL,
+  databaseUrl: db.url,
+  redisPrefix: prefix,
+  handlerDirs: [handlerDir],
+  workerLockMs: 5000,
+  output: "silent",
+  closeGraceMs: 20_000,
+  ...over,
+});
+
+const echoSpec = (): WorkerSpec => ({
+  workerId: newWorkerId(),
+  endpointId: "ep-conformance",
+  engine: { kind: "handler", module: echoModule },
+  env: { HEARTH_HEARTBEAT_MS: "200", HEARTH_DRAIN_TIMEOUT_MS: "5000" },
+  executionTimeoutMs: 60_000,
+});
+
+describeProviderConformance("local", () => new LocalProvider(options()), echoSpec);
+
+describe("local provider", () => {
+  const open: LocalProvider[] = [];
+  const provider = (over: Partial<LocalProviderOptions> = {}) => {
+    const p = new LocalProvider(options(over));
+    open.push(p);
+    return p;
+  };
+  let scratch: string;
+  beforeAll(() => {
+    scratch = mkdtempSync(join(tmpdir(), "hearth-provider-"));
+  });
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((p) => p.close()));
+    vi.restoreAllMocks();
+  });
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  it("hands the worker its settings: it heartbeats under its id, endpoint and prefix", async () => {
+    const p = provider();
+    const spec = echoSpec();
+    await p.start(spec);
+    const hb = await waitFor(async () => {
+      const raw = await redis.hget(keys.workers(spec.endpointId), spec.workerId);
+      const parsed = raw ? workerHeartbeat.parse(JSON.parse(raw)) : undefined;
+      return parsed?.state === "idle" ? parsed : undefined;
+    });
+    expect(hb).toMatchObject({ id: spec.workerId, endpointId: spec.endpointId });
+    await p.stop(spec.workerId, { graceMs: 20_000 });
+    // A drained worker takes its heartbeat with it.
+    expect(await redis.hget(keys.workers(spec.endpointId), spec.workerId)).toBeNull();
+  });
+
+  it("forwards each output line prefixed with the worker id", async () => {
+    const lines: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    vi.spyOn(process.stdout, "write").mockImplementation(((chunk: string | Uint8Array, ...rest: never[]) => {
+      lines.push(String(chunk));
+      return write(chunk, ...rest);
+    }) as typeof process.stdout.write);
+    const p = provider({ output: "forward" });
+    const spec = echoSpec();
+    await p.start(spec);
+    await waitFor(() => lines.some((l) => l.startsWith(`[${spec.workerId}] {`)));
+  });
+
+  it("reports the exit code of a worker that ends on its own", async () => {
+    const entry = join(scratch, "exit-3.mjs");
+    writeFileSync(entry, "process.exit(3);\n");
+    const p = provider({ workerEntry: entry });
+    const exits: ProvidedWorker[] = [];
+    p.onExit((w) => exits.push(w));
+    const spec = echoSpec();
+    await p.start(spec);
+    await waitFor(() => exits.length === 1);
+    expect(exits[0]).toMatchObject({ workerId: spec.workerId, state: "exited", exitCode: 3 });
+    expect(p.list()).toEqual([]);
+  });
+
+  it("kills a worker that does not exit within the grace period", async () => {
+    const entry = join(scratch, "stubborn.mjs");
+    const ready = join(scratch, "stubborn.ready");
+    writeFileSync(
+      entry,
+      `import { writeFileSync } from "node:fs";
+process.on("SIGTERM", () => {});
+process.on("disconnect", () => {});
+writeFileSync(${JSON.stringify(ready)}, "1");
+setInterval(() => {}, 1000);
+`,
+    );
+    const p = provider({ workerEntry: entry });
+    const exits: ProvidedWorker[] = [];
+    p.onExit((w) => exits.push(w));
+    const spec = echoSpec();
+    await p.start(spec);
+    // SIGTERM before the handler is installed would end it the ordinary way.
+    await waitFor(() => existsSync(ready));
+    await p.stop(spec.workerId, { graceMs: 300 });
+    expect(exits[0]).toMatchObject({ workerId: spec.workerId, exitCode: 128 + 9 });
+  });
+});

@@ -1,0 +1,127 @@
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { eq } from "drizzle-orm";
+import type { Redis } from "ioredis";
+import { connectRedis } from "../core/redis/connect.ts";
+import { openDb, type DbHandle } from "../core/db/client.ts";
+import { endpoints, tenants, workers } from "../core/db/schema.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { workerHeartbeat } from "../core/contracts/worker-state.ts";
+import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+const schedulerMain = fileURLToPath(new URL("../scheduler/main.ts", import.meta.url));
+const handlerDir = fileURLToPath(new URL("../images/handler/examples", import.meta.url));
+const echoModule = fileURLToPath(new URL("../images/handler/examples/echo.mjs", import.meta.url));
+
+let database: { url: string; drop: () => Promise<void> };
+let dbh: DbHandle;
+let redis: Redis;
+const prefixes: string[] = [];
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  dbh = openDb(database.url, { max: 2 });
+  redis = connectRedis(TEST_REDIS_URL);
+  await dbh.db.insert(tenants).values({ id: "t-main", name: "scheduler main" });
+});
+afterEach(async () => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const p of prefixes.splice(0)) await clearPrefix(redis, p);
+  // Each test's scheduler serves every live endpoint of the shared database: retire this test's.
+  await dbh.db.update(endpoints).set({ deletedAt: new Date() });
+});
+afterAll(async () => {
+  await redis.quit();
+  await dbh.close();
+  await database.drop();
+});
+
+/** An endpoint with one always-on worker, and a scheduler process serving it. */
+async function startSchedulerProcess() {
+  const prefix = uniquePrefix();
+  prefixes.push(prefix);
+  const keys = new RedisKeys(prefix);
+  const endpointId = `ep-${randomBytes(4).toString("hex")}`;
+  await dbh.db.insert(endpoints).values({
+    id: endpointId,
+    tenantId: "t-main",
+    name: endpointId,
+    engine: { kind: "handler", module: echoModule },
+    gpuTypeIds: [],
+    workersMin: 1,
+    workersMax: 1,
+    idleTimeout: 5,
+    scalerType: "QUEUE_DELAY",
+    scalerValue: 4,
+    executionTimeoutMs: 60_000,
+    flashboot: false,
+  });
+  const child = spawn(process.execPath, ["--import", "tsx", schedulerMain], {
+    cwd: repoRoot,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...process.env,
+      DATABASE_URL: database.url,
+      REDIS_URL: TEST_REDIS_URL,
+      HEARTH_REDIS_PREFIX: prefix,
+      HEARTH_HANDLER_DIRS: handlerDir,
+      HEARTH_SCHEDULER_TICK_MS: "200",
+    },
+  });
+  children.push(child);
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+
+  // The worker is up once it reports idle.
+  await waitFor(async () => {
+    const hash = await redis.hgetall(keys.workers(endpointId));
+    return Object.values(hash).some((raw) => workerHeartbeat.parse(JSON.parse(raw)).state === "idle");
+  }, 30_000).catch((err: unknown) => {
+    throw new Error(`${String(err)}\nscheduler output:\n${output}`);
+  });
+  // Children that run worker/main.ts (tsx also starts an esbuild service beside them).
+  const workerPids = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(child.pid)], { encoding: "utf8" })
+    .split("\n")
+    .filter((line) => line.includes("worker/main.ts"))
+    .map((line) => Number(line.trim().split(/\s+/)[0]));
+  expect(workerPids).toHaveLength(1);
+  return { child, exited, keys, endpointId, workerPids, output: () => output };
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("scheduler process", () => {
+  it("on SIGTERM drains its workers, records them, and exits 0 leaving no process behind", async () => {
+    const s = await startSchedulerProcess();
+    s.child.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+    for (const pid of s.workerPids) expect(alive(pid)).toBe(false);
+    expect(await redis.hgetall(s.keys.workers(s.endpointId))).toEqual({});
+    const rows = await dbh.db.select().from(workers).where(eq(workers.endpointId, s.endpointId));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ state: "stopped", exitCode: 0 });
+    expect(rows[0]?.stoppedAt).not.toBeNull();
+    expect(s.output()).toContain('"msg":"shutting down"');
+  });
+
+  it("killed outright, still leaves no worker behind: they drain when their IPC channel closes", async () => {
+    const s = await startSchedulerProcess();
+    s.child.kill("SIGKILL");
+    await s.exited;
+    await waitFor(() => s.workerPids.every((pid) => !alive(pid)), 30_000);
+    await waitFor(async () => Object.keys(await redis.hgetall(s.keys.workers(s.endpointId))).length === 0);
+  });
+});

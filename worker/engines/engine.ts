@@ -1,0 +1,44 @@
+/**
+ * The seam between the worker runtime and whatever computes a job's output: a handler module
+ * today, a supervised OpenAI-compatible engine process later. The runtime owns queues, timeouts,
+ * streaming to Redis and bookkeeping; an engine only turns one input into a value or a stream.
+ */
+
+/** One job as an engine sees it: RunPod's handler job (`{ id, input }`). */
+export interface EngineJob {
+  id: string;
+  input: unknown;
+}
+
+/**
+ * A finished value, or a stream of chunks. A stream job's chunks are the RunPod generator yields;
+ * the runtime writes each one to the job's stream buffer as it arrives.
+ */
+export type EngineResult = { kind: "value"; value: unknown } | { kind: "stream"; chunks: AsyncIterable<unknown> };
+
+/** What an engine tells the runtime once it is ready. */
+export interface EngineInfo {
+  /** Jobs this worker may run at once (engines that batch continuously want more than one). */
+  concurrency: number;
+  /** RunPod `return_aggregate_stream`: a stream job's final output is the array of all its chunks. */
+  returnAggregateStream: boolean;
+}
+
+export interface Engine {
+  /** Loads the engine; rejects when it cannot serve (the worker then refuses to take jobs). */
+  start(): Promise<EngineInfo>;
+  /** Cheap liveness check, polled on every heartbeat. */
+  health(): Promise<boolean>;
+  /**
+   * Runs one job. `signal` fires on cancel, execution timeout, TTL and drain; an engine should stop
+   * work promptly when it does, but the runtime does not wait for it to.
+   */
+  run(job: EngineJob, signal: AbortSignal): Promise<EngineResult>;
+  /** Releases whatever `start` acquired; called once, after the last job. */
+  stop(): Promise<void>;
+}
+
+/** Raised by `Engine.start` when an engine refuses to start (bad module path, bad exports). */
+export class EngineStartError extends Error {
+  readonly code = "ENGINE_START_FAILED";
+}

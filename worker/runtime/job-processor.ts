@@ -1,0 +1,227 @@
+import type { Redis } from "ioredis";
+import { WaitingError, type Job } from "bullmq";
+import { z } from "zod";
+import { jobData, type JobData, type JobResult } from "../../core/queue/job-catalog.ts";
+import type { RedisKeys } from "../../core/queue/keys.ts";
+import type { JobEvent } from "../../core/queue/messages.ts";
+import type { JobRecordWrite } from "../../core/db/job-records.ts";
+import type { Engine, EngineInfo } from "../engines/engine.ts";
+import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
+
+/**
+ * The abort reason the runtime gives BullMQ (`worker.cancelAllJobs(DRAIN_REASON)`) when a drain
+ * runs out of time: the job is handed back to the queue, not finished. Any other abort of BullMQ's
+ * signal is a user cancel.
+ */
+export const DRAIN_REASON = "hearth:drain";
+
+export interface JobProcessorOptions {
+  engine: Engine;
+  engineInfo: EngineInfo;
+  /** For our own commands (cancel flag, stream buffer, pub/sub publishes). */
+  redis: Redis;
+  keys: RedisKeys;
+  endpointId: string;
+  workerId: string;
+  /** Receives the IN_PROGRESS record (and IN_QUEUE when a job is handed back). */
+  records: { push(write: JobRecordWrite): void };
+  /** True once a drain has run out of time: a job that starts now is handed back at once. */
+  handingBack?: () => boolean;
+  now?: () => number;
+}
+
+export type JobProcessor = (job: Job, token: string | undefined, signal: AbortSignal | undefined) => Promise<JobResult>;
+
+type AbortCause = "cancel" | "drain" | "timeout" | "ttl";
+type Outcome = Pick<JobResult, "status" | "output" | "error">;
+
+const ABORTED = Symbol("aborted");
+
+/**
+ * BullMQ processor of an endpoint's jobs. It never throws for anything a job did: a handler
+ * error, a timeout, a cancel, bad job data all come back as a `JobResult` envelope, so BullMQ's own
+ * `failed` state only ever means an infrastructure failure. The one exception is a drain hand-back:
+ * the job is moved back to wait and BullMQ's `WaitingError` tells the worker not to finish it.
+ *
+ * BullMQ passes the abort signal only to processors that declare three parameters, so the returned
+ * function keeps all three.
+ */
+export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
+  const { engine, engineInfo, redis, keys, endpointId, workerId, records } = options;
+  const now = options.now ?? Date.now;
+  const handingBack = options.handingBack ?? (() => false);
+
+  return async function processJob(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<JobResult> {
+    const startedAt = now();
+    try {
+      return await run(job, token, signal, startedAt);
+    } catch (err) {
+      if (err instanceof WaitingError) throw err;
+      // Only our own Redis calls can get here; the job still finishes, with the reason.
+      return { status: "FAILED", error: `worker error: ${errorMessage(err)}`, workerId, startedAt, finishedAt: now() };
+    }
+  };
+
+  async function run(job: Job, token: string | undefined, signal: AbortSignal | undefined, startedAt: number): Promise<JobResult> {
+    const envelope = (o: Outcome, finishedAt = now()): JobResult => ({ ...definedOnly(o), workerId, startedAt, finishedAt });
+
+    const parsed = jobData.safeParse(job.data);
+    if (!parsed.success) return envelope({ status: "FAILED", error: `invalid job data: ${z.prettifyError(parsed.error)}` });
+    const data = parsed.data;
+
+    if (startedAt >= data.expiresAt) return envelope({ status: "TIMED_OUT", error: "ttl expired before the job started" });
+    if (handingBack() || signal?.reason === DRAIN_REASON) return handBack(job, token, data);
+    if (signal?.aborted || (await redis.exists(keys.cancel(job.id!))) > 0) return envelope({ status: "CANCELLED" });
+
+    const jobId = job.id!;
+    const started: JobEvent = { type: "started", jobId, endpointId, workerId };
+    await redis.publish(keys.jobEventsChannel(), JSON.stringify(started));
+    records.push({
+      ...recordBase(jobId, data),
+      status: "IN_PROGRESS",
+      statusAt: startedAt,
+      startedAt: new Date(startedAt),
+      delayTimeMs: Math.max(0, startedAt - data.submittedAt),
+      workerId,
+    });
+
+    // One signal for the engine, fired by whichever comes first; the first cause is the one reported.
+    const controller = new AbortController();
+    let cause: AbortCause | undefined;
+    const fire = (c: AbortCause, message: string) => {
+      if (cause) return;
+      cause = c;
+      controller.abort(Object.assign(new Error(message), { name: "AbortError" }));
+    };
+    const onBullAbort = () => fire(signal?.reason === DRAIN_REASON ? "drain" : "cancel", "job cancelled");
+    signal?.addEventListener("abort", onBullAbort, { once: true });
+    // A cancel that landed during the awaits above has already fired; listeners added later never hear it.
+    if (signal?.aborted) onBullAbort();
+    const timers = [
+      setTimeout(() => fire("timeout", `execution timeout of ${data.executionTimeoutMs} ms exceeded`), timerMs(data.executionTimeoutMs)),
+      setTimeout(() => fire("ttl", "ttl expired"), timerMs(data.expiresAt - startedAt)),
+    ];
+    // Raced against every engine step, so a handler that ignores its signal cannot hold the job.
+    const aborted = new Promise<typeof ABORTED>((resolve) => {
+      if (controller.signal.aborted) resolve(ABORTED);
+      controller.signal.addEventListener("abort", () => resolve(ABORTED), { once: true });
+    });
+    const deadline = Math.min(startedAt + data.executionTimeoutMs, data.expiresAt);
+    const stream = new StreamWriter({
+      redis,
+      keys,
+      jobId,
+      endpointId,
+      liveTtlMs: () => Math.max(0, deadline - now()) + data.retentionMs + STREAM_MARGIN_MS,
+    });
+
+    let outcome: Outcome | undefined;
+    let iterator: AsyncIterator<unknown> | undefined;
+    let exhausted = false;
+    try {
+      const result = await raceAbort(engine.run({ id: jobId, input: data.input }, controller.signal), aborted);
+      if (result !== ABORTED) {
+        if (result.kind === "value") outcome = valueOutcome(result.value);
+        else {
+          iterator = result.chunks[Symbol.asyncIterator]();
+          const all: unknown[] = [];
+          for (;;) {
+            const step = await raceAbort(iterator.next(), aborted);
+            if (step === ABORTED) break;
+            if (step.done) {
+              exhausted = true;
+              break;
+            }
+            await stream.push(step.value);
+            if (engineInfo.returnAggregateStream) all.push(step.value);
+          }
+          if (cause === undefined) outcome = { status: "COMPLETED", output: engineInfo.returnAggregateStream ? all : undefined };
+        }
+      }
+    } catch (err) {
+      // A handler that rejects because it was aborted reports the abort, not its own error.
+      if (cause === undefined) outcome = { status: "FAILED", error: errorMessage(err) };
+    } finally {
+      signal?.removeEventListener("abort", onBullAbort);
+      for (const t of timers) clearTimeout(t);
+      // A stream left early (abort, failed write) still gets to run its `finally` blocks; not awaited.
+      if (iterator && !exhausted) void Promise.resolve(iterator.return?.()).catch(() => {});
+    }
+
+    if (cause === "drain") return handBack(job, token, data);
+    if (cause !== undefined) outcome = abortOutcome(cause, data);
+    await stream.seal(data.retentionMs).catch(() => {});
+    return envelope(outcome ?? { status: "FAILED", error: "engine produced no result" });
+  }
+
+  /** Puts the job back at the head of the queue for another worker; BullMQ must not finish it. */
+  async function handBack(job: Job, token: string | undefined, data: JobData): Promise<never> {
+    records.push({ ...recordBase(job.id!, data), status: "IN_QUEUE", statusAt: now() });
+    try {
+      await job.moveToWait(token);
+    } catch {
+      // Lock already lost: the stalled checker (or whoever holds it now) owns the job.
+    }
+    throw new WaitingError();
+  }
+
+  function recordBase(id: string, data: JobData) {
+    return { id, tenantId: data.tenantId, endpointId: data.endpointId, submittedAt: new Date(data.submittedAt), retries: data.retries };
+  }
+}
+
+/** RunPod: a returned object with an `error` fails the job; the rest of it, if any, is still the output. */
+export function valueOutcome(value: unknown): Outcome {
+  let outcome: Outcome = { status: "COMPLETED", output: value };
+  if (isPlainObject(value) && value.error !== undefined && value.error !== null) {
+    const { error, ...rest } = value;
+    outcome = {
+      status: "FAILED",
+      error: typeof error === "string" ? error : (JSON.stringify(error) ?? String(error)),
+      output: Object.keys(rest).length > 0 ? rest : undefined,
+    };
+  }
+  try {
+    JSON.stringify(outcome.output);
+  } catch (err) {
+    return { status: "FAILED", error: `output is not JSON-serialisable: ${errorMessage(err)}` };
+  }
+  return outcome;
+}
+
+function abortOutcome(cause: Exclude<AbortCause, "drain">, data: JobData): Outcome {
+  switch (cause) {
+    case "cancel":
+      return { status: "CANCELLED" };
+    case "timeout":
+      return { status: "TIMED_OUT", error: `execution timeout of ${data.executionTimeoutMs} ms exceeded` };
+    case "ttl":
+      return { status: "TIMED_OUT", error: "ttl expired" };
+  }
+}
+
+/** Node fires a timer longer than 2^31-1 ms at once; such deadlines (over 24 days) are treated as the maximum. */
+function timerMs(ms: number): number {
+  return Math.min(Math.max(0, ms), 2 ** 31 - 1);
+}
+
+/** Settles with `p` or with ABORTED, whichever is first; a late rejection of `p` is swallowed. */
+function raceAbort<T>(p: Promise<T>, aborted: Promise<typeof ABORTED>): Promise<T | typeof ABORTED> {
+  p.catch(() => {});
+  return Promise.race([p, aborted]);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+function definedOnly<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  return typeof err === "string" ? err : (JSON.stringify(err) ?? String(err));
+}

@@ -1,0 +1,250 @@
+import { Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import type { JobRecordWrite } from "../../core/db/job-records.ts";
+import type { JobResult } from "../../core/queue/job-catalog.ts";
+import { RedisKeys } from "../../core/queue/keys.ts";
+import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
+import type { Engine, EngineInfo } from "../engines/engine.ts";
+import { FinishReporter } from "./finish-reporter.ts";
+import { Heartbeat } from "./heartbeat.ts";
+import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
+import { Lifecycle } from "./lifecycle.ts";
+
+/** Milestones the composition root logs with timings. */
+export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "stopped";
+
+export interface WorkerRuntimeOptions {
+  endpointId: string;
+  workerId: string;
+  /** BullMQ and key prefix (`HEARTH_REDIS_PREFIX`). */
+  redisPrefix: string;
+  /** BullMQ lock, ms: how long a job of a dead worker waits before another worker re-runs it. */
+  lockMs: number;
+  /** Heartbeat and engine health-check period, ms. */
+  heartbeatMs: number;
+  /** How long a drain lets running jobs finish before handing them back to the queue, ms. */
+  drainTimeoutMs: number;
+  engine: Engine;
+  /** Our commands and BullMQ's (BullMQ duplicates it for its blocking reads). Not closed here. */
+  redis: Redis;
+  /** A connection of its own for the control channel; unsubscribed on drain, not closed here. */
+  subscriber: Redis;
+  /** Job record write-behind; the runtime closes (flushes) it at the end of a drain. */
+  records: { push(write: JobRecordWrite): void; close(): Promise<void> };
+  onPhase?: (phase: RuntimePhase, detail?: Record<string, unknown>) => void;
+  /** Errors that do not stop the worker (Redis hiccups, a failed heartbeat); default stderr. */
+  onError?: (err: unknown, context: string) => void;
+  now?: () => number;
+}
+
+/**
+ * One worker: an engine behind a BullMQ `Worker` on its endpoint's queue. `create()` starts the
+ * engine (booting); `start()` begins taking jobs; `drain()` stops taking them, gives running jobs
+ * `drainTimeoutMs`, hands the rest back to the queue with `moveToWait`, flushes records, removes the
+ * heartbeat and stops the engine. Process concerns (signals, exit) belong to `worker/main.ts`.
+ */
+export class WorkerRuntime {
+  readonly lifecycle = new Lifecycle();
+  private readonly keys: RedisKeys;
+  private readonly heartbeat: Heartbeat;
+  private readonly finisher: FinishReporter;
+  private readonly onPhase: NonNullable<WorkerRuntimeOptions["onPhase"]>;
+  private readonly onError: NonNullable<WorkerRuntimeOptions["onError"]>;
+  private readonly now: () => number;
+  private worker: Worker | undefined;
+  private info: EngineInfo | undefined;
+  private running = 0;
+  private idleSince: number | null = null;
+  private sawFirstJob = false;
+  private handingBack = false;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private draining: Promise<void> | undefined;
+  private readonly pending = new Set<Promise<void>>();
+
+  private constructor(private readonly options: WorkerRuntimeOptions) {
+    this.keys = new RedisKeys(options.redisPrefix);
+    this.now = options.now ?? Date.now;
+    this.onPhase = options.onPhase ?? (() => {});
+    this.onError = options.onError ?? ((err, context) => console.error(`worker ${context}:`, err));
+    this.heartbeat = new Heartbeat({
+      redis: options.redis,
+      keys: this.keys,
+      endpointId: options.endpointId,
+      workerId: options.workerId,
+      intervalMs: options.heartbeatMs,
+      snapshot: () => ({
+        state: this.lifecycle.state,
+        running: this.running,
+        concurrency: this.info?.concurrency ?? 1,
+        idleSince: this.idleSince,
+      }),
+      onError: (err) => this.onError(err, "heartbeat"),
+    });
+    this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId, records: options.records });
+    this.lifecycle.onChange((to) => {
+      this.idleSince = to === "idle" ? this.now() : null;
+      void this.heartbeat.beat();
+    });
+  }
+
+  /** Announces the worker (booting), starts the engine and prepares the queue worker; rejects when the engine cannot start. */
+  static async create(options: WorkerRuntimeOptions): Promise<WorkerRuntime> {
+    const runtime = new WorkerRuntime(options);
+    await runtime.boot();
+    return runtime;
+  }
+
+  get state() {
+    return this.lifecycle.state;
+  }
+
+  /** The engine's concurrency and stream settings; undefined while booting. */
+  get engineInfo(): EngineInfo | undefined {
+    return this.info;
+  }
+
+  private async boot(): Promise<void> {
+    await this.heartbeat.beat();
+    this.heartbeat.start();
+    try {
+      await this.bootEngineAndQueue();
+    } catch (err) {
+      // A worker that cannot serve leaves nothing behind: no heartbeat, no engine, no queue worker.
+      await this.worker?.close(true).catch(() => {});
+      if (this.info) await this.options.engine.stop().catch(() => {});
+      this.lifecycle.to("stopped");
+      await this.heartbeat.stop();
+      throw err;
+    }
+  }
+
+  private async bootEngineAndQueue(): Promise<void> {
+    const { options } = this;
+    this.info = await options.engine.start();
+    this.onPhase("engine-ready", { concurrency: this.info.concurrency });
+
+    const processor = createJobProcessor({
+      engine: options.engine,
+      engineInfo: this.info,
+      redis: options.redis,
+      keys: this.keys,
+      endpointId: options.endpointId,
+      workerId: options.workerId,
+      records: options.records,
+      handingBack: () => this.handingBack,
+      now: this.now,
+    });
+    const worker = new Worker(this.keys.queueName(options.endpointId), this.counted(processor), {
+      connection: options.redis,
+      prefix: options.redisPrefix,
+      // BullMQ records it as job.processedBy, which is how the API reports a job's workerId.
+      name: options.workerId,
+      concurrency: this.info.concurrency,
+      lockDuration: options.lockMs,
+      stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
+      maxStalledCount: 2,
+      autorun: false,
+    });
+    worker.on("error", (err) => this.onError(err, "queue"));
+    worker.on("completed", (job, result: JobResult) => {
+      this.track(this.finisher.report(job.id!, job.data, result), "finish report");
+    });
+    this.worker = worker;
+
+    const channel = this.keys.controlChannel();
+    options.subscriber.on("message", (ch: string, raw: string) => {
+      if (ch !== channel) return;
+      const msg = parseMessage(controlMessage, raw);
+      if (msg?.type === "cancel" && msg.endpointId === options.endpointId) worker.cancelJob(msg.jobId, "hearth:cancel");
+    });
+    await options.subscriber.subscribe(channel);
+  }
+
+  /** Begins taking jobs. */
+  start(): void {
+    const worker = this.worker;
+    if (!worker || this.lifecycle.state !== "booting") return;
+    this.lifecycle.to("idle");
+    worker.run().catch((err) => this.onError(err, "queue loop"));
+    this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
+    this.healthTimer.unref();
+  }
+
+  /** Stops the worker cleanly; concurrent and repeated calls share one drain. Never drops a job. */
+  drain(reason: string): Promise<void> {
+    this.draining ??= this.runDrain(reason);
+    return this.draining;
+  }
+
+  private async runDrain(reason: string): Promise<void> {
+    if (this.lifecycle.state === "stopped") return;
+    const started = this.now();
+    this.lifecycle.to("draining");
+    this.onPhase("draining", { reason, running: this.running });
+    clearInterval(this.healthTimer);
+
+    let handedBack = 0;
+    if (this.worker) {
+      // close() stops fetching at once and resolves when the jobs in flight have finished.
+      const closed = this.worker.close();
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), this.options.drainTimeoutMs)));
+      const late = await Promise.race([closed.then(() => false), timedOut]);
+      clearTimeout(timer);
+      if (late) {
+        handedBack = this.running;
+        this.handingBack = true;
+        this.worker.cancelAllJobs(DRAIN_REASON);
+        await closed;
+      }
+    }
+    await this.options.subscriber.unsubscribe(this.keys.controlChannel()).catch((err) => this.onError(err, "unsubscribe"));
+    await Promise.allSettled([...this.pending]);
+    await this.options.records.close().catch((err) => this.onError(err, "record flush"));
+    await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
+    await this.heartbeat.stop();
+    this.lifecycle.to("stopped");
+    this.onPhase("stopped", { drainMs: this.now() - started, handedBack });
+  }
+
+  /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
+  private counted(processor: JobProcessor): JobProcessor {
+    return async (job, token, signal) => {
+      this.running++;
+      if (!this.sawFirstJob) {
+        this.sawFirstJob = true;
+        this.onPhase("first-job", { jobId: job.id });
+      }
+      if (this.lifecycle.state === "idle") this.lifecycle.to("running");
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        this.running--;
+        if (this.running === 0 && this.lifecycle.state === "running") this.lifecycle.to("idle");
+      }
+    };
+  }
+
+  /**
+   * An engine failing its health check takes no new jobs (running ones go on) until it recovers.
+   * Pausing does not interrupt a fetch already blocked in Redis, so one more job may still arrive.
+   */
+  private async checkHealth(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    const healthy = await this.options.engine.health().catch(() => false);
+    const state = this.lifecycle.state;
+    if (!healthy && (state === "idle" || state === "running")) {
+      this.lifecycle.to("unhealthy");
+      await worker.pause(true).catch((err) => this.onError(err, "pause"));
+    } else if (healthy && state === "unhealthy") {
+      this.lifecycle.to(this.running > 0 ? "running" : "idle");
+      await worker.resume().catch((err) => this.onError(err, "resume"));
+    }
+  }
+
+  private track(p: Promise<void>, context: string): void {
+    const tracked = p.catch((err) => this.onError(err, context)).finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+  }
+}
