@@ -1,12 +1,14 @@
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { compare, type BenchContext, type BenchResult } from "./support/bench-result.ts";
+import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
-import { CpuMeter, type CpuRole } from "./support/cpu-usage.ts";
-import { startHearth, noopHandler } from "./support/hearth-processes.ts";
+import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts";
+import { apiProfileArgs, apiProfileWindow, startHearth, noopHandler } from "./support/hearth-processes.ts";
 
 const honoFloorEntry = fileURLToPath(new URL("./floors/bare-hono-server.ts", import.meta.url));
+const NAME = "run-throughput";
 const BODY = '{"input":{"prompt":"hello"}}';
+const JSON_HEADERS = { "content-type": "application/json" };
 
 interface LoadSummary {
   requestsPerSecond: number;
@@ -30,16 +32,18 @@ function summarizeLoad(r: autocannon.Result): LoadSummary {
   };
 }
 
-/** A warm-up, then the measured load, with CPU time per process group over the measured window. */
+/** A warm-up, then the measured load, with CPU time per process group over the measured window (`performance.now()` bounds). */
 async function load(ctx: BenchContext, url: string, headers: Record<string, string>, roles: Record<string, CpuRole>) {
   const { config } = ctx;
   const opts = { url, method: "POST" as const, headers, body: BODY, connections: config.connections };
   const warm = summarizeLoad(await autocannon({ ...opts, duration: config.warmupSeconds }));
   const meter = new CpuMeter(roles);
   meter.start();
+  const from = performance.now();
   const measured = summarizeLoad(await autocannon({ ...opts, duration: config.seconds }));
+  const until = performance.now();
   const cpu = meter.stop();
-  return { warm, measured, cpu };
+  return { warm, measured, cpu, from, until };
 }
 
 function loadProblems(side: string, s: { warm: LoadSummary; measured: LoadSummary }): string[] {
@@ -51,18 +55,10 @@ function loadProblems(side: string, s: { warm: LoadSummary; measured: LoadSummar
   return out;
 }
 
-/**
- * `POST /run` throughput (jobs only queue: workersMax 0) vs a bare Hono JSON handler, both driven
- * by autocannon from this process. Each side runs alone: the floor server is stopped before Hearth starts.
- */
-export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
-  const { config, isolation, cleanup } = ctx;
-  const problems: string[] = [];
-  const jsonHeaders = { "content-type": "application/json" };
-
-  // ── floor
-  ctx.log("floor: starting a bare Hono server");
-  const floorServer = await startChild(
+/** The floor: a bare Hono server in a child process. */
+async function floorSide(ctx: BenchContext) {
+  const { config, cleanup } = ctx;
+  const server = await startChild(
     {
       name: "floor-hono",
       entry: honoFloorEntry,
@@ -72,65 +68,100 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
     },
     cleanup,
   );
-  ctx.log(`floor: ${config.warmupSeconds} s warm-up + ${config.seconds} s at ${config.connections} connections`);
-  const floor = await load(ctx, `http://127.0.0.1:${floorServer.ready}/run`, jsonHeaders, {
-    bench: { self: process.pid },
-    server: { self: floorServer.pid },
-  });
-  problems.push(...loadProblems("floor", floor));
-  if (!floorServer.alive()) problems.push("floor: the Hono server died during the run");
-  await floorServer.stop();
+  try {
+    ctx.log(`floor: ${config.warmupSeconds} s warm-up + ${config.seconds} s at ${config.connections} connections`);
+    const run = await load(ctx, `http://127.0.0.1:${server.ready}/run`, JSON_HEADERS, {
+      bench: { self: process.pid },
+      server: { self: server.pid },
+    });
+    const problems = loadProblems("floor", run);
+    if (!server.alive()) problems.push("floor: the Hono server died during the run");
+    return { run, problems };
+  } finally {
+    await server.stop();
+  }
+}
 
-  // ── Hearth
-  ctx.log("hearth: starting the API and the scheduler");
+/** Hearth: API + scheduler, an endpoint that may run no worker, so every accepted job stays queued. */
+async function hearthSide(ctx: BenchContext) {
+  const { config, isolation, cleanup } = ctx;
   const hearth = await startHearth({
     databaseUrl: isolation.databaseUrl,
     redisUrl: config.redisUrl,
     redisPrefix: isolation.redisPrefix,
     cleanup,
-    apiNodeArgs: config.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", config.cpuProfDir, "--cpu-prof-name", "api-run-throughput.cpuprofile"] : undefined,
+    apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
     echo: config.verbose,
   });
-  const apiKey = await hearth.createTenant("bench-run");
-  const endpointId = await hearth.createEndpoint(apiKey, {
-    name: "bench-queue-only",
-    engine: { kind: "handler", module: noopHandler },
-    workersMin: 0,
-    workersMax: 0,
-  });
-  const url = `${hearth.url}/v2/${endpointId}/run`;
-  const headers = { ...jsonHeaders, authorization: `Bearer ${apiKey}` };
-  const probe = await hearth.post(`/v2/${endpointId}/run`, apiKey, JSON.parse(BODY));
-  if (typeof probe.id !== "string" || probe.status !== "IN_QUEUE") throw new Error(`unexpected /run answer ${JSON.stringify(probe)}`);
+  let measured;
+  try {
+    const apiKey = await hearth.createTenant("bench-run");
+    const endpointId = await hearth.createEndpoint(apiKey, {
+      name: "bench-queue-only",
+      engine: { kind: "handler", module: noopHandler },
+      workersMin: 0,
+      workersMax: 0,
+    });
+    const probe = await hearth.post(`/v2/${endpointId}/run`, apiKey, JSON.parse(BODY));
+    if (typeof probe.id !== "string" || probe.status !== "IN_QUEUE") throw new Error(`unexpected /run answer ${JSON.stringify(probe)}`);
 
-  ctx.log(`hearth: ${config.warmupSeconds} s warm-up + ${config.seconds} s at ${config.connections} connections`);
-  const h = await load(ctx, url, headers, {
-    bench: { self: process.pid },
-    api: { self: hearth.api.pid },
-    scheduler: { self: hearth.scheduler.pid },
-    redis: { comm: "redis-server" },
-    postgres: { comm: "postgres" },
-  });
-  problems.push(...loadProblems("hearth", h));
-  // Every accepted job must be in the queue: a 200 that queued nothing would be a fast lie.
-  const health = (await hearth.get(`/v2/${endpointId}/health`, apiKey)) as { jobs?: { inQueue?: number } };
-  const expectedQueued = 1 + h.warm.total2xx + h.measured.total2xx;
-  if (health.jobs?.inQueue !== expectedQueued) {
-    problems.push(`hearth: ${health.jobs?.inQueue} jobs in queue after the run, expected ${expectedQueued} (one per 2xx)`);
+    ctx.log(`hearth: ${config.warmupSeconds} s warm-up + ${config.seconds} s at ${config.connections} connections`);
+    const run = await load(ctx, `${hearth.url}/v2/${endpointId}/run`, { ...JSON_HEADERS, authorization: `Bearer ${apiKey}` }, {
+      bench: { self: process.pid },
+      api: { self: hearth.api.pid },
+      scheduler: { self: hearth.scheduler.pid },
+      redis: { comm: "redis-server" },
+      postgres: { comm: "postgres" },
+    });
+    const problems = loadProblems("hearth", run);
+    // Every accepted job must be in the queue: a 200 that queued nothing would be a fast lie. autocannon does
+    // not count requests still in flight when a phase ends (up to one per connection); the server queues them.
+    const health = (await hearth.get(`/v2/${endpointId}/health`, apiKey)) as { jobs?: { inQueue?: number } };
+    const inQueue = health.jobs?.inQueue ?? -1;
+    const counted = 1 + run.warm.total2xx + run.measured.total2xx;
+    if (inQueue < counted || inQueue > counted + 2 * config.connections) {
+      problems.push(`hearth: ${inQueue} jobs in queue after the run, expected ${counted} (one per 2xx) plus at most ${2 * config.connections} in flight`);
+    }
+    if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
+    measured = { run, problems, inQueue };
+  } finally {
+    ctx.log("hearth: stopping (the API flushes its buffered job records)");
+    const stopStarted = performance.now();
+    await hearth.stop();
+    measured &&= { ...measured, stopMs: Math.round(performance.now() - stopStarted) };
   }
-  if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
-  ctx.log("hearth: stopping (the API flushes its buffered job records)");
-  const stopStarted = performance.now();
-  await hearth.stop();
-  const stopMs = Math.round(performance.now() - stopStarted);
+  // Node writes the profile when the API exits.
+  return { ...measured, apiProfile: apiProfileWindow(config.cpuProfDir, NAME, hearth.api, measured.run.from, measured.run.until) };
+}
 
+/**
+ * `POST /run` throughput (jobs only queue: workersMax 0) vs a bare Hono JSON handler, both driven
+ * by autocannon from this process. The sides run one after the other, never together.
+ */
+export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
+  const { config } = ctx;
+  ctx.log("floor: starting a bare Hono server");
+  const floor = await floorSide(ctx);
+  ctx.log("hearth: starting the API and the scheduler");
+  const hearth = await hearthSide(ctx);
+
+  const cpu = { hearth: hearth.run.cpu, floor: floor.run.cpu };
+  const h = hearth.run.measured;
+  const f = floor.run.measured;
   return {
-    name: "run-throughput",
-    comparison: compare("requests/s", "req/s", h.measured.requestsPerSecond, floor.measured.requestsPerSecond, { op: ">=", value: 0.4 }),
-    problems,
+    name: NAME,
+    comparison: compare("requests/s", "req/s", h.requestsPerSecond, f.requestsPerSecond, { op: ">=", value: 0.4 }),
+    problems: [...floor.problems, ...hearth.problems],
+    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
     settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0 },
-    hearth: { ...h.measured, warmUp: h.warm, jobsInQueueAfter: health.jobs?.inQueue, stopMs },
-    floor: { ...floor.measured, warmUp: floor.warm },
-    cpu: { hearth: h.cpu, floor: floor.cpu },
+    hearth: {
+      ...h,
+      warmUp: hearth.run.warm,
+      jobsInQueueAfter: hearth.inQueue,
+      stopMs: hearth.stopMs,
+      ...(hearth.apiProfile ? { apiProfile: hearth.apiProfile } : {}),
+    },
+    floor: { ...f, warmUp: floor.run.warm },
+    cpu,
   };
 }

@@ -33,6 +33,13 @@ const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult>>
 
 const cleanup = new CleanupStack();
 
+/** A URL without its password, for the results file. */
+function redact(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = "***";
+  return u.toString();
+}
+
 async function main(): Promise<number> {
   const config = loadBenchConfig(process.env);
   const startedAt = new Date();
@@ -44,7 +51,9 @@ async function main(): Promise<number> {
   cleanup.push("close bench redis", async () => redis.quit());
   cleanup.push("drop database", () => dropDatabase(config.pgBaseUrl, isolation.databaseName));
   cleanup.push("clear redis prefix", () => clearRedisPrefix(redis, isolation.redisPrefix));
-  log(`database ${isolation.databaseName}, redis prefix ${isolation.redisPrefix}, ${machineInfo().cpus} cpus, node ${process.version}`);
+  const machine = machineInfo();
+  log(`database ${isolation.databaseName}, redis prefix ${isolation.redisPrefix}, ${machine.cpus} cpus, node ${process.version}, load ${machine.loadAverage.join(" ")}`);
+  if ((machine.loadAverage[0] ?? 0) > machine.cpus / 2) log(`!! the machine is busy (1-min load ${machine.loadAverage[0]} on ${machine.cpus} cpus): expect noisy numbers`);
   if (config.cpuProfDir) log(`!! profiling the API into ${config.cpuProfDir}: its numbers are slower than normal`);
 
   const ctx: BenchContext = { config, isolation, redis, cleanup, log };
@@ -58,8 +67,8 @@ async function main(): Promise<number> {
   const name = config.only.length === Object.keys(benchmarks).length ? "all" : config.only.join("+");
   const file = await writeResults(resultsDir, name, startedAt, {
     timestamp: startedAt.toISOString(),
-    machine: machineInfo(),
-    settings: { ...config, cpuProfDir: config.cpuProfDir ?? null },
+    machine,
+    settings: { ...config, redisUrl: redact(config.redisUrl), pgBaseUrl: redact(config.pgBaseUrl), cpuProfDir: config.cpuProfDir ?? null },
     results,
   });
   log(`wrote ${file} and latest.json`);
@@ -70,10 +79,12 @@ async function main(): Promise<number> {
   return invalid || (config.strict && missed) ? 1 : 0;
 }
 
-/** Every path out goes through the cleanup (a second signal waits for the same cleanup). */
+let exitCode: number | undefined;
+/** Every path out goes through the cleanup; the first reason to exit sets the code (a signal beats the errors it causes). */
 async function exit(code: number): Promise<never> {
+  exitCode ??= code;
   await cleanup.run();
-  process.exit(code);
+  process.exit(exitCode);
 }
 
 process.on("SIGINT", () => void exit(130));
@@ -86,7 +97,8 @@ process.on("unhandledRejection", (err) => {
 main().then(
   (code) => exit(code),
   (err: unknown) => {
-    console.error(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    // After a signal, failures are the children we stopped; not worth a stack trace.
+    if (exitCode === undefined) console.error(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return exit(1);
   },
 );

@@ -1,51 +1,75 @@
 import { fileURLToPath } from "node:url";
 import { QueueEvents, Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { compare, type BenchContext, type BenchResult } from "./support/bench-result.ts";
+import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
-import { CpuMeter } from "./support/cpu-usage.ts";
-import { startHearth, noopHandler } from "./support/hearth-processes.ts";
+import { CpuMeter, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
+import { apiProfileArgs, apiProfileWindow, startHearth, noopHandler } from "./support/hearth-processes.ts";
 import { summarize } from "./support/latency-stats.ts";
 
+const NAME = "runsync-latency";
 const floorWorkerEntry = fileURLToPath(new URL("./floors/bare-bullmq-worker.ts", import.meta.url));
 
-/** One timed call; resolves to an error message when the round trip did not do what it should. */
+/** One round trip; resolves to an error message when it did not do what it should. */
 type RoundTrip = () => Promise<string | undefined>;
 
-/** `count` sequential round trips; latencies in ms, and the first few distinct failures. */
-async function sequential(count: number, once: RoundTrip): Promise<{ samples: number[]; failures: number; firstFailures: string[] }> {
-  const samples: number[] = [];
-  const firstFailures: string[] = [];
-  let failures = 0;
-  for (let i = 0; i < count; i++) {
-    const t0 = performance.now();
-    let problem: string | undefined;
-    try {
-      problem = await once();
-    } catch (err) {
-      problem = err instanceof Error ? err.message : String(err);
-    }
-    samples.push(performance.now() - t0);
-    if (problem) {
-      failures++;
-      if (firstFailures.length < 3 && !firstFailures.includes(problem)) firstFailures.push(problem);
-    }
-  }
-  return { samples, failures, firstFailures };
+/** A no-op round trip that takes this long is broken, not slow (ms). */
+const TRIP_TIMEOUT_MS = 15_000;
+/** After this many failed round trips a side gives up instead of timing out N times. */
+const MAX_FAILURES = 10;
+
+interface SideRun {
+  samples: number[];
+  failures: number;
+  firstFailures: string[];
+  cpu: Record<string, CpuShare> | undefined;
+  /** `performance.now()` bounds of the measured part. */
+  from: number;
+  until: number;
 }
 
-/**
- * `runsync` of a no-op handler on a warm worker vs a bare BullMQ add → process → finished round
- * trip on the same Redis. Each side runs alone: the floor's worker is stopped before Hearth starts.
- */
-export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
-  const { config, isolation, cleanup } = ctx;
-  const problems: string[] = [];
+/** `warmup` unmeasured then `n` measured sequential round trips, with CPU per process group over the measured ones. */
+async function measure(warmup: number, n: number, once: RoundTrip, roles: Record<string, CpuRole>, afterWarmup = () => {}): Promise<SideRun> {
+  const firstFailures: string[] = [];
+  let failures = 0;
+  const loop = async (count: number, samples: number[]) => {
+    for (let i = 0; i < count && failures < MAX_FAILURES; i++) {
+      const t0 = performance.now();
+      let problem: string | undefined;
+      try {
+        problem = await once();
+      } catch (err) {
+        problem = err instanceof Error ? err.message : String(err);
+      }
+      samples.push(performance.now() - t0);
+      if (problem) {
+        failures++;
+        if (firstFailures.length < 3 && !firstFailures.includes(problem)) firstFailures.push(problem);
+      }
+    }
+  };
+  await loop(warmup, []);
+  afterWarmup();
+  const meter = new CpuMeter(roles);
+  const samples: number[] = [];
+  meter.start();
+  const from = performance.now();
+  await loop(n, samples);
+  const until = performance.now();
+  return { samples, failures, firstFailures, cpu: meter.stop(), from, until };
+}
 
-  // ── floor: Queue.add + waitUntilFinished against a bare Worker in a child process
-  ctx.log("floor: starting a bare BullMQ worker");
+function failureProblem(side: string, run: SideRun): string[] {
+  if (run.failures === 0) return [];
+  const gaveUp = run.failures >= MAX_FAILURES ? ", gave up" : "";
+  return [`${side}: ${run.failures} failed round trips (warm-up included${gaveUp}): ${run.firstFailures.join("; ")}`];
+}
+
+/** The floor: Queue.add + waitUntilFinished from this process against a bare Worker in a child process. */
+async function floorSide(ctx: BenchContext) {
+  const { config, isolation, cleanup } = ctx;
   const queueName = "floor-runsync";
-  const floorWorker = await startChild(
+  const worker = await startChild(
     {
       name: "floor-bullmq-worker",
       entry: floorWorkerEntry,
@@ -58,91 +82,124 @@ export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
   const queue = new Queue(queueName, { connection: ctx.redis, prefix: isolation.redisPrefix });
   const eventsConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const queueEvents = new QueueEvents(queueName, { connection: eventsConnection, prefix: isolation.redisPrefix });
-  cleanup.push("close floor queue", async () => {
+  try {
+    await queueEvents.waitUntilReady();
+    const trip: RoundTrip = async () => {
+      const job = await queue.add("noop", { input: {} }, { removeOnComplete: { age: 60 }, removeOnFail: { age: 60 } });
+      const out = (await job.waitUntilFinished(queueEvents, TRIP_TIMEOUT_MS)) as { input?: unknown } | undefined;
+      return out && typeof out === "object" && "input" in out ? undefined : `unexpected return value ${JSON.stringify(out)}`;
+    };
+    ctx.log(`floor: ${config.warmup} warm-up + ${config.n} measured round trips`);
+    const run = await measure(config.warmup, config.n, trip, {
+      bench: { self: process.pid },
+      worker: { self: worker.pid },
+      redis: { comm: "redis-server" },
+    });
+    const problems = failureProblem("floor", run);
+    if (!worker.alive()) problems.push("floor: the BullMQ worker died during the run");
+    return { run, problems };
+  } finally {
     await queueEvents.close();
     await queue.close();
     eventsConnection.disconnect();
-  });
-  await queueEvents.waitUntilReady();
-  const floorTrip: RoundTrip = async () => {
-    const job = await queue.add("noop", { input: {} }, { removeOnComplete: { age: 60 }, removeOnFail: { age: 60 } });
-    const out = (await job.waitUntilFinished(queueEvents, 30_000)) as { input?: unknown } | undefined;
-    return out && typeof out === "object" && "input" in out ? undefined : `unexpected return value ${JSON.stringify(out)}`;
-  };
-  ctx.log(`floor: ${config.warmup} warm-up + ${config.n} measured round trips`);
-  const floorWarm = await sequential(config.warmup, floorTrip);
-  const floorMeter = new CpuMeter({ bench: { self: process.pid }, worker: { self: floorWorker.pid }, redis: { comm: "redis-server" } });
-  floorMeter.start();
-  const floorRun = await sequential(config.n, floorTrip);
-  const floorCpu = floorMeter.stop();
-  if (floorWarm.failures + floorRun.failures > 0) {
-    problems.push(`floor: ${floorWarm.failures + floorRun.failures} failed round trips: ${floorRun.firstFailures.concat(floorWarm.firstFailures).join("; ")}`);
+    await worker.stop();
   }
-  if (!floorWorker.alive()) problems.push("floor: the BullMQ worker died during the run");
-  await queueEvents.close();
-  await queue.close();
-  eventsConnection.disconnect();
-  await floorWorker.stop();
+}
 
-  // ── Hearth: API + scheduler + one warm worker, POST /runsync over a kept-alive connection
-  ctx.log("hearth: starting the API and the scheduler");
+/** Hearth: API + scheduler + one warm worker; POST /runsync over one kept-alive connection (fetch). */
+async function hearthSide(ctx: BenchContext) {
+  const { config, isolation, cleanup } = ctx;
   const hearth = await startHearth({
     databaseUrl: isolation.databaseUrl,
     redisUrl: config.redisUrl,
     redisPrefix: isolation.redisPrefix,
     cleanup,
-    apiNodeArgs: config.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", config.cpuProfDir, "--cpu-prof-name", "api-runsync-latency.cpuprofile"] : undefined,
+    apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
     echo: config.verbose,
   });
-  const apiKey = await hearth.createTenant("bench-runsync");
-  // workersMax 1: exactly one warm worker, as the floor has exactly one.
-  const endpointId = await hearth.createEndpoint(apiKey, {
-    name: "bench-noop",
-    engine: { kind: "handler", module: noopHandler },
-    workersMin: 1,
-    workersMax: 1,
-  });
-  ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker`);
-  await hearth.waitIdleWorkers(apiKey, endpointId, 1);
+  let measured;
+  try {
+    const apiKey = await hearth.createTenant("bench-runsync");
+    // workersMax 1: exactly one warm worker, as the floor has exactly one.
+    const endpointId = await hearth.createEndpoint(apiKey, {
+      name: "bench-noop",
+      engine: { kind: "handler", module: noopHandler },
+      workersMin: 1,
+      workersMax: 1,
+    });
+    ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker`);
+    await hearth.waitIdleWorkers(apiKey, endpointId, 1);
 
-  const url = `${hearth.url}/v2/${endpointId}/runsync`;
-  const headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json" };
-  const hearthTrip: RoundTrip = async () => {
-    const res = await fetch(url, { method: "POST", headers, body: '{"input":{}}' });
-    const body = (await res.json()) as { status?: string };
-    if (res.status !== 200) return `HTTP ${res.status} ${JSON.stringify(body)}`;
-    return body.status === "COMPLETED" ? undefined : `status ${body.status}`;
-  };
-  ctx.log(`hearth: ${config.warmup} warm-up + ${config.n} measured round trips`);
-  const hearthWarm = await sequential(config.warmup, hearthTrip);
-  const hearthMeter = new CpuMeter({
-    bench: { self: process.pid },
-    api: { self: hearth.api.pid },
-    scheduler: { self: hearth.scheduler.pid },
-    workers: { descendants: hearth.scheduler.pid },
-    redis: { comm: "redis-server" },
-    postgres: { comm: "postgres" },
-  });
-  hearthMeter.start();
-  const hearthRun = await sequential(config.n, hearthTrip);
-  const hearthCpu = hearthMeter.stop();
-  if (hearthWarm.failures + hearthRun.failures > 0) {
-    problems.push(`hearth: ${hearthWarm.failures + hearthRun.failures} failed runsync calls: ${hearthRun.firstFailures.concat(hearthWarm.firstFailures).join("; ")}`);
+    const url = `${hearth.url}/v2/${endpointId}/runsync`;
+    const headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json" };
+    // Hearth's own timings of each job (ms, API and worker clocks): which part of a round trip is queueing.
+    const delayTimes: number[] = [];
+    const executionTimes: number[] = [];
+    const trip: RoundTrip = async () => {
+      const res = await fetch(url, { method: "POST", headers, body: '{"input":{}}', signal: AbortSignal.timeout(TRIP_TIMEOUT_MS) });
+      const body = (await res.json()) as { status?: string; delayTime?: number; executionTime?: number };
+      if (res.status !== 200) return `HTTP ${res.status} ${JSON.stringify(body)}`;
+      if (body.status !== "COMPLETED") return `status ${body.status}`;
+      delayTimes.push(body.delayTime ?? Number.NaN);
+      executionTimes.push(body.executionTime ?? Number.NaN);
+      return undefined;
+    };
+    ctx.log(`hearth: ${config.warmup} warm-up + ${config.n} measured round trips`);
+    const roles: Record<string, CpuRole> = {
+      bench: { self: process.pid },
+      api: { self: hearth.api.pid },
+      scheduler: { self: hearth.scheduler.pid },
+      workers: { descendants: hearth.scheduler.pid },
+      redis: { comm: "redis-server" },
+      postgres: { comm: "postgres" },
+    };
+    const run = await measure(config.warmup, config.n, trip, roles, () => {
+      delayTimes.length = 0;
+      executionTimes.length = 0;
+    });
+    const problems = failureProblem("hearth", run);
+    const health = await hearth.get(`/v2/${endpointId}/health`, apiKey);
+    if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
+    // delayTime: submit (API, just before Queue.add) → start (worker, after moveToActive). executionTime: start →
+    // result envelope (cancel check, "started" event, handler). The rest is HTTP, the API, moveToFinished and the
+    // "finished" event. Millisecond clocks.
+    const phasesMs = { delayTime: summarize(delayTimes), executionTime: summarize(executionTimes) };
+    measured = { run, problems, health, phasesMs };
+  } finally {
+    ctx.log("hearth: stopping (the scheduler drains its worker)");
+    await hearth.stop();
   }
-  const health = await hearth.get(`/v2/${endpointId}/health`, apiKey);
-  if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
-  ctx.log("hearth: stopping (the scheduler drains its worker)");
-  await hearth.stop();
+  // Node writes the profile when the API exits.
+  return { ...measured, apiProfile: apiProfileWindow(config.cpuProfDir, NAME, hearth.api, measured.run.from, measured.run.until) };
+}
 
-  const h = summarize(hearthRun.samples);
-  const f = summarize(floorRun.samples);
+/**
+ * `runsync` of a no-op handler on a warm worker vs a bare BullMQ add → process → finished round
+ * trip on the same Redis. The sides run one after the other, never together.
+ */
+export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
+  ctx.log("floor: starting a bare BullMQ worker");
+  const floor = await floorSide(ctx);
+  ctx.log("hearth: starting the API and the scheduler");
+  const hearth = await hearthSide(ctx);
+
+  const h = summarize(hearth.run.samples);
+  const f = summarize(floor.run.samples);
+  const cpu = { hearth: hearth.run.cpu, floor: floor.run.cpu };
   return {
-    name: "runsync-latency",
+    name: NAME,
     comparison: compare("p50 round trip", "ms", h.p50, f.p50, { op: "<=", value: 2 }),
-    problems,
-    settings: { n: config.n, warmup: config.warmup, handler: "images/handler/examples/noop.mjs", workers: 1 },
-    hearth: { latencyMs: h, failures: hearthRun.failures, healthAfter: health },
-    floor: { latencyMs: f, failures: floorRun.failures },
-    cpu: { hearth: hearthCpu, floor: floorCpu },
+    problems: [...floor.problems, ...hearth.problems],
+    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
+    settings: { n: ctx.config.n, warmup: ctx.config.warmup, handler: "images/handler/examples/noop.mjs", workers: 1 },
+    hearth: {
+      latencyMs: h,
+      phasesMs: hearth.phasesMs,
+      failures: hearth.run.failures,
+      healthAfter: hearth.health,
+      ...(hearth.apiProfile ? { apiProfile: hearth.apiProfile } : {}),
+    },
+    floor: { latencyMs: f, failures: floor.run.failures },
+    cpu,
   };
 }

@@ -23,6 +23,8 @@ export interface RunningChild<T> {
   name: string;
   pid: number;
   ready: T;
+  /** `performance.now()` of this process when the child was spawned: offsets into the child's CPU profile. */
+  spawnedAt: number;
   /** True until the process exits. */
   alive(): boolean;
   /** The last output lines, for error messages. */
@@ -39,6 +41,7 @@ const TAIL_LINES = 60;
  * if it exits or stays silent first.
  */
 export function startChild<T>(options: ChildOptions<T>, cleanup: CleanupStack): Promise<RunningChild<T>> {
+  const spawnedAt = performance.now();
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", options.entry], {
     env: options.env,
     stdio: ["ignore", "pipe", "pipe"],
@@ -87,7 +90,7 @@ export function startChild<T>(options: ChildOptions<T>, cleanup: CleanupStack): 
       readyValue = options.ready(line);
       if (readyValue === undefined) return;
       clearTimeout(timer);
-      resolve({ name: options.name, pid: child.pid!, ready: readyValue, alive: () => exit === undefined, tail, stop });
+      resolve({ name: options.name, pid: child.pid!, ready: readyValue, spawnedAt, alive: () => exit === undefined, tail, stop });
     };
     for (const stream of [child.stdout, child.stderr]) {
       let partial = "";

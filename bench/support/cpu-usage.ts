@@ -59,6 +59,20 @@ function members(procs: Map<number, ProcStat>, role: CpuRole): Set<number> {
   return set;
 }
 
+/** Busy jiffies of the whole machine (all CPUs, every state but idle and iowait), from /proc/stat. */
+function machineBusyTicks(): number | undefined {
+  try {
+    const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    return cpu.slice(0, 8).reduce((a, b, i) => (i === 3 || i === 4 ? a : a + b), 0);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Name of the extra role `stop()` adds: machine busy time not in any role (other processes, kernel interrupts). */
+export const REST_OF_MACHINE = "rest of machine";
+
 /** CPU seconds each role used between `start()` and `stop()`, and that as % of one core over the wall time. */
 export interface CpuShare {
   cpuSeconds: number;
@@ -71,20 +85,28 @@ export interface CpuShare {
  */
 export class CpuMeter {
   private before = new Map<number, ProcStat>();
+  private machineBefore: number | undefined;
   private startedAt = 0;
 
   constructor(private readonly roles: Record<string, CpuRole>) {}
 
   start(): void {
     this.before = readProcs();
+    this.machineBefore = machineBusyTicks();
     this.startedAt = performance.now();
   }
 
   stop(): Record<string, CpuShare> | undefined {
     const wallSeconds = (performance.now() - this.startedAt) / 1000;
+    const machineAfter = machineBusyTicks();
     const after = readProcs();
     if (after.size === 0) return undefined;
+    const share = (ticks: number): CpuShare => {
+      const cpuSeconds = ticks / TICKS_PER_SECOND;
+      return { cpuSeconds, percentOfOneCore: Math.round((cpuSeconds / wallSeconds) * 1000) / 10 };
+    };
     const out: Record<string, CpuShare> = {};
+    let counted = 0;
     for (const [name, role] of Object.entries(this.roles)) {
       let ticks = 0;
       for (const pid of members(after, role)) {
@@ -92,8 +114,11 @@ export class CpuMeter {
         const now = after.get(pid)!;
         ticks += prev && prev.comm === now.comm ? now.ticks - prev.ticks : now.ticks;
       }
-      const cpuSeconds = ticks / TICKS_PER_SECOND;
-      out[name] = { cpuSeconds, percentOfOneCore: Math.round((cpuSeconds / wallSeconds) * 1000) / 10 };
+      counted += ticks;
+      out[name] = share(ticks);
+    }
+    if (machineAfter !== undefined && this.machineBefore !== undefined) {
+      out[REST_OF_MACHINE] = share(Math.max(0, machineAfter - this.machineBefore - counted));
     }
     return out;
   }

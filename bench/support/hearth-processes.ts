@@ -1,4 +1,6 @@
 import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { CleanupStack } from "./cleanup-stack.ts";
 import { jsonLine, startChild, type RunningChild } from "./child-process.ts";
@@ -32,6 +34,27 @@ export interface RunningHearth {
   waitIdleWorkers(apiKey: string, endpointId: string, atLeast: number, timeoutMs?: number): Promise<void>;
   /** Scheduler first (it drains its workers), then the API (it flushes buffered job records). */
   stop(): Promise<void>;
+}
+
+/** Node flags that make the API write V8 CPU profiles into `<dir>/<bench>` (one per thread; tsx adds a loader thread). */
+export function apiProfileArgs(dir: string | undefined, bench: string): string[] | undefined {
+  return dir ? ["--cpu-prof", "--cpu-prof-dir", join(dir, bench)] : undefined;
+}
+
+/**
+ * The API's main-thread profile (thread 0 of its pid, in Node's default file name) and the part of
+ * it that is the measured load, in ms since the API was spawned (`from`/`until` are this process's
+ * `performance.now()` values). Call after the API exited: Node writes the profile at exit.
+ */
+export function apiProfileWindow(dir: string | undefined, bench: string, api: { pid: number; spawnedAt: number }, from: number, until: number) {
+  if (!dir) return undefined;
+  const folder = join(dir, bench);
+  const name = readdirSync(folder).find((f) => f.includes(`.${api.pid}.0.`) && f.endsWith(".cpuprofile"));
+  if (!name) return { error: `no main-thread profile of pid ${api.pid} in ${folder}` };
+  const file = join(folder, name);
+  const skipMs = Math.round(from - api.spawnedAt);
+  const untilMs = Math.round(until - api.spawnedAt);
+  return { file, skipMs, untilMs, summarize: `node --import tsx bench/cpu-profile-top.ts ${file} --skip-ms ${skipMs} --until-ms ${untilMs}` };
 }
 
 export async function startHearth(options: HearthOptions): Promise<RunningHearth> {

@@ -10,6 +10,8 @@ export interface MachineInfo {
   platform: string;
   release: string;
   totalMemMiB: number;
+  /** 1, 5 and 15 minute load averages when the run started: other work on the machine skews every number. */
+  loadAverage: number[];
 }
 
 export function machineInfo(): MachineInfo {
@@ -21,6 +23,7 @@ export function machineInfo(): MachineInfo {
     platform: os.platform(),
     release: os.release(),
     totalMemMiB: Math.round(os.totalmem() / 1024 / 1024),
+    loadAverage: os.loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
 
@@ -50,13 +53,24 @@ export function printReport(results: BenchResult[]): void {
 
   for (const r of results) {
     for (const side of ["hearth", "floor"] as const) {
-      const s = r[side] as { latencyMs?: Record<string, number>; requestsPerSecond?: number; non2xx?: number; total2xx?: number };
+      const s = r[side] as {
+        latencyMs?: Record<string, number>;
+        requestsPerSecond?: number;
+        non2xx?: number;
+        total2xx?: number;
+        apiProfile?: { summarize?: string; error?: string };
+        phasesMs?: Record<string, { p50: number; mean: number }>;
+      };
       const lat = s.latencyMs ? Object.entries(s.latencyMs).map(([k, v]) => `${k} ${v}`).join(", ") : "";
       const rps = s.requestsPerSecond !== undefined ? `${Math.round(s.requestsPerSecond)} req/s (${s.total2xx} 2xx, ${s.non2xx} non-2xx); ` : "";
       console.log(`  ${r.name} ${side.padEnd(6)} ${rps}latency ms: ${lat}`);
       const cpu = r.cpu[side];
-      if (cpu) console.log(`  ${" ".repeat(r.name.length)} ${"".padEnd(6)} cpu % of one core: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`);
+      const pad = `  ${" ".repeat(r.name.length)} ${"".padEnd(6)}`;
+      if (cpu) console.log(`${pad} cpu % of one core: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`);
+      if (s.phasesMs) console.log(`${pad} Hearth's job timings: ${Object.entries(s.phasesMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ")}`);
+      if (s.apiProfile) console.log(`${pad} API profile: ${s.apiProfile.summarize ?? s.apiProfile.error}`);
     }
+    for (const w of r.warnings) console.log(`  warning (${r.name}): ${w}`);
     for (const p of r.problems) console.log(`\n  !!!!! INVALID RUN (${r.name}): ${p} !!!!!`);
   }
   console.log("");
