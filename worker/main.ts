@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   const redis = connectRedis(config.redisUrl);
   const subscriber = redis.duplicate();
   const dbh = openDb(config.databaseUrl, { max: 2 });
-  const records = new JobRecordBuffer(dbh.db, { onError: (err) => logError("job record flush (will retry)", err) });
+  const records = new JobRecordBuffer(dbh.sql, { onError: (err) => logError("job record flush (will retry)", err) });
   const closeClients = async () => {
     await Promise.allSettled([redis.quit(), subscriber.quit(), dbh.close()]);
   };

@@ -21,8 +21,8 @@ describe("job records on real Postgres", () => {
   const base = { tenantId: "t1", endpointId: "e1" };
 
   it("keeps the newest status when writes arrive out of order", async () => {
-    await upsertJobRecords(dbh.db, [{ ...base, id: "j1", status: "COMPLETED", statusAt: 30, output: { a: 1 }, workerId: "w1" }]);
-    await upsertJobRecords(dbh.db, [{ ...base, id: "j1", status: "IN_QUEUE", statusAt: 10, submittedAt: new Date(10), webhook: "http://x/" }]);
+    await upsertJobRecords(dbh.sql, [{ ...base, id: "j1", status: "COMPLETED", statusAt: 30, output: { a: 1 }, workerId: "w1" }]);
+    await upsertJobRecords(dbh.sql, [{ ...base, id: "j1", status: "IN_QUEUE", statusAt: 10, submittedAt: new Date(10), webhook: "http://x/" }]);
     const [row] = await dbh.db.select().from(jobs).where(eq(jobs.id, "j1"));
     expect(row?.status).toBe("COMPLETED");
     expect(row?.output).toEqual({ a: 1 });
@@ -31,7 +31,7 @@ describe("job records on real Postgres", () => {
   });
 
   it("flushes every pushed write on close", async () => {
-    const buf = new JobRecordBuffer(dbh.db, { flushIntervalMs: 60_000, maxBatch: 10_000 });
+    const buf = new JobRecordBuffer(dbh.sql, { flushIntervalMs: 60_000, maxBatch: 10_000 });
     for (let i = 0; i < 1200; i++) buf.push({ ...base, id: `b${i}`, status: "IN_QUEUE", statusAt: i });
     buf.push({ ...base, id: "b0", status: "IN_PROGRESS", statusAt: 5000, workerId: "w9" });
     await buf.close();

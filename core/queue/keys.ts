@@ -13,10 +13,6 @@ export class RedisKeys {
   stream(jobId: string): string {
     return `${this.prefix}:stream:${jobId}`;
   }
-  /** Set while a cancel of a job is pending, so a worker that picks it up later still sees it. */
-  cancel(jobId: string): string {
-    return `${this.prefix}:cancel:${jobId}`;
-  }
   /** The final view of a job that left BullMQ without finishing there (cancelled while queued). */
   tombstone(jobId: string): string {
     return `${this.prefix}:tomb:${jobId}`;

@@ -5,8 +5,6 @@ import { jobResult } from "./job-catalog.ts";
 export const jobEvent = z.discriminatedUnion("type", [
   /** The job left the queue for good (finished, cancelled, expired): waiters re-read or use `result`. */
   z.object({ type: z.literal("finished"), jobId: z.string(), endpointId: z.string(), result: jobResult.optional() }),
-  /** A worker took the job. */
-  z.object({ type: z.literal("started"), jobId: z.string(), endpointId: z.string(), workerId: z.string() }),
   /** New stream chunks were buffered. */
   z.object({ type: z.literal("chunk"), jobId: z.string(), endpointId: z.string() }),
 ]);

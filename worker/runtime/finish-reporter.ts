@@ -3,6 +3,7 @@ import { jobData, type JobResult } from "../../core/queue/job-catalog.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { JobEvent } from "../../core/queue/messages.ts";
 import type { JobRecordWrite } from "../../core/db/job-records.ts";
+import { withWorkerScripts } from "./worker-scripts.ts";
 
 export interface FinishReporterOptions {
   redis: Redis;
@@ -30,11 +31,7 @@ export class FinishReporter {
   async report(jobId: string, rawData: unknown, result: JobResult): Promise<void> {
     const { redis, keys, endpointId, records } = this.options;
     const event: JobEvent = { type: "finished", jobId, endpointId, result };
-    await redis
-      .multi()
-      .hincrby(keys.stats(endpointId), statField[result.status], 1)
-      .publish(keys.jobEventsChannel(), JSON.stringify(event))
-      .exec();
+    await withWorkerScripts(redis).hearthFinishJob(keys.stats(endpointId), statField[result.status], keys.jobEventsChannel(), JSON.stringify(event));
 
     const data = jobData.safeParse(rawData);
     // Without valid data there is no tenant to file the record under; the envelope above says why.

@@ -18,6 +18,8 @@ export interface HeartbeatOptions {
   /** Period of the unconditional write, ms; the scheduler treats a worker silent for a few periods as gone. */
   intervalMs: number;
   snapshot: () => HeartbeatSnapshot;
+  /** State changes within this many ms share one write (`beatSoon`). Default 25. */
+  coalesceMs?: number;
   /** A failed write is reported here and retried on the next beat; default logs to stderr. */
   onError?: (err: unknown) => void;
   now?: () => number;
@@ -31,6 +33,7 @@ export interface HeartbeatOptions {
 export class Heartbeat {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private soon: NodeJS.Timeout | undefined;
   private readonly onError: (err: unknown) => void;
   private readonly now: () => number;
 
@@ -43,6 +46,18 @@ export class Heartbeat {
     if (this.timer || this.stopped) return;
     this.timer = setInterval(() => void this.beat(), this.options.intervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * Writes the current snapshot shortly, once for all changes until then: a short job's
+   * idle → running → idle costs one write instead of two Redis commands on the job's path.
+   */
+  beatSoon(): void {
+    if (this.soon || this.stopped) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      void this.beat();
+    }, this.options.coalesceMs ?? 25);
   }
 
   /** Writes the current snapshot now. Never rejects. */
@@ -69,6 +84,7 @@ export class Heartbeat {
   /** Stops beating and removes this worker from the hash. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.soon) clearTimeout(this.soon);
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     try {

@@ -3,7 +3,6 @@ import { WaitingError, type Job } from "bullmq";
 import { z } from "zod";
 import { jobData, type JobData, type JobResult } from "../../core/queue/job-catalog.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
-import type { JobEvent } from "../../core/queue/messages.ts";
 import type { JobRecordWrite } from "../../core/db/job-records.ts";
 import type { Engine, EngineInfo } from "../engines/engine.ts";
 import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
@@ -18,13 +17,15 @@ export const DRAIN_REASON = "hearth:drain";
 export interface JobProcessorOptions {
   engine: Engine;
   engineInfo: EngineInfo;
-  /** For our own commands (cancel flag, stream buffer, pub/sub publishes). */
+  /** For our own commands (stream buffer, pub/sub publishes). */
   redis: Redis;
   keys: RedisKeys;
   endpointId: string;
   workerId: string;
   /** Receives the IN_PROGRESS record (and IN_QUEUE when a job is handed back). */
   records: { push(write: JobRecordWrite): void };
+  /** Cancels broadcast before the job reached this processor (see CancelRequests). */
+  cancels: { take(jobId: string): boolean };
   /** True once a drain has run out of time: a job that starts now is handed back at once. */
   handingBack?: () => boolean;
   now?: () => number;
@@ -47,7 +48,7 @@ const ABORTED = Symbol("aborted");
  * function keeps all three.
  */
 export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
-  const { engine, engineInfo, redis, keys, endpointId, workerId, records } = options;
+  const { engine, engineInfo, redis, keys, endpointId, workerId, records, cancels } = options;
   const now = options.now ?? Date.now;
   const handingBack = options.handingBack ?? (() => false);
 
@@ -71,11 +72,9 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
 
     if (startedAt >= data.expiresAt) return envelope({ status: "TIMED_OUT", error: "ttl expired before the job started" });
     if (handingBack() || signal?.reason === DRAIN_REASON) return handBack(job, token, data);
-    if (signal?.aborted || (await redis.exists(keys.cancel(job.id!))) > 0) return envelope({ status: "CANCELLED" });
+    if (cancels.take(job.id!) || signal?.aborted) return envelope({ status: "CANCELLED" });
 
     const jobId = job.id!;
-    const started: JobEvent = { type: "started", jobId, endpointId, workerId };
-    await redis.publish(keys.jobEventsChannel(), JSON.stringify(started));
     records.push({
       ...recordBase(jobId, data),
       status: "IN_PROGRESS",

@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { JobEvent } from "../../core/queue/messages.ts";
+import { withWorkerScripts } from "./worker-scripts.ts";
 
 /** Extra life of a stream buffer beyond the job's retention, so a reader polling at the edge still drains it. */
 export const STREAM_MARGIN_MS = 60_000;
@@ -16,7 +17,7 @@ export interface StreamWriterOptions {
 
 /**
  * Appends a job's stream chunks to `stream:{jobId}` as `{"output": chunk}` (the shape `/stream`
- * returns) and announces each one. RPUSH, PEXPIRE and PUBLISH go in one MULTI, so a reader woken
+ * returns) and announces each one. RPUSH, PEXPIRE and PUBLISH run in one script, so a reader woken
  * by the message always finds the chunk; pushes are awaited one at a time by the caller, so chunks
  * land exactly once and in order.
  */
@@ -35,14 +36,13 @@ export class StreamWriter {
     const payload = JSON.stringify({ output: chunk });
     const event: JobEvent = { type: "chunk", jobId, endpointId };
     const key = keys.stream(jobId);
-    const results = await redis
-      .multi()
-      .rpush(key, payload)
-      .pexpire(key, Math.max(1, Math.ceil(this.options.liveTtlMs())))
-      .publish(keys.jobEventsChannel(), JSON.stringify(event))
-      .exec();
-    const failed = results?.find(([err]) => err !== null);
-    if (results === null || failed) throw failed?.[0] ?? new Error("stream write was discarded");
+    await withWorkerScripts(redis).hearthPushChunk(
+      key,
+      payload,
+      Math.max(1, Math.ceil(this.options.liveTtlMs())),
+      keys.jobEventsChannel(),
+      JSON.stringify(event),
+    );
     this.count++;
   }
 

@@ -7,6 +7,7 @@ import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import type { Engine, EngineInfo } from "../engines/engine.ts";
 import { FinishReporter } from "./finish-reporter.ts";
 import { Heartbeat } from "./heartbeat.ts";
+import { CancelRequests } from "./cancel-requests.ts";
 import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
 import { Lifecycle } from "./lifecycle.ts";
 
@@ -83,7 +84,9 @@ export class WorkerRuntime {
     this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId, records: options.records });
     this.lifecycle.onChange((to) => {
       this.idleSince = to === "idle" ? this.now() : null;
-      void this.heartbeat.beat();
+      // The busy/idle flip of every job is coalesced; boot, drain and health changes are written at once.
+      if (to === "idle" || to === "running") this.heartbeat.beatSoon();
+      else void this.heartbeat.beat();
     });
   }
 
@@ -123,7 +126,9 @@ export class WorkerRuntime {
     this.info = await options.engine.start();
     this.onPhase("engine-ready", { concurrency: this.info.concurrency });
 
+    const cancels = new CancelRequests();
     const processor = createJobProcessor({
+      cancels,
       engine: options.engine,
       engineInfo: this.info,
       redis: options.redis,
@@ -155,7 +160,9 @@ export class WorkerRuntime {
     options.subscriber.on("message", (ch: string, raw: string) => {
       if (ch !== channel) return;
       const msg = parseMessage(controlMessage, raw);
-      if (msg?.type === "cancel" && msg.endpointId === options.endpointId) worker.cancelJob(msg.jobId, "hearth:cancel");
+      if (msg?.type !== "cancel" || msg.endpointId !== options.endpointId) return;
+      // Not running here (yet): remember it, in case the job is on its way to this processor.
+      if (!worker.cancelJob(msg.jobId, "hearth:cancel")) cancels.add(msg.jobId);
     });
     await options.subscriber.subscribe(channel);
   }

@@ -55,14 +55,14 @@ export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
     const updated = await deps.endpoints.update(tenantId, current.id, patch);
     if (!updated) throw ApiError.notFound("endpoint");
     void announce({ type: "invalidate-endpoint", endpointId: updated.id });
-    deps.submitter.wake(updated.id); // new min/max take effect now, not at the next tick
+    deps.submitter.wake(updated.id, { force: true }); // new min/max take effect now, not at the next tick
     return c.json(updated, 200);
   });
   v1.delete("/endpoints/:id", async (c) => {
     const id = c.req.param("id");
     if (!(await deps.endpoints.softDelete(c.get("principal").tenantId, id))) throw ApiError.notFound("endpoint");
     void announce({ type: "invalidate-endpoint", endpointId: id });
-    deps.submitter.wake(id);
+    deps.submitter.wake(id, { force: true });
     return c.json({ id, deleted: true }, 200);
   });
 

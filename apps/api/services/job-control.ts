@@ -53,14 +53,14 @@ export class JobControl {
     if (isTerminal(view.status)) return view;
 
     const { data } = read.stored;
-    // The flag outlives this call so a worker that takes the job a moment from now still skips it.
-    await redis.set(keys.cancel(jobId), "1", "PX", Math.max(1000, data.expiresAt - now));
 
     if (QUEUED.has(read.stored.state)) {
       const removed = await read.job.remove().then(
         () => true,
         () => false, // a worker locked it meanwhile: cancel it as a running job
       );
+      // Not removed: a worker took it meanwhile, and the broadcast below reaches it (workers keep a
+      // cancel for a job that has not reached their processor yet).
       if (removed) {
         const cancelled: JobView = { id: jobId, status: "CANCELLED", retries: data.retries };
         await queues.writeTombstone(endpointId, cancelled, Math.min(data.retentionMs, data.expiresAt - now));
@@ -109,7 +109,7 @@ export class JobControl {
       expiresAt: now + (data.expiresAt - data.submittedAt),
     };
     await read.job.updateData(retried);
-    await redis.del(keys.stream(jobId), keys.cancel(jobId));
+    await redis.del(keys.stream(jobId));
     await read.job.retry(read.stored.state === "failed" ? "failed" : "completed");
     await redis.hincrby(keys.stats(endpointId), "retried", 1);
     // Off the hot path, so written at once: a buffered write could not clear the old output.

@@ -16,7 +16,11 @@ export interface JobSubmitterOptions {
   queues: EndpointQueues;
   redis: Redis;
   records: JobRecordBuffer;
-  /** Minimum ms between two scheduler wakes for one endpoint from this process. Default 100. */
+  /**
+   * Minimum ms between two scheduler wakes for one endpoint from this process. Default 1000, the
+   * scheduler's own tick: a wake exists for the first job on a cold endpoint; under steady traffic
+   * every wake would make the scheduler re-read the endpoint for nothing.
+   */
   wakeIntervalMs?: number;
   now?: () => number;
 }
@@ -36,7 +40,7 @@ export class JobSubmitter {
   private readonly now: () => number;
 
   constructor(private readonly options: JobSubmitterOptions) {
-    this.wakeIntervalMs = options.wakeIntervalMs ?? 100;
+    this.wakeIntervalMs = options.wakeIntervalMs ?? 1000;
     this.now = options.now ?? Date.now;
   }
 
@@ -82,10 +86,13 @@ export class JobSubmitter {
     return { id, data };
   }
 
-  /** Tells the scheduler an endpoint has demand (the activator), at most once per `wakeIntervalMs`. */
-  wake(endpointId: string): void {
+  /**
+   * Tells the scheduler an endpoint has demand (the activator), at most once per `wakeIntervalMs`;
+   * `force` (a changed endpoint) always wakes it.
+   */
+  wake(endpointId: string, options: { force?: boolean } = {}): void {
     const now = this.now();
-    if (now - (this.lastWake.get(endpointId) ?? 0) < this.wakeIntervalMs) return;
+    if (!options.force && now - (this.lastWake.get(endpointId) ?? 0) < this.wakeIntervalMs) return;
     this.lastWake.set(endpointId, now);
     const keys = this.options.queues.keys;
     this.options.redis.publish(keys.wakeChannel(), JSON.stringify({ endpointId })).catch(() => {

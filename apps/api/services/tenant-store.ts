@@ -27,10 +27,12 @@ export interface TenantStoreOptions {
   keyCacheMs?: number;
 }
 
-/** Tenants and their API keys. Keys are stored as SHA-256 hashes; the plaintext exists only in the create response. */
+/** Tenants and their API keys. Keys are stored only as SHA-256 hashes; the plaintext is returned once, by the create call. */
 export class TenantStore {
   private readonly db: Db;
-  private readonly cache: TtlCache<Principal>;
+  /** Keyed by the presented key itself, so a hit costs no hashing; `hashes` maps back for invalidation by hash. */
+  private readonly cache: TtlCache<Principal & { hash: string }>;
+  private readonly hashes = new Map<string, string>();
 
   constructor(options: TenantStoreOptions) {
     this.db = options.db;
@@ -65,27 +67,36 @@ export class TenantStore {
       .set({ revokedAt: new Date() })
       .where(and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId), isNull(apiKeys.revokedAt)))
       .returning({ hash: apiKeys.hash });
-    if (row) this.cache.delete(row.hash);
+    if (row) this.forgetKeyHash(row.hash);
     return row?.hash;
   }
 
   /** Resolves a presented key to its tenant; cached so the job path does not touch Postgres. */
   async authenticate(key: string): Promise<Principal | undefined> {
-    const hash = hashKey(key);
-    const hit = this.cache.get(hash);
+    const hit = this.cache.get(key);
     if (hit) return hit;
+    const hash = hashKey(key);
     const [row] = await this.db
       .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id })
       .from(apiKeys)
       .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt)));
     if (!row) return undefined;
-    this.cache.set(hash, row);
+    // The reverse map has no TTL of its own: start both afresh rather than let it grow.
+    if (this.hashes.size >= 10_000) {
+      this.hashes.clear();
+      this.cache.clear();
+    }
+    this.cache.set(key, { ...row, hash });
+    this.hashes.set(hash, key);
     return row;
   }
 
   /** Drops a cached key (on a revocation announced by another replica). */
   forgetKeyHash(hash: string): void {
-    this.cache.delete(hash);
+    const key = this.hashes.get(hash);
+    if (key === undefined) return;
+    this.hashes.delete(hash);
+    this.cache.delete(key);
   }
 }
 

@@ -1,0 +1,53 @@
+import type { Redis } from "ioredis";
+
+/*
+ * The worker's own Lua, one script per operation, each a single command on the job's path where
+ * MULTI/EXEC would cost three or four (and ioredis a Pipeline object per call). Defined once per
+ * connection; ioredis sends EVALSHA and falls back to EVAL when Redis lacks the script.
+ */
+
+/**
+ * --[[ Records a finished job and tells the API's waiters.
+ *   KEYS[1] stats hash of the endpoint
+ *   ARGV[1] stats field to increment (completed | failed | cancelled)
+ *   ARGV[2] job-events channel
+ *   ARGV[3] the `finished` event (JSON)
+ *   Returns: the number of subscribers that received the event.
+ * ]]
+ */
+const FINISH_JOB = `
+redis.call("HINCRBY", KEYS[1], ARGV[1], 1)
+return redis.call("PUBLISH", ARGV[2], ARGV[3])
+`;
+
+/**
+ * --[[ Buffers one stream chunk for `/stream` and announces it.
+ *   KEYS[1] stream list of the job
+ *   ARGV[1] the chunk (JSON `{"output": ...}`)
+ *   ARGV[2] ms the list is kept from now
+ *   ARGV[3] job-events channel
+ *   ARGV[4] the `chunk` event (JSON)
+ *   Returns: the list's length after the push.
+ * ]]
+ */
+const PUSH_CHUNK = `
+local n = redis.call("RPUSH", KEYS[1], ARGV[1])
+redis.call("PEXPIRE", KEYS[1], ARGV[2])
+redis.call("PUBLISH", ARGV[3], ARGV[4])
+return n
+`;
+
+export interface WorkerScripts {
+  hearthFinishJob(statsKey: string, field: string, channel: string, event: string): Promise<number>;
+  hearthPushChunk(streamKey: string, chunk: string, keepMs: number, channel: string, event: string): Promise<number>;
+}
+
+/** The connection with the worker's scripts defined on it (idempotent). */
+export function withWorkerScripts(redis: Redis): Redis & WorkerScripts {
+  const r = redis as Redis & Partial<WorkerScripts>;
+  if (!r.hearthFinishJob) {
+    redis.defineCommand("hearthFinishJob", { numberOfKeys: 1, lua: FINISH_JOB });
+    redis.defineCommand("hearthPushChunk", { numberOfKeys: 1, lua: PUSH_CHUNK });
+  }
+  return redis as Redis & WorkerScripts;
+}
