@@ -77,8 +77,8 @@ describe("handler engine: module path is checked before anything is imported", (
   });
 
   it("accepts a file:// URL and reads the optional exports", async () => {
-    const noop = handler(pathToFileURL(join(examples, "noop.mjs")).href);
-    expect(await noop.start()).toEqual({ concurrency: 8, returnAggregateStream: false });
+    const concurrent = handler(pathToFileURL(join(fixtures, "concurrent.mjs")).href);
+    expect(await concurrent.start()).toEqual({ concurrency: 4, returnAggregateStream: false });
     const agg = module("agg.mjs", "export const returnAggregateStream = true; export default async function* () { yield 1; }");
     expect(await handler(agg).start()).toEqual({ concurrency: 1, returnAggregateStream: true });
     const engine = createEngine({ kind: "handler", module: join(fixtures, "concurrent.mjs") }, { handlerDirs: dirs });
