@@ -1,4 +1,3 @@
-import { randomInt } from "node:crypto";
 import { and, eq, isNull } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import type { Db } from "../core/db/client.ts";
@@ -8,15 +7,7 @@ import type { ProvidedWorker, Provider } from "./providers/provider.ts";
 import type { SchedulableEndpoint } from "./endpoints.ts";
 import { errorFields, type Log } from "./log.ts";
 import { BootHeartbeats } from "./boot-heartbeats.ts";
-
-const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
-
-/** `w-` and 12 random lowercase alphanumerics: short enough for logs, ~62 bits against collisions. */
-export function newWorkerId(): string {
-  let id = "w-";
-  for (let i = 0; i < 12; i++) id += ID_ALPHABET[randomInt(ID_ALPHABET.length)];
-  return id;
-}
+import { newWorkerId } from "../core/ids/random-id.ts";
 
 export interface FleetOptions {
   redis: Redis;

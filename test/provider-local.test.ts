@@ -9,7 +9,7 @@ import { RedisKeys } from "../core/queue/keys.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import { LocalProvider, type LocalProviderOptions } from "../scheduler/providers/local-provider.ts";
 import type { ProvidedWorker, WorkerSpec } from "../scheduler/providers/provider.ts";
-import { newWorkerId } from "../scheduler/fleet.ts";
+import { newWorkerId } from "../core/ids/random-id.ts";
 import { describeProviderConformance } from "./provider-conformance.ts";
 import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
 

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { newAdminToken } from "../../core/ids/random-id.ts";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -19,7 +19,7 @@ const log = (msg: string) => console.log(`[hearth] ${msg}`);
 
 async function main(): Promise<void> {
   const env = { ...process.env };
-  env.HEARTH_ADMIN_TOKEN ||= `hadm_${randomBytes(24).toString("base64url")}`;
+  env.HEARTH_ADMIN_TOKEN ||= newAdminToken();
   const config = loadApiConfig(env); // fails here, naming the variable, if the environment is wrong
   await ensureLocalServices(config.redisUrl, config.databaseUrl, log);
   await migrateDb(config.databaseUrl);

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { newAdminToken } from "../ids/random-id.ts";
 import { z } from "zod";
 import { databaseUrl, intFrom, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
 import { handlerDirs } from "./handler-dirs.ts";
@@ -39,7 +39,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     handlerDirs: c.HEARTH_HANDLER_DIRS,
     port: c.PORT,
     host: c.HOST,
-    adminToken: c.HEARTH_ADMIN_TOKEN ?? `hadm_${randomBytes(24).toString("base64url")}`,
+    adminToken: c.HEARTH_ADMIN_TOKEN ?? newAdminToken(),
     adminTokenGenerated: generated,
   };
 }

@@ -19,3 +19,5 @@ export const newWorkerId = () => `w-${randomAlnum(12)}`;
 export const newJobId = (sync: boolean) => (sync ? `sync-${randomUUID()}-u1` : `${randomUUID()}-u1`);
 /** An API key: shown once, stored hashed. */
 export const newApiKey = () => `hk_${randomBytes(24).toString("base64url")}`;
+/** The operator's admin token, when none is configured. */
+export const newAdminToken = () => `hadm_${randomBytes(24).toString("base64url")}`;
