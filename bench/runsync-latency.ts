@@ -6,6 +6,7 @@ import { jsonLine, startChild } from "./support/child-process.ts";
 import { CpuMeter, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
 import { apiProfileArgs, apiProfileWindow, startHearth, noopHandler } from "./support/hearth-processes.ts";
 import { summarize } from "./support/latency-stats.ts";
+import { keepAlivePoster } from "./support/keepalive-post.ts";
 
 const NAME = "runsync-latency";
 const floorWorkerEntry = fileURLToPath(new URL("./floors/bare-bullmq-worker.ts", import.meta.url));
@@ -106,7 +107,7 @@ async function floorSide(ctx: BenchContext) {
   }
 }
 
-/** Hearth: API + scheduler + one warm worker; POST /runsync over one kept-alive connection (fetch). */
+/** Hearth: API + scheduler + one warm worker; POST /runsync over one kept-alive connection (node:http). */
 async function hearthSide(ctx: BenchContext) {
   const { config, isolation, cleanup } = ctx;
   const hearth = await startHearth({
@@ -130,15 +131,15 @@ async function hearthSide(ctx: BenchContext) {
     ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker`);
     await hearth.waitIdleWorkers(apiKey, endpointId, 1);
 
-    const url = `${hearth.url}/v2/${endpointId}/runsync`;
-    const headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json" };
+    const client = keepAlivePoster(hearth.url, { authorization: `Bearer ${apiKey}`, "content-type": "application/json" }, TRIP_TIMEOUT_MS);
+    const path = `/v2/${endpointId}/runsync`;
     // Hearth's own timings of each job (ms, API and worker clocks): which part of a round trip is queueing.
     const delayTimes: number[] = [];
     const executionTimes: number[] = [];
     const trip: RoundTrip = async () => {
-      const res = await fetch(url, { method: "POST", headers, body: '{"input":{}}', signal: AbortSignal.timeout(TRIP_TIMEOUT_MS) });
-      const body = (await res.json()) as { status?: string; delayTime?: number; executionTime?: number };
-      if (res.status !== 200) return `HTTP ${res.status} ${JSON.stringify(body)}`;
+      const res = await client.post(path, '{"input":{}}');
+      const body = JSON.parse(res.text) as { status?: string; delayTime?: number; executionTime?: number };
+      if (res.status !== 200) return `HTTP ${res.status} ${res.text}`;
       if (body.status !== "COMPLETED") return `status ${body.status}`;
       delayTimes.push(body.delayTime ?? Number.NaN);
       executionTimes.push(body.executionTime ?? Number.NaN);
@@ -157,11 +158,12 @@ async function hearthSide(ctx: BenchContext) {
       delayTimes.length = 0;
       executionTimes.length = 0;
     });
+    client.close();
     const problems = failureProblem("hearth", run);
     const health = await hearth.get(`/v2/${endpointId}/health`, apiKey);
     if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
     // delayTime: submit (API, just before Queue.add) → start (worker, after moveToActive). executionTime: start →
-    // result envelope (cancel check, "started" event, handler). The rest is HTTP, the API, moveToFinished and the
+    // result envelope (the handler and its bookkeeping). The rest is HTTP, the API, moveToFinished and the
     // "finished" event. Millisecond clocks.
     const phasesMs = { delayTime: summarize(delayTimes), executionTime: summarize(executionTimes) };
     measured = { run, problems, health, phasesMs };

@@ -59,7 +59,8 @@ describe("job path with real workers", () => {
     expect(view.error).toMatch(/timeout/i);
     expect(view.executionTime).toBeGreaterThanOrEqual(5000);
     expect(readFileSync(marker, "utf8")).toMatch(/timeout/i); // the handler was told, not just abandoned
-    expect((await health(ep)).jobs.failed).toBe(1);
+    // Counters follow the result by a moment (the worker counts after BullMQ stores it).
+    await waitFor(async () => (await health(ep)).jobs.failed === 1);
   });
 
   it("retries a FAILED job under the same id", async () => {
@@ -72,6 +73,7 @@ describe("job path with real workers", () => {
     const done = await until(ep, id, "COMPLETED");
     expect(done).toMatchObject({ id, retries: 1, output: { ok: true, attempt: 2 } });
     expect(done.error).toBeUndefined();
+    await waitFor(async () => (await health(ep)).jobs.completed === 1);
     expect((await health(ep)).jobs).toMatchObject({ completed: 1, failed: 1, retried: 1 });
     const again = await stack.call("POST", `/v2/${ep}/retry/${id}`, { key });
     expect(again.status).toBe(400); // COMPLETED jobs are not retried
@@ -96,6 +98,8 @@ describe("job path with real workers", () => {
     const lines = readFileSync(logFile, "utf8").split("\n").filter(Boolean);
     expect(lines).toHaveLength(2);
     expect(Number(lines[1]!.split(" ")[2])).not.toBe(firstPid);
+    await waitFor(async () => (await health(ep)).jobs.completed === 1);
+    expect(readFileSync(logFile, "utf8").split("\n").filter(Boolean)).toHaveLength(2); // and no third run since
     expect((await health(ep)).jobs.completed).toBe(1);
   });
 

@@ -166,7 +166,8 @@ describe("worker process: job outcomes", { timeout: 60_000 }, () => {
     const seen = await waitFor(() => (eventsOf(id).some((e) => e.type === "finished") ? eventsOf(id) : undefined));
     expect(seen.map((e) => e.type)).toEqual(["finished"]);
     expect(seen[0]).toMatchObject({ type: "finished", endpointId: ep.echo, result });
-    expect(await redis.hget(keys.stats(ep.echo), "completed")).toBe("1");
+    // Counted in the finish report, just after BullMQ stores the result.
+    await waitFor(async () => (await redis.hget(keys.stats(ep.echo), "completed")) === "1");
   });
 
   it("FAILED: invalid job data is reported, not thrown", async () => {
@@ -187,7 +188,8 @@ describe("worker process: job outcomes", { timeout: 60_000 }, () => {
     const s = (await finished(ep.fret, structured)).result;
     expect(s).toMatchObject({ status: "FAILED", error: '{"code":7}' });
     expect(s.output).toBeUndefined();
-    expect(await redis.hget(keys.stats(ep.fret), "failed")).toBe("2");
+    // Counted in the finish report, just after BullMQ stores the result.
+    await waitFor(async () => (await redis.hget(keys.stats(ep.fret), "failed")) === "2");
   });
 
   it("TIMED_OUT: the execution timeout aborts the handler", async () => {
@@ -227,7 +229,8 @@ describe("worker process: job outcomes", { timeout: 60_000 }, () => {
     expect(result.status).toBe("CANCELLED");
     expect(result.error).toBeUndefined();
     await waitFor(() => existsSync(marker));
-    expect(await redis.hget(keys.stats(ep.sleep), "cancelled")).toBe("2");
+    // Counted in the finish report, just after BullMQ stores the result.
+    await waitFor(async () => (await redis.hget(keys.stats(ep.sleep), "cancelled")) === "2");
   });
 
   it("streams every chunk exactly once, in order, each announced", async () => {
