@@ -22,8 +22,9 @@ const statField: Record<JobResult["status"], string> = {
 
 /**
  * Tells the world a job finished: one `finished` message with the envelope (for waiters), one
- * counter, one durable record. Called from BullMQ's `completed` event, which fires only after the
- * envelope is stored, so a waiter that re-reads the job on our message never sees an older state.
+ * counter, one durable record. Called as the processor returns its envelope, just before BullMQ's
+ * moveToFinished goes out on the same connection; a waiter should answer from the envelope in the
+ * message, since a re-read in that instant may still find the job active.
  */
 export class FinishReporter {
   constructor(private readonly options: FinishReporterOptions) {}

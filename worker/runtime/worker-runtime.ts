@@ -1,7 +1,6 @@
 import { Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import type { JobRecordWrite } from "../../core/db/job-records.ts";
-import type { JobResult } from "../../core/queue/job-catalog.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import type { Engine, EngineInfo } from "../engines/engine.ts";
@@ -151,9 +150,6 @@ export class WorkerRuntime {
       autorun: false,
     });
     worker.on("error", (err) => this.onError(err, "queue"));
-    worker.on("completed", (job, result: JobResult) => {
-      this.track(this.finisher.report(job.id!, job.data, result), "finish report");
-    });
     this.worker = worker;
 
     const channel = this.keys.controlChannel();
@@ -224,7 +220,12 @@ export class WorkerRuntime {
       }
       if (this.lifecycle.state === "idle") this.lifecycle.to("running");
       try {
-        return await processor(job, token, signal);
+        const result = await processor(job, token, signal);
+        // Announced as the processor returns, not on BullMQ's `completed` event: the announcement and
+        // BullMQ's moveToFinished leave back to back on this one connection, so Redis has stored the
+        // result by the time a waiter can ask, and the waiter is not one more round trip away.
+        this.track(this.finisher.report(job.id!, job.data, result), "finish report");
+        return result;
       } finally {
         this.running--;
         if (this.running === 0 && this.lifecycle.state === "running") this.lifecycle.to("idle");

@@ -35,9 +35,17 @@ export class JobReader {
 
   /** The job's RunPod view, or undefined (→ 404) if unknown, expired or another endpoint's. */
   async view(endpointId: string, jobId: string): Promise<JobView | undefined> {
+    return (await this.lookup(endpointId, jobId))?.view;
+  }
+
+  /** The view and, for a job BullMQ still has, its data. */
+  private async lookup(endpointId: string, jobId: string): Promise<{ view: JobView; data?: JobData } | undefined> {
     const { queues } = this.options;
     const read = await queues.readJob(endpointId, jobId);
-    if (!read) return queues.readTombstone(endpointId, jobId);
+    if (!read) {
+      const tomb = await queues.readTombstone(endpointId, jobId);
+      return tomb && { view: tomb };
+    }
     if (read.stored.data.endpointId !== endpointId) return undefined;
     const now = this.now();
     if (isGone(read.stored, now)) {
@@ -45,23 +53,28 @@ export class JobReader {
       if (read.stored.state !== "active") void read.job.remove().catch(() => {});
       return undefined;
     }
-    return toJobView(read.stored, now);
+    const view = toJobView(read.stored, now);
+    return view && { view, data: read.stored.data };
   }
 
   /**
-   * Waits up to `waitMs` for the job to finish, then returns its view (terminal or not).
-   * `known` lets runsync build the finished view from the event alone, without a read.
+   * Waits up to `waitMs` for the job to finish, then returns its view (terminal or not). A finished
+   * job is answered from the envelope in the worker's message: the worker sends it just ahead of
+   * BullMQ's own bookkeeping, so a read at that instant could still find the job active. `known`
+   * (runsync, which has just built the job) saves the first read.
    */
   async waitFinished(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal, known?: { data: JobData }): Promise<JobView | undefined> {
     const watch = this.options.events.watch(jobId, isFinished);
     try {
-      if (!known) {
-        const first = await this.view(endpointId, jobId);
-        if (!first || isTerminal(first.status)) return first;
+      let data = known?.data;
+      if (!data) {
+        const first = await this.lookup(endpointId, jobId);
+        if (!first || isTerminal(first.view.status)) return first?.view;
+        data = first.data;
       }
       const event = await watch.next(waitMs, signal);
-      if (known && event?.type === "finished" && event.result) {
-        return finishedView({ id: jobId, retries: known.data.retries }, known.data, event.result);
+      if (data && event?.type === "finished" && event.result) {
+        return finishedView({ id: jobId, retries: data.retries }, data, event.result);
       }
       return await this.view(endpointId, jobId);
     } finally {
