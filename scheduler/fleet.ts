@@ -20,6 +20,8 @@ export interface FleetOptions {
   stopGraceMs: number;
   now: () => number;
   log: Log;
+  /** Told of every exit; `requested` is false when the worker ended without being asked to. */
+  onExit?: (worker: ProvidedWorker, requested: boolean) => void;
 }
 
 /**
@@ -118,6 +120,7 @@ export class Fleet {
     const { redis, db, keys, now, log } = this.opts;
     const requested = this.stopping.delete(w.workerId);
     this.bootHeartbeats.forget(w.workerId);
+    this.opts.onExit?.(w, requested);
     log({ msg: "worker exited", endpointId: w.endpointId, workerId: w.workerId, exitCode: w.exitCode ?? null, requested });
     await Promise.all([
       redis.hdel(keys.workers(w.endpointId), w.workerId),

@@ -5,6 +5,7 @@ import type { Db } from "../core/db/client.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { parseMessage, wakeMessage } from "../core/queue/messages.ts";
 import { decideScaling } from "../core/policy/scaling.ts";
+import { NO_CRASHES, recordCrash, startDelayMs, type CrashRecord } from "../core/policy/restart-backoff.ts";
 import type { Provider } from "./providers/provider.ts";
 import { Coalescer } from "./coalescer.ts";
 import { loadLiveEndpoint, loadLiveEndpoints, type ParsedEndpoint, type SchedulableEndpoint } from "./endpoints.ts";
@@ -59,6 +60,8 @@ export class Scheduler {
   private readonly converging: Coalescer<SchedulableEndpoint | undefined>;
   private readonly ticking: Coalescer<undefined>;
   private subscriber: Redis | undefined;
+  /** Consecutive crashes per endpoint, for the restart backoff; cleared when a worker is seen healthy. */
+  private readonly crashes = new Map<string, CrashRecord>();
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly skipped = new Map<string, string>();
@@ -93,6 +96,12 @@ export class Scheduler {
       stopGraceMs: drainTimeoutMs + (opts.killMarginMs ?? 10_000),
       now: this.now,
       log: this.log,
+      onExit: (w, requested) => {
+        // A worker that ends on its own with an error counts towards its endpoint's crash loop.
+        if (!requested && w.exitCode !== undefined && w.exitCode !== 0) {
+          this.crashes.set(w.endpointId, recordCrash(this.crashes.get(w.endpointId) ?? NO_CRASHES, this.now()));
+        }
+      },
     });
     this.converging = new Coalescer((endpointId, endpoint) => this.converge(endpointId, endpoint));
     this.ticking = new Coalescer(() => this.convergeAll());
@@ -219,14 +228,21 @@ export class Scheduler {
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
       const stop = decision.stop.filter((id) => ours.has(id));
-      if (decision.start === 0 && stop.length === 0) return;
+      if (snapshot.workers.some((w) => w.state === "idle" || w.state === "running")) this.crashes.delete(endpointId);
+      const crashes = this.crashes.get(endpointId) ?? NO_CRASHES;
+      const waitMs = decision.start > 0 ? startDelayMs(crashes, now) : 0;
+      if (waitMs > 0) {
+        this.log({ level: "warn", msg: "start delayed: workers keep crashing", endpointId, crashes: crashes.consecutiveFailures, waitMs });
+      }
+      const start = waitMs > 0 ? 0 : decision.start;
+      if (start === 0 && stop.length === 0) return;
       if (this.closing || !this.lock.isLeader) return;
 
       this.log({
         msg: "scale",
         endpointId,
         desired: decision.desired,
-        start: decision.start,
+        start,
         stop,
         reason: decision.reason,
         queued: snapshot.queued,
@@ -235,7 +251,7 @@ export class Scheduler {
         workers: snapshot.workers.length,
       });
       for (const id of stop) this.fleet.stop(id, "idle");
-      const starts = Array.from({ length: decision.start }, () => this.fleet.start(endpoint));
+      const starts = Array.from({ length: start }, () => this.fleet.start(endpoint));
       await Promise.all(starts);
     } catch (err) {
       this.log({ level: "error", msg: "converge failed", endpointId, ...errorFields(err) });

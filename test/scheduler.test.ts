@@ -21,6 +21,7 @@ const handlerDirs = [
   fileURLToPath(new URL("./fixtures/handlers", import.meta.url)),
 ];
 const sleepModule = fileURLToPath(new URL("./fixtures/handlers/sleep.mjs", import.meta.url));
+const crashModule = fileURLToPath(new URL("./fixtures/handlers/crash-on-load.mjs", import.meta.url));
 const echoModule = fileURLToPath(new URL("../images/handler/examples/echo.mjs", import.meta.url));
 
 let database: { url: string; drop: () => Promise<void> };
@@ -183,6 +184,32 @@ describe("scheduler", () => {
 
     await waitFor(() => provider.list().length === 1);
     await waitFor(async () => (await h.queue.getJobState(jobId)) === "completed");
+  });
+
+  it("backs off restarting workers that keep crashing, and logs why", async () => {
+    const h = await harness({ engine: crashModule, scalerType: "REQUEST_COUNT", scalerValue: 1, workersMax: 1 });
+    await enqueue(h, {});
+    // A frozen clock moved by hand and ticks driven by hand: the backoff is checked in exact steps.
+    let t = Date.now();
+    const { scheduler, logs } = await startScheduler(h, { tickMs: 600_000, lockTtlMs: 60_000, now: () => t });
+    const crashed = async (n: number) => (await workerRows(h.endpointId)).filter((r) => r.stoppedAt !== null && r.exitCode !== 0).length === n;
+    const started = async () => (await workerRows(h.endpointId)).length;
+
+    await waitFor(() => crashed(1)); // the first tick started one; it died loading the handler
+    await scheduler.tick();
+    expect(await started()).toBe(1); // held back: 1 s after one crash
+    expect(logs.some((l) => l.msg === "start delayed: workers keep crashing")).toBe(true);
+    t += 1000;
+    await scheduler.tick();
+    expect(await started()).toBe(2);
+
+    await waitFor(() => crashed(2));
+    t += 1000;
+    await scheduler.tick();
+    expect(await started()).toBe(2); // 2 s after the second crash
+    t += 1000;
+    await scheduler.tick();
+    expect(await started()).toBe(3);
   });
 
   it("starts no worker for low-priority work alone", async () => {
