@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { ApiError } from "./api-error.ts";
 import type { ApiDeps } from "./api-deps.ts";
+import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 
@@ -26,6 +27,9 @@ export function createApp(deps: ApiDeps): Hono {
       return c.json(body, err.status, err.headers);
     }
     if (err instanceof HTTPException) return c.json({ error: err.message, code: "http_error" }, err.status);
+    if (isBackendUnavailable(err)) {
+      return c.json({ error: "a backing store (Redis or PostgreSQL) is unreachable; retry shortly", code: "unavailable" }, 503, { "Retry-After": "1" });
+    }
     console.error(JSON.stringify({ t: "api", level: "error", path: c.req.path, error: String(err?.stack ?? err) }));
     return c.json({ error: "internal error", code: "internal" }, 500);
   });
