@@ -80,7 +80,7 @@ export class Fleet {
   }
 
   /** Asks one of this provider's workers to drain and stop; returns at once, the exit is recorded when it comes. */
-  stop(workerId: string, reason: string): void {
+  stop(workerId: string, reason: string, graceMs = this.opts.stopGraceMs): void {
     if (this.stopping.has(workerId)) return;
     const worker = this.running().find((w) => w.workerId === workerId);
     if (!worker) return;
@@ -92,7 +92,7 @@ export class Fleet {
         .set({ state: "draining" })
         .where(and(eq(workers.id, workerId), isNull(workers.stoppedAt))),
     );
-    this.track(this.opts.provider.stop(workerId, { graceMs: this.opts.stopGraceMs }));
+    this.track(this.opts.provider.stop(workerId, { graceMs }));
   }
 
   /** Keeps the stand-in heartbeats of workers still starting fresh; call every tick. */

@@ -12,6 +12,11 @@ export interface EndpointObserverOptions {
    * without cleaning up). Default 3_000: three missed beats at the worker's default 1 s.
    */
   staleHeartbeatMs?: number;
+  /**
+   * A running process silent for this long is hung (ms). Longer than `staleHeartbeatMs`: a handler
+   * that blocks the event loop for a few seconds delays beats without being dead. Default 15000.
+   */
+  hungAfterMs?: number;
 }
 
 export interface ObserveInput {
@@ -30,9 +35,11 @@ export interface ObserveInput {
  */
 export class EndpointObserver {
   private readonly staleHeartbeatMs: number;
+  private readonly hungAfterMs: number;
 
   constructor(private readonly opts: EndpointObserverOptions) {
     this.staleHeartbeatMs = opts.staleHeartbeatMs ?? 3_000;
+    this.hungAfterMs = opts.hungAfterMs ?? 15_000;
   }
 
   async observe(input: ObserveInput): Promise<EndpointSnapshot> {
@@ -75,7 +82,16 @@ export class EndpointObserver {
       const hb = heartbeats.get(p.workerId);
       // Started but not yet heard from: booting.
       const state = input.stopping.has(p.workerId) ? "draining" : (hb?.state ?? "booting");
-      workers.push({ id: p.workerId, state, idleSince: state === "idle" ? (hb?.idleSince ?? null) : null, startedAt: p.startedAt });
+      // A process that runs but has stopped beating is hung. Booting is left out: until a worker's
+      // own first beat its entry is the scheduler's stand-in, refreshed only once per tick.
+      const heartbeatLost = hb !== undefined && state !== "booting" && state !== "draining" && input.now - hb.at > this.hungAfterMs;
+      workers.push({
+        id: p.workerId,
+        state,
+        idleSince: state === "idle" ? (hb?.idleSince ?? null) : null,
+        startedAt: p.startedAt,
+        ...(heartbeatLost ? { heartbeatLost } : {}),
+      });
     }
 
     const stale: string[] = [];

@@ -14,6 +14,9 @@ import { LeaderLock } from "./leader-lock.ts";
 import { jsonLineLog, errorFields, type Log } from "./log.ts";
 import { EndpointObserver } from "./observe.ts";
 
+/** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
+const HUNG_STOP_GRACE_MS = 5000;
+
 export interface SchedulerOptions {
   /** Command connection; the scheduler duplicates it once for its wake subscription. Closed by the caller. */
   redis: Redis;
@@ -32,6 +35,8 @@ export interface SchedulerOptions {
   drainTimeoutMs?: number;
   /** Added to `drainTimeoutMs` before a worker that has not exited is killed. Default 10_000. */
   killMarginMs?: number;
+  /** A worker process silent this long is hung: killed and replaced (ms). Default 15000. */
+  hungAfterMs?: number;
   /** Extra environment for every worker. */
   workerEnv?: Record<string, string>;
   /** Unique per replica; default host:pid:random. */
@@ -82,7 +87,7 @@ export class Scheduler {
       now: this.now,
       onChange: (leader) => this.onLeadership(leader),
     });
-    this.observer = new EndpointObserver({ redis: opts.redis, keys: this.keys, staleHeartbeatMs: 3 * heartbeatMs });
+    this.observer = new EndpointObserver({ redis: opts.redis, keys: this.keys, staleHeartbeatMs: 3 * heartbeatMs, hungAfterMs: opts.hungAfterMs });
     this.fleet = new Fleet({
       redis: opts.redis,
       db: opts.db,
@@ -228,6 +233,7 @@ export class Scheduler {
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
       const stop = decision.stop.filter((id) => ours.has(id));
+      const replace = decision.replace.filter((id) => ours.has(id));
       if (snapshot.workers.some((w) => w.state === "idle" || w.state === "running")) this.crashes.delete(endpointId);
       const crashes = this.crashes.get(endpointId) ?? NO_CRASHES;
       const waitMs = decision.start > 0 ? startDelayMs(crashes, now) : 0;
@@ -235,7 +241,7 @@ export class Scheduler {
         this.log({ level: "warn", msg: "start delayed: workers keep crashing", endpointId, crashes: crashes.consecutiveFailures, waitMs });
       }
       const start = waitMs > 0 ? 0 : decision.start;
-      if (start === 0 && stop.length === 0) return;
+      if (start === 0 && stop.length === 0 && replace.length === 0) return;
       if (this.closing || !this.lock.isLeader) return;
 
       this.log({
@@ -244,6 +250,7 @@ export class Scheduler {
         desired: decision.desired,
         start,
         stop,
+        replace,
         reason: decision.reason,
         queued: snapshot.queued,
         queuedLowPriority: snapshot.queuedLowPriority,
@@ -251,6 +258,8 @@ export class Scheduler {
         workers: snapshot.workers.length,
       });
       for (const id of stop) this.fleet.stop(id, "idle");
+      // A hung worker will not drain: a short grace, then the provider kills it.
+      for (const id of replace) this.fleet.stop(id, "heartbeat lost", HUNG_STOP_GRACE_MS);
       const starts = Array.from({ length: start }, () => this.fleet.start(endpoint));
       await Promise.all(starts);
     } catch (err) {

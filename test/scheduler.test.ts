@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Queue } from "bullmq";
@@ -140,6 +141,19 @@ async function enqueue(h: Harness, input: unknown, opts: { lowPriority?: boolean
   return jobId;
 }
 
+/** The pid of a worker process, found by the HEARTH_WORKER_ID in its environment. */
+function pidOfWorker(workerId: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(`HEARTH_WORKER_ID=${workerId}`)) return Number(entry);
+    } catch {
+      // a process that ended, or not ours to read
+    }
+  }
+  throw new Error(`no process for worker ${workerId}`);
+}
+
 const workerRows = (endpointId: string) => dbh.db.select().from(workers).where(eq(workers.endpointId, endpointId));
 
 async function heartbeats(h: Harness) {
@@ -210,6 +224,29 @@ describe("scheduler", () => {
     t += 1000;
     await scheduler.tick();
     expect(await started()).toBe(3);
+  });
+
+  it("kills and replaces a hung worker (process alive, heartbeat silent)", async () => {
+    const h = await harness({ engine: echoModule, workersMin: 1, workersMax: 1 });
+    const { provider } = await startScheduler(h, { hungAfterMs: 1000 });
+    const [first] = await waitFor(async () => ((await heartbeats(h)).some((b) => b.state === "idle") ? provider.list() : undefined));
+    const pid = pidOfWorker(first!.workerId);
+    process.kill(pid, "SIGSTOP"); // hung: it neither beats nor answers SIGTERM
+    try {
+      const replacement = await waitFor(() => provider.list().find((w) => w.workerId !== first!.workerId), 30_000);
+      expect(replacement.endpointId).toBe(h.endpointId);
+      const [row] = await waitFor(async () => {
+        const rs = (await workerRows(h.endpointId)).filter((r) => r.id === first!.workerId && r.stoppedAt !== null);
+        return rs.length ? rs : undefined;
+      }, 30_000);
+      expect(row?.exitCode).toBe(137); // SIGKILL after the short grace: a hung worker does not drain
+    } finally {
+      try {
+        process.kill(pid, "SIGCONT");
+      } catch {
+        // already gone
+      }
+    }
   });
 
   it("starts no worker for low-priority work alone", async () => {

@@ -190,3 +190,19 @@ describe("decideScaling — scale-down", () => {
     expect(d).toMatchObject({ desired: 1, start: 0, stop: [] });
   });
 });
+
+describe("decideScaling — hung workers", () => {
+  const hung = (id: string): ObservedWorker => ({ ...idle(id, 60_000), heartbeatLost: true });
+
+  it("replaces a hung worker: it is no capacity, so workersMin 1 starts another and kills it", () => {
+    const d = decideScaling(snapshot({ workers: [hung("a")] }), config({ workersMin: 1 }), NOW);
+    expect(d).toMatchObject({ desired: 1, start: 1, stop: [], replace: ["a"] });
+  });
+
+  it("replaces it for queued work too, and not twice once it is draining", () => {
+    const d = decideScaling(snapshot({ queued: 2, workers: [hung("a"), running("b")] }), config({ scalerValue: 1 }), NOW);
+    expect(d).toMatchObject({ desired: 2, start: 1, replace: ["a"] });
+    const later = decideScaling(snapshot({ queued: 2, workers: [{ ...hung("a"), state: "draining" }, running("b"), booting("c")] }), config({ scalerValue: 1 }), NOW);
+    expect(later).toMatchObject({ start: 0, replace: [] });
+  });
+});

@@ -18,6 +18,8 @@ export interface ObservedWorker {
   idleSince: number | null;
   /** ms epoch the provider started it. */
   startedAt: number;
+  /** Its process runs but its heartbeat stopped: hung. It is no capacity and is replaced. */
+  heartbeatLost?: boolean;
 }
 
 /** A snapshot of one endpoint's demand and fleet. */
@@ -39,6 +41,8 @@ export interface ScalingDecision {
   start: number;
   /** Which idle workers to stop now (longest idle first). */
   stop: string[];
+  /** Hung workers to kill; replacements for them are counted in `start`. */
+  replace: string[];
   /** Why, for logs and tests. */
   reason: string;
 }
@@ -56,10 +60,12 @@ const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n
  *   and no worker is still booting, one more than now; otherwise keep the current count.
  * Both are clamped to [workersMin, workersMax]. Scale-down only stops workers idle for at least
  * idleTimeout seconds, never below the larger of workersMin and the demand-based target, so a
- * worker that has work is never stopped by the scheduler.
+ * worker that has work is never stopped by the scheduler. A hung worker (`heartbeatLost`) is no
+ * capacity: it is listed in `replace`, and the count above starts its replacement.
  */
 export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig, now: number): ScalingDecision {
-  const live = snapshot.workers.filter((w) => w.state !== "stopped" && w.state !== "draining");
+  const replace = snapshot.workers.filter((w) => w.heartbeatLost && w.state !== "stopped" && w.state !== "draining").map((w) => w.id);
+  const live = snapshot.workers.filter((w) => w.state !== "stopped" && w.state !== "draining" && !w.heartbeatLost);
   const current = live.length;
   const booting = live.filter((w) => w.state === "booting").length;
 
@@ -85,7 +91,7 @@ export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig,
 
   const desired = clamp(target, config.workersMin, config.workersMax);
   if (desired > current) {
-    return { desired, start: desired - current, stop: [], reason: `${reason}; start ${desired - current}` };
+    return { desired, start: desired - current, stop: [], replace, reason: `${reason}; start ${desired - current}` };
   }
 
   // Never go below desired; stop only workers idle past the timeout, longest idle first.
@@ -99,6 +105,7 @@ export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig,
     desired: current - stop.length,
     start: 0,
     stop,
+    replace,
     reason: stop.length > 0 ? `${reason}; stop ${stop.length} idle past ${config.idleTimeout}s` : reason,
   };
 }
