@@ -1,24 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApiServer, type RunningApi } from "../apps/api/api-server.ts";
 import { apiClient } from "./support/api-client.ts";
 import { examplesDir } from "./support/hearth-stack.ts";
-import { createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+import { createTestDatabase, freePort, uniquePrefix, waitFor } from "./support/services.ts";
 
 const ADMIN = "outage-admin-token-0123456789";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A redis-server of this test's own, so killing it disturbs nobody else. */
 function startRedis(port: number): ChildProcess {

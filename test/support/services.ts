@@ -1,3 +1,4 @@
+import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { migrateDb } from "../../core/db/client.ts";
@@ -52,4 +53,16 @@ export async function waitFor<T>(fn: () => Promise<T> | T, timeoutMs = 20_000, s
     if (Date.now() > deadline) throw new Error(`waitFor timed out after ${timeoutMs}ms${last ? `: ${String(last)}` : ""}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/** A TCP port free on loopback right now (for a server a test starts itself). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

@@ -1,6 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,30 +7,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { readGguf } from "../../../core/gguf/gguf-reader.ts";
 import { tinyLlamaGguf } from "../../../core/gguf/tiny-llama.ts";
 import { EngineSupervisor, type SupervisorState } from "./engine-supervisor.ts";
+import { freePort, waitFor } from "../../../test/support/services.ts";
 
 const llamaServer = process.env.HEARTH_LLAMA_SERVER ?? "/var/cache/hearth/llama-build/bin/llama-server";
 const vocabPath = fileURLToPath(new URL("../../../core/gguf/vocab/ggml-vocab-llama-spm.gguf", import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor<T>(fn: () => T | Promise<T>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("EngineSupervisor", () => {
   const supervisors: EngineSupervisor[] = [];
