@@ -8,7 +8,8 @@
  * sides of a benchmark never run at the same time.
  *
  * Knobs (env): BENCH_N (500), BENCH_WARMUP (50), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
- * BENCH_CONNECTIONS (50), BENCH_ONLY (runsync-latency,run-throughput), BENCH_CPU_PROF=<dir>
+ * BENCH_CONNECTIONS (50), BENCH_LLM_REQUESTS (20), BENCH_LLM_TOKENS (200),
+ * BENCH_ONLY (runsync-latency,run-throughput,llm-stream), BENCH_CPU_PROF=<dir>
  * (V8 profile of the Hearth API; see bench/cpu-profile-top.ts), BENCH_VERBOSE=1, BENCH_STRICT=1,
  * REDIS_URL, BENCH_PG_BASE_URL.
  *
@@ -17,6 +18,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { llmStream } from "./llm-stream.ts";
 import { runThroughput } from "./run-throughput.ts";
 import { runsyncLatency } from "./runsync-latency.ts";
 import { loadBenchConfig, type BenchName } from "./support/bench-config.ts";
@@ -26,9 +28,11 @@ import { clearRedisPrefix, dropDatabase, newIsolation } from "./support/isolatio
 import { machineInfo, printReport, writeResults } from "./support/report.ts";
 
 const resultsDir = fileURLToPath(new URL("./results", import.meta.url));
-const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult>> = {
+/** A benchmark with more than one target returns one result (one table row) per target. */
+const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult | BenchResult[]>> = {
   "runsync-latency": runsyncLatency,
   "run-throughput": runThroughput,
+  "llm-stream": llmStream,
 };
 
 const cleanup = new CleanupStack();
@@ -60,7 +64,7 @@ async function main(): Promise<number> {
   const results: BenchResult[] = [];
   for (const name of config.only) {
     log(`── ${name}`);
-    results.push(await benchmarks[name]({ ...ctx, log: (msg) => log(`${name}: ${msg}`) }));
+    results.push(...[await benchmarks[name]({ ...ctx, log: (msg) => log(`${name}: ${msg}`) })].flat());
   }
 
   printReport(results);

@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { EngineStartError, type EngineResult } from "../worker/engines/engine.ts";
 import { HandlerEngine } from "../worker/engines/handler-engine.ts";
 import { createEngine } from "../worker/engines/create-engine.ts";
+import { FileModelSource } from "../worker/models/file-model-source.ts";
+import { ModelStore } from "../worker/models/model-source.ts";
 import { describeEngineConformance } from "./engine-conformance.ts";
 
 const fixtures = fileURLToPath(new URL("./fixtures/handlers", import.meta.url));
@@ -81,7 +83,7 @@ describe("handler engine: module path is checked before anything is imported", (
     expect(await concurrent.start()).toEqual({ concurrency: 4, returnAggregateStream: false });
     const agg = module("agg.mjs", "export const returnAggregateStream = true; export default async function* () { yield 1; }");
     expect(await handler(agg).start()).toEqual({ concurrency: 1, returnAggregateStream: true });
-    const engine = createEngine({ kind: "handler", module: join(fixtures, "concurrent.mjs") }, { handlerDirs: dirs });
+    const engine = createEngine({ kind: "handler", module: join(fixtures, "concurrent.mjs") }, { handlerDirs: dirs, models: new ModelStore({ cacheDir: scratch, sources: [new FileModelSource()] }) });
     expect((await engine.start()).concurrency).toBe(4);
   });
 });

@@ -12,6 +12,10 @@ import { openDb } from "../core/db/client.ts";
 import { JobRecordBuffer } from "../core/db/job-records.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { createEngine } from "./engines/create-engine.ts";
+import { FileModelSource } from "./models/file-model-source.ts";
+import { HttpModelSource } from "./models/http-model-source.ts";
+import { ModelStore } from "./models/model-source.ts";
+import { S3ModelSource } from "./models/s3-model-source.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 
 function log(phase: string, detail: Record<string, unknown> = {}): void {
@@ -69,7 +73,14 @@ async function main(): Promise<void> {
       lockMs: config.lockMs,
       heartbeatMs: config.heartbeatMs,
       drainTimeoutMs: config.drainTimeoutMs,
-      engine: createEngine(spec, { handlerDirs: config.handlerDirs }),
+      engine: createEngine(spec, {
+        handlerDirs: config.handlerDirs,
+        models: new ModelStore({
+          cacheDir: config.modelCacheDir,
+          sources: [new FileModelSource(), new S3ModelSource(config.s3), new HttpModelSource()],
+        }),
+        onEngineState: (state, detail) => log("engine", { state, ...(detail && { detail }) }),
+      }),
       redis,
       subscriber,
       records,

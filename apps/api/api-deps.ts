@@ -3,6 +3,7 @@ import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { EndpointStore } from "./services/endpoint-store.ts";
 import type { EndpointQueues } from "./services/endpoint-queues.ts";
 import type { JobControl } from "./services/job-control.ts";
+import type { OpenAIRelay } from "./services/openai-relay.ts";
 import type { JobReader } from "./services/job-reader.ts";
 import type { JobSubmitter } from "./services/job-submitter.ts";
 import type { TenantStore } from "./services/tenant-store.ts";
@@ -20,6 +21,8 @@ export interface ApiDeps {
   submitter: JobSubmitter;
   reader: JobReader;
   control: JobControl;
+  /** Runs the OpenAI-compatible routes' requests as jobs. */
+  openai: OpenAIRelay;
   /** Reachability of Redis and Postgres, for `/readyz`. */
   checkReady: () => Promise<{ redis: boolean; postgres: boolean }>;
 }

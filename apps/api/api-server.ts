@@ -13,6 +13,7 @@ import { JobControl } from "./services/job-control.ts";
 import { JobEvents } from "./services/job-events.ts";
 import { JobReader } from "./services/job-reader.ts";
 import { JobSubmitter } from "./services/job-submitter.ts";
+import { OpenAIRelay } from "./services/openai-relay.ts";
 import { TenantStore } from "./services/tenant-store.ts";
 
 export interface RunningApi {
@@ -29,7 +30,7 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
  * Builds the API's clients and services from config and serves it. The database must be migrated already.
  * `now` is the clock of job timing and TTLs (tests move it forward instead of sleeping).
  */
-export async function startApiServer(config: ServerConfig, options: { now?: () => number } = {}): Promise<RunningApi> {
+export async function startApiServer(config: ServerConfig, options: { now?: () => number; sseHeartbeatMs?: number } = {}): Promise<RunningApi> {
   const now = options.now ?? Date.now;
   const dbh = openDb(config.databaseUrl);
   // No ioredis auto-pipelining: each batch builds a Pipeline that copies every script BullMQ defines
@@ -71,6 +72,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     submitter,
     reader,
     control,
+    openai: new OpenAIRelay({ submitter, reader, events, control, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
     checkReady: async () => {
       const [r, p] = await Promise.all([
         redis.ping().then(() => true, () => false),

@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { newAdminToken } from "../../core/ids/random-id.ts";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { join } from "node:path";
 import { loadApiConfig } from "../../core/config/process-configs.ts";
 import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
 import { migrateDb } from "../../core/db/client.ts";
+import { ensureTinyLlamaFile } from "../../core/gguf/tiny-llama-file.ts";
 import { ensureLocalServices } from "./local-services.ts";
 
 /**
@@ -68,6 +69,7 @@ Hearth is running.
   admin token  ${config.adminToken}
   API key      ${demo.apiKey}
   endpoint     ${demo.endpointId}  (handler images/handler/examples/echo.mjs)
+  LLM endpoint ${demo.llmEndpointId}  (embedded engine, the project's tiny llama model: fast gibberish)
 
 curl:
   curl -s -X POST ${base}/v2/${demo.endpointId}/runsync \\
@@ -78,6 +80,14 @@ runpod-sdk (npm i runpod-sdk), in an .mjs file:
   import runpodSdk from "runpod-sdk";
   const runpod = runpodSdk("${demo.apiKey}", { baseUrl: "${base}/v2" });
   console.log(await runpod.endpoint("${demo.endpointId}").runSync({ input: { prompt: "hello" } }));
+
+openai (npm i openai), in an .mjs file; the first request starts the LLM worker (a few seconds):
+  import OpenAI from "openai";
+  const openai = new OpenAI({ baseURL: "${base}/v2/${demo.llmEndpointId}/openai/v1", apiKey: "${demo.apiKey}" });
+  const stream = await openai.chat.completions.create({
+    model: "tiny-llama", messages: [{ role: "user", content: "Hello!" }], max_tokens: 40, stream: true,
+  });
+  for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta?.content ?? "");
 
 Ctrl-C stops Hearth and its workers.`);
 }
@@ -94,15 +104,18 @@ async function waitReady(base: string): Promise<void> {
 interface Demo {
   apiKey: string;
   endpointId: string;
+  llmEndpointId: string;
 }
 
 /** Reuses the demo from the last start when its key and endpoint still work, so the printed values stay the same. */
 async function demoEndpoint(base: string, adminToken: string): Promise<Demo> {
   const stateFile = join(root, ".hearth", "demo.json");
   const saved = await readFile(stateFile, "utf8").then((s) => JSON.parse(s) as Demo, () => undefined);
-  if (saved) {
-    const r = await fetch(`${base}/api/v1/endpoints/${saved.endpointId}`, { headers: { authorization: `Bearer ${saved.apiKey}` } });
-    if (r.ok) return saved;
+  if (saved?.llmEndpointId) {
+    const ok = await Promise.all(
+      [saved.endpointId, saved.llmEndpointId].map((id) => fetch(`${base}/api/v1/endpoints/${id}`, { headers: { authorization: `Bearer ${saved.apiKey}` } }).then((r) => r.ok)),
+    );
+    if (ok.every(Boolean)) return saved;
   }
   const post = async (path: string, token: string, body: unknown) => {
     const r = await fetch(`${base}${path}`, {
@@ -118,7 +131,14 @@ async function demoEndpoint(base: string, adminToken: string): Promise<Demo> {
     name: "demo-echo",
     engine: { kind: "handler", module: join(defaultHandlerDir, "echo.mjs") },
   });
-  const demo = { apiKey: tenant.apiKey!, endpointId: ep.id! };
+  // The model is made by the project's own code: nothing is downloaded.
+  const model = ensureTinyLlamaFile(join(root, ".hearth", "models", "tiny-llama.gguf"));
+  const llm = await post("/api/v1/endpoints", tenant.apiKey!, {
+    name: "demo-llm",
+    engine: { kind: "openai", profile: "embedded", model: pathToFileURL(model).href, concurrency: 8 },
+    idleTimeout: 300,
+  });
+  const demo = { apiKey: tenant.apiKey!, endpointId: ep.id!, llmEndpointId: llm.id! };
   await mkdir(join(root, ".hearth"), { recursive: true });
   await writeFile(stateFile, JSON.stringify(demo, null, 2));
   return demo;

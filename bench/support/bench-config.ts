@@ -3,7 +3,7 @@ import { z } from "zod";
 const posInt = (dflt: number, max: number) =>
   z.preprocess((v) => (v === "" || v === undefined ? dflt : Number(v)), z.number().int().min(1).max(max));
 
-export const BENCH_NAMES = ["runsync-latency", "run-throughput"] as const;
+export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream"] as const;
 export type BenchName = (typeof BENCH_NAMES)[number];
 
 const schema = z.object({
@@ -16,6 +16,10 @@ const schema = z.object({
   /** autocannon warm-up per side, seconds. */
   BENCH_WARMUP_SECONDS: posInt(2, 600),
   BENCH_CONNECTIONS: posInt(50, 10_000),
+  /** llm-stream: measured sequential streamed completions per side. */
+  BENCH_LLM_REQUESTS: posInt(20, 10_000),
+  /** llm-stream: `max_tokens` of each completion (the tiny model's context is 1024 tokens). */
+  BENCH_LLM_TOKENS: posInt(200, 1000),
   /** Comma-separated subset of the benchmarks; all when unset. */
   BENCH_ONLY: z.preprocess(
     (v) => (v === "" || v === undefined ? BENCH_NAMES.join(",") : v),
@@ -41,6 +45,8 @@ export interface BenchConfig {
   seconds: number;
   warmupSeconds: number;
   connections: number;
+  llmRequests: number;
+  llmTokens: number;
   only: BenchName[];
   cpuProfDir: string | undefined;
   verbose: boolean;
@@ -62,6 +68,8 @@ export function loadBenchConfig(env: NodeJS.ProcessEnv): BenchConfig {
     seconds: c.BENCH_SECONDS,
     warmupSeconds: c.BENCH_WARMUP_SECONDS,
     connections: c.BENCH_CONNECTIONS,
+    llmRequests: c.BENCH_LLM_REQUESTS,
+    llmTokens: c.BENCH_LLM_TOKENS,
     only: c.BENCH_ONLY,
     cpuProfDir: c.BENCH_CPU_PROF,
     verbose: c.BENCH_VERBOSE,

@@ -1,3 +1,5 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { newAdminToken } from "../ids/random-id.ts";
 import { z } from "zod";
 import { databaseUrl, intFrom, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
@@ -83,6 +85,11 @@ const workerSchema = z.object({
   HEARTH_WORKER_LOCK_MS: intFrom(30_000, 1000, 600_000),
   HEARTH_HEARTBEAT_MS: intFrom(1000, 100, 60_000),
   HEARTH_DRAIN_TIMEOUT_MS: intFrom(30_000, 0, 3_600_000),
+  /** Where `s3://` and `https://` models are downloaded to before the engine starts. */
+  HEARTH_MODEL_CACHE_DIR: z.preprocess((v) => (v === "" || v === undefined ? join(tmpdir(), "hearth-models") : v), z.string()),
+  /** S3-compatible endpoint for `s3://` models (MinIO, R2, ...); unset means AWS itself. Credentials: the AWS SDK's own chain (AWS_ACCESS_KEY_ID, ...). */
+  HEARTH_S3_ENDPOINT: optionalString.pipe(z.url().optional()),
+  HEARTH_S3_REGION: z.preprocess((v) => (v === "" || v === undefined ? "us-east-1" : v), z.string()),
 });
 
 export interface WorkerConfig {
@@ -99,6 +106,9 @@ export interface WorkerConfig {
   heartbeatMs: number;
   /** How long SIGTERM waits for running jobs before aborting them and handing them back to the queue. */
   drainTimeoutMs: number;
+  modelCacheDir: string;
+  /** S3 client settings for `s3://` models; path-style addressing whenever a custom endpoint is set. */
+  s3: { endpoint?: string; region: string; forcePathStyle: boolean };
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -115,5 +125,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     lockMs: c.HEARTH_WORKER_LOCK_MS,
     heartbeatMs: c.HEARTH_HEARTBEAT_MS,
     drainTimeoutMs: c.HEARTH_DRAIN_TIMEOUT_MS,
+    modelCacheDir: c.HEARTH_MODEL_CACHE_DIR,
+    s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },
   };
 }

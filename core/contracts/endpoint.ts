@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { checkProfileArgs, ENGINE_PROFILES } from "../engine/engine-profiles.ts";
 
 /** A handler module: its default export runs each job (RunPod handler semantics). */
 export const handlerEngine = z.object({
@@ -7,7 +8,38 @@ export const handlerEngine = z.object({
   module: z.string().min(1),
 });
 
-export const engineSpec = z.discriminatedUnion("kind", [handlerEngine]);
+/** Where an engine's weights come from: materialised to a local path before the engine starts. */
+const modelUri = z
+  .string()
+  .min(1)
+  .refine((s) => /^(file|s3|https?):\/\//.test(s) || s.startsWith("/"), "must be file://, s3://, https:// or an absolute path");
+
+/**
+ * An engine process that serves the OpenAI HTTP API (vLLM, SGLang, TensorRT-LLM, llama.cpp's
+ * server, or the embedded node-llama-cpp server), launched from a profile and supervised by the worker.
+ */
+export const openaiEngine = z
+  .object({
+    kind: z.literal("openai"),
+    profile: z.enum(ENGINE_PROFILES),
+    model: modelUri,
+    /** The engine's own flags, by their documented long names without dashes: `{"max-model-len": 8192}`. */
+    args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    /** Name the engine serves the model under (OpenAI `model`). Default: the model's file or folder name. */
+    servedModelName: z.string().min(1).max(200).optional(),
+    /** Requests one worker runs at once; the engine batches them continuously. */
+    concurrency: z.number().int().min(1).max(1024).default(8),
+    /** How long the engine may take to load before the worker gives up (ms). */
+    startupTimeoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+  })
+  .superRefine((spec, ctx) => {
+    for (const problem of checkProfileArgs(spec.profile, spec.args)) {
+      ctx.addIssue({ code: "custom", path: ["args", problem.key], message: problem.message });
+    }
+  });
+export type OpenAIEngineSpec = z.infer<typeof openaiEngine>;
+
+export const engineSpec = z.discriminatedUnion("kind", [handlerEngine, openaiEngine]);
 export type EngineSpec = z.infer<typeof engineSpec>;
 
 export const scalerType = z.enum(["QUEUE_DELAY", "REQUEST_COUNT"]);

@@ -21,6 +21,10 @@ export interface JobRecordWrite {
   error?: string | null;
   output?: unknown;
   outputRef?: string | null;
+  ttftMs?: number | null;
+  itlMs?: number | null;
+  promptTokens?: number | null;
+  completionTokens?: number | null;
 }
 
 /** Outputs larger than this (as JSON) are not copied into Postgres; Redis keeps them for their retention. */
@@ -128,10 +132,14 @@ const COLUMNS = [
   ["error", "text"],
   ["output", "jsonb"],
   ["output_ref", "text"],
+  ["ttft_ms", "integer"],
+  ["itl_ms", "real"],
+  ["prompt_tokens", "integer"],
+  ["completion_tokens", "integer"],
 ] as const;
 
 /** Columns where a newer write's value wins when given, and an older write only fills a gap. */
-const PICKED = ["webhook", "submitted_at", "started_at", "finished_at", "delay_time_ms", "execution_time_ms", "worker_id", "error", "output", "output_ref"];
+const PICKED = ["webhook", "submitted_at", "started_at", "finished_at", "delay_time_ms", "execution_time_ms", "worker_id", "error", "output", "output_ref", "ttft_ms", "itl_ms", "prompt_tokens", "completion_tokens"];
 
 /*
  * One statement for the whole batch, with the batch as a single JSON parameter: building it costs
@@ -143,7 +151,7 @@ const UPSERT_SQL = `
 insert into jobs (${COLUMNS.map(([c]) => c).join(", ")})
 select id, tenant_id, endpoint_id, status, status_at, coalesce(sync, false), coalesce(low_priority, false),
        webhook, submitted_at, started_at, finished_at, delay_time_ms, execution_time_ms, worker_id,
-       coalesce(retries, 0), error, output, output_ref
+       coalesce(retries, 0), error, output, output_ref, ttft_ms, itl_ms, prompt_tokens, completion_tokens
 from jsonb_to_recordset($1::jsonb) as x(${COLUMNS.map(([c, t]) => `${c} ${t}`).join(", ")})
 on conflict (id) do update set
   status = case when excluded.status_at >= jobs.status_at then excluded.status else jobs.status end,
@@ -180,6 +188,10 @@ export async function upsertJobRecords(sql: Sql, writes: JobRecordWrite[]): Prom
       error: w.error,
       output: out?.output,
       output_ref: out?.outputRef,
+      ttft_ms: w.ttftMs,
+      itl_ms: w.itlMs,
+      prompt_tokens: w.promptTokens,
+      completion_tokens: w.completionTokens,
     };
   });
   await sql.unsafe(UPSERT_SQL, [JSON.stringify(rows)]);

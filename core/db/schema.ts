@@ -1,4 +1,4 @@
-import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgTable, real, text, timestamp } from "drizzle-orm/pg-core";
 import type { EngineSpec } from "../contracts/endpoint.ts";
 
 export const tenants = pgTable("tenants", {
@@ -88,6 +88,12 @@ export const jobs = pgTable(
     /** Inline output when small; larger outputs leave a pointer in `outputRef` instead. */
     output: jsonb("output"),
     outputRef: text("output_ref"),
+    /** LLM jobs: ms from the job's start to its first generated token (streamed jobs only). */
+    ttftMs: integer("ttft_ms"),
+    /** LLM jobs: mean ms between consecutive generated tokens after the first (streamed jobs only). */
+    itlMs: real("itl_ms"),
+    promptTokens: integer("prompt_tokens"),
+    completionTokens: integer("completion_tokens"),
   },
   (t) => [index("jobs_endpoint_submitted_idx").on(t.endpointId, t.submittedAt), index("jobs_tenant_idx").on(t.tenantId)],
 );

@@ -29,6 +29,17 @@ export const JOB_NAME = "job";
 /** BullMQ priority for `lowPriority` jobs; normal jobs carry none and so are taken first. */
 export const LOW_PRIORITY = 10;
 
+/** What an LLM engine measured of one job's generation; every field is optional (an engine may not know). */
+export const generationStats = z.object({
+  promptTokens: z.number().int().min(0).optional(),
+  completionTokens: z.number().int().min(0).optional(),
+  /** ms from the job's start on the worker to the first generated token. */
+  ttftMs: z.number().min(0).optional(),
+  /** Mean ms between consecutive generated tokens after the first. */
+  itlMs: z.number().min(0).optional(),
+});
+export type GenerationStats = z.infer<typeof generationStats>;
+
 /**
  * The return value of every processed job. The processor never throws: a handler failure,
  * timeout or cancel is a finished BullMQ job whose envelope says so. BullMQ's own `failed` state
@@ -41,5 +52,6 @@ export const jobResult = z.object({
   workerId: z.string(),
   startedAt: z.number(),
   finishedAt: z.number(),
+  generation: generationStats.optional(),
 });
 export type JobResult = z.infer<typeof jobResult>;

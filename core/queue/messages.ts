@@ -5,8 +5,8 @@ import { jobResult } from "./job-catalog.ts";
 export const jobEvent = z.discriminatedUnion("type", [
   /** The job left the queue for good (finished, cancelled, expired): waiters re-read or use `result`. */
   z.object({ type: z.literal("finished"), jobId: z.string(), endpointId: z.string(), result: jobResult.optional() }),
-  /** New stream chunks were buffered. */
-  z.object({ type: z.literal("chunk"), jobId: z.string(), endpointId: z.string() }),
+  /** New stream chunks were buffered; `chunks` are those same chunks, in order, for live relays. */
+  z.object({ type: z.literal("chunk"), jobId: z.string(), endpointId: z.string(), chunks: z.array(z.object({ output: z.unknown() })).optional() }),
 ]);
 export type JobEvent = z.infer<typeof jobEvent>;
 

@@ -17,6 +17,8 @@ export interface StackOptions {
   workerLockMs?: number;
   tickMs?: number;
   drainTimeoutMs?: number;
+  /** Idle ms before an SSE response gets a keep-alive comment. Default: the API's own (15000). */
+  sseHeartbeatMs?: number;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function startStack(options: StackOptions = {}) {
     port: 0,
     host: "127.0.0.1",
     adminToken: ADMIN,
-  });
+  }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(TEST_REDIS_URL);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
   const provider = new LocalProvider({

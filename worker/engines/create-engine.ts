@@ -1,16 +1,38 @@
+import { fileURLToPath } from "node:url";
 import type { EngineSpec } from "../../core/contracts/endpoint.ts";
 import type { Engine } from "./engine.ts";
 import { HandlerEngine } from "./handler-engine.ts";
+import { OpenAIEngine, type OpenAIEngineOptions } from "./openai/openai-engine.ts";
 
 export interface CreateEngineOptions {
   /** `HEARTH_HANDLER_DIRS`: where handler modules may live. */
   handlerDirs: readonly string[];
+  /** Materialises `openai` engines' models (file://, s3://, https://). */
+  models: OpenAIEngineOptions["models"];
+  /** Forwarded engine log lines and supervisor states (default: stderr). */
+  onEngineLog?: OpenAIEngineOptions["onLog"];
+  onEngineState?: OpenAIEngineOptions["onState"];
 }
+
+/** The embedded engine runs with this Node and this checkout's entry file, through tsx like the worker itself. */
+export const EMBEDDED_ENGINE = {
+  node: process.execPath,
+  execArgv: ["--import", "tsx"],
+  entry: fileURLToPath(new URL("./embedded/main.ts", import.meta.url)),
+};
 
 /** The one place that maps an endpoint's engine spec to an implementation. */
 export function createEngine(spec: EngineSpec, options: CreateEngineOptions): Engine {
   switch (spec.kind) {
     case "handler":
       return new HandlerEngine({ module: spec.module, handlerDirs: options.handlerDirs });
+    case "openai":
+      return new OpenAIEngine({
+        spec,
+        models: options.models,
+        embedded: EMBEDDED_ENGINE,
+        ...(options.onEngineLog && { onLog: options.onEngineLog }),
+        ...(options.onEngineState && { onState: options.onEngineState }),
+      });
   }
 }

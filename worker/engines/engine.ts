@@ -1,3 +1,5 @@
+import type { GenerationStats } from "../../core/queue/job-catalog.ts";
+
 /**
  * The seam between the worker runtime and whatever computes a job's output: a handler module
  * today, a supervised OpenAI-compatible engine process later. The runtime owns queues, timeouts,
@@ -14,7 +16,10 @@ export interface EngineJob {
  * A finished value, or a stream of chunks. A stream job's chunks are the RunPod generator yields;
  * the runtime writes each one to the job's stream buffer as it arrives.
  */
-export type EngineResult = { kind: "value"; value: unknown } | { kind: "stream"; chunks: AsyncIterable<unknown> };
+export type EngineResult = ({ kind: "value"; value: unknown } | { kind: "stream"; chunks: AsyncIterable<unknown> }) & {
+  /** LLM engines: token counts and timings, read once the value is returned or the stream is done. */
+  generation?: () => GenerationStats | undefined;
+};
 
 /** What an engine tells the runtime once it is ready. */
 export interface EngineInfo {

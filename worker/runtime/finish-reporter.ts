@@ -53,6 +53,12 @@ export class FinishReporter {
       retries: d.retries,
       output: result.output,
       error: result.error ?? null,
+      ...(result.generation && {
+        ttftMs: result.generation.ttftMs === undefined ? null : Math.round(result.generation.ttftMs),
+        itlMs: result.generation.itlMs ?? null,
+        promptTokens: result.generation.promptTokens ?? null,
+        completionTokens: result.generation.completionTokens ?? null,
+      }),
     });
   }
 }

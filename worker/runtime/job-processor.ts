@@ -4,7 +4,7 @@ import { z } from "zod";
 import { jobData, type JobData, type JobResult } from "../../core/queue/job-catalog.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { JobRecordWrite } from "../../core/db/job-records.ts";
-import type { Engine, EngineInfo } from "../engines/engine.ts";
+import type { Engine, EngineInfo, EngineResult } from "../engines/engine.ts";
 import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
 
 /**
@@ -34,7 +34,7 @@ export interface JobProcessorOptions {
 export type JobProcessor = (job: Job, token: string | undefined, signal: AbortSignal | undefined) => Promise<JobResult>;
 
 type AbortCause = "cancel" | "drain" | "timeout" | "ttl";
-type Outcome = Pick<JobResult, "status" | "output" | "error">;
+type Outcome = Pick<JobResult, "status" | "output" | "error" | "generation">;
 
 const ABORTED = Symbol("aborted");
 
@@ -115,11 +115,13 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
     });
 
     let outcome: Outcome | undefined;
+    let generation: EngineResult["generation"];
     let iterator: AsyncIterator<unknown> | undefined;
     let exhausted = false;
     try {
       const result = await raceAbort(engine.run({ id: jobId, input: data.input }, controller.signal), aborted);
       if (result !== ABORTED) {
+        generation = result.generation;
         if (result.kind === "value") outcome = valueOutcome(result.value);
         else {
           iterator = result.chunks[Symbol.asyncIterator]();
@@ -131,9 +133,12 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
               exhausted = true;
               break;
             }
-            await stream.push(step.value);
+            const backlog = stream.add(step.value);
+            if (backlog && (await raceAbort(backlog, aborted)) === ABORTED) break;
             if (engineInfo.returnAggregateStream) all.push(step.value);
           }
+          // Every chunk is in Redis before the job is reported finished (the relay's order).
+          await stream.flush();
           if (cause === undefined) outcome = { status: "COMPLETED", output: engineInfo.returnAggregateStream ? all : undefined };
         }
       }
@@ -147,10 +152,13 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
       if (iterator && !exhausted) void Promise.resolve(iterator.return?.()).catch(() => {});
     }
 
+    // Chunks produced before an abort are still delivered, ahead of the finish.
+    await stream.flush().catch(() => {});
     if (cause === "drain") return handBack(job, token, data);
     if (cause !== undefined) outcome = abortOutcome(cause, data);
     await stream.seal(data.retentionMs).catch(() => {});
-    return envelope(outcome ?? { status: "FAILED", error: "engine produced no result" });
+    const stats = safely(generation);
+    return envelope({ ...(outcome ?? { status: "FAILED", error: "engine produced no result" }), ...(stats && { generation: stats }) });
   }
 
   /** Puts the job back at the head of the queue for another worker; BullMQ must not finish it. */
@@ -196,6 +204,15 @@ function abortOutcome(cause: Exclude<AbortCause, "drain">, data: JobData): Outco
       return { status: "TIMED_OUT", error: `execution timeout of ${data.executionTimeoutMs} ms exceeded` };
     case "ttl":
       return { status: "TIMED_OUT", error: "ttl expired" };
+  }
+}
+
+/** An engine's stats are bookkeeping: a getter that throws must not change the job's outcome. */
+function safely(get: EngineResult["generation"]): JobResult["generation"] {
+  try {
+    return get?.();
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,10 +1,12 @@
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../../core/queue/keys.ts";
-import type { JobEvent } from "../../core/queue/messages.ts";
 import { withWorkerScripts } from "./worker-scripts.ts";
 
 /** Extra life of a stream buffer beyond the job's retention, so a reader polling at the edge still drains it. */
 export const STREAM_MARGIN_MS = 60_000;
+
+/** Chunks added while a write is in flight, past which `add` asks the caller to wait (backpressure). */
+const MAX_BACKLOG = 512;
 
 export interface StreamWriterOptions {
   redis: Redis;
@@ -17,38 +19,73 @@ export interface StreamWriterOptions {
 
 /**
  * Appends a job's stream chunks to `stream:{jobId}` as `{"output": chunk}` (the shape `/stream`
- * returns) and announces each one. RPUSH, PEXPIRE and PUBLISH run in one script, so a reader woken
- * by the message always finds the chunk; pushes are awaited one at a time by the caller, so chunks
- * land exactly once and in order.
+ * returns) and announces them with the chunks inside the message, so a live relay (the OpenAI SSE
+ * route) forwards them without reading the list back. RPUSH, PEXPIRE and PUBLISH run in one
+ * script, so a reader woken by the message always finds the chunks.
+ *
+ * Writes never overlap: chunks that arrive while one is in flight are sent together in the next.
+ * An engine producing tokens faster than one Redis round trip then costs one write per round trip,
+ * not one per token, and chunks still land exactly once and in order.
  */
 export class StreamWriter {
   private count = 0;
+  private pending: string[] = [];
+  private inFlight: Promise<void> | undefined;
+  private failure: unknown;
 
   constructor(private readonly options: StreamWriterOptions) {}
 
+  /** Chunks written to Redis so far. */
   get chunks(): number {
     return this.count;
   }
 
-  /** Serialises first, so a chunk that is not JSON fails the job instead of reaching Redis half-written. */
-  async push(chunk: unknown): Promise<void> {
-    const { redis, keys, jobId, endpointId } = this.options;
-    const payload = JSON.stringify({ output: chunk });
-    const event: JobEvent = { type: "chunk", jobId, endpointId };
-    const key = keys.stream(jobId);
-    await withWorkerScripts(redis).hearthPushChunk(
-      key,
-      payload,
-      Math.max(1, Math.ceil(this.options.liveTtlMs())),
-      keys.jobEventsChannel(),
-      JSON.stringify(event),
-    );
-    this.count++;
+  /**
+   * Queues one chunk and starts a write if none is in flight. Serialises first, so a chunk that is
+   * not JSON throws here instead of reaching Redis half-written; a failed earlier write throws too.
+   * Returns a promise only when the backlog is long: the caller should await it before adding more.
+   */
+  add(chunk: unknown): Promise<void> | undefined {
+    if (this.failure !== undefined) throw this.failure;
+    this.pending.push(JSON.stringify({ output: chunk }));
+    this.inFlight ??= this.writeLoop();
+    return this.pending.length >= MAX_BACKLOG ? this.inFlight : undefined;
+  }
+
+  /** Resolves once every chunk added so far is in Redis; rejects with the write error if one failed. */
+  async flush(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+    if (this.failure !== undefined) throw this.failure;
   }
 
   /** Once the job is finished: the buffer lives for the job's retention (plus margin) from now. */
   async seal(retentionMs: number): Promise<void> {
     if (this.count === 0) return;
     await this.options.redis.pexpire(this.options.keys.stream(this.options.jobId), retentionMs + STREAM_MARGIN_MS);
+  }
+
+  private async writeLoop(): Promise<void> {
+    const { redis, keys, jobId, endpointId } = this.options;
+    try {
+      while (this.pending.length > 0) {
+        const batch = this.pending;
+        this.pending = [];
+        // The chunk event, built around payloads that are JSON already (see JobEvent "chunk").
+        const event = `{"type":"chunk","jobId":${JSON.stringify(jobId)},"endpointId":${JSON.stringify(endpointId)},"chunks":[${batch.join(",")}]}`;
+        await withWorkerScripts(redis).hearthPushChunks(
+          keys.stream(jobId),
+          Math.max(1, Math.ceil(this.options.liveTtlMs())),
+          keys.jobEventsChannel(),
+          event,
+          ...batch,
+        );
+        this.count += batch.length;
+      }
+    } catch (err) {
+      this.failure = err;
+      this.pending = [];
+    } finally {
+      this.inFlight = undefined;
+    }
   }
 }

@@ -21,25 +21,25 @@ return redis.call("PUBLISH", ARGV[2], ARGV[3])
 `;
 
 /**
- * --[[ Buffers one stream chunk for `/stream` and announces it.
+ * --[[ Buffers stream chunks for `/stream` and announces them.
  *   KEYS[1] stream list of the job
- *   ARGV[1] the chunk (JSON `{"output": ...}`)
- *   ARGV[2] ms the list is kept from now
- *   ARGV[3] job-events channel
- *   ARGV[4] the `chunk` event (JSON)
+ *   ARGV[1] ms the list is kept from now
+ *   ARGV[2] job-events channel
+ *   ARGV[3] the `chunk` event (JSON, carrying the same chunks)
+ *   ARGV[4..] the chunks, in order (each JSON `{"output": ...}`)
  *   Returns: the list's length after the push.
  * ]]
  */
-const PUSH_CHUNK = `
-local n = redis.call("RPUSH", KEYS[1], ARGV[1])
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
-redis.call("PUBLISH", ARGV[3], ARGV[4])
+const PUSH_CHUNKS = `
+local n = redis.call("RPUSH", KEYS[1], unpack(ARGV, 4))
+redis.call("PEXPIRE", KEYS[1], ARGV[1])
+redis.call("PUBLISH", ARGV[2], ARGV[3])
 return n
 `;
 
 export interface WorkerScripts {
   hearthFinishJob(statsKey: string, field: string, channel: string, event: string): Promise<number>;
-  hearthPushChunk(streamKey: string, chunk: string, keepMs: number, channel: string, event: string): Promise<number>;
+  hearthPushChunks(streamKey: string, keepMs: number, channel: string, event: string, ...chunks: string[]): Promise<number>;
 }
 
 /** The connection with the worker's scripts defined on it (idempotent). */
@@ -47,7 +47,7 @@ export function withWorkerScripts(redis: Redis): Redis & WorkerScripts {
   const r = redis as Redis & Partial<WorkerScripts>;
   if (!r.hearthFinishJob) {
     redis.defineCommand("hearthFinishJob", { numberOfKeys: 1, lua: FINISH_JOB });
-    redis.defineCommand("hearthPushChunk", { numberOfKeys: 1, lua: PUSH_CHUNK });
+    redis.defineCommand("hearthPushChunks", { numberOfKeys: 1, lua: PUSH_CHUNKS });
   }
   return redis as Redis & WorkerScripts;
 }

@@ -9,6 +9,7 @@ import { ASYNC_RETENTION_MS, syncRetentionMs } from "../services/job-submitter.t
 import { endpointHealth } from "../services/endpoint-health.ts";
 import { jsonBody, validate } from "../validation.ts";
 import type { ApiDeps } from "../api-deps.ts";
+import { openaiRoutes } from "./openai-routes.ts";
 
 type JobEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -32,6 +33,8 @@ export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
     c.set("endpoint", ep);
     await next();
   });
+
+  app.route("/:ep/openai/v1", openaiRoutes(deps.openai));
 
   app.post("/:ep/run", jsonBodyLimit(10 * MB), async (c) => {
     const req = await jsonBody(c, runRequest);

@@ -77,6 +77,20 @@ export class JobEvents {
     };
   }
 
+  /**
+   * Calls `listener` with every event of `jobId`, in the order published, until the returned
+   * function is called (a live relay, where `watch` would keep only the first event).
+   */
+  listen(jobId: string, listener: (event: JobEvent) => void): () => void {
+    let set = this.listeners.get(jobId);
+    if (!set) this.listeners.set(jobId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(jobId);
+    };
+  }
+
   private emit(event: JobEvent): void {
     const set = this.listeners.get(event.jobId);
     if (!set) return;

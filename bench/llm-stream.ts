@@ -1,0 +1,293 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
+import { compare, noiseWarnings, type BenchContext, type BenchResult, type Comparison } from "./support/bench-result.ts";
+import { jsonLine, startChild } from "./support/child-process.ts";
+import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts";
+import { apiProfileArgs, apiProfileWindow, startHearth } from "./support/hearth-processes.ts";
+import { round } from "./support/latency-stats.ts";
+import { sseTimingClient, type StreamTiming } from "./support/sse-timing-client.ts";
+import { tokenStreamStats, type TokenStreamStats } from "./support/token-stream-stats.ts";
+
+const NAME = "llm-stream";
+const engineEntry = fileURLToPath(new URL("./support/embedded-engine-entry.ts", import.meta.url));
+/** Deterministic bytes, so one copy serves every run. */
+const modelPath = join(tmpdir(), "hearth-bench", "tiny-llama.gguf");
+/** The name the worker serves the model under (from the file name), given to the floor too. */
+const MODEL_NAME = "tiny-llama";
+const PROMPT = "Once upon a time, in a small village by the sea, there lived";
+/** One engine thread, as the endpoint asks: the other core is left to Hearth's processes and the client. */
+const ENGINE_ARGS = { threads: 1, "ctx-size": 1024 } as const;
+/** Endpoint concurrency, which the worker passes to the engine as `--parallel`. */
+const CONCURRENCY = 8;
+const WARMUP_REQUESTS = 3;
+/** A stream silent this long is broken, not slow (ms). */
+const IDLE_TIMEOUT_MS = 30_000;
+/** After this many failed requests a side gives up. */
+const MAX_FAILURES = 5;
+const MAX_ADDED_GAP_MS = 1;
+const MIN_TOKENS_PER_SECOND_RATIO = 0.95;
+
+interface SideRun {
+  runs: StreamTiming[];
+  stats: TokenStreamStats;
+  failures: number;
+  firstFailures: string[];
+  cpu: ReturnType<CpuMeter["stop"]>;
+  /** `performance.now()` bounds of the measured part. */
+  from: number;
+  until: number;
+}
+
+/**
+ * What both sides send. `include_usage` is what the worker asks of the engine for every streamed
+ * job anyway, so with it the engine does the same work on both sides and Hearth relays the usage
+ * chunk the client asked for.
+ */
+function requestBody(maxTokens: number): string {
+  return JSON.stringify({ model: MODEL_NAME, prompt: PROMPT, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } });
+}
+
+/** Warm-up, then `n` sequential streamed completions with CPU per process group over the measured ones. */
+async function measure(n: number, once: () => Promise<StreamTiming>, roles: Record<string, CpuRole>): Promise<SideRun> {
+  const firstFailures: string[] = [];
+  let failures = 0;
+  const loop = async (count: number, runs: StreamTiming[]) => {
+    for (let i = 0; i < count && failures < MAX_FAILURES; i++) {
+      const run = await once();
+      const problem = run.problem ?? (run.tokenTimes.length === 0 ? "no content chunk in the stream" : undefined);
+      if (problem) {
+        failures++;
+        if (firstFailures.length < 3 && !firstFailures.includes(problem)) firstFailures.push(problem);
+      } else runs.push(run);
+    }
+  };
+  await loop(WARMUP_REQUESTS, []);
+  const meter = new CpuMeter(roles);
+  const runs: StreamTiming[] = [];
+  meter.start();
+  const from = performance.now();
+  await loop(n, runs);
+  const until = performance.now();
+  return { runs, stats: tokenStreamStats(runs), failures, firstFailures, cpu: meter.stop(), from, until };
+}
+
+function failureProblem(side: string, run: SideRun): string[] {
+  if (run.failures === 0) return [];
+  const gaveUp = run.failures >= MAX_FAILURES ? ", gave up" : "";
+  return [`${side}: ${run.failures} failed streams (warm-up included${gaveUp}): ${run.firstFailures.join("; ")}`];
+}
+
+function logSide(ctx: BenchContext, side: string, s: TokenStreamStats): void {
+  ctx.log(
+    `${side}: ${s.requests} streams, ${s.tokens} content chunks (usage: ${s.completionTokens ?? "?"} tokens) in ${s.tokenReads} socket reads ` +
+      `(${s.tokensPerTokenRead} per read; ${s.reads} reads, ${s.events} events in all); mean ${s.tokensPerSecond.mean} tok/s, ` +
+      `gap p50 ${s.gapMs.p50} p90 ${s.gapMs.p90} ms, read gap p50 ${s.readGapMs.p50} ms, ttft p50 ${s.ttftMs.p50} ms`,
+  );
+}
+
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The engine the worker launched (found by its `--model` flag in /proc), its parent (the worker) and its flags. */
+function findWorkerEngine(model: string): { pid: number; workerPid: number; flags: string[] } | undefined {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
+      const at = argv.indexOf("--model");
+      if (at < 0 || argv[at + 1] !== model) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const workerPid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      return { pid: Number(entry), workerPid, flags: argv.slice(at) };
+    } catch {
+      // exited while we read
+    }
+  }
+  return undefined;
+}
+
+/** The floor: the embedded engine server as its own process, with the flags the worker gives it, streamed to directly. */
+async function floorSide(ctx: BenchContext) {
+  const { config, cleanup } = ctx;
+  const port = await freeLoopbackPort();
+  const flags = ["--model", modelPath, "--host", "127.0.0.1", "--port", String(port), "--served-model-name", MODEL_NAME];
+  flags.push("--ctx-size", String(ENGINE_ARGS["ctx-size"]), "--parallel", String(CONCURRENCY), "--threads", String(ENGINE_ARGS.threads));
+  const engine = await startChild(
+    {
+      name: "floor-engine",
+      entry: engineEntry,
+      env: { ...process.env, BENCH_ENGINE_ARGS: JSON.stringify(flags) },
+      echo: config.verbose,
+      ready: jsonLine((o) => (o.t === "embedded-engine" && o.msg === "listening" && typeof o.url === "string" ? o.url : undefined)),
+      stopTimeoutMs: 10_000,
+    },
+    cleanup,
+  );
+  const client = sseTimingClient(engine.ready, {}, IDLE_TIMEOUT_MS);
+  try {
+    const body = requestBody(config.llmTokens);
+    ctx.log(`floor: ${WARMUP_REQUESTS} warm-up + ${config.llmRequests} measured streams of ${config.llmTokens} tokens`);
+    const run = await measure(config.llmRequests, () => client.stream("/v1/completions", body), { bench: { self: process.pid }, engine: { self: engine.pid } });
+    const problems = failureProblem("floor", run);
+    if (!engine.alive()) problems.push("floor: the engine died during the run");
+    return { run, problems, flags };
+  } finally {
+    client.close();
+    await engine.stop();
+  }
+}
+
+/** Hearth: API + scheduler + one warm worker supervising the embedded engine; the endpoint's OpenAI route, streamed. */
+async function hearthSide(ctx: BenchContext) {
+  const { config, isolation, cleanup } = ctx;
+  const hearth = await startHearth({
+    databaseUrl: isolation.databaseUrl,
+    redisUrl: config.redisUrl,
+    redisPrefix: isolation.redisPrefix,
+    cleanup,
+    apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
+    echo: config.verbose,
+  });
+  let measured;
+  try {
+    const apiKey = await hearth.createTenant("bench-llm");
+    const endpointId = await hearth.createEndpoint(apiKey, {
+      name: "bench-llm",
+      engine: { kind: "openai", profile: "embedded", model: pathToFileURL(modelPath).href, args: ENGINE_ARGS, concurrency: CONCURRENCY },
+      workersMin: 1,
+      workersMax: 1,
+    });
+    ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker (it starts the engine)`);
+    await hearth.waitIdleWorkers(apiKey, endpointId, 1, 120_000);
+    const engine = findWorkerEngine(modelPath);
+    if (!engine) throw new Error(`the worker's engine (--model ${modelPath}) is not among the running processes`);
+
+    const client = sseTimingClient(hearth.url, { authorization: `Bearer ${apiKey}` }, IDLE_TIMEOUT_MS);
+    const body = requestBody(config.llmTokens);
+    ctx.log(`hearth: ${WARMUP_REQUESTS} warm-up + ${config.llmRequests} measured streams of ${config.llmTokens} tokens`);
+    const run = await measure(config.llmRequests, () => client.stream(`/v2/${endpointId}/openai/v1/completions`, body), {
+      bench: { self: process.pid },
+      api: { self: hearth.api.pid },
+      scheduler: { self: hearth.scheduler.pid },
+      worker: { self: engine.workerPid },
+      engine: { self: engine.pid },
+      redis: { comm: "redis-server" },
+      postgres: { comm: "postgres" },
+    });
+    client.close();
+    const problems = failureProblem("hearth", run);
+    const health = await hearth.get(`/v2/${endpointId}/health`, apiKey);
+    if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
+    if (findWorkerEngine(modelPath)?.pid !== engine.pid) problems.push("hearth: the worker's engine process changed during the run (a crash and restart)");
+    measured = { run, problems, health, engineFlags: engine.flags };
+  } finally {
+    ctx.log("hearth: stopping (the scheduler drains its worker, which stops the engine)");
+    await hearth.stop();
+  }
+  // Node writes the profile when the API exits.
+  return { ...measured, apiProfile: apiProfileWindow(config.cpuProfDir, NAME, hearth.api, measured.run.from, measured.run.until) };
+}
+
+/** Hearth may add at most MAX_ADDED_GAP_MS to the engine's p50 gap: as a ratio target, that is (floor + 1 ms) / floor. */
+function gapComparison(hearthP50: number, floorP50: number): Comparison {
+  const added = hearthP50 - floorP50;
+  const c = compare(`p50 gap/token (≤ engine + ${MAX_ADDED_GAP_MS} ms)`, "ms", hearthP50, floorP50, { op: "<=", value: round((floorP50 + MAX_ADDED_GAP_MS) / floorP50, 3) });
+  return { ...c, pass: Number.isFinite(added) && added <= MAX_ADDED_GAP_MS };
+}
+
+/** What the report prints per side (all ms). */
+function printed(s: TokenStreamStats): Record<string, number> {
+  return { "gap p50": s.gapMs.p50, "gap p90": s.gapMs.p90, "gap p99": s.gapMs.p99, "read gap p50": s.readGapMs.p50, "ttft p50": s.ttftMs.p50, "ttft p90": s.ttftMs.p90 };
+}
+
+/**
+ * A streamed completion through Hearth (API → job → worker → embedded engine → Redis → API → SSE)
+ * vs the same request sent straight to the same engine server with the same flags: per-token gap
+ * and tokens/s, one table row each. The sides run one after the other, never together.
+ */
+export async function llmStream(ctx: BenchContext): Promise<BenchResult[]> {
+  const { config } = ctx;
+  ensureTinyLlamaFile(modelPath);
+  ctx.log(`floor: starting the embedded engine (${modelPath})`);
+  const floor = await floorSide(ctx);
+  logSide(ctx, "floor", floor.run.stats);
+  ctx.log("hearth: starting the API and the scheduler");
+  const hearth = await hearthSide(ctx);
+  logSide(ctx, "hearth", hearth.run.stats);
+
+  const h = hearth.run.stats;
+  const f = floor.run.stats;
+  const problems = [...floor.problems, ...hearth.problems];
+  // temperature 0 on a deterministic model: every stream on both sides must read the same, or the sides did not do the same work.
+  const texts = new Set([...floor.run.runs, ...hearth.run.runs].map((r) => r.text));
+  if (texts.size > 1) problems.push(`the streams' texts differ (${texts.size} variants): the two sides did not generate the same tokens`);
+
+  const cpu = { hearth: hearth.run.cpu, floor: floor.run.cpu };
+  const warnings = noiseWarnings(cpu, REST_OF_MACHINE);
+  for (const [side, s] of [["floor", f], ["hearth", h]] as const) {
+    if (s.completionTokens !== undefined && s.completionTokens !== s.tokens) {
+      warnings.push(`${side}: ${s.tokens} content chunks for ${s.completionTokens} tokens (usage): a chunk is not exactly one token`);
+    }
+    if (s.tokensPerTokenRead > 1.05) {
+      warnings.push(
+        `${side}: tokens arrived batched (${s.tokens} in ${s.tokenReads} socket reads, ${s.tokensPerTokenRead} per read); tokens that share a read count a 0 ms gap, so read the read gaps and tokens/s too`,
+      );
+    }
+  }
+
+  const addedGapP50Ms = round(h.gapMs.p50 - f.gapMs.p50);
+  const tokensPerSecondRatio = round(h.tokensPerSecond.mean / f.tokensPerSecond.mean);
+  const settings = {
+    requests: config.llmRequests,
+    warmup: WARMUP_REQUESTS,
+    maxTokens: config.llmTokens,
+    prompt: PROMPT,
+    model: `tiny llama (${modelPath})`,
+    engineFlags: { floor: floor.flags, hearth: hearth.engineFlags },
+    workers: 1,
+    targets: { addedGapP50Ms: `<= ${MAX_ADDED_GAP_MS}`, tokensPerSecondRatio: `>= ${MIN_TOKENS_PER_SECOND_RATIO}` },
+  };
+  const hearthDetails = {
+    ...h,
+    addedGapP50Ms,
+    tokensPerSecondRatio,
+    failures: hearth.run.failures,
+    healthAfter: hearth.health,
+    ...(hearth.apiProfile ? { apiProfile: hearth.apiProfile } : {}),
+  };
+  return [
+    {
+      name: NAME,
+      comparison: gapComparison(h.gapMs.p50, f.gapMs.p50),
+      problems,
+      warnings,
+      settings,
+      hearth: { latencyMs: { ...printed(h), "added gap p50": addedGapP50Ms }, ...hearthDetails },
+      floor: { latencyMs: printed(f), ...f, failures: floor.run.failures },
+      cpu,
+    },
+    {
+      name: NAME,
+      comparison: compare("mean tokens/s", "tok/s", h.tokensPerSecond.mean, f.tokensPerSecond.mean, { op: ">=", value: MIN_TOKENS_PER_SECOND_RATIO }),
+      problems,
+      warnings: [],
+      settings,
+      // The full details are in the first row; this one prints the whole-stream times.
+      hearth: { latencyMs: { "stream p50": h.streamMs.p50, "stream p90": h.streamMs.p90 }, tokensPerSecond: h.tokensPerSecond },
+      floor: { latencyMs: { "stream p50": f.streamMs.p50, "stream p90": f.streamMs.p90 }, tokensPerSecond: f.tokensPerSecond },
+      cpu: {},
+    },
+  ];
+}

@@ -1,0 +1,120 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openaiEngine } from "../core/contracts/endpoint.ts";
+import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
+import { EMBEDDED_ENGINE } from "../worker/engines/create-engine.ts";
+import { OpenAIEngine } from "../worker/engines/openai/openai-engine.ts";
+import { FileModelSource } from "../worker/models/file-model-source.ts";
+import { ModelStore } from "../worker/models/model-source.ts";
+import { describeEngineConformance } from "./engine-conformance.ts";
+
+const scratch = mkdtempSync(join(tmpdir(), "hearth-openai-engine-"));
+const modelPath = ensureTinyLlamaFile(join(scratch, "tiny-llama.gguf"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+function embedded(overrides: Record<string, unknown> = {}): OpenAIEngine {
+  const spec = openaiEngine.parse({ kind: "openai", profile: "embedded", model: `file://${modelPath}`, args: { threads: 1, "ctx-size": 1024 }, concurrency: 4, ...overrides });
+  return new OpenAIEngine({
+    spec,
+    models: new ModelStore({ cacheDir: join(scratch, "cache"), sources: [new FileModelSource()] }),
+    embedded: EMBEDDED_ENGINE,
+    restartBaseMs: 100,
+    onLog: () => {},
+  });
+}
+
+async function engineStats(engine: OpenAIEngine): Promise<{ generated_tokens_total: number; active_requests: number }> {
+  return (await fetch(`${engine.baseUrl}/stats`)).json() as Promise<{ generated_tokens_total: number; active_requests: number }>;
+}
+
+describeEngineConformance("openai (embedded profile)", {
+  value: async () => ({
+    engine: embedded(),
+    input: { openai_route: "/v1/models" },
+    expected: { object: "list", data: [expect.objectContaining({ id: "tiny-llama", object: "model" })] },
+  }),
+  stream: async () => {
+    const engine = embedded();
+    return {
+      engine,
+      input: { prompt: "The cat", sampling_params: { max_tokens: 12, temperature: 0 }, stream: true },
+      // The same request answered whole by the engine itself must read the same as the chunks joined.
+      checkChunks: async (chunks) => {
+        const direct = (await (
+          await fetch(`${engine.baseUrl}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "The cat", max_tokens: 12, temperature: 0 }) })
+        ).json()) as { choices: { text: string }[]; usage: { prompt_tokens: number; completion_tokens: number } };
+        const last = chunks.at(-1);
+        expect(last).toEqual({ choices: [{ tokens: [] }], usage: { input: direct.usage.prompt_tokens, output: direct.usage.completion_tokens } });
+        const text = chunks.slice(0, -1).map((c) => (c as { choices: { tokens: string[] }[] }).choices[0]!.tokens.join("")).join("");
+        expect(text).toBe(direct.choices[0]!.text);
+      },
+    };
+  },
+  abortable: async () => {
+    const engine = embedded();
+    return {
+      engine,
+      input: { prompt: "Go", sampling_params: { max_tokens: 900, temperature: 0.8 }, stream: true },
+      // The engine's own count stops growing and its request is gone: the abort reached the decoding.
+      abortObserved: async () => {
+        const a = await engineStats(engine);
+        await new Promise((r) => setTimeout(r, 200));
+        const b = await engineStats(engine);
+        return a.active_requests === 0 && a.generated_tokens_total === b.generated_tokens_total && b.generated_tokens_total < 900;
+      },
+    };
+  },
+});
+
+describe("openai engine: supervision and errors", () => {
+  const engines: OpenAIEngine[] = [];
+  afterAll(async () => {
+    await Promise.allSettled(engines.map((e) => e.stop()));
+  });
+
+  it("fails the job in flight when the engine dies, restarts the engine, and runs the next job", async () => {
+    const engine = embedded();
+    engines.push(engine);
+    await engine.start();
+    const first = engine.enginePid!;
+    const result = await engine.run({ id: "j1", input: { prompt: "Go", sampling_params: { max_tokens: 900 }, stream: true } }, new AbortController().signal);
+    if (result.kind !== "stream") throw new Error("expected a stream");
+    const it = result.chunks[Symbol.asyncIterator]();
+    await it.next();
+    process.kill(first, "SIGKILL");
+    await expect((async () => {
+      for (;;) if ((await it.next()).done) return;
+    })()).rejects.toThrow(/the engine failed during the request .*SIGKILL/);
+    expect(await engine.health()).toBe(false);
+
+    // A job arriving meanwhile waits for the restarted engine instead of failing.
+    const next = await engine.run({ id: "j2", input: { prompt: "Hi", sampling_params: { max_tokens: 3, temperature: 0 } } }, new AbortController().signal);
+    expect(next.kind).toBe("value");
+    expect(engine.enginePid).not.toBe(first);
+    expect(await engine.health()).toBe(true);
+    expect(next.generation?.()).toMatchObject({ completionTokens: 3, promptTokens: expect.any(Number), ttftMs: expect.any(Number) });
+  });
+
+  it("relays the engine's refusal as a job error carrying its status", async () => {
+    const engine = embedded();
+    engines.push(engine);
+    await engine.start();
+    const r = await engine.run({ id: "j3", input: { openai_route: "/v1/chat/completions", openai_input: { messages: "not a list" } } }, new AbortController().signal);
+    expect(r).toMatchObject({ kind: "value", value: { error: { status: 400, type: "invalid_request_error", message: expect.any(String) } } });
+  });
+
+  it("refuses a job input it cannot map, naming the problem", async () => {
+    const engine = embedded();
+    engines.push(engine);
+    await engine.start();
+    await expect(engine.run({ id: "j4", input: { neither: true } }, new AbortController().signal)).rejects.toThrow(/exactly one of prompt or messages/);
+  });
+
+  it("will not start on a model that is not there", async () => {
+    const engine = embedded({ model: `file://${join(scratch, "missing.gguf")}` });
+    engines.push(engine);
+    await expect(engine.start()).rejects.toThrow(/could not be materialised/);
+  });
+});

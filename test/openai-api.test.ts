@@ -1,0 +1,209 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import OpenAI from "openai";
+import runpodSdk from "runpod-sdk";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
+import { findEngineProcesses } from "./support/engine-processes.ts";
+import { startStack, type Stack } from "./support/hearth-stack.ts";
+import { waitFor } from "./support/services.ts";
+
+interface EngineStats {
+  generated_tokens_total: number;
+  active_requests: number;
+}
+
+/**
+ * LLM endpoints end to end: the real `openai` and `runpod-sdk` clients against the API, real
+ * workers supervising the embedded node-llama-cpp engine with the project's tiny model.
+ */
+describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
+  let stack: Stack;
+  let key: string;
+  let ep: string;
+  let dir: string;
+  let modelPath: string;
+  let openai: OpenAI;
+
+  const engine = () => {
+    const found = findEngineProcesses(modelPath);
+    if (found.length !== 1) throw new Error(`expected one engine process, found ${found.length}`);
+    return found[0]!;
+  };
+  const engineStats = async (): Promise<EngineStats> => (await fetch(`${engine().url}/stats`)).json() as Promise<EngineStats>;
+
+  beforeAll(async () => {
+    stack = await startStack({ sseHeartbeatMs: 200 });
+    dir = await mkdtemp(join(tmpdir(), "hearth-openai-"));
+    // A path of this test's own, so the engine process can be told apart from any other.
+    modelPath = ensureTinyLlamaFile(join(dir, "tiny-llama.gguf"));
+    key = await stack.tenant("llm");
+    ep = await stack.endpoint(key, {
+      engine: { kind: "openai", profile: "embedded", model: `file://${modelPath}`, args: { threads: 1, "ctx-size": 1024 }, concurrency: 8 },
+      workersMin: 1,
+      workersMax: 1,
+    });
+    openai = new OpenAI({ baseURL: `${stack.api.url}/v2/${ep}/openai/v1`, apiKey: key, maxRetries: 0 });
+    await waitFor(async () => (await stack.call("GET", `/v2/${ep}/health`, { key })).body.workers.idle === 1, 60_000);
+  });
+  afterAll(async () => {
+    await stack?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("lists the served model", async () => {
+    const models = await openai.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(["tiny-llama"]);
+  });
+
+  it("answers a chat completion and a completion with the engine's JSON and real usage", async () => {
+    const chat = await openai.chat.completions.create({ model: "tiny-llama", messages: [{ role: "user", content: "Say hi" }], max_tokens: 8, temperature: 0 });
+    expect(chat.object).toBe("chat.completion");
+    expect(chat.choices[0]!.message.role).toBe("assistant");
+    expect(typeof chat.choices[0]!.message.content).toBe("string");
+    expect(chat.usage!.prompt_tokens).toBeGreaterThan(0);
+    expect(chat.usage!.completion_tokens).toBeGreaterThan(0);
+    expect(chat.usage!.completion_tokens).toBeLessThanOrEqual(8);
+
+    const a = await openai.completions.create({ model: "tiny-llama", prompt: "Once upon a time", max_tokens: 12, temperature: 0.9, seed: 7 });
+    const b = await openai.completions.create({ model: "tiny-llama", prompt: "Once upon a time", max_tokens: 12, temperature: 0.9, seed: 7 });
+    expect(a.object).toBe("text_completion");
+    expect(a.choices[0]!.text.length).toBeGreaterThan(0);
+    expect(b.choices[0]!.text).toBe(a.choices[0]!.text);
+  });
+
+  it("streams a chat completion token by token, the same text as without streaming, then records TTFT, ITL and token counts", async () => {
+    const params = { model: "tiny-llama", messages: [{ role: "user" as const, content: "Tell me a story" }], max_tokens: 40, temperature: 0 };
+    const whole = await openai.chat.completions.create(params);
+    const stream = await openai.chat.completions.create({ ...params, stream: true });
+    let text = "";
+    let chunks = 0;
+    let finish: string | null = null;
+    let id = "";
+    for await (const chunk of stream) {
+      id = chunk.id;
+      chunks++;
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    expect(text).toBe(whole.choices[0]!.message.content);
+    expect(chunks).toBeGreaterThan(5);
+    expect(finish).toBe(whole.choices[0]!.finish_reason);
+    expect(id).toMatch(/^chatcmpl-/);
+
+    const row = await waitFor(async () => {
+      const rows = await stack.sql<{ ttft_ms: number | null; itl_ms: number | null; prompt_tokens: number | null; completion_tokens: number | null }[]>`
+        select ttft_ms, itl_ms, prompt_tokens, completion_tokens from jobs
+        where endpoint_id = ${ep} and status = 'COMPLETED' and itl_ms is not null order by finished_at desc limit 1`;
+      return rows[0];
+    });
+    expect(row.ttft_ms).toBeGreaterThanOrEqual(0);
+    expect(row.itl_ms).toBeGreaterThanOrEqual(0);
+    expect(row.prompt_tokens).toBe(whole.usage!.prompt_tokens);
+    expect(row.completion_tokens).toBe(whole.usage!.completion_tokens);
+  });
+
+  it("gives usage in a streamed response only when the caller asks for it", async () => {
+    const withUsage = await openai.completions.create({ model: "tiny-llama", prompt: "A", max_tokens: 5, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    const usages: unknown[] = [];
+    for await (const c of withUsage) if (c.usage) usages.push(c.usage);
+    expect(usages).toEqual([expect.objectContaining({ completion_tokens: 5 })]);
+
+    const without = await openai.completions.create({ model: "tiny-llama", prompt: "A", max_tokens: 5, temperature: 0, stream: true });
+    for await (const c of without) expect(c.usage ?? null).toBeNull();
+  });
+
+  it("answers bad requests, bad keys and unknown endpoints with OpenAI errors", async () => {
+    const bad = await openai.chat.completions.create({ model: "tiny-llama", messages: [] }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((bad as InstanceType<typeof OpenAI.BadRequestError>).error).toMatchObject({ type: "invalid_request_error", param: "messages" });
+
+    const stranger = new OpenAI({ baseURL: `${stack.api.url}/v2/${ep}/openai/v1`, apiKey: "not-a-key", maxRetries: 0 });
+    expect(await stranger.models.list().catch((e: unknown) => e)).toBeInstanceOf(OpenAI.AuthenticationError);
+
+    const nowhere = new OpenAI({ baseURL: `${stack.api.url}/v2/ep-missing/openai/v1`, apiKey: key, maxRetries: 0 });
+    const missing = await nowhere.models.list().catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((missing as InstanceType<typeof OpenAI.NotFoundError>).error).toMatchObject({ type: "not_found_error" });
+
+    // The engine's own refusal (a prompt longer than its context) keeps the engine's status.
+    const tooLong = await openai.completions.create({ model: "tiny-llama", prompt: "word ".repeat(3000), max_tokens: 4 }).catch((e: unknown) => e);
+    expect(tooLong).toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it("serves runpod-sdk runSync and stream on the same endpoint (worker-vllm input)", async () => {
+    const runpod = runpodSdk(key, { baseUrl: `${stack.api.url}/v2` });
+    const endpoint = runpod.endpoint(ep)!;
+    const done = (await endpoint.runSync({ input: { prompt: "Hello", sampling_params: { max_tokens: 6, temperature: 0 } } })) as { status: string; output: any };
+    expect(done.status).toBe("COMPLETED");
+    expect(done.output).toEqual([{ choices: [{ tokens: [expect.any(String)] }], usage: { input: expect.any(Number), output: 6 } }]);
+
+    const started = await endpoint.run({ input: { messages: [{ role: "user", content: "Hi" }], sampling_params: { max_tokens: 10, temperature: 0 }, stream: true } });
+    const outputs: any[] = [];
+    for await (const part of endpoint.stream(started.id)) outputs.push(part.output);
+    const last = outputs.at(-1);
+    expect(last).toEqual({ choices: [{ tokens: [] }], usage: { input: expect.any(Number), output: 10 } });
+    expect(outputs.slice(0, -1).every((o) => o.choices[0].tokens.length === 1)).toBe(true);
+    expect(outputs.length).toBeGreaterThan(2);
+  });
+
+  it("runs eight streams at once on one worker, their tokens interleaved in time", async () => {
+    const arrivals = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const s = await openai.completions.create({ model: "tiny-llama", prompt: `Stream ${i}`, max_tokens: 120, temperature: 0, stream: true });
+        const times: number[] = [];
+        for await (const c of s) if (c.choices[0]?.text) times.push(performance.now());
+        return times;
+      }),
+    );
+    for (const t of arrivals) expect(t.length).toBeGreaterThan(10);
+    // Every stream had produced a token before any stream produced its last one: all eight made progress together.
+    const latestFirst = Math.max(...arrivals.map((t) => t[0]!));
+    const earliestLast = Math.min(...arrivals.map((t) => t.at(-1)!));
+    expect(latestFirst).toBeLessThan(earliestLast);
+  });
+
+  it("stops the engine's generation when the client disconnects mid-stream", async () => {
+    const before = await engineStats();
+    const controller = new AbortController();
+    const s = await openai.completions.create({ model: "tiny-llama", prompt: "Go on and on", max_tokens: 900, temperature: 0.8, stream: true }, { signal: controller.signal });
+    let got = 0;
+    // The openai client ends the iteration quietly when its signal aborts.
+    for await (const c of s) {
+      if (c.choices[0]?.text && ++got === 5) controller.abort();
+    }
+    expect(got).toBe(5);
+    // The engine's own counter settles: the generation stopped rather than ran to 900 tokens.
+    const settled = await waitFor(async () => {
+      const a = await engineStats();
+      await new Promise((r) => setTimeout(r, 300));
+      const b = await engineStats();
+      return a.generated_tokens_total === b.generated_tokens_total && b.active_requests === 0 ? b : undefined;
+    });
+    expect(settled.generated_tokens_total - before.generated_tokens_total).toBeLessThan(600);
+    const cancelled = await waitFor(async () => {
+      const rows = await stack.sql<{ status: string }[]>`select status from jobs where endpoint_id = ${ep} and status = 'CANCELLED'`;
+      return rows.length > 0;
+    });
+    expect(cancelled).toBe(true);
+  });
+
+  it("fails the job in flight with a clear error when the engine dies, restarts it, and serves the next request", async () => {
+    const victim = engine();
+    const running = openai.completions.create({ model: "tiny-llama", prompt: "Long", max_tokens: 900, temperature: 0.8 }).catch((e: unknown) => e);
+    await waitFor(async () => (await engineStats()).active_requests > 0);
+    process.kill(victim.pid, "SIGKILL");
+    const failed = await running;
+    expect(failed).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((failed as Error).message).toMatch(/engine failed during the request/);
+
+    const next = await waitFor(
+      () => openai.completions.create({ model: "tiny-llama", prompt: "Again", max_tokens: 4, temperature: 0 }).catch(() => undefined),
+      60_000,
+      200,
+    );
+    expect(next.choices[0]!.text.length).toBeGreaterThan(0);
+    expect(engine().pid).not.toBe(victim.pid);
+  });
+});

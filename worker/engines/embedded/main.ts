@@ -1,0 +1,131 @@
+import { existsSync } from "node:fs";
+import type { Server } from "node:http";
+import { parseArgs } from "node:util";
+import { serve } from "@hono/node-server";
+import { z } from "zod";
+
+/*
+ * Composition root of the embedded engine process: a model served over the OpenAI HTTP API, run
+ * and supervised by the worker like llama-server or vLLM would be.
+ *
+ *   node --import tsx worker/engines/embedded/main.ts --model <path.gguf> --host 127.0.0.1 --port <n>
+ *     --parallel <n> --ctx-size <n> [--threads <n>] [--served-model-name <name>]
+ *
+ * Other code builds this command line: keep the flag names. Bad flags exit 2; a model that cannot
+ * be loaded or a port that cannot be bound exits 1; SIGTERM/SIGINT stop cleanly and exit 0.
+ */
+
+const USAGE =
+  "usage: main.ts --model <path.gguf> --port <n> [--host 127.0.0.1] --ctx-size <tokens per request> [--parallel 1] [--threads <n>] [--served-model-name <name>]";
+
+const count = (max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(max));
+
+const flagsSchema = z.object({
+  model: z.string({ error: "is required" }).refine(existsSync, "no such file"),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: count(65_535),
+  parallel: count(256).default(1),
+  // Required: a model's trained context (often 128k tokens) times --parallel is more KV cache than
+  // most machines have; the operator chooses.
+  "ctx-size": count(1 << 20),
+  /** Default: node-llama-cpp's choice for this machine. */
+  threads: count(1024).optional(),
+  "served-model-name": z.string().min(1).optional(),
+});
+
+function parseFlags(argv: string[]): z.output<typeof flagsSchema> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      parallel: { type: "string" },
+      "ctx-size": { type: "string" },
+      threads: { type: "string" },
+      "served-model-name": { type: "string" },
+    },
+  });
+  const result = flagsSchema.safeParse(values);
+  if (result.success) return result.data;
+  throw new TypeError(result.error.issues.map((i) => `--${i.path.join(".")}: ${i.message}`).join("\n"));
+}
+
+function log(fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ t: "embedded-engine", ...fields }));
+}
+
+async function main(): Promise<void> {
+  let flags: z.output<typeof flagsSchema>;
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    console.error(`${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
+    process.exit(2);
+  }
+
+  // Imported only now: node-llama-cpp takes a while to load, and a bad flag should fail at once.
+  const { createEmbeddedEngine } = await import("./embedded-server.ts");
+  const engine = await createEmbeddedEngine({
+    modelPath: flags.model,
+    parallel: flags.parallel,
+    contextSize: flags["ctx-size"],
+    threads: flags.threads,
+    servedModelName: flags["served-model-name"],
+  });
+
+  // Listening only after the model is loaded: `/health` answering means ready to serve.
+  const server = serve({ fetch: engine.app.fetch, hostname: flags.host, port: flags.port }, (info) => {
+    log({
+      msg: "listening",
+      url: `http://${flags.host}:${info.port}`,
+      model: engine.servedModelName,
+      parallel: flags.parallel,
+      ctx_size: engine.contextSize,
+      threads: flags.threads ?? null,
+      chat_format: engine.chatFormat,
+    });
+  }) as Server;
+  server.on("error", (err) => {
+    console.error(JSON.stringify({ t: "embedded-engine", level: "error", msg: "cannot serve", error: err.message }));
+    process.exit(1);
+  });
+
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log({ msg: "shutting down", signal });
+    const closed = new Promise<void>((resolve) => server.close(() => resolve())); // stop accepting
+    // Running generations end now (503, or an error event on a stream); then the model is freed.
+    await engine.close();
+    // Their last bytes go out within moments; close each connection as soon as it falls idle (a
+    // keep-alive client would otherwise hold the server open), and any left after 2 s regardless.
+    const sweep = setInterval(() => server.closeIdleConnections(), 20);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    clearInterval(sweep);
+    server.closeAllConnections();
+    log({ msg: "stopped" });
+    process.exit(0);
+  };
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      shutdown(signal).catch((err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      });
+    });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(JSON.stringify({ t: "embedded-engine", level: "error", msg: "cannot start", error: err instanceof Error ? err.message : String(err) }));
+  process.exit(1);
+});

@@ -1,0 +1,164 @@
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { randomAlnum } from "../../../core/ids/random-id.ts";
+import { GenerationAbortedError, type GenerationResult, type LlamaGenerator, type SamplingParams } from "./llama-generator.ts";
+import { OpenAiError, type OpenAiErrorBody } from "./openai-error.ts";
+import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
+import type { Prompt } from "./prompts.ts";
+import { sseResponse } from "./sse-response.ts";
+
+export interface OpenAiAppDeps {
+  generator: LlamaGenerator;
+  /** The one model id this server lists and echoes in every response. */
+  servedModelName: string;
+  /** `created` of the listed model (seconds): when the engine loaded it. */
+  loadedAtSeconds: number;
+}
+
+type FinishReason = GenerationResult["finishReason"];
+
+/** How one endpoint shapes its choices: `/v1/completions` carries `text`, the chat API `message`/`delta`. */
+interface ChoiceShape {
+  idPrefix: string;
+  object: string;
+  chunkObject: string;
+  whole(text: string, finishReason: FinishReason): object;
+  /** The chunk a stream opens with, before any text (the chat API announces the role). */
+  opening?: object;
+  piece(text: string): object;
+  closing(finishReason: FinishReason): object;
+}
+
+const completionShape: ChoiceShape = {
+  idPrefix: "cmpl",
+  object: "text_completion",
+  chunkObject: "text_completion",
+  whole: (text, finishReason) => ({ index: 0, text, logprobs: null, finish_reason: finishReason }),
+  piece: (text) => ({ index: 0, text, logprobs: null, finish_reason: null }),
+  closing: (finishReason) => ({ index: 0, text: "", logprobs: null, finish_reason: finishReason }),
+};
+
+const chatShape: ChoiceShape = {
+  idPrefix: "chatcmpl",
+  object: "chat.completion",
+  chunkObject: "chat.completion.chunk",
+  whole: (content, finishReason) => ({ index: 0, message: { role: "assistant", content }, logprobs: null, finish_reason: finishReason }),
+  opening: { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
+  piece: (content) => ({ index: 0, delta: { content }, logprobs: null, finish_reason: null }),
+  closing: (finishReason) => ({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }),
+};
+
+/** Sampling as OpenAI defines its defaults: temperature 1, top_p 1, no stop strings. */
+function samplingParams(body: Pick<CompletionRequest, "temperature" | "top_p" | "seed" | "stop">, maxTokens: number | undefined): SamplingParams {
+  return {
+    maxTokens,
+    temperature: body.temperature ?? 1,
+    topP: body.top_p ?? 1,
+    // OpenAI takes any 64-bit integer; the sampler takes 32 bits.
+    seed: body.seed == null ? undefined : Number(BigInt.asUintN(32, BigInt(body.seed))),
+    stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
+  };
+}
+
+function usage(result: GenerationResult) {
+  return { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, total_tokens: result.promptTokens + result.completionTokens };
+}
+
+function serverError(err: unknown): OpenAiErrorBody {
+  console.error(JSON.stringify({ t: "embedded-engine", level: "error", error: String(err instanceof Error ? (err.stack ?? err.message) : err) }));
+  const message = err instanceof Error ? err.message : String(err);
+  return new OpenAiError(500, "server_error", `the engine failed: ${message}`).toBody();
+}
+
+/**
+ * The OpenAI-compatible HTTP API of the embedded engine: `/v1/models`, `/v1/completions`,
+ * `/v1/chat/completions`, plus `/health` (the supervisor's readiness probe) and `/stats`.
+ */
+export function openAiApp(deps: OpenAiAppDeps): Hono {
+  const { generator, servedModelName } = deps;
+  const app = new Hono();
+
+  const modelCard = { id: servedModelName, object: "model", created: deps.loadedAtSeconds, owned_by: "hearth" };
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/stats", (c) => {
+    const s = generator.stats();
+    return c.json({ generated_tokens_total: s.generatedTokensTotal, active_requests: s.activeRequests, queued_requests: s.queuedRequests });
+  });
+  app.get("/v1/models", (c) => c.json({ object: "list", data: [modelCard] }));
+  app.get("/v1/models/:model{.+}", (c) => {
+    if (c.req.param("model") !== servedModelName) {
+      throw new OpenAiError(404, "invalid_request_error", `The model '${c.req.param("model")}' does not exist`, "model", "model_not_found");
+    }
+    return c.json(modelCard);
+  });
+
+  app.post("/v1/completions", async (c) => {
+    const body = parseRequestBody(completionRequest, await c.req.text());
+    const prompt = generator.completionPrompt(typeof body.prompt === "string" ? body.prompt : body.prompt[0]);
+    // OpenAI's legacy completions default to 16 tokens.
+    return complete(c, completionShape, prompt, samplingParams(body, body.max_tokens ?? 16), body);
+  });
+
+  app.post("/v1/chat/completions", async (c) => {
+    const body = parseRequestBody(chatCompletionRequest, await c.req.text());
+    const prompt = generator.chatPrompt(body.messages);
+    // Unset, a chat completion may run to the end of the context.
+    return complete(c, chatShape, prompt, samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), body);
+  });
+
+  async function complete(
+    c: Context,
+    shape: ChoiceShape,
+    prompt: Prompt,
+    params: SamplingParams,
+    body: Pick<CompletionRequest, "stream" | "stream_options">,
+  ): Promise<Response> {
+    const id = `${shape.idPrefix}-${randomAlnum(24)}`;
+    const created = Math.floor(Date.now() / 1000);
+    if (!body.stream) {
+      // The adapter aborts the request's signal when the client disconnects before the response.
+      const result = await generator.generate(prompt, params, { signal: c.req.raw.signal });
+      const choices = [shape.whole(result.text, result.finishReason)];
+      return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(result) });
+    }
+
+    // Fail with a status code while one can still be sent: a stream's 200 goes out at once.
+    generator.checkPrompt(prompt);
+    const includeUsage = body.stream_options?.include_usage === true;
+    // As OpenAI does, every chunk carries `usage: null` when the last one will carry the usage.
+    const chunk = (choices: object[]) => ({ id, object: shape.chunkObject, created, model: servedModelName, choices, ...(includeUsage ? { usage: null } : {}) });
+    const cancelled = new AbortController();
+    return sseResponse({
+      produce: async (send) => {
+        if (shape.opening) send(chunk([shape.opening]));
+        const result = await generator.generate(prompt, params, {
+          // On a disconnect the adapter both aborts the request's signal and cancels the body;
+          // either one stops the generation.
+          signal: AbortSignal.any([c.req.raw.signal, cancelled.signal]),
+          onText: (text) => send(chunk([shape.piece(text)])),
+        });
+        send(chunk([shape.closing(result.finishReason)]));
+        if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(result) });
+      },
+      onCancel: () => cancelled.abort(new Error("the client stopped reading the stream")),
+      errorEvent: (err) => {
+        if (err instanceof GenerationAbortedError) return undefined; // nobody is reading
+        return err instanceof OpenAiError ? err.toBody() : serverError(err);
+      },
+    });
+  }
+
+  app.notFound((c) =>
+    c.json(new OpenAiError(404, "invalid_request_error", `Unknown request URL: ${c.req.method} ${c.req.path}`, null, "unknown_url").toBody(), 404),
+  );
+  app.onError((err, c) => {
+    if (err instanceof OpenAiError) return c.json(err.toBody(), err.status);
+    // The client is gone; this status is only seen in logs.
+    if (err instanceof GenerationAbortedError) return new Response(null, { status: 499 });
+    if (err instanceof HTTPException) return c.json(new OpenAiError(err.status, "invalid_request_error", err.message).toBody(), err.status);
+    return c.json(serverError(err), 500);
+  });
+  return app;
+}

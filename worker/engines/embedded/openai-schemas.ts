@@ -1,0 +1,90 @@
+import { z } from "zod";
+import { OpenAiError } from "./openai-error.ts";
+
+/*
+ * Request bodies of the OpenAI routes the embedded engine serves. Optional fields accept `null` as
+ * well as absence, because common clients send `"stop": null`, `"seed": null`… for "unset". Fields
+ * not named here are stripped, not refused: clients send many this engine has no use for (`user`,
+ * `logit_bias`, `frequency_penalty`…), and an OpenAI server must not fail them for it.
+ */
+
+const stop = z
+  .union([z.string().min(1), z.array(z.string().min(1)).max(4)], {
+    error: "stop must be a non-empty string or an array of at most 4 non-empty strings",
+  })
+  .nullish();
+
+const samplingFields = {
+  /** Any value is accepted: one engine serves one model, and clients hard-code names. */
+  model: z.string().nullish(),
+  max_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  seed: z.number().int().nullish(),
+  stop,
+  n: z.number().int().min(1).max(1, "only n = 1 is supported").nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+};
+
+export const completionRequest = z.object({
+  prompt: z.union([z.string(), z.tuple([z.string()])], {
+    error: "prompt must be a string or an array of one string",
+  }),
+  ...samplingFields,
+});
+export type CompletionRequest = z.output<typeof completionRequest>;
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() });
+const chatMessage = z.object({
+  // OpenAI's newer models call the system role "developer"; both mean the same to a chat template.
+  role: z.enum(["system", "developer", "user", "assistant"]),
+  content: z
+    .union([z.string(), z.array(textPart)], {
+      error: 'content must be a string or an array of {"type": "text", "text": ...} parts',
+    })
+    .nullish(),
+});
+export type ChatMessage = z.output<typeof chatMessage>;
+
+export const chatCompletionRequest = z.object({
+  messages: z.array(chatMessage).min(1),
+  /** The chat API's newer name for `max_tokens`; it wins when both are sent. */
+  max_completion_tokens: z.number().int().min(1).nullish(),
+  ...samplingFields,
+});
+export type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;
+
+/** A message's text: content parts joined by newlines (as vLLM does); `null` content is empty. */
+export function messageText(content: ChatMessage["content"]): string {
+  if (content == null) return "";
+  if (typeof content === "string") return content;
+  return content.map((part) => part.text).join("\n");
+}
+
+/** `messages[0].content`: how OpenAI names a field in `param`. */
+export function paramPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const key of path) out += typeof key === "number" ? `[${key}]` : `${out ? "." : ""}${String(key)}`;
+  return out;
+}
+
+/**
+ * Parses a raw request body as JSON and validates it with `schema`. Malformed JSON and schema
+ * failures both become a 400 `invalid_request_error`; a schema failure names the first offending
+ * field in `param` and every issue in the message.
+ */
+export function parseRequestBody<S extends z.ZodType>(schema: S, raw: string): z.output<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (err) {
+    throw OpenAiError.invalidRequest(`the request body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const result = schema.safeParse(json);
+  if (result.success) return result.data;
+  const issues = result.error.issues;
+  const first = issues[0];
+  const message = issues.map((issue) => `${paramPath(issue.path) || "body"}: ${issue.message}`).join("; ");
+  throw OpenAiError.invalidRequest(message, first ? paramPath(first.path) || null : null, first?.code ?? null);
+}

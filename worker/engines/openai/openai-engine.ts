@@ -1,0 +1,259 @@
+import { createServer } from "node:net";
+import type { OpenAIEngineSpec } from "../../../core/contracts/endpoint.ts";
+import { engineCommand, type EngineLaunch } from "../../../core/engine/engine-profiles.ts";
+import { chunkText, toEngineRequest, tokensChunk, usageOf, type EngineRequest, type OpenAIUsage } from "../../../core/engine/openai-job-input.ts";
+import { servedModelName } from "../../../core/engine/served-model-name.ts";
+import { TokenTiming } from "../../../core/engine/token-timing.ts";
+import type { GenerationStats } from "../../../core/queue/job-catalog.ts";
+import { EngineStartError, type Engine, type EngineInfo, type EngineJob, type EngineResult } from "../engine.ts";
+import { EngineSupervisor, type SupervisorState } from "./engine-supervisor.ts";
+import { sseData } from "./sse-events.ts";
+
+export interface OpenAIEngineOptions {
+  spec: OpenAIEngineSpec;
+  /** Turns the spec's model URI into a local path (downloads s3:// and https:// models). */
+  models: { materialise(uri: string, signal?: AbortSignal): Promise<string> };
+  /** How to run the embedded engine's entry file with this Node. */
+  embedded: NonNullable<EngineLaunch["embedded"]>;
+  /** Port of the engine process; default: a free loopback port picked at start. */
+  port?: number;
+  onLog?: (line: string, stream: "stdout" | "stderr") => void;
+  onState?: (state: SupervisorState, detail?: string) => void;
+  /** Restart backoff after an engine crash (ms); defaults as EngineSupervisor's. */
+  restartBaseMs?: number;
+  now?: () => number;
+}
+
+/** Raised into a job when the engine process went away under it. */
+export class EngineLostError extends Error {
+  readonly code = "ENGINE_LOST";
+}
+
+/**
+ * An engine process serving the OpenAI HTTP API (vLLM, SGLang, TensorRT-LLM, llama-server, or the
+ * embedded node-llama-cpp server), supervised: the model is materialised, the process launched
+ * from its profile and restarted if it dies. A job is one HTTP request to it (see
+ * core/engine/openai-job-input.ts for the input shapes); streamed responses become stream chunks.
+ * A job that arrives while the engine restarts waits for it (within the job's own timeout); a job
+ * in flight when it dies fails with EngineLostError.
+ */
+export class OpenAIEngine implements Engine {
+  private supervisor: EngineSupervisor | undefined;
+  private servedModelName = "";
+  private readyWaiters = new Set<() => void>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: OpenAIEngineOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The engine process's pid while one runs (tests kill it). */
+  get enginePid(): number | undefined {
+    return this.supervisor?.pid;
+  }
+
+  get baseUrl(): string | undefined {
+    return this.supervisor?.baseUrl;
+  }
+
+  async start(): Promise<EngineInfo> {
+    const { spec } = this.options;
+    let modelPath: string;
+    try {
+      modelPath = await this.options.models.materialise(spec.model);
+    } catch (err) {
+      throw new EngineStartError(`model ${spec.model} could not be materialised: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    this.servedModelName = servedModelName(spec);
+    const port = this.options.port ?? (await freeLoopbackPort());
+    const command = engineCommand({
+      profile: spec.profile,
+      modelPath,
+      port,
+      servedModelName: this.servedModelName,
+      concurrency: spec.concurrency,
+      args: spec.args,
+      embedded: this.options.embedded,
+    });
+    this.supervisor = new EngineSupervisor({
+      engine: command,
+      startupTimeoutMs: spec.startupTimeoutMs,
+      ...(this.options.restartBaseMs !== undefined && { restartBaseMs: this.options.restartBaseMs }),
+      ...(this.options.onLog && { onLog: this.options.onLog }),
+      onState: (state, detail) => {
+        if (state === "ready" || state === "stopped") for (const wake of [...this.readyWaiters]) wake();
+        this.options.onState?.(state, detail);
+      },
+    });
+    try {
+      await this.supervisor.start();
+    } catch (err) {
+      throw new EngineStartError(err instanceof Error ? err.message : String(err), { cause: err });
+    }
+    // vLLM's worker runs with return_aggregate_stream, so a streamed job's output is all its chunks.
+    return { concurrency: spec.concurrency, returnAggregateStream: true };
+  }
+
+  async health(): Promise<boolean> {
+    return this.supervisor?.current === "ready";
+  }
+
+  async stop(): Promise<void> {
+    await this.supervisor?.stop();
+  }
+
+  async run(job: EngineJob, signal: AbortSignal): Promise<EngineResult> {
+    const parsed = toEngineRequest(job.input, this.servedModelName);
+    if (!parsed.ok) throw new Error(parsed.error);
+    const request = parsed.request;
+    const supervisor = await this.readySupervisor(signal);
+    const startedAt = this.now();
+    const lost = supervisor.lost;
+    const both = AbortSignal.any([signal, lost]);
+
+    let res: Response;
+    try {
+      res = await fetch(`${supervisor.baseUrl}${request.route}`, {
+        method: request.method,
+        signal: both,
+        ...(request.method === "POST" && { headers: { "content-type": "application/json" }, body: JSON.stringify(request.body) }),
+      });
+    } catch (err) {
+      throw await lostOr(lost, err);
+    }
+    if (!res.ok) return { kind: "value", value: { error: await engineError(res) } };
+    if (request.method === "GET" || !request.body.stream) {
+      const body: unknown = await res.json().catch(async (err: unknown) => Promise.reject(await lostOr(lost, err)));
+      const usage = usageOf(body);
+      return { kind: "value", value: body, generation: () => usage && { ...usage } };
+    }
+
+    const timing = new TokenTiming(startedAt);
+    let usage: OpenAIUsage | undefined;
+    const generation = (): GenerationStats => ({ ...timing.stats(), ...(usage ?? { completionTokens: timing.tokens }) });
+    const events = this.events(res, lost, (text) => text !== "" && timing.token(this.now()), (u) => (usage = u));
+
+    if (request.shape === "tokens" && !request.stream) {
+      let text = "";
+      for await (const event of events) text += chunkText(event) ?? "";
+      return { kind: "value", value: [tokensChunk(text, usage)], generation };
+    }
+    return { kind: "stream", chunks: relay(events, request, () => usage), generation };
+  }
+
+  /** Parsed SSE events of a streamed response, up to `[DONE]`; an `error` event or a lost engine throws. */
+  private async *events(res: Response, lost: AbortSignal, onText: (text: string) => void, onUsage: (u: OpenAIUsage) => void): AsyncGenerator<Record<string, unknown>> {
+    try {
+      for await (const data of sseData(res.body!)) {
+        if (data === "[DONE]") return;
+        const event = JSON.parse(data) as Record<string, unknown>;
+        if (event.error !== undefined) throw new Error(`engine error: ${errorText(event.error)}`);
+        const text = chunkText(event);
+        if (text !== undefined) onText(text);
+        const u = usageOf(event);
+        if (u) onUsage(u);
+        yield event;
+      }
+    } catch (err) {
+      throw await lostOr(lost, err);
+    }
+  }
+
+  /** The supervisor once its engine is ready: waits out a restart, or gives up when the job is aborted. */
+  private async readySupervisor(signal: AbortSignal): Promise<EngineSupervisor> {
+    const supervisor = this.supervisor;
+    if (!supervisor) throw new Error("engine not started");
+    while (supervisor.current !== "ready") {
+      if (supervisor.current === "stopped") throw new Error("engine stopped");
+      signal.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.readyWaiters.delete(done);
+          signal.removeEventListener("abort", done);
+          resolve();
+        };
+        this.readyWaiters.add(done);
+        signal.addEventListener("abort", done, { once: true });
+      });
+    }
+    return supervisor;
+  }
+}
+
+/** Chunks a streamed job yields: the engine's own events (passthrough) or worker-vllm's token chunks. */
+async function* relay(events: AsyncIterable<Record<string, unknown>>, request: Extract<EngineRequest, { method: "POST" }>, usage: () => OpenAIUsage | undefined): AsyncGenerator<unknown> {
+  for await (const event of events) {
+    if (request.shape === "openai") {
+      // The usage-only chunk was asked for by us (for the record), not by the caller: keep it back.
+      const usageOnly = Array.isArray(event.choices) && event.choices.length === 0 && event.usage !== undefined;
+      if (!usageOnly || request.callerWantsUsage) yield event;
+      continue;
+    }
+    const text = chunkText(event);
+    if (text) yield tokensChunk(text);
+  }
+  const u = usage();
+  if (request.shape === "tokens" && u) yield tokensChunk("", u);
+}
+
+/** The engine's error body as OpenAI's `{message, type, code, param}` plus the HTTP status, for the API to answer with. */
+async function engineError(res: Response): Promise<Record<string, unknown>> {
+  const text = await res.text().catch(() => "");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const inner = isObject(parsed) && isObject(parsed.error) ? parsed.error : isObject(parsed) ? parsed : { message: text || res.statusText };
+  return {
+    message: typeof inner.message === "string" ? inner.message : JSON.stringify(inner),
+    type: typeof inner.type === "string" ? inner.type : res.status < 500 ? "invalid_request_error" : "server_error",
+    code: inner.code ?? null,
+    param: inner.param ?? null,
+    status: res.status,
+  };
+}
+
+/**
+ * The error to raise for a failed request: EngineLostError when the engine process died. A killed
+ * engine's socket usually closes before its exit is reported, so a connection error waits a moment
+ * for the exit before it is taken as the request's own failure.
+ */
+async function lostOr(lost: AbortSignal, err: unknown): Promise<unknown> {
+  if (!lost.aborted && isConnectionError(err)) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      lost.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+    });
+  }
+  if (!lost.aborted) return err;
+  const why = lost.reason instanceof Error ? lost.reason.message : String(lost.reason);
+  return new EngineLostError(`the engine failed during the request (${why}); it is being restarted`);
+}
+
+/** undici reports a dropped connection as `TypeError: terminated` or `fetch failed` (with a socket cause). */
+function isConnectionError(err: unknown): boolean {
+  return err instanceof TypeError && (err.message === "terminated" || err.message === "fetch failed");
+}
+
+function errorText(error: unknown): string {
+  if (typeof error === "string") return error;
+  if (isObject(error) && typeof error.message === "string") return error.message;
+  return JSON.stringify(error);
+}
+
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,104 @@
+import { createWriteStream } from "node:fs";
+import { mkdir, stat } from "node:fs/promises";
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import { join, posix } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { rootCertificates } from "node:tls";
+import { ModelSourceError, redactUri, type ModelSource } from "./model-source.ts";
+
+export interface HttpModelSourceOptions {
+  /** PEM certificates trusted for https:// in addition to Node's bundled roots (a private CA). Default: none. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Agents to send requests through (proxies, keep-alive pools). Default: Node's global agents. */
+  agents?: { http?: http.Agent; https?: https.Agent };
+  /** Headers for the URL's own origin (e.g. `Authorization`); not forwarded when a redirect leaves it. */
+  headers?: Record<string, string>;
+  /** Redirects followed before giving up. Default 5. */
+  maxRedirects?: number;
+  /** A response that sends nothing for this long is abandoned (ms). Default 60000. */
+  idleTimeoutMs?: number;
+}
+
+/**
+ * `https://` and `http://` URLs: one file, streamed to disk. Redirects are followed (Hugging Face and
+ * presigned-URL hosts answer with one), but never from https to http. Built on node:http(s) rather
+ * than fetch because Node 20's fetch takes a private CA only through undici's own Agent, which is
+ * not a dependency here.
+ */
+export class HttpModelSource implements ModelSource {
+  readonly schemes = ["https:", "http:"] as const;
+  private readonly ca: Array<string | Buffer> | undefined;
+
+  constructor(private readonly options: HttpModelSourceOptions = {}) {
+    const extra = options.ca === undefined ? [] : Array.isArray(options.ca) ? options.ca : [options.ca];
+    this.ca = extra.length > 0 ? [...rootCertificates, ...extra] : undefined;
+  }
+
+  async materialise(uri: URL, destDir: string, signal?: AbortSignal): Promise<string> {
+    const res = await this.get(uri, uri.origin, signal, this.options.maxRedirects ?? 5);
+    const file = join(destDir, fileName(uri));
+    await mkdir(destDir, { recursive: true });
+    try {
+      await pipeline(res, createWriteStream(file), signal ? { signal } : {});
+    } catch (err) {
+      throw new ModelSourceError("MODEL_FETCH_FAILED", `downloading ${redactUri(uri)} failed: ${(err as Error).message}`, { cause: err });
+    }
+    const expected = Number(res.headers["content-length"]);
+    const written = (await stat(file)).size;
+    if (res.headers["content-length"] !== undefined && written !== expected) {
+      throw new ModelSourceError("MODEL_FETCH_FAILED", `downloading ${redactUri(uri)} stopped after ${written} of ${expected} bytes`);
+    }
+    return file;
+  }
+
+  /** Resolves with a 2xx response, following redirects; rejects naming the status otherwise. */
+  private get(url: URL, origin: string, signal: AbortSignal | undefined, redirectsLeft: number): Promise<IncomingMessage> {
+    const secure = url.protocol === "https:";
+    const agent = secure ? this.options.agents?.https : this.options.agents?.http;
+    const headers = url.origin === origin ? this.options.headers : undefined;
+    const idleMs = this.options.idleTimeoutMs ?? 60_000;
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      let response: IncomingMessage | undefined;
+      const onResponse = (res: IncomingMessage) => {
+        response = res;
+        const status = res.statusCode ?? 0;
+        const location = res.headers.location;
+        if (status >= 300 && status < 400 && location !== undefined) {
+          res.resume();
+          const next = new URL(location, url);
+          if (redirectsLeft === 0) return reject(new ModelSourceError("MODEL_FETCH_FAILED", `${redactUri(url)}: too many redirects`));
+          if (secure && next.protocol !== "https:") return reject(new ModelSourceError("MODEL_FETCH_FAILED", `${redactUri(url)} redirects from https to ${next.protocol}`));
+          return resolve(this.get(next, origin, signal, redirectsLeft - 1));
+        }
+        if (status < 200 || status >= 300) {
+          res.resume();
+          const code = status === 404 || status === 410 ? "MODEL_NOT_FOUND" : "MODEL_FETCH_FAILED";
+          return reject(new ModelSourceError(code, `GET ${redactUri(url)} answered HTTP ${status}`));
+        }
+        resolve(res);
+      };
+      const options = { headers, agent, signal, ...(secure && this.ca !== undefined && { ca: this.ca }) };
+      const req = secure ? https.get(url, options, onResponse) : http.get(url, options, onResponse);
+      // The socket's idle timer keeps running while the body streams; destroying the response (once
+      // there is one) hands this reason to the pipeline instead of a bare "aborted".
+      req.setTimeout(idleMs, () => {
+        const err = new Error(`no data for ${idleMs} ms`);
+        if (response) response.destroy(err);
+        else req.destroy(err);
+      });
+      req.on("error", (err) => reject(new ModelSourceError("MODEL_FETCH_FAILED", `GET ${redactUri(url)} failed: ${err.message}`, { cause: err })));
+    });
+  }
+}
+
+/** The URL's last path segment, or "model" when it has none usable as a file name. */
+function fileName(uri: URL): string {
+  let name: string;
+  try {
+    name = decodeURIComponent(posix.basename(uri.pathname));
+  } catch {
+    return "model";
+  }
+  return name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0") ? "model" : name;
+}
