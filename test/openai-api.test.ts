@@ -169,9 +169,11 @@ describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
     const controller = new AbortController();
     const s = await openai.completions.create({ model: "tiny-llama", prompt: "Go on and on", max_tokens: 900, temperature: 0.8, stream: true }, { signal: controller.signal });
     let got = 0;
-    // The openai client ends the iteration quietly when its signal aborts.
     for await (const c of s) {
-      if (c.choices[0]?.text && ++got === 5) controller.abort();
+      if (c.choices[0]?.text && ++got === 5) {
+        controller.abort(); // the client's connection closes here, mid-stream
+        break;
+      }
     }
     expect(got).toBe(5);
     // The engine's own counter settles: the generation stopped rather than ran to 900 tokens.
@@ -205,5 +207,33 @@ describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
     );
     expect(next.choices[0]!.text.length).toBeGreaterThan(0);
     expect(engine().pid).not.toBe(victim.pid);
+  });
+
+  it("keeps a stream that waits on a cold start alive with SSE comments, then relays it", async () => {
+    // A second model path, so this endpoint's engine is never mistaken for the first one's.
+    const coldModel = ensureTinyLlamaFile(join(dir, "cold", "tiny-llama.gguf"));
+    const cold = await stack.endpoint(key, { engine: { kind: "openai", profile: "embedded", model: `file://${coldModel}`, args: { threads: 1, "ctx-size": 1024 } }, workersMin: 0 });
+    const res = await fetch(`${stack.api.url}/v2/${cold}/openai/v1/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Hi", max_tokens: 5, temperature: 0, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const body = await res.text();
+    const firstData = body.indexOf("data: {");
+    expect(body.slice(0, firstData)).toMatch(/^(: keep-alive\n\n)+$/);
+    expect(body.endsWith("data: [DONE]\n\n")).toBe(true);
+    const events = body.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) => JSON.parse(e.slice(6)) as { choices: { text: string }[] });
+    expect(events.filter((e) => e.choices[0]?.text).length).toBeGreaterThan(0);
+  });
+
+  it("refuses an engine spec with a flag its profile does not have, naming it", async () => {
+    const r = await stack.call("POST", "/api/v1/endpoints", {
+      key,
+      body: { name: "bad", engine: { kind: "openai", profile: "vllm", model: "s3://models/llama/", args: { "tensor-parallel-size": 2, "no-such-flag": true } } },
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.issues).toEqual([expect.objectContaining({ path: "engine.args.no-such-flag" })]);
   });
 });
