@@ -10,6 +10,8 @@ export interface TokenStreamStats {
   gapMs: LatencySummary;
   /** Between consecutive socket reads that carried content: the cadence at which tokens actually arrive. */
   readGapMs: LatencySummary;
+  /** Per token, a read's gap split evenly over the k chunks it carried (k × gap/k); the same as `gapMs` when every chunk has its own read. */
+  splitGapMs: LatencySummary;
   /** Request written → end of the response. */
   streamMs: LatencySummary;
   /** Per request: content chunks / (last chunk − first chunk) seconds; mean, min and max over the requests. */
@@ -28,6 +30,7 @@ export interface TokenStreamStats {
 export function tokenStreamStats(runs: readonly StreamTiming[]): TokenStreamStats {
   const gaps: number[] = [];
   const readGaps: number[] = [];
+  const splitGaps: number[] = [];
   const ttft: number[] = [];
   const stream: number[] = [];
   const tps: number[] = [];
@@ -46,11 +49,18 @@ export function tokenStreamStats(runs: readonly StreamTiming[]): TokenStreamStat
     stream.push(r.endedAt - r.sentAt);
     if (times.length === 0) continue;
     ttft.push(times[0]! - r.sentAt);
-    for (let i = 1; i < times.length; i++) {
-      const gap = times[i]! - times[i - 1]!;
-      gaps.push(gap);
-      // Chunks of one read share its timestamp exactly.
-      if (gap > 0) readGaps.push(gap);
+    // Chunks of one read share its timestamp exactly.
+    let readStart = 0;
+    for (let i = 1; i <= times.length; i++) {
+      if (i < times.length) gaps.push(times[i]! - times[i - 1]!);
+      if (i < times.length && times[i] === times[readStart]) continue;
+      // times[readStart..i) is one read; the first read's chunks have no gap before them (they are the TTFT).
+      if (readStart > 0) {
+        const gap = times[readStart]! - times[readStart - 1]!;
+        readGaps.push(gap);
+        for (let k = readStart; k < i; k++) splitGaps.push(gap / (i - readStart));
+      }
+      readStart = i;
     }
     const span = (times[times.length - 1]! - times[0]!) / 1000;
     if (span > 0) tps.push(times.length / span);
@@ -60,6 +70,7 @@ export function tokenStreamStats(runs: readonly StreamTiming[]): TokenStreamStat
     ttftMs: summarize(ttft),
     gapMs: summarize(gaps),
     readGapMs: summarize(readGaps),
+    splitGapMs: summarize(splitGaps),
     streamMs: summarize(stream),
     tokensPerSecond: {
       mean: round(tps.length ? tps.reduce((a, b) => a + b, 0) / tps.length : Number.NaN, 1),
