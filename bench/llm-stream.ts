@@ -1,19 +1,16 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { compare, noiseWarnings, type BenchContext, type BenchResult, type Comparison } from "./support/bench-result.ts";
-import { jsonLine, startChild } from "./support/child-process.ts";
-import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts";
+import { CpuAccumulator, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
 import { apiProfileArgs, apiProfileWindow, startHearth } from "./support/hearth-processes.ts";
 import { round } from "./support/latency-stats.ts";
 import { sseTimingClient, type StreamTiming } from "./support/sse-timing-client.ts";
 import { tokenStreamStats, type TokenStreamStats } from "./support/token-stream-stats.ts";
 
 const NAME = "llm-stream";
-const engineEntry = fileURLToPath(new URL("./support/embedded-engine-entry.ts", import.meta.url));
 /** Deterministic bytes, so one copy serves every run. */
 const modelPath = join(tmpdir(), "hearth-bench", "tiny-llama.gguf");
 /** The name the worker serves the model under (from the file name), given to the floor too. */
@@ -36,10 +33,17 @@ interface SideRun {
   stats: TokenStreamStats;
   failures: number;
   firstFailures: string[];
-  cpu: ReturnType<CpuMeter["stop"]>;
+  cpu: Record<string, CpuShare> | undefined;
   /** `performance.now()` bounds of the measured part. */
   from: number;
   until: number;
+}
+
+/** One side of the comparison, ready to stream: how to send one request and whose CPU to count. */
+interface Side {
+  stream: () => Promise<StreamTiming>;
+  roles: Record<string, CpuRole>;
+  close: () => void;
 }
 
 /**
@@ -51,28 +55,43 @@ function requestBody(maxTokens: number): string {
   return JSON.stringify({ model: MODEL_NAME, prompt: PROMPT, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } });
 }
 
-/** Warm-up, then `n` sequential streamed completions with CPU per process group over the measured ones. */
-async function measure(n: number, once: () => Promise<StreamTiming>, roles: Record<string, CpuRole>): Promise<SideRun> {
-  const firstFailures: string[] = [];
-  let failures = 0;
-  const loop = async (count: number, runs: StreamTiming[]) => {
-    for (let i = 0; i < count && failures < MAX_FAILURES; i++) {
-      const run = await once();
-      const problem = run.problem ?? (run.tokenTimes.length === 0 ? "no content chunk in the stream" : undefined);
-      if (problem) {
-        failures++;
-        if (firstFailures.length < 3 && !firstFailures.includes(problem)) firstFailures.push(problem);
-      } else runs.push(run);
-    }
+/**
+ * Warm-up, then `n` streams per side, the sides alternating request by request (ABBA order), never
+ * at once. Alternating puts both sides through the same moments of the machine: on this VM the
+ * engine's own speed drifts by ±15% over a minute, which one side after the other measured as a
+ * difference between them. CPU is counted per side over its own requests only.
+ */
+async function measureInterleaved(n: number, sides: { floor: Side; hearth: Side }): Promise<{ floor: SideRun; hearth: SideRun }> {
+  const state = Object.fromEntries(
+    (["floor", "hearth"] as const).map((name) => [name, { runs: [] as StreamTiming[], failures: 0, firstFailures: [] as string[], cpu: new CpuAccumulator(sides[name].roles) }]),
+  ) as Record<"floor" | "hearth", { runs: StreamTiming[]; failures: number; firstFailures: string[]; cpu: CpuAccumulator }>;
+  const once = async (name: "floor" | "hearth", measured: boolean) => {
+    const st = state[name];
+    if (st.failures >= MAX_FAILURES) return;
+    if (measured) st.cpu.start();
+    const run = await sides[name].stream();
+    if (measured) st.cpu.stop();
+    const problem = run.problem ?? (run.tokenTimes.length === 0 ? "no content chunk in the stream" : undefined);
+    if (problem) {
+      st.failures++;
+      if (st.firstFailures.length < 3 && !st.firstFailures.includes(problem)) st.firstFailures.push(problem);
+    } else if (measured) st.runs.push(run);
   };
-  await loop(WARMUP_REQUESTS, []);
-  const meter = new CpuMeter(roles);
-  const runs: StreamTiming[] = [];
-  meter.start();
+  for (let i = 0; i < WARMUP_REQUESTS; i++) {
+    await once("floor", false);
+    await once("hearth", false);
+  }
   const from = performance.now();
-  await loop(n, runs);
+  for (let i = 0; i < n; i++) {
+    const order = i % 4 === 0 || i % 4 === 3 ? (["floor", "hearth"] as const) : (["hearth", "floor"] as const);
+    for (const name of order) await once(name, true);
+  }
   const until = performance.now();
-  return { runs, stats: tokenStreamStats(runs), failures, firstFailures, cpu: meter.stop(), from, until };
+  const done = (name: "floor" | "hearth"): SideRun => {
+    const st = state[name];
+    return { runs: st.runs, stats: tokenStreamStats(st.runs), failures: st.failures, firstFailures: st.firstFailures, cpu: st.cpu.result(), from, until };
+  };
+  return { floor: done("floor"), hearth: done("hearth") };
 }
 
 function failureProblem(side: string, run: SideRun): string[] {
@@ -87,17 +106,6 @@ function logSide(ctx: BenchContext, side: string, s: TokenStreamStats): void {
       `(${s.tokensPerTokenRead} per read; ${s.reads} reads, ${s.events} events in all); mean ${s.tokensPerSecond.mean} tok/s, ` +
       `gap p50 ${s.gapMs.p50} p90 ${s.gapMs.p90} ms, read gap p50 ${s.readGapMs.p50} ms, split gap p50 ${s.splitGapMs.p50} ms, ttft p50 ${s.ttftMs.p50} ms`,
   );
-}
-
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The engine the worker launched (found by its `--model` flag in /proc), its parent (the worker) and its flags. */
@@ -118,39 +126,20 @@ function findWorkerEngine(model: string): { pid: number; workerPid: number; flag
   return undefined;
 }
 
-/** The floor: the embedded engine server as its own process, with the flags the worker gives it, streamed to directly. */
-async function floorSide(ctx: BenchContext) {
-  const { config, cleanup } = ctx;
-  const port = await freeLoopbackPort();
-  const flags = ["--model", modelPath, "--host", "127.0.0.1", "--port", String(port), "--served-model-name", MODEL_NAME];
-  flags.push("--ctx-size", String(ENGINE_ARGS["ctx-size"]), "--parallel", String(CONCURRENCY), "--threads", String(ENGINE_ARGS.threads));
-  const engine = await startChild(
-    {
-      name: "floor-engine",
-      entry: engineEntry,
-      env: { ...process.env, BENCH_ENGINE_ARGS: JSON.stringify(flags) },
-      echo: config.verbose,
-      ready: jsonLine((o) => (o.t === "embedded-engine" && o.msg === "listening" && typeof o.url === "string" ? o.url : undefined)),
-      stopTimeoutMs: 10_000,
-    },
-    cleanup,
-  );
-  const client = sseTimingClient(engine.ready, {}, IDLE_TIMEOUT_MS);
-  try {
-    const body = requestBody(config.llmTokens);
-    ctx.log(`floor: ${WARMUP_REQUESTS} warm-up + ${config.llmRequests} measured streams of ${config.llmTokens} tokens`);
-    const run = await measure(config.llmRequests, () => client.stream("/v1/completions", body), { bench: { self: process.pid }, engine: { self: engine.pid } });
-    const problems = failureProblem("floor", run);
-    if (!engine.alive()) problems.push("floor: the engine died during the run");
-    return { run, problems, flags };
-  } finally {
-    client.close();
-    await engine.stop();
-  }
+/**
+ * The floor: the very engine process the worker supervises, streamed to directly on its own port.
+ * Not a second engine started alike: two processes of the same server with the same flags ran
+ * apart by ±15% in tokens/s on this VM, more than the difference being measured.
+ */
+function floorOf(ctx: BenchContext, engine: { pid: number; flags: string[] }): Side {
+  const portAt = engine.flags.indexOf("--port");
+  const client = sseTimingClient(`http://127.0.0.1:${engine.flags[portAt + 1]}`, {}, IDLE_TIMEOUT_MS);
+  const body = requestBody(ctx.config.llmTokens);
+  return { stream: () => client.stream("/v1/completions", body), roles: { bench: { self: process.pid }, engine: { self: engine.pid } }, close: () => client.close() };
 }
 
 /** Hearth: API + scheduler + one warm worker supervising the embedded engine; the endpoint's OpenAI route, streamed. */
-async function hearthSide(ctx: BenchContext) {
+async function openHearth(ctx: BenchContext) {
   const { config, isolation, cleanup } = ctx;
   const hearth = await startHearth({
     databaseUrl: isolation.databaseUrl,
@@ -160,7 +149,6 @@ async function hearthSide(ctx: BenchContext) {
     apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
     echo: config.verbose,
   });
-  let measured;
   try {
     const apiKey = await hearth.createTenant("bench-llm");
     const endpointId = await hearth.createEndpoint(apiKey, {
@@ -173,31 +161,46 @@ async function hearthSide(ctx: BenchContext) {
     await hearth.waitIdleWorkers(apiKey, endpointId, 1, 120_000);
     const engine = findWorkerEngine(modelPath);
     if (!engine) throw new Error(`the worker's engine (--model ${modelPath}) is not among the running processes`);
-
     const client = sseTimingClient(hearth.url, { authorization: `Bearer ${apiKey}` }, IDLE_TIMEOUT_MS);
     const body = requestBody(config.llmTokens);
-    ctx.log(`hearth: ${WARMUP_REQUESTS} warm-up + ${config.llmRequests} measured streams of ${config.llmTokens} tokens`);
-    const run = await measure(config.llmRequests, () => client.stream(`/v2/${endpointId}/openai/v1/completions`, body), {
-      bench: { self: process.pid },
-      api: { self: hearth.api.pid },
-      scheduler: { self: hearth.scheduler.pid },
-      worker: { self: engine.workerPid },
-      engine: { self: engine.pid },
-      redis: { comm: "redis-server" },
-      postgres: { comm: "postgres" },
-    });
-    client.close();
-    const problems = failureProblem("hearth", run);
-    const health = await hearth.get(`/v2/${endpointId}/health`, apiKey);
-    if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
-    if (findWorkerEngine(modelPath)?.pid !== engine.pid) problems.push("hearth: the worker's engine process changed during the run (a crash and restart)");
-    measured = { run, problems, health, engineFlags: engine.flags };
-  } finally {
-    ctx.log("hearth: stopping (the scheduler drains its worker, which stops the engine)");
+    const side: Side = {
+      close: () => client.close(),
+      stream: () => client.stream(`/v2/${endpointId}/openai/v1/completions`, body),
+      roles: {
+        bench: { self: process.pid },
+        api: { self: hearth.api.pid },
+        scheduler: { self: hearth.scheduler.pid },
+        worker: { self: engine.workerPid },
+        engine: { self: engine.pid },
+        redis: { comm: "redis-server" },
+        postgres: { comm: "postgres" },
+      },
+    };
+    return {
+      side,
+      floor: floorOf(ctx, engine),
+      engineFlags: engine.flags,
+      problems: () => {
+        const problems: string[] = [];
+        if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
+        if (findWorkerEngine(modelPath)?.pid !== engine.pid) problems.push("hearth: the worker's engine process changed during the run (a crash and restart)");
+        return problems;
+      },
+      health: () => hearth.get(`/v2/${endpointId}/health`, apiKey),
+      /** Stops Hearth; returns the API's profile window of the measured part, when profiling. */
+      close: async (from: number, until: number) => {
+        client.close();
+        side.close();
+        ctx.log("hearth: stopping (the scheduler drains its worker, which stops the engine)");
+        await hearth.stop();
+        // Node writes the profile when the API exits.
+        return apiProfileWindow(config.cpuProfDir, NAME, hearth.api, from, until);
+      },
+    };
+  } catch (err) {
     await hearth.stop();
+    throw err;
   }
-  // Node writes the profile when the API exits.
-  return { ...measured, apiProfile: apiProfileWindow(config.cpuProfDir, NAME, hearth.api, measured.run.from, measured.run.until) };
 }
 
 /**
@@ -232,16 +235,30 @@ function printed(s: TokenStreamStats): Record<string, number> {
 export async function llmStream(ctx: BenchContext): Promise<BenchResult[]> {
   const { config } = ctx;
   ensureTinyLlamaFile(modelPath);
-  ctx.log(`floor: starting the embedded engine (${modelPath})`);
-  const floor = await floorSide(ctx);
-  logSide(ctx, "floor", floor.run.stats);
   ctx.log("hearth: starting the API and the scheduler");
-  const hearth = await hearthSide(ctx);
+  const hearthSide = await openHearth(ctx);
+  const floorSide = hearthSide.floor;
+  ctx.log(`${WARMUP_REQUESTS} warm-up + ${config.llmRequests} measured streams of ${config.llmTokens} tokens per side, alternating`);
+  let measured: { floor: SideRun; hearth: SideRun } | undefined;
+  let health: Record<string, unknown> | undefined;
+  const sideProblems: string[] = [];
+  let apiProfile: ReturnType<typeof apiProfileWindow> | undefined;
+  try {
+    measured = await measureInterleaved(config.llmRequests, { floor: floorSide, hearth: hearthSide.side });
+    sideProblems.push(...hearthSide.problems());
+    health = await hearthSide.health();
+  } finally {
+    floorSide.close();
+    apiProfile = await hearthSide.close(measured?.hearth.from ?? 0, measured?.hearth.until ?? 0);
+  }
+  const floor = { run: measured.floor, problems: failureProblem("floor", measured.floor) };
+  const hearth = { run: measured.hearth, problems: failureProblem("hearth", measured.hearth), health, engineFlags: hearthSide.engineFlags, apiProfile };
+  logSide(ctx, "floor", floor.run.stats);
   logSide(ctx, "hearth", hearth.run.stats);
 
   const h = hearth.run.stats;
   const f = floor.run.stats;
-  const problems = [...floor.problems, ...hearth.problems];
+  const problems = [...floor.problems, ...hearth.problems, ...sideProblems];
   // temperature 0 on a deterministic model: every stream on both sides must read the same, or the sides did not do the same work.
   const texts = new Set([...floor.run.runs, ...hearth.run.runs].map((r) => r.text));
   if (texts.size > 1) problems.push(`the streams' texts differ (${texts.size} variants): the two sides did not generate the same tokens`);
@@ -270,7 +287,8 @@ export async function llmStream(ctx: BenchContext): Promise<BenchResult[]> {
     maxTokens: config.llmTokens,
     prompt: PROMPT,
     model: `tiny llama (${modelPath})`,
-    engineFlags: { floor: floor.flags, hearth: hearth.engineFlags },
+    engineFlags: hearth.engineFlags,
+    floor: "the worker's own engine process, requested directly on its port",
     workers: 1,
     targets: { addedGapP50Ms: `<= ${MAX_ADDED_GAP_MS}`, tokensPerSecondRatio: `>= ${MIN_TOKENS_PER_SECOND_RATIO}` },
   };

@@ -73,6 +73,7 @@ async function main(): Promise<void> {
       lockMs: config.lockMs,
       heartbeatMs: config.heartbeatMs,
       drainTimeoutMs: config.drainTimeoutMs,
+      streamLingerMs: config.streamLingerMs,
       engine: createEngine(spec, {
         handlerDirs: config.handlerDirs,
         models: new ModelStore({

@@ -123,3 +123,36 @@ export class CpuMeter {
     return out;
   }
 }
+
+/**
+ * CPU per role summed over many short windows (`start`/`stop` pairs): the share of one core each
+ * role used during those windows only, for measurements that alternate with others.
+ */
+export class CpuAccumulator {
+  private readonly meter: CpuMeter;
+  private readonly cpuSeconds = new Map<string, number>();
+  private wallMs = 0;
+  private startedAt = 0;
+
+  constructor(roles: Record<string, CpuRole>) {
+    this.meter = new CpuMeter(roles);
+  }
+
+  start(): void {
+    this.startedAt = performance.now();
+    this.meter.start();
+  }
+
+  stop(): void {
+    const shares = this.meter.stop();
+    this.wallMs += performance.now() - this.startedAt;
+    for (const [name, share] of Object.entries(shares ?? {})) this.cpuSeconds.set(name, (this.cpuSeconds.get(name) ?? 0) + share.cpuSeconds);
+  }
+
+  result(): Record<string, CpuShare> | undefined {
+    if (this.wallMs === 0 || this.cpuSeconds.size === 0) return undefined;
+    const out: Record<string, CpuShare> = {};
+    for (const [name, cpuSeconds] of this.cpuSeconds) out[name] = { cpuSeconds, percentOfOneCore: Math.round((cpuSeconds / (this.wallMs / 1000)) * 1000) / 10 };
+    return out;
+  }
+}

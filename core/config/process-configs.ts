@@ -85,6 +85,7 @@ const workerSchema = z.object({
   HEARTH_WORKER_LOCK_MS: intFrom(30_000, 1000, 600_000),
   HEARTH_HEARTBEAT_MS: intFrom(1000, 100, 60_000),
   HEARTH_DRAIN_TIMEOUT_MS: intFrom(30_000, 0, 3_600_000),
+  HEARTH_STREAM_LINGER_MS: intFrom(0, 0, 1000),
   /** Where `s3://` and `https://` models are downloaded to before the engine starts. */
   HEARTH_MODEL_CACHE_DIR: z.preprocess((v) => (v === "" || v === undefined ? join(tmpdir(), "hearth-models") : v), z.string()),
   /** S3-compatible endpoint for `s3://` models (MinIO, R2, ...); unset means AWS itself. Credentials: the AWS SDK's own chain (AWS_ACCESS_KEY_ID, ...). */
@@ -106,6 +107,8 @@ export interface WorkerConfig {
   heartbeatMs: number;
   /** How long SIGTERM waits for running jobs before aborting them and handing them back to the queue. */
   drainTimeoutMs: number;
+  /** Least ms between two stream writes of one job: chunks arriving sooner go together (fewer writes, a little latency). */
+  streamLingerMs: number;
   modelCacheDir: string;
   /** S3 client settings for `s3://` models; path-style addressing whenever a custom endpoint is set. */
   s3: { endpoint?: string; region: string; forcePathStyle: boolean };
@@ -125,6 +128,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     lockMs: c.HEARTH_WORKER_LOCK_MS,
     heartbeatMs: c.HEARTH_HEARTBEAT_MS,
     drainTimeoutMs: c.HEARTH_DRAIN_TIMEOUT_MS,
+    streamLingerMs: c.HEARTH_STREAM_LINGER_MS,
     modelCacheDir: c.HEARTH_MODEL_CACHE_DIR,
     s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },
   };

@@ -28,6 +28,8 @@ export interface JobProcessorOptions {
   cancels: { take(jobId: string): boolean };
   /** True once a drain has run out of time: a job that starts now is handed back at once. */
   handingBack?: () => boolean;
+  /** Least ms between two stream writes of one job (see StreamWriter); default 0. */
+  streamLingerMs?: number;
   now?: () => number;
 }
 
@@ -112,6 +114,7 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
       jobId,
       endpointId,
       liveTtlMs: () => Math.max(0, deadline - now()) + data.retentionMs + STREAM_MARGIN_MS,
+      lingerMs: options.streamLingerMs ?? 0,
     });
 
     let outcome: Outcome | undefined;

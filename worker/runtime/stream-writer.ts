@@ -15,6 +15,12 @@ export interface StreamWriterOptions {
   endpointId: string;
   /** Expiry to set on each push, ms: must cover the rest of the run plus the retention. */
   liveTtlMs: () => number;
+  /**
+   * Least ms between the starts of two writes (default 0): chunks arriving sooner wait and go
+   * together in the next write. The first chunk after a quiet spell is always written at once.
+   */
+  lingerMs?: number;
+  now?: () => number;
 }
 
 /**
@@ -32,6 +38,8 @@ export class StreamWriter {
   private pending: string[] = [];
   private inFlight: Promise<void> | undefined;
   private failure: unknown;
+  private lastWriteAt = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: StreamWriterOptions) {}
 
@@ -48,13 +56,39 @@ export class StreamWriter {
   add(chunk: unknown): Promise<void> | undefined {
     if (this.failure !== undefined) throw this.failure;
     this.pending.push(JSON.stringify({ output: chunk }));
-    this.inFlight ??= this.writeLoop();
-    return this.pending.length >= MAX_BACKLOG ? this.inFlight : undefined;
+    this.kick();
+    return this.pending.length >= MAX_BACKLOG ? this.flush() : undefined;
+  }
+
+  private now(): number {
+    return this.options.now ? this.options.now() : performance.now();
+  }
+
+  /** Starts a write now, or once the linger since the last one has passed. */
+  private kick(): void {
+    if (this.inFlight || this.timer || this.pending.length === 0) return;
+    const wait = this.lastWriteAt + (this.options.lingerMs ?? 0) - this.now();
+    if (wait <= 0) this.startWrite(false);
+    else
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.kick();
+      }, wait);
   }
 
   /** Resolves once every chunk added so far is in Redis; rejects with the write error if one failed. */
   async flush(): Promise<void> {
-    while (this.inFlight) await this.inFlight;
+    for (;;) {
+      if (this.inFlight) {
+        await this.inFlight;
+        continue;
+      }
+      // The end of a stream does not linger: what is pending goes now.
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      if (this.pending.length === 0 || this.failure !== undefined) break;
+      this.startWrite(true);
+    }
     if (this.failure !== undefined) throw this.failure;
   }
 
@@ -64,10 +98,24 @@ export class StreamWriter {
     await this.options.redis.pexpire(this.options.keys.stream(this.options.jobId), retentionMs + STREAM_MARGIN_MS);
   }
 
-  private async writeLoop(): Promise<void> {
+  /** Runs the writes; `inFlight` is set before the first of them and cleared after the last. */
+  private startWrite(force: boolean): void {
+    const run = this.writeBatches(force);
+    this.inFlight = run;
+    void run.finally(() => {
+      if (this.inFlight === run) this.inFlight = undefined;
+      if (this.failure === undefined) this.kick();
+    });
+  }
+
+  private async writeBatches(force: boolean): Promise<void> {
     const { redis, keys, jobId, endpointId } = this.options;
+    const linger = this.options.lingerMs ?? 0;
+    const now = () => this.now();
     try {
       while (this.pending.length > 0) {
+        if (!force && linger > 0 && now() - this.lastWriteAt < linger) break; // kick() sets the timer
+        this.lastWriteAt = now();
         const batch = this.pending;
         this.pending = [];
         // The chunk event, built around payloads that are JSON already (see JobEvent "chunk").
@@ -84,8 +132,6 @@ export class StreamWriter {
     } catch (err) {
       this.failure = err;
       this.pending = [];
-    } finally {
-      this.inFlight = undefined;
     }
   }
 }

@@ -24,6 +24,8 @@ export interface WorkerRuntimeOptions {
   heartbeatMs: number;
   /** How long a drain lets running jobs finish before handing them back to the queue, ms. */
   drainTimeoutMs: number;
+  /** Least ms between two stream writes of one job (see StreamWriter); default 0. */
+  streamLingerMs?: number;
   engine: Engine;
   /** Our commands and BullMQ's (BullMQ duplicates it for its blocking reads). Not closed here. */
   redis: Redis;
@@ -136,6 +138,7 @@ export class WorkerRuntime {
       workerId: options.workerId,
       records: options.records,
       handingBack: () => this.handingBack,
+      ...(options.streamLingerMs !== undefined && { streamLingerMs: options.streamLingerMs }),
       now: this.now,
     });
     const worker = new Worker(this.keys.queueName(options.endpointId), this.counted(processor), {
