@@ -5,7 +5,7 @@ import { pathToFileURL } from "node:url";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { compare, noiseWarnings, type BenchContext, type BenchResult, type Comparison } from "./support/bench-result.ts";
 import { CpuAccumulator, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
-import { apiProfileArgs, apiProfileWindow, startHearth } from "./support/hearth-processes.ts";
+import { apiProfileWindow, startHearthFor } from "./support/hearth-processes.ts";
 import { round } from "./support/latency-stats.ts";
 import { sseTimingClient, type StreamTiming } from "./support/sse-timing-client.ts";
 import { tokenStreamStats, type TokenStreamStats } from "./support/token-stream-stats.ts";
@@ -140,15 +140,8 @@ function floorOf(ctx: BenchContext, engine: { pid: number; flags: string[] }): S
 
 /** Hearth: API + scheduler + one warm worker supervising the embedded engine; the endpoint's OpenAI route, streamed. */
 async function openHearth(ctx: BenchContext) {
-  const { config, isolation, cleanup } = ctx;
-  const hearth = await startHearth({
-    databaseUrl: isolation.databaseUrl,
-    redisUrl: config.redisUrl,
-    redisPrefix: isolation.redisPrefix,
-    cleanup,
-    apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
-    echo: config.verbose,
-  });
+  const { config } = ctx;
+  const hearth = await startHearthFor(ctx, NAME);
   try {
     const apiKey = await hearth.createTenant("bench-llm");
     const endpointId = await hearth.createEndpoint(apiKey, {

@@ -3,7 +3,7 @@ import autocannon from "autocannon";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
 import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts";
-import { apiProfileArgs, apiProfileWindow, startHearth, noopHandler } from "./support/hearth-processes.ts";
+import { apiProfileWindow, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 
 const honoFloorEntry = fileURLToPath(new URL("./floors/bare-hono-server.ts", import.meta.url));
 const NAME = "run-throughput";
@@ -84,15 +84,8 @@ async function floorSide(ctx: BenchContext) {
 
 /** Hearth: API + scheduler, an endpoint that may run no worker, so every accepted job stays queued. */
 async function hearthSide(ctx: BenchContext) {
-  const { config, isolation, cleanup } = ctx;
-  const hearth = await startHearth({
-    databaseUrl: isolation.databaseUrl,
-    redisUrl: config.redisUrl,
-    redisPrefix: isolation.redisPrefix,
-    cleanup,
-    apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
-    echo: config.verbose,
-  });
+  const { config } = ctx;
+  const hearth = await startHearthFor(ctx, NAME);
   let measured;
   try {
     const apiKey = await hearth.createTenant("bench-run");

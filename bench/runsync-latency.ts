@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
 import { CpuMeter, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
-import { apiProfileArgs, apiProfileWindow, startHearth, noopHandler } from "./support/hearth-processes.ts";
+import { apiProfileWindow, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 import { summarize } from "./support/latency-stats.ts";
 import { keepAlivePoster } from "./support/keepalive-post.ts";
 
@@ -109,15 +109,8 @@ async function floorSide(ctx: BenchContext) {
 
 /** Hearth: API + scheduler + one warm worker; POST /runsync over one kept-alive connection (node:http). */
 async function hearthSide(ctx: BenchContext) {
-  const { config, isolation, cleanup } = ctx;
-  const hearth = await startHearth({
-    databaseUrl: isolation.databaseUrl,
-    redisUrl: config.redisUrl,
-    redisPrefix: isolation.redisPrefix,
-    cleanup,
-    apiNodeArgs: apiProfileArgs(config.cpuProfDir, NAME),
-    echo: config.verbose,
-  });
+  const { config } = ctx;
+  const hearth = await startHearthFor(ctx, NAME);
   let measured;
   try {
     const apiKey = await hearth.createTenant("bench-runsync");

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { BenchContext } from "./bench-result.ts";
 import type { CleanupStack } from "./cleanup-stack.ts";
 import { jsonLine, startChild, type RunningChild } from "./child-process.ts";
 
@@ -55,6 +56,19 @@ export function apiProfileWindow(dir: string | undefined, bench: string, api: { 
   const skipMs = Math.round(from - api.spawnedAt);
   const untilMs = Math.round(until - api.spawnedAt);
   return { file, skipMs, untilMs, summarize: `node --import tsx bench/cpu-profile-top.ts ${file} --skip-ms ${skipMs} --until-ms ${untilMs}` };
+}
+
+/** Hearth for one benchmark of a run: the run's database and Redis prefix, its cleanup, and the API profiled when asked. */
+export function startHearthFor(ctx: BenchContext, bench: string): Promise<RunningHearth> {
+  const { config, isolation, cleanup } = ctx;
+  return startHearth({
+    databaseUrl: isolation.databaseUrl,
+    redisUrl: config.redisUrl,
+    redisPrefix: isolation.redisPrefix,
+    cleanup,
+    apiNodeArgs: apiProfileArgs(config.cpuProfDir, bench),
+    echo: config.verbose,
+  });
 }
 
 export async function startHearth(options: HearthOptions): Promise<RunningHearth> {
