@@ -167,7 +167,7 @@ const EMBEDDED: ProfileTable = {
   concurrencyFlag: "parallel",
   flags: {
     "ctx-size": { type: "int", min: 1, max: 1 << 20, doc: "Context per request in tokens; default 2048." },
-    threads: { type: "int", min: 1, max: 1024, doc: "CPU threads; default: node-llama-cpp's choice." },
+    threads: { type: "int", min: 1, max: 1024, doc: "CPU threads; default: half the machine's cores." },
     parallel: { type: "int", min: 1, max: 256, doc: "Sequences decoded at once; Hearth sets it to the worker's concurrency unless given." },
   },
 };

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import type { Server } from "node:http";
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { z } from "zod";
@@ -73,11 +74,15 @@ async function main(): Promise<void> {
 
   // Imported only now: node-llama-cpp takes a while to load, and a bad flag should fail at once.
   const { createEmbeddedEngine } = await import("./embedded-server.ts");
+  // node-llama-cpp's own default, max(cores, 4), oversubscribes a small machine where this
+  // server's JS thread, the worker and the API share the cores: on 2 cores the tiny model ran at
+  // ~4 tokens/s with 4 threads, ~100 with 2 and ~800 with 1. Half the cores leaves room for them.
+  const threads = flags.threads ?? Math.max(1, Math.floor(availableParallelism() / 2));
   const engine = await createEmbeddedEngine({
     modelPath: flags.model,
     parallel: flags.parallel,
     contextSize: flags["ctx-size"],
-    threads: flags.threads,
+    threads,
     servedModelName: flags["served-model-name"],
   });
 
@@ -89,7 +94,7 @@ async function main(): Promise<void> {
       model: engine.servedModelName,
       parallel: flags.parallel,
       ctx_size: engine.contextSize,
-      threads: flags.threads ?? null,
+      threads,
       chat_format: engine.chatFormat,
     });
   }) as Server;
