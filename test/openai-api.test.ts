@@ -6,7 +6,7 @@ import runpodSdk from "runpod-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { findEngineProcesses } from "./support/engine-processes.ts";
-import { startStack, type Stack } from "./support/hearth-stack.ts";
+import { examplesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { waitFor } from "./support/services.ts";
 
 interface EngineStats {
@@ -235,5 +235,22 @@ describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
     });
     expect(r.status).toBe(400);
     expect(r.body.issues).toEqual([expect.objectContaining({ path: "engine.args.no-such-flag" })]);
+  });
+
+  it("relays OpenAI requests to a handler endpoint as passthrough jobs, a non-streaming handler's value as the one event", async () => {
+    const echo = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 1 });
+    const base = `${stack.api.url}/v2/${echo}/openai/v1`;
+    const whole = await stack.call("POST", `/v2/${echo}/openai/v1/completions`, { key, body: { model: "m", prompt: "hi" } });
+    expect(whole.status).toBe(200);
+    expect(whole.body).toEqual({ echo: { openai_route: "/v1/completions", openai_input: { model: "m", prompt: "hi" } } });
+    const res = await fetch(`${base}/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "m", prompt: "hi", stream: true }),
+    });
+    const events = (await res.text()).split("\n\n").filter((e) => e.startsWith("data: "));
+    expect(events).toHaveLength(2);
+    expect(JSON.parse(events[0]!.slice(6))).toEqual({ echo: { openai_route: "/v1/completions", openai_input: { model: "m", prompt: "hi", stream: true } } });
+    expect(events[1]).toBe("data: [DONE]");
   });
 });

@@ -90,12 +90,17 @@ export class OpenAIRelay {
       signal.removeEventListener("abort", onAbort);
       if (how !== "client gone") controller.close();
     };
+    let relayed = 0;
     const onEvent = (event: JobEvent) => {
       if (event.type === "chunk") {
         const chunks = event.chunks ?? [];
+        relayed += chunks.length;
         if (chunks.length > 0) write(encoder.encode(chunks.map((c) => `data: ${JSON.stringify(c.output)}\n\n`).join("")));
         return;
       }
+      // A worker that answered with one value instead of chunks (a handler that does not stream): that value is the one event.
+      const output = event.result?.output;
+      if (relayed === 0 && event.result?.status === "COMPLETED" && output !== undefined && !(Array.isArray(output) && output.length === 0)) write(encoder.encode(`data: ${JSON.stringify(output)}\n\n`));
       const view = event.result && ({ id: jobId, status: event.result.status, error: event.result.error, retries: 0 } as JobView);
       finish(!view || view.status === "COMPLETED" ? "done" : { error: jobFailure(view).body });
     };
