@@ -1,6 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openaiEngine } from "../core/contracts/endpoint.ts";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
@@ -10,12 +10,14 @@ import { FileModelSource } from "../worker/models/file-model-source.ts";
 import { ModelStore } from "../worker/models/model-source.ts";
 import { describeEngineConformance } from "./engine-conformance.ts";
 
+const llamaServer = process.env.HEARTH_LLAMA_SERVER ?? "/var/cache/hearth/llama-build/bin/llama-server";
 const scratch = mkdtempSync(join(tmpdir(), "hearth-openai-engine-"));
 const modelPath = ensureTinyLlamaFile(join(scratch, "tiny-llama.gguf"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function embedded(overrides: Record<string, unknown> = {}): OpenAIEngine {
-  const spec = openaiEngine.parse({ kind: "openai", profile: "embedded", model: `file://${modelPath}`, args: { threads: 1, "ctx-size": 1024 }, concurrency: 4, ...overrides });
+function engineFor(profile: "embedded" | "llamacpp", overrides: Record<string, unknown> = {}): OpenAIEngine {
+  const args = profile === "embedded" ? { threads: 1, "ctx-size": 1024 } : { threads: 1, "ctx-size": 4096 };
+  const spec = openaiEngine.parse({ kind: "openai", profile, model: `file://${modelPath}`, args, concurrency: 4, ...overrides });
   return new OpenAIEngine({
     spec,
     models: new ModelStore({ cacheDir: join(scratch, "cache"), sources: [new FileModelSource()] }),
@@ -24,49 +26,75 @@ function embedded(overrides: Record<string, unknown> = {}): OpenAIEngine {
     onLog: () => {},
   });
 }
+const embedded = (overrides: Record<string, unknown> = {}) => engineFor("embedded", overrides);
 
 async function engineStats(engine: OpenAIEngine): Promise<{ generated_tokens_total: number; active_requests: number }> {
   return (await fetch(`${engine.baseUrl}/stats`)).json() as Promise<{ generated_tokens_total: number; active_requests: number }>;
 }
 
-describeEngineConformance("openai (embedded profile)", {
-  value: async () => ({
-    engine: embedded(),
-    input: { openai_route: "/v1/models" },
-    expected: { object: "list", data: [expect.objectContaining({ id: "tiny-llama", object: "model" })] },
-  }),
-  stream: async () => {
-    const engine = embedded();
-    return {
-      engine,
-      input: { prompt: "The cat", sampling_params: { max_tokens: 12, temperature: 0 }, stream: true },
-      // The same request answered whole by the engine itself must read the same as the chunks joined.
-      checkChunks: async (chunks) => {
-        const direct = (await (
-          await fetch(`${engine.baseUrl}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "The cat", max_tokens: 12, temperature: 0 }) })
-        ).json()) as { choices: { text: string }[]; usage: { prompt_tokens: number; completion_tokens: number } };
-        const last = chunks.at(-1);
-        expect(last).toEqual({ choices: [{ tokens: [] }], usage: { input: direct.usage.prompt_tokens, output: direct.usage.completion_tokens } });
-        const text = chunks.slice(0, -1).map((c) => (c as { choices: { tokens: string[] }[] }).choices[0]!.tokens.join("")).join("");
-        expect(text).toBe(direct.choices[0]!.text);
-      },
-    };
-  },
-  abortable: async () => {
-    const engine = embedded();
-    return {
-      engine,
-      input: { prompt: "Go", sampling_params: { max_tokens: 900, temperature: 0.8 }, stream: true },
-      // The engine's own count stops growing and its request is gone: the abort reached the decoding.
-      abortObserved: async () => {
-        const a = await engineStats(engine);
-        await new Promise((r) => setTimeout(r, 200));
-        const b = await engineStats(engine);
-        return a.active_requests === 0 && a.generated_tokens_total === b.generated_tokens_total && b.generated_tokens_total < 900;
-      },
-    };
-  },
+/**
+ * The same conformance cases for each profile that can run here: the embedded engine always,
+ * llama.cpp's own `llama-server` where one is built. `generatedSoFar` reads the engine's own count
+ * of decoded tokens and whether it is still decoding, to see an abort reach the engine.
+ */
+function describeProfile(profile: "embedded" | "llamacpp", generatedSoFar: (engine: OpenAIEngine) => Promise<{ tokens: number; busy: boolean }>): void {
+  describeEngineConformance(`openai (${profile} profile)`, {
+    value: async () => ({
+      engine: engineFor(profile),
+      input: { openai_route: "/v1/models" },
+      expected: expect.objectContaining({ object: "list", data: [expect.objectContaining({ id: "tiny-llama", object: "model" })] }),
+    }),
+    stream: async () => {
+      const engine = engineFor(profile);
+      return {
+        engine,
+        input: { prompt: "The cat", sampling_params: { max_tokens: 12, temperature: 0 }, stream: true },
+        // The same request answered whole by the engine itself must read the same as the chunks joined.
+        checkChunks: async (chunks) => {
+          const direct = (await (
+            await fetch(`${engine.baseUrl}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "The cat", max_tokens: 12, temperature: 0 }) })
+          ).json()) as { choices: { text: string }[]; usage: { prompt_tokens: number; completion_tokens: number } };
+          const last = chunks.at(-1);
+          expect(last).toEqual({ choices: [{ tokens: [] }], usage: { input: direct.usage.prompt_tokens, output: direct.usage.completion_tokens } });
+          const text = chunks.slice(0, -1).map((c) => (c as { choices: { tokens: string[] }[] }).choices[0]!.tokens.join("")).join("");
+          expect(text).toBe(direct.choices[0]!.text);
+        },
+      };
+    },
+    abortable: async () => {
+      const engine = engineFor(profile);
+      return {
+        engine,
+        input: { prompt: "Go", sampling_params: { max_tokens: 900, temperature: 0.8, ignore_eos: true }, stream: true },
+        // The engine's own count stops growing, short of the 900 asked for, and nothing decodes: the abort reached the decoding.
+        abortObserved: async () => {
+          const a = await generatedSoFar(engine);
+          await new Promise((r) => setTimeout(r, 200));
+          const b = await generatedSoFar(engine);
+          return !a.busy && a.tokens === b.tokens && b.tokens < 900;
+        },
+      };
+    },
+  });
+}
+
+describeProfile("embedded", async (engine) => {
+  const s = await engineStats(engine);
+  return { tokens: s.generated_tokens_total, busy: s.active_requests > 0 };
 });
+
+if (existsSync(llamaServer)) {
+  // The profile runs `llama-server` from PATH, as in images/llamacpp.
+  process.env.PATH = `${dirname(llamaServer)}:${process.env.PATH ?? ""}`;
+  describeProfile("llamacpp", async (engine) => {
+    const slots = (await (await fetch(`${engine.baseUrl}/slots`)).json()) as { is_processing: boolean; next_token?: { n_decoded?: number }[] }[];
+    return { tokens: slots.reduce((n, s) => n + (s.next_token?.[0]?.n_decoded ?? 0), 0), busy: slots.some((s) => s.is_processing) };
+  });
+} else {
+  describe.skip(`openai (llamacpp profile): no llama-server at ${llamaServer} (set HEARTH_LLAMA_SERVER)`, () => {
+    it("runs the conformance suite against llama.cpp's server", () => {});
+  });
+}
 
 describe("openai engine: supervision and errors", () => {
   const engines: OpenAIEngine[] = [];
