@@ -199,6 +199,8 @@ describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
     const failed = await running;
     expect(failed).toBeInstanceOf(OpenAI.InternalServerError);
     expect((failed as Error).message).toMatch(/engine failed during the request/);
+    // While its engine restarts, the worker says so in the endpoint's health (and takes no jobs).
+    await waitFor(async () => (await stack.call("GET", `/v2/${ep}/health`, { key })).body.workers.unhealthy === 1, 15_000);
 
     const next = await waitFor(
       () => openai.completions.create({ model: "tiny-llama", prompt: "Again", max_tokens: 4, temperature: 0 }).catch(() => undefined),
