@@ -130,6 +130,8 @@ export class OpenAIRelay {
       signal.removeEventListener("abort", onAbort);
       throw err;
     }
+    // A client gone while the job was being queued: its cancel found no job then; the job exists now.
+    if (ended) void control.cancel(ep.id, jobId).catch(() => {});
     return body$;
   }
 
