@@ -44,6 +44,7 @@ export class OpenAIRelay {
     const submitted = await this.options.submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(wait) });
     const cancelIfGone = () => void this.options.control.cancel(ep.id, submitted.id).catch(() => {});
     signal.addEventListener("abort", cancelIfGone, { once: true });
+    if (signal.aborted) cancelIfGone(); // gone while the job was being queued
     try {
       const view = await this.options.reader.waitFinished(ep.id, submitted.id, wait, signal, { data: submitted.data });
       if (view?.status === "COMPLETED") return { status: 200, body: view.output ?? null };
