@@ -67,9 +67,16 @@ export function describeEngineConformance(name: string, makeEngine: EngineFixtur
       const { engine, input, abortObserved } = await makeEngine.abortable();
       await start(engine);
       const controller = new AbortController();
+      let settled = false;
       const running = engine.run({ id: "conf-abort", input }, controller.signal).then(collect);
+      running.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
       // Let the job get going before it is aborted; the assertion does not depend on how long this is.
       await new Promise((r) => setTimeout(r, 50));
+      // A job that already ended (done or failed) would make the check below say nothing about the abort.
+      expect(settled).toBe(false);
       controller.abort(new Error("conformance abort"));
       await running.catch(() => undefined);
       expect(await waitFor(abortObserved, 5000)).toBe(true);
