@@ -1,8 +1,8 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
+import { findEngineProcesses, type EngineProcess } from "../test/support/engine-processes.ts";
 import { compare, noiseWarnings, type BenchContext, type BenchResult, type Comparison } from "./support/bench-result.ts";
 import { CpuAccumulator, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
 import { apiProfileWindow, startHearthFor } from "./support/hearth-processes.ts";
@@ -108,32 +108,13 @@ function logSide(ctx: BenchContext, side: string, s: TokenStreamStats): void {
   );
 }
 
-/** The engine the worker launched (found by its `--model` flag in /proc), its parent (the worker) and its flags. */
-function findWorkerEngine(model: string): { pid: number; workerPid: number; flags: string[] } | undefined {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
-      const at = argv.indexOf("--model");
-      if (at < 0 || argv[at + 1] !== model) continue;
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const workerPid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      return { pid: Number(entry), workerPid, flags: argv.slice(at) };
-    } catch {
-      // exited while we read
-    }
-  }
-  return undefined;
-}
-
 /**
  * The floor: the very engine process the worker supervises, streamed to directly on its own port.
  * Not a second engine started alike: two processes of the same server with the same flags ran
  * apart by ±15% in tokens/s on this VM, more than the difference being measured.
  */
-function floorOf(ctx: BenchContext, engine: { pid: number; flags: string[] }): Side {
-  const portAt = engine.flags.indexOf("--port");
-  const client = sseTimingClient(`http://127.0.0.1:${engine.flags[portAt + 1]}`, {}, IDLE_TIMEOUT_MS);
+function floorOf(ctx: BenchContext, engine: EngineProcess): Side {
+  const client = sseTimingClient(engine.url, {}, IDLE_TIMEOUT_MS);
   const body = requestBody(ctx.config.llmTokens);
   return { stream: () => client.stream("/v1/completions", body), roles: { bench: { self: process.pid }, engine: { self: engine.pid } }, close: () => client.close() };
 }
@@ -152,7 +133,7 @@ async function openHearth(ctx: BenchContext) {
     });
     ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker (it starts the engine)`);
     await hearth.waitIdleWorkers(apiKey, endpointId, 1, 120_000);
-    const engine = findWorkerEngine(modelPath);
+    const engine = findEngineProcesses(modelPath)[0];
     if (!engine) throw new Error(`the worker's engine (--model ${modelPath}) is not among the running processes`);
     const client = sseTimingClient(hearth.url, { authorization: `Bearer ${apiKey}` }, IDLE_TIMEOUT_MS);
     const body = requestBody(config.llmTokens);
@@ -163,7 +144,7 @@ async function openHearth(ctx: BenchContext) {
         bench: { self: process.pid },
         api: { self: hearth.api.pid },
         scheduler: { self: hearth.scheduler.pid },
-        worker: { self: engine.workerPid },
+        worker: { self: engine.parentPid },
         engine: { self: engine.pid },
         redis: { comm: "redis-server" },
         postgres: { comm: "postgres" },
@@ -176,7 +157,7 @@ async function openHearth(ctx: BenchContext) {
       problems: () => {
         const problems: string[] = [];
         if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
-        if (findWorkerEngine(modelPath)?.pid !== engine.pid) problems.push("hearth: the worker's engine process changed during the run (a crash and restart)");
+        if (findEngineProcesses(modelPath)[0]?.pid !== engine.pid) problems.push("hearth: the worker's engine process changed during the run (a crash and restart)");
         return problems;
       },
       health: () => hearth.get(`/v2/${endpointId}/health`, apiKey),

@@ -3,7 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import { ApiError } from "./api-error.ts";
 import type { ApiDeps } from "./api-deps.ts";
 import { isBackendUnavailable } from "./backend-unavailable.ts";
-import { openAIError, openAIErrorType } from "./openai-error.ts";
+import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 
@@ -22,15 +22,15 @@ export function createApp(deps: ApiDeps): Hono {
   app.route("/", managementRoutes(deps));
   app.route("/v2", jobRoutes(deps));
 
-  app.notFound((c) => (isOpenAIPath(c.req.path) ? c.json(openAIError(`no such route: ${c.req.method} ${c.req.path}`, "invalid_request_error", "not_found"), 404) : c.json({ error: "no such route", code: "not_found" }, 404)));
+  app.notFound((c) => (isOpenAIPath(c.req.path) ? c.json(openAIErrorBody(`no such route: ${c.req.method} ${c.req.path}`, "invalid_request_error", "not_found"), 404) : c.json({ error: "no such route", code: "not_found" }, 404)));
   app.onError((err, c) => {
     // OpenAI clients read `error.message`: the same errors, in OpenAI's shape, on the OpenAI routes.
     if (isOpenAIPath(c.req.path)) {
       if (err instanceof ApiError) {
         const param = err.issues?.[0]?.path ?? null;
-        return c.json(openAIError(err.message, openAIErrorType(err.status), err.code, param), err.status, err.headers);
+        return c.json(openAIErrorBody(err.message, openAIErrorType(err.status), err.code, param), err.status, err.headers);
       }
-      if (isBackendUnavailable(err)) return c.json(openAIError("a backing store is unreachable; retry shortly", "server_error", "unavailable"), 503, { "Retry-After": "1" });
+      if (isBackendUnavailable(err)) return c.json(openAIErrorBody("a backing store is unreachable; retry shortly", "server_error", "unavailable"), 503, { "Retry-After": "1" });
     }
     if (err instanceof ApiError) {
       const body: Record<string, unknown> = { error: err.message, code: err.code };

@@ -114,6 +114,7 @@ export function tokensChunk(text: string, usage?: OpenAIUsage): Record<string, u
   return { choices: [{ tokens: text === "" ? [] : [text] }], ...(usage && { usage: { input: usage.promptTokens, output: usage.completionTokens } }) };
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** A JSON object (not an array, not null). */
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -2,29 +2,35 @@ import { readdirSync, readFileSync } from "node:fs";
 
 export interface EngineProcess {
   pid: number;
+  /** The process that started it: the worker supervising it. */
+  parentPid: number;
   /** Loopback URL the engine serves on, from its `--port` flag. */
   url: string;
+  /** Its flags, from `--model` on. */
+  flags: string[];
 }
 
 /**
- * Engine processes whose command line contains `marker` (a test's unique model path), found in
- * /proc: a worker's engine is a grandchild of the test, on a port the worker picked, and a test
- * that checks the engine's own counters or kills it mid-job has to find it from outside.
+ * Engine processes whose `--model` contains `marker` (a test's unique model path), found in /proc:
+ * a worker's engine is a grandchild of the test (or the bench), on a port the worker picked, and
+ * whoever checks the engine's own counters, requests it directly or kills it mid-job has to find
+ * it from outside.
  */
 export function findEngineProcesses(marker: string): EngineProcess[] {
   const found: EngineProcess[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
     try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
+      const modelAt = argv.indexOf("--model");
+      const portAt = argv.indexOf("--port");
+      if (modelAt < 0 || portAt < 0 || !argv[modelAt + 1]?.includes(marker)) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const parentPid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      found.push({ pid: Number(entry), parentPid, url: `http://127.0.0.1:${argv[portAt + 1]}`, flags: argv.slice(modelAt) });
     } catch {
-      continue; // exited meanwhile
+      // exited while we read
     }
-    if (!argv.some((a) => a.includes(marker))) continue;
-    const portAt = argv.indexOf("--port");
-    if (portAt < 0) continue;
-    found.push({ pid: Number(entry), url: `http://127.0.0.1:${argv[portAt + 1]}` });
   }
   return found;
 }

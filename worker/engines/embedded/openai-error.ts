@@ -1,12 +1,8 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { openAIErrorBody, type OpenAIErrorBody } from "../../../core/contracts/openai-error.ts";
 
 /** OpenAI's error `type`s that this server produces. */
 export type OpenAiErrorType = "invalid_request_error" | "server_error";
-
-/** The body OpenAI answers every error with; its SDKs read `error.message`, `param` and `code` from it. */
-export interface OpenAiErrorBody {
-  error: { message: string; type: OpenAiErrorType; param: string | null; code: string | null };
-}
 
 /**
  * The one error the embedded engine's routes throw for anything the caller did (or may not do);
@@ -28,8 +24,8 @@ export class OpenAiError extends Error {
     return new OpenAiError(400, "invalid_request_error", message, param, code);
   }
 
-  toBody(): OpenAiErrorBody {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  toBody(): OpenAIErrorBody {
+    return openAIErrorBody(this.message, this.type, this.code, this.param);
   }
 }
 

@@ -3,7 +3,8 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { randomAlnum } from "../../../core/ids/random-id.ts";
 import { GenerationAbortedError, type GenerationResult, type LlamaGenerator, type SamplingParams } from "./llama-generator.ts";
-import { OpenAiError, type OpenAiErrorBody } from "./openai-error.ts";
+import type { OpenAIErrorBody } from "../../../core/contracts/openai-error.ts";
+import { OpenAiError } from "./openai-error.ts";
 import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
 import { sseResponse } from "./sse-response.ts";
@@ -65,7 +66,7 @@ function usage(result: GenerationResult) {
   return { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, total_tokens: result.promptTokens + result.completionTokens };
 }
 
-function serverError(err: unknown): OpenAiErrorBody {
+function serverError(err: unknown): OpenAIErrorBody {
   console.error(JSON.stringify({ t: "embedded-engine", level: "error", error: String(err instanceof Error ? (err.stack ?? err.message) : err) }));
   const message = err instanceof Error ? err.message : String(err);
   return new OpenAiError(500, "server_error", `the engine failed: ${message}`).toBody();

@@ -1,7 +1,8 @@
 import { createServer } from "node:net";
 import type { OpenAIEngineSpec } from "../../../core/contracts/endpoint.ts";
 import { engineCommand, type EngineLaunch } from "../../../core/engine/engine-profiles.ts";
-import { chunkText, toEngineRequest, tokensChunk, usageOf, type EngineRequest, type OpenAIUsage } from "../../../core/engine/openai-job-input.ts";
+import { openAIErrorType, type EngineRefusal } from "../../../core/contracts/openai-error.ts";
+import { chunkText, isObject, toEngineRequest, tokensChunk, usageOf, type EngineRequest, type OpenAIUsage } from "../../../core/engine/openai-job-input.ts";
 import { servedModelName } from "../../../core/engine/served-model-name.ts";
 import { TokenTiming } from "../../../core/engine/token-timing.ts";
 import type { GenerationStats } from "../../../core/queue/job-catalog.ts";
@@ -196,8 +197,8 @@ async function* relay(events: AsyncIterable<Record<string, unknown>>, request: E
   if (request.shape === "tokens" && u) yield tokensChunk("", u);
 }
 
-/** The engine's error body as OpenAI's `{message, type, code, param}` plus the HTTP status, for the API to answer with. */
-async function engineError(res: Response): Promise<Record<string, unknown>> {
+/** The engine's error answer as the refusal the API relays with the engine's own status. */
+async function engineError(res: Response): Promise<EngineRefusal> {
   const text = await res.text().catch(() => "");
   let parsed: unknown;
   try {
@@ -206,11 +207,12 @@ async function engineError(res: Response): Promise<Record<string, unknown>> {
     parsed = undefined;
   }
   const inner = isObject(parsed) && isObject(parsed.error) ? parsed.error : isObject(parsed) ? parsed : { message: text || res.statusText };
+  const optional = (v: unknown) => (v === undefined || v === null ? null : String(v));
   return {
     message: typeof inner.message === "string" ? inner.message : JSON.stringify(inner),
-    type: typeof inner.type === "string" ? inner.type : res.status < 500 ? "invalid_request_error" : "server_error",
-    code: inner.code ?? null,
-    param: inner.param ?? null,
+    type: typeof inner.type === "string" ? inner.type : openAIErrorType(res.status),
+    code: optional(inner.code),
+    param: optional(inner.param),
     status: res.status,
   };
 }
@@ -254,6 +256,3 @@ function freeLoopbackPort(): Promise<number> {
   });
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
