@@ -254,6 +254,7 @@ export interface EngineCommandLine {
   args: string[];
   env?: Record<string, string>;
   port: number;
+  /** Answers 200 once the model is loaded (every profile's engine serves `/health`). */
   healthPath: string;
 }
 

@@ -1,21 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
+import type { EngineCommandLine } from "../../../core/engine/engine-profiles.ts";
 import { NO_CRASHES, recordCrash, startDelayMs, type CrashRecord } from "../../../core/policy/restart-backoff.ts";
-
-/** How to run an engine process that serves the OpenAI HTTP API on `port`. */
-export interface EngineCommand {
-  command: string;
-  args: string[];
-  env?: Record<string, string>;
-  port: number;
-  /** Answers 200 once the model is loaded (llama-server, vLLM and SGLang all serve `/health`). */
-  healthPath: string;
-}
 
 export type SupervisorState = "starting" | "ready" | "unhealthy" | "stopped";
 
 export interface EngineSupervisorOptions {
-  engine: EngineCommand;
+  /** What to run: the profile's command line, serving the OpenAI HTTP API on its `port`. */
+  engine: EngineCommandLine;
   /** How long a start may take to become healthy (ms); the process is killed past it. Default 600000. */
   startupTimeoutMs?: number;
   /** Backoff between restarts after crashes. Defaults: 1000 ms doubling to 30000 ms. */
