@@ -4,7 +4,7 @@ import type { RedisKeys } from "../core/queue/keys.ts";
 
 /*
   Refreshes the scheduler's stand-in heartbeat of a worker only while the worker has not written its
-  own: a worker's first beat must never be overwritten by an older "booting".
+  own: a worker's first beat must never be overwritten by an older "requested".
 
     Input:
       KEYS[1] heartbeat hash of the endpoint
@@ -29,7 +29,7 @@ type BootRedis = Redis & {
 };
 
 /**
- * The `booting` heartbeat the scheduler writes for a worker it has just started, so the API counts it
+ * The `requested` heartbeat the scheduler writes for a worker it has just started, so the API counts it
  * as initializing at once, and keeps fresh until the worker's own first beat (process start can take
  * longer than the API's staleness window, which would show the worker as unhealthy meanwhile).
  */
@@ -48,11 +48,14 @@ export class BootHeartbeats {
     }
   }
 
-  /** Writes the stand-in; call before starting the worker so its own first beat lands over it. */
-  async write(endpointId: string, workerId: string, at: number): Promise<void> {
-    const json = standIn(endpointId, workerId, at);
-    this.written.set(workerId, { endpointId, json });
-    await this.redis.hset(this.keys.workers(endpointId), workerId, json);
+  /**
+   * The stand-in to write before starting the worker (so its own first beat lands over it), kept
+   * fresh by `refresh` from then on; the caller writes it (with the session's log entry).
+   */
+  standIn(endpointId: string, workerId: string, at: number): WorkerHeartbeat {
+    const hb = standInOf(endpointId, workerId, at);
+    this.written.set(workerId, { endpointId, json: JSON.stringify(hb) });
+    return hb;
   }
 
   /** Re-dates every stand-in the workers have not replaced yet; forgets the rest. */
@@ -64,7 +67,7 @@ export class BootHeartbeats {
     };
     const nextJson = new Map<string, string>();
     for (const [workerId, { endpointId, json }] of entries) {
-      const next = standIn(endpointId, workerId, now);
+      const next = JSON.stringify(standInOf(endpointId, workerId, now));
       nextJson.set(workerId, next);
       pipeline.hearthRefreshBootHeartbeat(this.keys.workers(endpointId), workerId, json, next);
     }
@@ -82,7 +85,6 @@ export class BootHeartbeats {
   }
 }
 
-function standIn(endpointId: string, workerId: string, at: number): string {
-  const hb: WorkerHeartbeat = { id: workerId, endpointId, state: "booting", running: 0, concurrency: 1, idleSince: null, at };
-  return JSON.stringify(hb);
+function standInOf(endpointId: string, workerId: string, at: number): WorkerHeartbeat {
+  return { id: workerId, endpointId, state: "requested", running: 0, concurrency: 1, idleSince: null, at };
 }

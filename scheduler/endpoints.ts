@@ -1,12 +1,15 @@
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, isNull, lt } from "drizzle-orm";
 import type { Db } from "../core/db/client.ts";
-import { endpoints } from "../core/db/schema.ts";
+import { endpoints, workerSessions } from "../core/db/schema.ts";
 import { engineSpec, scalerType, type EngineSpec } from "../core/contracts/endpoint.ts";
 import type { ScalingConfig } from "../core/policy/scaling.ts";
 
 /** What the scheduler needs of an endpoint, checked: the engine comes from a JSON column. */
 export interface SchedulableEndpoint {
   id: string;
+  tenantId: string;
+  /** The endpoint's GPU types, most preferred first; a worker's session is billed at the type it got. */
+  gpuTypeIds: string[];
   engine: EngineSpec;
   executionTimeoutMs: number;
   scaling: ScalingConfig;
@@ -26,6 +29,8 @@ export function parseEndpointRow(row: EndpointRow): ParsedEndpoint {
     ok: true,
     endpoint: {
       id: row.id,
+      tenantId: row.tenantId,
+      gpuTypeIds: Array.isArray(row.gpuTypeIds) ? row.gpuTypeIds.filter((g): g is string => typeof g === "string") : [],
       engine: engine.data,
       executionTimeoutMs: row.executionTimeoutMs,
       scaling: {
@@ -53,4 +58,12 @@ export async function loadLiveEndpoint(db: Db, id: string): Promise<ParsedEndpoi
     .where(and(eq(endpoints.id, id), isNull(endpoints.deletedAt)))
     .limit(1);
   return row ? parseEndpointRow(row) : undefined;
+}
+
+/** Worker sessions the records show open whose last logged change is older than `before` (ms epoch). */
+export async function loadOpenSessions(db: Db, before: number): Promise<{ id: string; endpointId: string }[]> {
+  return db
+    .select({ id: workerSessions.id, endpointId: workerSessions.endpointId })
+    .from(workerSessions)
+    .where(and(isNull(workerSessions.endedAt), lt(workerSessions.seqMs, before)));
 }

@@ -1,17 +1,17 @@
-import { and, eq, isNull } from "drizzle-orm";
 import type { Redis } from "ioredis";
-import type { Db } from "../core/db/client.ts";
-import { workers } from "../core/db/schema.ts";
 import type { RedisKeys } from "../core/queue/keys.ts";
 import type { ProvidedWorker, Provider } from "./providers/provider.ts";
 import type { SchedulableEndpoint } from "./endpoints.ts";
-import { errorFields, type Log } from "./log.ts";
+import { errorFields, type Log } from "../core/log/process-log.ts";
 import { BootHeartbeats } from "./boot-heartbeats.ts";
+import { WorkerLog } from "./worker-log.ts";
 import { newWorkerId } from "../core/ids/random-id.ts";
+
+/** GPU type a worker of a provider without GPUs is billed at. */
+export const CPU_GPU_TYPE = "cpu";
 
 export interface FleetOptions {
   redis: Redis;
-  db: Db;
   keys: RedisKeys;
   provider: Provider;
   /** Extra environment for every worker (HEARTH_HEARTBEAT_MS, HEARTH_DRAIN_TIMEOUT_MS…). */
@@ -25,18 +25,24 @@ export interface FleetOptions {
 }
 
 /**
- * Starts and stops workers through the provider and keeps their records: a `booting` heartbeat and
- * a `workers` row from the moment one is started, `stopped` with its exit code once it is gone.
+ * Starts and stops workers through the provider and logs their sessions in the endpoint's log:
+ * `requested` (with a stand-in heartbeat) before the provider is asked, `draining` when asked to
+ * stop, `exited` with the exit code once the provider reports the process gone. The records in
+ * Postgres are projected from those entries.
  */
 export class Fleet {
   /** Workers asked to stop and not yet exited: they are draining, whatever they last reported. */
   readonly stopping = new Set<string>();
+  /** Why each stopping worker was asked to stop (its exit's reason). */
+  private readonly stopReasons = new Map<string, string>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly unsubscribe: () => void;
   private readonly bootHeartbeats: BootHeartbeats;
+  readonly workerLog: WorkerLog;
 
   constructor(private readonly opts: FleetOptions) {
     this.bootHeartbeats = new BootHeartbeats(opts.redis, opts.keys);
+    this.workerLog = new WorkerLog(opts.redis, opts.keys);
     this.unsubscribe = opts.provider.onExit((w) => this.track(this.recordExit(w)));
   }
 
@@ -49,22 +55,16 @@ export class Fleet {
 
   /** Starts one worker; failures are logged and recorded, not thrown. */
   async start(endpoint: SchedulableEndpoint): Promise<void> {
-    const { db, provider, now, log } = this.opts;
+    const { provider, now, log } = this.opts;
     const workerId = newWorkerId();
     const startedAt = now();
+    let logged = false;
     try {
-      // Both before the spawn: the API counts the worker as initializing at once, the worker's own
-      // first heartbeat lands over the stand-in, and its exit always finds its row.
-      await Promise.all([
-        this.bootHeartbeats.write(endpoint.id, workerId, startedAt),
-        db.insert(workers).values({
-          id: workerId,
-          endpointId: endpoint.id,
-          provider: provider.name,
-          state: "booting",
-          startedAt: new Date(startedAt),
-        }),
-      ]);
+      // Before the spawn: the API counts the worker as initializing at once, the worker's own first
+      // heartbeat lands over the stand-in, and the session (billed from here) exists before the process.
+      const standIn = this.bootHeartbeats.standIn(endpoint.id, workerId, startedAt);
+      await this.workerLog.requested(endpoint.id, standIn, { tenantId: endpoint.tenantId, provider: provider.name, gpuType: CPU_GPU_TYPE });
+      logged = true;
       await provider.start({
         workerId,
         endpointId: endpoint.id,
@@ -75,7 +75,11 @@ export class Fleet {
       log({ msg: "worker started", endpointId: endpoint.id, workerId });
     } catch (err) {
       log({ level: "error", msg: "worker start failed", endpointId: endpoint.id, workerId, ...errorFields(err) });
-      this.track(this.recordExit({ workerId, endpointId: endpoint.id, startedAt, state: "exited" }));
+      this.bootHeartbeats.forget(workerId);
+      if (logged) {
+        const reason = `start failed: ${errorFields(err).error}`.slice(0, 500);
+        this.track(this.workerLog.exited(endpoint.id, workerId, { reason }));
+      }
     }
   }
 
@@ -85,13 +89,9 @@ export class Fleet {
     const worker = this.running().find((w) => w.workerId === workerId);
     if (!worker) return;
     this.stopping.add(workerId);
+    this.stopReasons.set(workerId, reason);
     this.opts.log({ msg: "worker stopping", endpointId: worker.endpointId, workerId, reason });
-    this.track(
-      this.opts.db
-        .update(workers)
-        .set({ state: "draining" })
-        .where(and(eq(workers.id, workerId), isNull(workers.stoppedAt))),
-    );
+    this.track(this.workerLog.draining(worker.endpointId, workerId, reason));
     this.track(this.opts.provider.stop(workerId, { graceMs }));
   }
 
@@ -106,6 +106,7 @@ export class Fleet {
 
   /** Stops every worker and waits for them to exit (they drain) and for their records to be written. */
   async close(): Promise<void> {
+    for (const w of this.running()) this.stopReasons.set(w.workerId, "scheduler shutting down");
     await this.opts.provider.close();
     await this.settle();
     this.unsubscribe();
@@ -117,18 +118,24 @@ export class Fleet {
   }
 
   private async recordExit(w: ProvidedWorker): Promise<void> {
-    const { redis, db, keys, now, log } = this.opts;
+    const { log } = this.opts;
     const requested = this.stopping.delete(w.workerId);
+    const reason = this.stopReasons.get(w.workerId) ?? (w.exitCode === 0 ? "exited on its own" : "process ended without being asked to stop");
+    this.stopReasons.delete(w.workerId);
     this.bootHeartbeats.forget(w.workerId);
     this.opts.onExit?.(w, requested);
     log({ msg: "worker exited", endpointId: w.endpointId, workerId: w.workerId, exitCode: w.exitCode ?? null, requested });
-    await Promise.all([
-      redis.hdel(keys.workers(w.endpointId), w.workerId),
-      db
-        .update(workers)
-        .set({ state: "stopped", stoppedAt: new Date(now()), exitCode: w.exitCode ?? null })
-        .where(eq(workers.id, w.workerId)),
-    ]);
+    // A few tries: if they all fail, the heartbeat entry stays behind and the worker is logged
+    // `lost` at its last beat once it goes stale, so its session still closes.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.workerLog.exited(w.endpointId, w.workerId, { reason, ...(w.exitCode !== undefined && { exitCode: w.exitCode }) });
+        return;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
+      }
+    }
   }
 
   private track(p: Promise<unknown>): void {

@@ -3,17 +3,18 @@ import { openDb } from "../core/db/client.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { LocalProvider } from "./providers/local-provider.ts";
 import { Scheduler } from "./scheduler.ts";
-import { errorFields, jsonLineLog } from "./log.ts";
+import { errorFields, jsonLineLog } from "../core/log/process-log.ts";
+import { warnIfRedisDoesNotPersist } from "../core/redis/persistence.ts";
 
 // The composition root: the only place that reads the environment and names concrete classes.
 async function main(): Promise<void> {
   const config = loadSchedulerConfig(process.env);
-  const log = jsonLineLog();
+  const log = jsonLineLog("scheduler");
   const redis = connectRedis(config.redisUrl);
   const dbh = openDb(config.databaseUrl, { max: 4 });
+  void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
   const provider = new LocalProvider({
     redisUrl: config.redisUrl,
-    databaseUrl: config.databaseUrl,
     redisPrefix: config.redisPrefix,
     handlerDirs: config.handlerDirs,
     workerLockMs: config.workerLockMs,

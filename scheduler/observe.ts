@@ -8,6 +8,11 @@ export interface EndpointObserverOptions {
   redis: Redis;
   keys: RedisKeys;
   /**
+   * Called for a worker whose heartbeat went stale while no provider of ours runs it: it died
+   * without a word. Must remove the entry (and log the worker lost).
+   */
+  markLost: (endpointId: string, workerId: string) => Promise<unknown>;
+  /**
    * A heartbeat older than this whose worker the provider no longer runs is deleted (its worker died
    * without cleaning up). Default 3_000: three missed beats at the worker's default 1 s.
    */
@@ -81,10 +86,10 @@ export class EndpointObserver {
       provided.add(p.workerId);
       const hb = heartbeats.get(p.workerId);
       // Started but not yet heard from: booting.
-      const state = input.stopping.has(p.workerId) ? "draining" : (hb?.state ?? "booting");
+      const state = input.stopping.has(p.workerId) ? "draining" : (hb?.state ?? "requested");
       // A process that runs but has stopped beating is hung. Booting is left out: until a worker's
       // own first beat its entry is the scheduler's stand-in, refreshed only once per tick.
-      const heartbeatLost = hb !== undefined && state !== "booting" && state !== "draining" && input.now - hb.at > this.hungAfterMs;
+      const heartbeatLost = hb !== undefined && state !== "requested" && state !== "initializing" && state !== "draining" && input.now - hb.at > this.hungAfterMs;
       workers.push({
         id: p.workerId,
         state,
@@ -105,7 +110,7 @@ export class EndpointObserver {
         workers.push({ id, state: hb.state, idleSince: hb.state === "idle" ? hb.idleSince : null, startedAt: hb.at });
       }
     }
-    if (stale.length > 0) await redis.hdel(heartbeatsKey, ...stale);
+    if (stale.length > 0) await Promise.all(stale.map((id) => this.opts.markLost(input.endpointId, id)));
 
     return { queued, queuedLowPriority, inProgress, oldestQueuedAt, workers };
   }

@@ -8,10 +8,10 @@ import { decideScaling } from "../core/policy/scaling.ts";
 import { NO_CRASHES, recordCrash, startDelayMs, type CrashRecord } from "../core/policy/restart-backoff.ts";
 import type { Provider } from "./providers/provider.ts";
 import { Coalescer } from "./coalescer.ts";
-import { loadLiveEndpoint, loadLiveEndpoints, type ParsedEndpoint, type SchedulableEndpoint } from "./endpoints.ts";
+import { loadLiveEndpoint, loadLiveEndpoints, loadOpenSessions, type ParsedEndpoint, type SchedulableEndpoint } from "./endpoints.ts";
 import { Fleet } from "./fleet.ts";
 import { LeaderLock } from "./leader-lock.ts";
-import { jsonLineLog, errorFields, type Log } from "./log.ts";
+import { jsonLineLog, errorFields, type Log } from "../core/log/process-log.ts";
 import { EndpointObserver } from "./observe.ts";
 
 /** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
@@ -76,7 +76,7 @@ export class Scheduler {
     this.keys = new RedisKeys(opts.redisPrefix);
     this.tickMs = opts.tickMs ?? 1000;
     this.now = opts.now ?? Date.now;
-    this.log = opts.log ?? jsonLineLog();
+    this.log = opts.log ?? jsonLineLog("scheduler");
     const heartbeatMs = opts.heartbeatMs ?? 1000;
     const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
     this.lock = new LeaderLock({
@@ -87,10 +87,8 @@ export class Scheduler {
       now: this.now,
       onChange: (leader) => this.onLeadership(leader),
     });
-    this.observer = new EndpointObserver({ redis: opts.redis, keys: this.keys, staleHeartbeatMs: 3 * heartbeatMs, hungAfterMs: opts.hungAfterMs });
     this.fleet = new Fleet({
       redis: opts.redis,
-      db: opts.db,
       keys: this.keys,
       provider: opts.provider,
       workerEnv: {
@@ -105,6 +103,17 @@ export class Scheduler {
         // A worker that ends on its own with an error counts towards its endpoint's crash loop.
         if (!requested && w.exitCode !== undefined && w.exitCode !== 0) {
           this.crashes.set(w.endpointId, recordCrash(this.crashes.get(w.endpointId) ?? NO_CRASHES, this.now()));
+        }
+      },
+    });
+    this.observer = new EndpointObserver({
+      redis: opts.redis,
+      keys: this.keys,
+      staleHeartbeatMs: 3 * heartbeatMs,
+      hungAfterMs: opts.hungAfterMs,
+      markLost: async (endpointId, workerId) => {
+        if (await this.fleet.workerLog.lost(endpointId, workerId, "heartbeat stopped and no provider of this scheduler runs it")) {
+          this.log({ level: "warn", msg: "worker lost", endpointId, workerId });
         }
       },
     });
@@ -169,10 +178,32 @@ export class Scheduler {
     if (this.closing) return;
     this.log({ level: leader ? "info" : "warn", msg: leader ? "leadership acquired" : "leadership lost", schedulerId: this.id });
     if (leader) {
+      void this.reconcileSessions();
       void this.tick();
     } else {
       // The new leader cannot stop workers of this provider; hand the fleet over by draining it.
       this.fleet.stopAll("leadership lost");
+    }
+  }
+
+  /**
+   * Closes worker sessions a dead scheduler left open: a session the records show open, whose
+   * worker no provider of ours runs and that has no heartbeat in Redis (so the observer will never
+   * see it go stale), is logged lost. Sessions younger than a minute are left alone: the records
+   * may simply not have caught up with their exit yet.
+   */
+  private async reconcileSessions(): Promise<void> {
+    try {
+      const open = await loadOpenSessions(this.opts.db, this.now() - 60_000);
+      const ours = new Set(this.fleet.running().map((w) => w.workerId));
+      for (const s of open) {
+        if (ours.has(s.id) || (await this.fleet.workerLog.present(s.endpointId, s.id))) continue;
+        if (await this.fleet.workerLog.lost(s.endpointId, s.id, "session left open by a stopped scheduler", { force: true })) {
+          this.log({ level: "warn", msg: "worker session reconciled as lost", endpointId: s.endpointId, workerId: s.id });
+        }
+      }
+    } catch (err) {
+      this.log({ level: "warn", msg: "session reconcile failed", ...errorFields(err) });
     }
   }
 

@@ -45,7 +45,7 @@ describe("job path with real workers", () => {
     }, 30_000);
     // Heartbeats go before the processes exit; wait for the exits to be recorded too.
     await waitFor(async () => {
-      const rows = await stack.sql`select count(*)::int as n from workers where endpoint_id = ${ep} and stopped_at is not null`;
+      const rows = await stack.sql`select count(*)::int as n from worker_sessions where endpoint_id = ${ep} and ended_at is not null`;
       return rows[0]?.n === 3;
     });
     expect(stack.provider.list().filter((w) => w.endpointId === ep)).toEqual([]);
@@ -111,7 +111,7 @@ describe("job path with real workers", () => {
       const [r] = await stack.sql`select * from jobs where id = ${id}`;
       return r?.status === "COMPLETED" ? r : undefined;
     });
-    expect(row).toMatchObject({ endpoint_id: ep, status: "COMPLETED", webhook: "http://127.0.0.1:9/hook", output: { slept: 10 } });
+    expect(row).toMatchObject({ endpoint_id: ep, status: "COMPLETED", webhook: "http://127.0.0.1:9/hook", output_json: JSON.stringify({ slept: 10 }) });
     expect(row.worker_id).toMatch(/^w-/);
     expect(row.execution_time_ms).toEqual(expect.any(Number));
     expect(Date.parse(row.submitted_at)).toBeGreaterThan(0);

@@ -33,7 +33,6 @@ afterAll(async () => {
 
 const options = (over: Partial<LocalProviderOptions> = {}): LocalProviderOptions => ({
   redisUrl: TEST_REDIS_URL,
-  databaseUrl: db.url,
   redisPrefix: prefix,
   handlerDirs: [handlerDir],
   workerLockMs: 5000,

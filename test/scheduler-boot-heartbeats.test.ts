@@ -26,12 +26,11 @@ const read = async (workerId: string) => {
 describe("BootHeartbeats on real Redis", () => {
   it("keeps a stand-in fresh until the worker writes its own, then leaves the worker's alone", async () => {
     const boot = new BootHeartbeats(redis, keys);
-    await boot.write("ep", "w-a", 1000);
-    await boot.write("ep", "w-b", 1000);
-    expect(await read("w-a")).toMatchObject({ id: "w-a", endpointId: "ep", state: "booting", at: 1000 });
+    for (const id of ["w-a", "w-b"]) await redis.hset(keys.workers("ep"), id, JSON.stringify(boot.standIn("ep", id, 1000)));
+    expect(await read("w-a")).toMatchObject({ id: "w-a", endpointId: "ep", state: "requested", at: 1000 });
 
     await boot.refresh(2000);
-    expect(await read("w-a")).toMatchObject({ state: "booting", at: 2000 });
+    expect(await read("w-a")).toMatchObject({ state: "requested", at: 2000 });
 
     const own = { id: "w-a", endpointId: "ep", state: "idle", running: 0, concurrency: 4, idleSince: 2500, at: 2500 };
     await redis.hset(keys.workers("ep"), "w-a", JSON.stringify(own));

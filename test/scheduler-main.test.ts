@@ -6,7 +6,8 @@ import { eq } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import { connectRedis } from "../core/redis/connect.ts";
 import { openDb, type DbHandle } from "../core/db/client.ts";
-import { endpoints, tenants, workers } from "../core/db/schema.ts";
+import { endpoints, tenants, workerSessions } from "../core/db/schema.ts";
+import { ControlPlane } from "../apps/control/control-plane.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
@@ -21,6 +22,7 @@ let dbh: DbHandle;
 let redis: Redis;
 const prefixes: string[] = [];
 const children: ChildProcess[] = [];
+const controls: ControlPlane[] = [];
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -30,6 +32,7 @@ beforeAll(async () => {
 });
 afterEach(async () => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const c of controls.splice(0)) await c.stop();
   for (const p of prefixes.splice(0)) await clearPrefix(redis, p);
   // Each test's scheduler serves every live endpoint of the shared database: retire this test's.
   await dbh.db.update(endpoints).set({ deletedAt: new Date() });
@@ -60,6 +63,10 @@ async function startSchedulerProcess() {
     executionTimeoutMs: 60_000,
     flashboot: false,
   });
+  // The log's consumer, projecting the sessions this test checks.
+  const control = new ControlPlane({ redis, sql: dbh.sql, keys, log: () => {}, blockMs: 100 });
+  control.start();
+  controls.push(control);
   const child = spawn(process.execPath, ["--import", "tsx", schedulerMain], {
     cwd: repoRoot,
     stdio: ["ignore", "pipe", "pipe"],
@@ -104,24 +111,35 @@ const alive = (pid: number) => {
 };
 
 describe("scheduler process", () => {
-  it("on SIGTERM drains its workers, records them, and exits 0 leaving no process behind", async () => {
+  it("on SIGTERM drains its workers, records their sessions, and exits 0 leaving no process behind", async () => {
     const s = await startSchedulerProcess();
     s.child.kill("SIGTERM");
     expect(await s.exited).toBe(0);
     for (const pid of s.workerPids) expect(alive(pid)).toBe(false);
     expect(await redis.hgetall(s.keys.workers(s.endpointId))).toEqual({});
-    const rows = await dbh.db.select().from(workers).where(eq(workers.endpointId, s.endpointId));
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ state: "stopped", exitCode: 0 });
-    expect(rows[0]?.stoppedAt).not.toBeNull();
+    const rows = await waitFor(async () => {
+      const rs = await sessions(s.endpointId);
+      return rs.length === 1 && rs[0]!.endedAt !== null && rs[0]!.exitCode !== null ? rs : undefined;
+    });
+    expect(rows[0]).toMatchObject({ state: "exited", exitCode: 0, tenantId: "t-main", provider: "local", gpuType: "cpu" });
+    expect(rows[0]!.requestedAt!.getTime()).toBeLessThanOrEqual(rows[0]!.readyAt!.getTime());
+    expect(rows[0]!.readyAt!.getTime()).toBeLessThanOrEqual(rows[0]!.endedAt!.getTime());
     expect(s.output()).toContain('"msg":"shutting down"');
   });
 
-  it("killed outright, still leaves no worker behind: they drain when their IPC channel closes", async () => {
+  it("killed outright, still leaves no worker behind and no session open: its workers drain and log their own exit", async () => {
     const s = await startSchedulerProcess();
     s.child.kill("SIGKILL");
     await s.exited;
     await waitFor(() => s.workerPids.every((pid) => !alive(pid)), 30_000);
     await waitFor(async () => Object.keys(await redis.hgetall(s.keys.workers(s.endpointId))).length === 0);
+    const rows = await waitFor(async () => {
+      const rs = await sessions(s.endpointId);
+      return rs.length === 1 && rs[0]!.endedAt !== null ? rs : undefined;
+    });
+    // No provider was left to see the exit code; the worker said why it went.
+    expect(rows[0]).toMatchObject({ state: "exited", endReason: "parent disconnected" });
   });
 });
+
+const sessions = (endpointId: string) => dbh.db.select().from(workerSessions).where(eq(workerSessions.endpointId, endpointId));

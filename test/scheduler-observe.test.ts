@@ -6,6 +6,8 @@ import { RedisKeys } from "../core/queue/keys.ts";
 import { JOB_NAME, LOW_PRIORITY, type JobData } from "../core/queue/job-catalog.ts";
 import type { WorkerHeartbeat } from "../core/contracts/worker-state.ts";
 import { EndpointObserver } from "../scheduler/observe.ts";
+import { WorkerLog } from "../scheduler/worker-log.ts";
+import { parseLogEntry } from "../core/log/log-entry.ts";
 import { TEST_REDIS_URL, clearPrefix, uniquePrefix } from "./support/services.ts";
 
 const NOW = Date.now();
@@ -31,7 +33,8 @@ function setup() {
   prefix = uniquePrefix();
   keys = new RedisKeys(prefix);
   queue = new Queue(keys.queueName(EP), { connection: redis, prefix });
-  return new EndpointObserver({ redis, keys, staleHeartbeatMs: 3000 });
+  const workerLog = new WorkerLog(redis, keys);
+  return new EndpointObserver({ redis, keys, staleHeartbeatMs: 3000, markLost: (endpointId, workerId) => workerLog.lost(endpointId, workerId, "stale") });
 }
 
 const data = (lowPriority = false): JobData => ({
@@ -68,7 +71,7 @@ describe("EndpointObserver on real Redis", () => {
     expect(snap).toEqual({ queued: 0, queuedLowPriority: 0, inProgress: 0, oldestQueuedAt: null, workers: [] });
   });
 
-  it("merges provider workers with heartbeats: unheard is booting, stopping is draining", async () => {
+  it("merges provider workers with heartbeats: unheard is requested, stopping is draining", async () => {
     const observer = setup();
     await redis.hset(keys.workers(EP), "w-idle", hb("w-idle", { idleSince: NOW - 5000 }));
     await redis.hset(keys.workers(EP), "w-busy", hb("w-busy", { state: "running", idleSince: null, running: 1 }));
@@ -84,13 +87,14 @@ describe("EndpointObserver on real Redis", () => {
     expect(snap.workers).toEqual([
       { id: "w-idle", state: "idle", idleSince: NOW - 5000, startedAt: NOW - 60_000 },
       { id: "w-busy", state: "running", idleSince: null, startedAt: NOW - 59_999 },
-      { id: "w-new", state: "booting", idleSince: null, startedAt: NOW - 59_998 },
+      { id: "w-new", state: "requested", idleSince: null, startedAt: NOW - 59_998 },
       { id: "w-stop", state: "draining", idleSince: null, startedAt: NOW - 59_997 },
     ]);
   });
 
-  it("removes stale and unreadable heartbeats of workers whose process is gone, keeps fresh ones as capacity", async () => {
+  it("logs lost and removes stale and unreadable heartbeats of workers whose process is gone, keeps fresh ones as capacity", async () => {
     const observer = setup();
+    await redis.hset(keys.workersSeen(EP), "w-ghost", String(NOW - 3001));
     await redis.hset(keys.workers(EP), "w-ghost", hb("w-ghost", { at: NOW - 3001 }));
     await redis.hset(keys.workers(EP), "w-junk", "{not json");
     await redis.hset(keys.workers(EP), "w-fresh", hb("w-fresh", { at: NOW - 500, idleSince: NOW - 800 }));
@@ -102,5 +106,14 @@ describe("EndpointObserver on real Redis", () => {
     expect(snap.workers.map((w) => w.id).sort()).toEqual(["w-fresh", "w-slow"]);
     expect(snap.workers.find((w) => w.id === "w-fresh")).toEqual({ id: "w-fresh", state: "idle", idleSince: NOW - 800, startedAt: NOW - 500 });
     expect(Object.keys(await redis.hgetall(keys.workers(EP))).sort()).toEqual(["w-fresh", "w-slow"]);
+    // Each gone worker is logged lost once, the ghost at its last heartbeat as Redis received it.
+    const lost = (await redis.xrange(keys.log(EP), "-", "+")).map(([id, f]) => parseLogEntry(id, f)).filter((e) => e.kind === "worker");
+    expect(lost.map((e) => e.kind === "worker" && e.p).sort((a, b) => String(a && a.workerId).localeCompare(String(b && b.workerId)))).toEqual([
+      { workerId: "w-ghost", state: "lost", reason: "stale", at: NOW - 3001 },
+      { workerId: "w-junk", state: "lost", reason: "stale" },
+    ]);
+    // Observed again: the gone workers are not logged a second time.
+    await observer.observe({ endpointId: EP, provided, stopping: new Set(), now: NOW + 1000 });
+    expect((await redis.xrange(keys.log(EP), "-", "+")).length).toBe(lost.length);
   });
 });

@@ -7,14 +7,15 @@ import { eq } from "drizzle-orm";
 import type { Redis } from "ioredis";
 import { connectRedis } from "../core/redis/connect.ts";
 import { openDb, type DbHandle } from "../core/db/client.ts";
-import { endpoints, tenants, workers } from "../core/db/schema.ts";
+import { endpoints, tenants, workerSessions } from "../core/db/schema.ts";
+import { ControlPlane } from "../apps/control/control-plane.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { JOB_NAME, LOW_PRIORITY, type JobData } from "../core/queue/job-catalog.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import type { ScalerType } from "../core/contracts/endpoint.ts";
 import { LocalProvider } from "../scheduler/providers/local-provider.ts";
 import { Scheduler, type SchedulerOptions } from "../scheduler/scheduler.ts";
-import type { LogEntry } from "../scheduler/log.ts";
+import type { LogLine as LogEntry } from "../core/log/process-log.ts";
 import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
 
 const handlerDirs = [
@@ -48,6 +49,8 @@ interface Harness {
   keys: RedisKeys;
   endpointId: string;
   queue: Queue;
+  /** Projects the harness's log into the shared database's worker sessions. */
+  control: ControlPlane;
   schedulers: { scheduler: Scheduler; provider: LocalProvider; logs: LogEntry[] }[];
 }
 const harnesses: Harness[] = [];
@@ -55,6 +58,7 @@ const harnesses: Harness[] = [];
 afterEach(async () => {
   for (const h of harnesses.splice(0)) {
     await Promise.all(h.schedulers.map((s) => s.scheduler.close()));
+    await h.control.stop();
     await h.queue.close();
     await clearPrefix(redis, h.prefix);
   }
@@ -88,7 +92,9 @@ async function harness(endpoint: {
     flashboot: false,
   });
   const queue = new Queue(keys.queueName(endpointId), { connection: redis, prefix });
-  const h: Harness = { prefix, keys, endpointId, queue, schedulers: [] };
+  const control = new ControlPlane({ redis, sql: dbh.sql, keys, log: () => {}, blockMs: 100 });
+  control.start();
+  const h: Harness = { prefix, keys, endpointId, queue, control, schedulers: [] };
   harnesses.push(h);
   return h;
 }
@@ -96,7 +102,6 @@ async function harness(endpoint: {
 async function startScheduler(h: Harness, over: Partial<SchedulerOptions> = {}) {
   const provider = new LocalProvider({
     redisUrl: TEST_REDIS_URL,
-    databaseUrl: database.url,
     redisPrefix: h.prefix,
     handlerDirs,
     // Small, so a job of a killed worker comes back quickly; no test here relies on it.
@@ -154,7 +159,8 @@ function pidOfWorker(workerId: string): number {
   throw new Error(`no process for worker ${workerId}`);
 }
 
-const workerRows = (endpointId: string) => dbh.db.select().from(workers).where(eq(workers.endpointId, endpointId));
+/** The endpoint's worker sessions as the control plane projected them from the log. */
+const workerRows = (endpointId: string) => dbh.db.select().from(workerSessions).where(eq(workerSessions.endpointId, endpointId));
 
 async function heartbeats(h: Harness) {
   const hash = await redis.hgetall(h.keys.workers(h.endpointId));
@@ -179,10 +185,10 @@ describe("scheduler", () => {
     await waitFor(() => provider.list().length === 0, 45_000);
     const rows = await waitFor(async () => {
       const rs = await workerRows(h.endpointId);
-      return rs.every((r) => r.stoppedAt !== null) ? rs : undefined;
+      return rs.every((r) => r.endedAt !== null) ? rs : undefined;
     });
     expect(rows).toHaveLength(3); // never more than workersMax
-    for (const row of rows) expect(row).toMatchObject({ provider: "local", state: "stopped", exitCode: 0 });
+    for (const row of rows) expect(row).toMatchObject({ provider: "local", state: "exited", exitCode: 0 });
     expect(await heartbeats(h)).toEqual([]);
   });
 
@@ -206,8 +212,9 @@ describe("scheduler", () => {
     // A frozen clock moved by hand and ticks driven by hand: the backoff is checked in exact steps.
     let t = Date.now();
     const { scheduler, logs } = await startScheduler(h, { tickMs: 600_000, lockTtlMs: 60_000, now: () => t });
-    const crashed = async (n: number) => (await workerRows(h.endpointId)).filter((r) => r.stoppedAt !== null && r.exitCode !== 0).length === n;
-    const started = async () => (await workerRows(h.endpointId)).length;
+    const crashed = async (n: number) => (await workerRows(h.endpointId)).filter((r) => r.endedAt !== null && r.exitCode !== 0).length === n;
+    // Counted from the scheduler's own log: the records follow the event log a moment later.
+    const started = async () => logs.filter((l) => l.msg === "worker started").length;
 
     await waitFor(() => crashed(1)); // the first tick started one; it died loading the handler
     await scheduler.tick();
@@ -236,7 +243,7 @@ describe("scheduler", () => {
       const replacement = await waitFor(() => provider.list().find((w) => w.workerId !== first!.workerId), 30_000);
       expect(replacement.endpointId).toBe(h.endpointId);
       const [row] = await waitFor(async () => {
-        const rs = (await workerRows(h.endpointId)).filter((r) => r.id === first!.workerId && r.stoppedAt !== null);
+        const rs = (await workerRows(h.endpointId)).filter((r) => r.id === first!.workerId && r.endedAt !== null);
         return rs.length ? rs : undefined;
       }, 30_000);
       expect(row?.exitCode).toBe(137); // SIGKILL after the short grace: a hung worker does not drain
@@ -280,9 +287,9 @@ describe("scheduler", () => {
     await waitFor(() => provider.list().length === 0);
     const [row] = await waitFor(async () => {
       const rs = await workerRows(h.endpointId);
-      return rs[0]?.stoppedAt ? rs : undefined;
+      return rs[0]?.endedAt ? rs : undefined;
     });
-    expect(row).toMatchObject({ id: worker?.workerId, state: "stopped" });
+    expect(row).toMatchObject({ id: worker?.workerId, state: "exited" });
   });
 
   it("lets only the lock holder act: a second scheduler on the same prefix stands by, then takes over", async () => {

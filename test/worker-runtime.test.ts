@@ -3,7 +3,7 @@ import { Job, Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
-import type { JobRecordWrite } from "../core/db/job-records.ts";
+import { compareStreamIds as compareIds, parseLogEntry, type LogEntry } from "../core/log/log-entry.ts";
 import { jobResult, type JobData } from "../core/queue/job-catalog.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { connectRedis } from "../core/redis/connect.ts";
@@ -57,7 +57,6 @@ afterAll(async () => {
 async function boot(engine: Engine, overrides: { heartbeatMs?: number } = {}) {
   const endpointId = `ep-${randomUUID().slice(0, 8)}`;
   const workerId = `w-${randomUUID().slice(0, 8)}`;
-  const records: JobRecordWrite[] = [];
   const conn = connectRedis(TEST_REDIS_URL);
   const subscriber = connectRedis(TEST_REDIS_URL);
   connections.push(conn, subscriber);
@@ -71,7 +70,6 @@ async function boot(engine: Engine, overrides: { heartbeatMs?: number } = {}) {
     engine,
     redis: conn,
     subscriber,
-    records: { push: (w) => records.push(w), close: async () => {} },
   });
   runtimes.push(runtime);
   runtime.start();
@@ -106,7 +104,9 @@ async function boot(engine: Engine, overrides: { heartbeatMs?: number } = {}) {
     const raw = await redis.hget(keys.workers(endpointId), workerId);
     return raw === null ? undefined : workerHeartbeat.parse(JSON.parse(raw)).state;
   };
-  return { runtime, endpointId, records, enqueue, result, state };
+  /** The endpoint's log, parsed. */
+  const log = async (): Promise<LogEntry[]> => (await redis.xrange(keys.log(endpointId), "-", "+")).map(([id, fields]) => parseLogEntry(id, fields));
+  return { runtime, endpointId, enqueue, result, state, log };
 }
 
 async function* chunks(values: unknown[]) {
@@ -119,7 +119,7 @@ describe("worker runtime in process", () => {
     const w = await boot(engine);
     const id = await w.enqueue(null);
     expect(await w.result(id)).toMatchObject({ status: "COMPLETED", output: ["a", { b: 1 }, 3] });
-    expect(await redis.lrange(keys.stream(id), 0, -1)).toEqual(['{"output":"a"}', '{"output":{"b":1}}', '{"output":3}']);
+    expect(await redis.lrange(keys.stream(w.endpointId, id), 0, -1)).toEqual(['{"output":"a"}', '{"output":{"b":1}}', '{"output":3}']);
   });
 
   it("times a job out even when the engine ignores its signal", async () => {
@@ -143,7 +143,7 @@ describe("worker runtime in process", () => {
     const w = await boot(engine);
     const id = await w.enqueue(null, { executionTimeoutMs: 200 });
     expect((await w.result(id)).status).toBe("TIMED_OUT");
-    expect(await redis.lrange(keys.stream(id), 0, -1)).toEqual(['{"output":"first"}']);
+    expect(await redis.lrange(keys.stream(w.endpointId, id), 0, -1)).toEqual(['{"output":"first"}']);
   });
 
   it("fails a job whose output or chunk is not JSON, instead of failing in BullMQ", async () => {
@@ -155,16 +155,25 @@ describe("worker runtime in process", () => {
     expect(await s.result(await s.enqueue(null))).toMatchObject({ status: "FAILED", error: expect.stringMatching(/BigInt/) });
   });
 
-  it("records IN_PROGRESS at start and the final state after", async () => {
+  it("leaves the job's start and finish, and its own states, in the endpoint's log, in order", async () => {
     const engine = new ScriptedEngine({ concurrency: 1, returnAggregateStream: false }, async (job) => ({ kind: "value", value: job.input }));
     const w = await boot(engine);
-    const id = await w.enqueue({ x: 1 }, { submittedAt: Date.now() - 50 });
+    const id = await w.enqueue({ x: "\u0000\ud800" });
     const r = await w.result(id);
-    await waitFor(() => w.records.filter((rec) => rec.id === id).length === 2);
-    const [started, done] = w.records.filter((rec) => rec.id === id);
-    expect(started).toMatchObject({ status: "IN_PROGRESS", statusAt: r.startedAt, workerId: r.workerId, tenantId: "t" });
-    expect(started?.delayTimeMs).toBeGreaterThanOrEqual(50);
-    expect(done).toMatchObject({ status: "COMPLETED", statusAt: r.finishedAt, output: { x: 1 }, executionTimeMs: r.finishedAt - r.startedAt });
+    expect(r.output).toEqual({ x: "\u0000\ud800" });
+    await w.runtime.drain("test over");
+    const log = await w.log();
+    const job = log.filter((e) => "jobId" in e && e.jobId === id).map((e) => e.kind);
+    expect(job).toEqual(["active", "completed"]);
+    const completed = log.find((e) => e.kind === "completed");
+    // The envelope survives the log unchanged, NUL and lone surrogate included.
+    expect(completed?.kind === "completed" && completed.result.output).toEqual({ x: "\u0000\ud800" });
+    const states = log.flatMap((e) => (e.kind === "worker" ? [e.p.state] : []));
+    expect(states[0]).toBe("initializing");
+    expect(states).toContain("idle");
+    expect(states.slice(-2)).toEqual(["draining", "exited"]);
+    const ids = log.map((e) => e.id);
+    expect([...ids].sort(compareIds)).toEqual(ids);
   });
 
   it("reports unhealthy while the engine fails its health check, and serves again after", async () => {

@@ -8,8 +8,6 @@ import { z } from "zod";
 import { loadWorkerConfig } from "../core/config/process-configs.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
-import { openDb } from "../core/db/client.ts";
-import { JobRecordBuffer } from "../core/db/job-records.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { createEngine } from "./engines/create-engine.ts";
 import { FileModelSource } from "./models/file-model-source.ts";
@@ -45,10 +43,9 @@ async function main(): Promise<void> {
 
   const redis = connectRedis(config.redisUrl);
   const subscriber = redis.duplicate();
-  const dbh = openDb(config.databaseUrl, { max: 2 });
-  const records = new JobRecordBuffer(dbh.sql, { onError: (err) => logError("job record flush (will retry)", err) });
+  // No Postgres here: what this worker does reaches it through the endpoint's log in Redis.
   const closeClients = async () => {
-    await Promise.allSettled([redis.quit(), subscriber.quit(), dbh.close()]);
+    await Promise.allSettled([redis.quit(), subscriber.quit()]);
   };
 
   async function shutdown(rt: WorkerRuntime, reason: string): Promise<void> {
@@ -84,12 +81,10 @@ async function main(): Promise<void> {
       }),
       redis,
       subscriber,
-      records,
       onPhase: (phase, detail) => log(phase, detail),
       onError: (err, context) => logError(context, err),
     });
   } catch (err) {
-    await records.close().catch(() => {});
     await closeClients();
     throw err;
   }
@@ -98,7 +93,7 @@ async function main(): Promise<void> {
   log("ready");
 }
 
-/** One line per error: a failing flush retries every 200 ms, and a full drizzle error quotes the whole query. */
+/** One line per error, its cause chain shortened (a full driver error can quote a whole command). */
 function logError(context: string, err: unknown): void {
   const parts: string[] = [];
   for (let e: unknown = err, depth = 0; e !== undefined && depth < 4; depth++) {

@@ -7,6 +7,8 @@ import type { OpenAIRelay } from "./services/openai-relay.ts";
 import type { JobReader } from "./services/job-reader.ts";
 import type { JobSubmitter } from "./services/job-submitter.ts";
 import type { TenantStore } from "./services/tenant-store.ts";
+import type { JobRecords } from "./services/job-records.ts";
+import type { LogAdmin } from "./services/log-admin.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -21,6 +23,10 @@ export interface ApiDeps {
   submitter: JobSubmitter;
   reader: JobReader;
   control: JobControl;
+  /** Durable job records and worker sessions (Postgres). */
+  records: JobRecords;
+  /** The event log's consumers and dead letters, for the operator. */
+  logAdmin: LogAdmin;
   /** Runs the OpenAI-compatible routes' requests as jobs. */
   openai: OpenAIRelay;
   /** Reachability of Redis and Postgres, for `/readyz`. */

@@ -1,7 +1,6 @@
 import { serve, type ServerType } from "@hono/node-server";
 import type { ApiConfig } from "../../core/config/process-configs.ts";
 import { openDb } from "../../core/db/client.ts";
-import { JobRecordBuffer } from "../../core/db/job-records.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import { connectRedis, whenReady } from "../../core/redis/connect.ts";
@@ -15,12 +14,14 @@ import { JobReader } from "./services/job-reader.ts";
 import { JobSubmitter } from "./services/job-submitter.ts";
 import { OpenAIRelay } from "./services/openai-relay.ts";
 import { TenantStore } from "./services/tenant-store.ts";
+import { JobRecords } from "./services/job-records.ts";
+import { LogAdmin } from "./services/log-admin.ts";
 
 export interface RunningApi {
   url: string;
   port: number;
   deps: ApiDeps;
-  /** Stops accepting, then flushes buffered job records and closes connections. */
+  /** Stops accepting, then closes connections (nothing is buffered: every accepted job is in Redis and its log). */
   close(): Promise<void>;
 }
 
@@ -43,24 +44,23 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   await Promise.all([whenReady(redis, config.redisUrl), whenReady(subscriber, config.redisUrl)]);
   const keys = new RedisKeys(config.redisPrefix);
 
-  const records = new JobRecordBuffer(dbh.sql);
   const tenants = new TenantStore({ db: dbh.db });
   const endpoints = new EndpointStore({ db: dbh.db });
   const queues = new EndpointQueues(redis, keys);
-  const events = await JobEvents.create(subscriber, keys.jobEventsChannel());
+  const events = new JobEvents({ subscriber, keys });
 
   // Other replicas announce revocations and endpoint changes; drop our cached copies at once.
   subscriber.on("message", (channel: string, raw: string) => {
-    if (channel !== keys.controlChannel()) return;
+    if (channel !== keys.apiChannel()) return;
     const msg = parseMessage(controlMessage, raw);
     if (msg?.type === "invalidate-key") tenants.forgetKeyHash(msg.keyHash);
     if (msg?.type === "invalidate-endpoint") endpoints.forget(msg.endpointId);
   });
-  await subscriber.subscribe(keys.controlChannel());
+  await subscriber.subscribe(keys.apiChannel());
 
-  const submitter = new JobSubmitter({ queues, redis, records, now });
+  const submitter = new JobSubmitter({ queues, redis, now });
   const reader = new JobReader({ queues, events, redis, now });
-  const control = new JobControl({ queues, events, redis, db: dbh.db, records, submitter, now });
+  const control = new JobControl({ queues, events, redis, submitter, now });
   const deps: ApiDeps = {
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,
@@ -72,6 +72,8 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     submitter,
     reader,
     control,
+    records: new JobRecords(dbh.sql),
+    logAdmin: new LogAdmin(redis, dbh.sql, keys),
     openai: new OpenAIRelay({ submitter, reader, events, control, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
     checkReady: async () => {
       const [r, p] = await Promise.all([
@@ -97,7 +99,6 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
         // Long-polls would hold close() open for their whole wait; end idle and active sockets now.
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
-      await records.close(); // every accepted job reaches Postgres before we go
       await events.close();
       await queues.close();
       redis.disconnect();

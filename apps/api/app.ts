@@ -6,6 +6,8 @@ import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
+import { adminRoutes } from "./routes/admin-routes.ts";
+import { recordRoutes } from "./routes/record-routes.ts";
 
 const isOpenAIPath = (path: string) => /^\/v2\/[^/]+\/openai\//.test(path);
 
@@ -19,6 +21,8 @@ export function createApp(deps: ApiDeps): Hono {
     return c.json({ ready: r.redis && r.postgres, ...r }, r.redis && r.postgres ? 200 : 503);
   });
 
+  app.route("/admin", adminRoutes(deps));
+  app.route("/api/v1", recordRoutes(deps));
   app.route("/", managementRoutes(deps));
   app.route("/v2", jobRoutes(deps));
 

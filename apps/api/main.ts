@@ -1,6 +1,7 @@
 import { loadApiConfig } from "../../core/config/process-configs.ts";
 import { migrateDb } from "../../core/db/client.ts";
 import { startApiServer } from "./api-server.ts";
+import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
 
 /** Composition root of the API process: config → migrate → serve → close on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -9,6 +10,7 @@ async function main(): Promise<void> {
   const api = await startApiServer(config);
   console.log(JSON.stringify({ t: "api", msg: "listening", url: api.url }));
   if (config.adminTokenGenerated) console.log(`HEARTH_ADMIN_TOKEN=${config.adminToken}`);
+  void warnIfRedisDoesNotPersist(api.deps.redis, (msg) => console.warn(JSON.stringify({ t: "api", level: "warn", msg })));
 
   let closing = false;
   const shutdown = (signal: string) => {

@@ -1,6 +1,11 @@
-import { execSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { execFileSync, execSync } from "node:child_process";
+import { mkdirSync, readdirSync } from "node:fs";
 import { connect } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+// Under the repository root, not the working directory, so every `npm start` finds the same data.
+const redisDir = join(fileURLToPath(new URL("../..", import.meta.url)), ".hearth", "redis");
 
 /** True when something accepts TCP connections at host:port within `timeoutMs`. */
 export function answers(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
@@ -26,8 +31,20 @@ export async function ensureLocalServices(redisUrl: string, databaseUrl: string,
   const r = new URL(redisUrl);
   const rPort = Number(r.port || 6379);
   if (!(await answers(r.hostname, rPort)) && isLocal(r.hostname)) {
-    log(`starting redis-server on port ${rPort}`);
-    execSync(`redis-server --daemonize yes --bind 127.0.0.1 --port ${rPort} --save "" --appendonly no`, { stdio: "inherit" });
+    log(`starting redis-server on port ${rPort} (AOF in ${redisDir})`);
+    mkdirSync(redisDir, { recursive: true });
+    // Queues and the event log live in Redis, so it keeps an AOF (a crash loses at most about a
+    // second of writes); RDB snapshots on top would add forks and nothing the AOF lacks. An
+    // argument list rather than a shell line, since the repository path may contain spaces.
+    execFileSync(
+      "redis-server",
+      [
+        "--daemonize", "yes", "--bind", "127.0.0.1", "--port", String(rPort),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--dir", redisDir, "--logfile", join(redisDir, "redis.log"),
+      ],
+      { stdio: "inherit" },
+    );
   }
   const p = new URL(databaseUrl);
   const pPort = Number(p.port || 5432);

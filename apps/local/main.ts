@@ -11,7 +11,8 @@ import { ensureLocalServices } from "./local-services.ts";
 
 /**
  * `npm start`: Hearth's embedded default on one machine. Starts Redis/Postgres if they are
- * installed and down, migrates, runs the API and the scheduler (which runs workers as local
+ * installed and down (Redis with an append-only file under .hearth/), migrates, runs the API, the
+ * control plane (the event log's consumers) and the scheduler (which runs workers as local
  * processes) as child processes, makes a demo tenant and endpoint, and prints how to call it.
  * Ctrl-C stops everything; the scheduler drains and stops its workers before it exits.
  */
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    log("stopping: draining workers, flushing job records");
+    log("stopping: draining workers");
     await Promise.all(
       children.map(
         (c) =>
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop(0));
   process.on("SIGTERM", () => void stop(0));
 
+  run("control", "apps/control/main.ts");
   run("scheduler", "scheduler/main.ts");
   run("api", "apps/api/main.ts");
 

@@ -75,8 +75,38 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
   };
 }
 
-const workerSchema = z.object({
+const controlSchema = z.object({
   ...shared,
+  /** Log entries stay this long after every consumer has them. */
+  HEARTH_LOG_RETENTION_MS: intFrom(3_600_000, 0, 30 * 24 * 3_600_000),
+  /** Finished job records and ended worker sessions are deleted after this many days. */
+  HEARTH_RECORD_RETENTION_DAYS: intFrom(90, 1, 3650),
+});
+
+export interface ControlConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  redisPrefix: string;
+  logRetentionMs: number;
+  recordRetentionMs: number;
+}
+
+export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig {
+  const c = parseEnv(controlSchema, env, "control");
+  return {
+    databaseUrl: c.DATABASE_URL,
+    redisUrl: c.REDIS_URL,
+    redisPrefix: c.HEARTH_REDIS_PREFIX,
+    logRetentionMs: c.HEARTH_LOG_RETENTION_MS,
+    recordRetentionMs: c.HEARTH_RECORD_RETENTION_DAYS * 24 * 3_600_000,
+  };
+}
+
+const { DATABASE_URL: _workersHaveNoDatabase, ...workerShared } = shared;
+
+/** Workers never get Postgres: what they do reaches it through their endpoint's log in Redis. */
+const workerSchema = z.object({
+  ...workerShared,
   HEARTH_ENDPOINT_ID: z.string().min(1),
   HEARTH_WORKER_ID: z.string().min(1),
   /** The endpoint's engine, as JSON (see core/contracts/endpoint.ts). */
@@ -94,7 +124,6 @@ const workerSchema = z.object({
 });
 
 export interface WorkerConfig {
-  databaseUrl: string;
   redisUrl: string;
   redisPrefix: string;
   handlerDirs: string[];
@@ -117,7 +146,6 @@ export interface WorkerConfig {
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const c = parseEnv(workerSchema, env, "worker");
   return {
-    databaseUrl: c.DATABASE_URL,
     redisUrl: c.REDIS_URL,
     redisPrefix: c.HEARTH_REDIS_PREFIX,
     handlerDirs: c.HEARTH_HANDLER_DIRS,

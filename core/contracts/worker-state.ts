@@ -1,11 +1,25 @@
 import { z } from "zod";
 
 /**
- * A worker's lifecycle: booting → idle ⇄ running → draining → stopped (paused comes with snapshots).
- * `unhealthy` is reported by a worker whose engine cannot serve.
+ * The one worker-state vocabulary: the event log, heartbeats, `/health`, the API and billing all
+ * speak it.
+ *
+ *   requested ─► initializing ─► idle ⇄ running ─► draining ─► exited
+ *                     │           │  ▲    │
+ *                     ▼           ▼  │    ▼
+ *                   (exited)     unhealthy          paused (snapshot pool, later)
+ *
+ * `requested`: the scheduler asked its provider for the worker (the billed session starts here);
+ * `initializing`: its process runs and its engine is loading; `idle`/`running`: ready, without or
+ * with jobs in flight; `unhealthy`: its engine fails its health check (it takes no jobs);
+ * `draining`: asked to stop, finishing its jobs; `exited`: its process ended (with a reason and an
+ * exit code where known); `lost`: it died without a word, dated by its last heartbeat received.
  */
-export const workerState = z.enum(["booting", "idle", "running", "draining", "stopped", "unhealthy"]);
+export const workerState = z.enum(["requested", "initializing", "idle", "running", "paused", "unhealthy", "draining", "exited", "lost"]);
 export type WorkerState = z.infer<typeof workerState>;
+
+/** States after which a worker session is closed. */
+export const FINAL_WORKER_STATES: ReadonlySet<WorkerState> = new Set(["exited", "lost"]);
 
 /** What a worker writes to Redis on every change of state and on every heartbeat. */
 export const workerHeartbeat = z.object({
@@ -17,7 +31,7 @@ export const workerHeartbeat = z.object({
   concurrency: z.number().int().min(1),
   /** ms epoch when the worker last became idle; null while it has work or is booting. */
   idleSince: z.number().nullable(),
-  /** ms epoch of this heartbeat. */
+  /** ms epoch of this heartbeat (the writer's clock: for staleness on that host, never for billing). */
   at: z.number(),
 });
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>;

@@ -1,4 +1,4 @@
-import { bigint, boolean, index, integer, jsonb, pgTable, real, text, timestamp } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp } from "drizzle-orm/pg-core";
 import type { EngineSpec } from "../contracts/endpoint.ts";
 
 export const tenants = pgTable("tenants", {
@@ -46,25 +46,54 @@ export const endpoints = pgTable(
   (t) => [index("endpoints_tenant_idx").on(t.tenantId)],
 );
 
-/** One row per worker the scheduler started, written by the scheduler. */
-export const workers = pgTable(
-  "workers",
+/**
+ * One row per worker session, projected from the endpoint's log (see apps/control). Times are on
+ * Redis' clock (the log's entry ids), the clock billing trusts.
+ */
+export const workerSessions = pgTable(
+  "worker_sessions",
   {
     id: text("id").primaryKey(),
     endpointId: text("endpoint_id").notNull(),
-    provider: text("provider").notNull(),
+    tenantId: text("tenant_id").notNull(),
+    provider: text("provider"),
+    gpuType: text("gpu_type"),
+    /** The latest state (core/contracts/worker-state.ts). */
     state: text("state").notNull(),
-    startedAt: timestamp("started_at", { withTimezone: true }).notNull(),
-    stoppedAt: timestamp("stopped_at", { withTimezone: true }),
+    requestedAt: timestamp("requested_at", { withTimezone: true, precision: 3 }),
+    readyAt: timestamp("ready_at", { withTimezone: true, precision: 3 }),
+    /** When the session ended: the process's exit, or a lost worker's last heartbeat. Null while open. */
+    endedAt: timestamp("ended_at", { withTimezone: true, precision: 3 }),
+    exitCode: integer("exit_code"),
+    endReason: text("end_reason"),
+    /** Log position of the last entry applied (ms, sequence): older entries change nothing. */
+    seqMs: bigint("seq_ms", { mode: "number" }).notNull(),
+    seqN: integer("seq_n").notNull(),
+  },
+  (t) => [index("worker_sessions_endpoint_idx").on(t.endpointId, t.requestedAt), index("worker_sessions_open_idx").on(t.endedAt)],
+);
+
+/** Every transition of every worker session, in log order. */
+export const workerTransitions = pgTable(
+  "worker_transitions",
+  {
+    workerId: text("worker_id").notNull(),
+    /** The log entry's id, `<ms>-<n>`: unique within the endpoint's log, so a replay inserts nothing. */
+    entryId: text("entry_id").notNull(),
+    seqMs: bigint("seq_ms", { mode: "number" }).notNull(),
+    seqN: integer("seq_n").notNull(),
+    state: text("state").notNull(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull(),
+    reason: text("reason"),
     exitCode: integer("exit_code"),
   },
-  (t) => [index("workers_endpoint_idx").on(t.endpointId)],
+  (t) => [primaryKey({ columns: [t.workerId, t.entryId] })],
 );
 
 /**
- * The durable record of every job, written behind the hot path in batches by the API (on accept)
- * and by workers (on start and finish). `statusAt` orders writes from different processes: a
- * write only lands if it is not older than what the row holds.
+ * The durable record of every job, projected from its endpoint's log by the control plane. `seqMs`
+ * and `seqN` (the log position of the last entry applied) order writes: an older entry never
+ * overwrites a newer one, so a replay or a retried dead letter changes nothing it should not.
  */
 export const jobs = pgTable(
   "jobs",
@@ -73,10 +102,13 @@ export const jobs = pgTable(
     tenantId: text("tenant_id").notNull(),
     endpointId: text("endpoint_id").notNull(),
     status: text("status").notNull(),
-    statusAt: bigint("status_at", { mode: "number" }).notNull(),
+    seqMs: bigint("seq_ms", { mode: "number" }).notNull().default(0),
+    seqN: integer("seq_n").notNull().default(0),
     sync: boolean("sync").notNull().default(false),
     lowPriority: boolean("low_priority").notNull().default(false),
+    /** As given, unless Postgres text cannot hold it (see `webhookExact`). */
     webhook: text("webhook"),
+    /** Times on Redis' clock (log entry ids). */
     submittedAt: timestamp("submitted_at", { withTimezone: true, precision: 3 }),
     startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }),
     finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
@@ -85,9 +117,18 @@ export const jobs = pgTable(
     workerId: text("worker_id"),
     retries: integer("retries").notNull().default(0),
     error: text("error"),
-    /** Inline output when small; larger outputs leave a pointer in `outputRef` instead. */
-    output: jsonb("output"),
+    /** Inline output as JSON text (lossless: JSON escapes NUL and lone surrogates); larger outputs leave `outputRef` instead. */
+    outputJson: text("output_json"),
     outputRef: text("output_ref"),
+    /**
+     * The exact `webhook` and `error`, as JSON string literals, when they hold what Postgres text
+     * cannot (NUL, a lone surrogate): the plain columns then hold a copy with U+FFFD in those
+     * places (core/db/pg-text.ts). Null when the plain column is exact.
+     */
+    webhookExact: text("webhook_exact"),
+    errorExact: text("error_exact"),
+    /** Why the job was removed from its queue (cancelled, purged, expired), once logged. */
+    removalReason: text("removal_reason"),
     /** LLM jobs: ms from the job's start to its first generated token (streamed jobs only). */
     ttftMs: integer("ttft_ms"),
     /** LLM jobs: mean ms between consecutive generated tokens after the first (streamed jobs only). */
@@ -95,5 +136,51 @@ export const jobs = pgTable(
     promptTokens: integer("prompt_tokens"),
     completionTokens: integer("completion_tokens"),
   },
-  (t) => [index("jobs_endpoint_submitted_idx").on(t.endpointId, t.submittedAt), index("jobs_tenant_idx").on(t.tenantId)],
+  (t) => [
+    index("jobs_endpoint_submitted_idx").on(t.endpointId, t.submittedAt),
+    index("jobs_tenant_submitted_idx").on(t.tenantId, t.submittedAt, t.id),
+  ],
+);
+
+/** Per endpoint and final status: how many jobs ended so (projected once per terminal entry). */
+export const endpointJobCounts = pgTable(
+  "endpoint_job_counts",
+  {
+    endpointId: text("endpoint_id").notNull(),
+    status: text("status").notNull(),
+    count: bigint("count", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.endpointId, t.status] })],
+);
+
+/** How far each consumer of the log has read each endpoint's stream; written in the same transaction as its effects. */
+export const logCursors = pgTable(
+  "log_cursors",
+  {
+    consumer: text("consumer").notNull(),
+    endpointId: text("endpoint_id").notNull(),
+    /** Id of the last entry consumed (`<ms>-<n>`). */
+    lastId: text("last_id").notNull(),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.consumer, t.endpointId] })],
+);
+
+/** Log entries a consumer could not apply: set aside with the reason, never blocking the entries behind them. */
+export const logDeadLetters = pgTable(
+  "log_dead_letters",
+  {
+    id: text("id").primaryKey(),
+    consumer: text("consumer").notNull(),
+    endpointId: text("endpoint_id").notNull(),
+    entryId: text("entry_id").notNull(),
+    /** The entry's fields as JSON text (lossless). */
+    entryJson: text("entry_json").notNull(),
+    reason: text("reason").notNull(),
+    /** open | retried | discarded */
+    state: text("state").notNull().default("open"),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    resolvedAt: timestamp("resolved_at", { withTimezone: true }),
+  },
+  (t) => [index("log_dead_letters_state_idx").on(t.state, t.createdAt)],
 );

@@ -28,7 +28,7 @@ const idle = (id: string, idleForMs: number): ObservedWorker => ({
   startedAt: NOW - idleForMs - 10_000,
 });
 const running = (id: string): ObservedWorker => ({ id, state: "running", idleSince: null, startedAt: NOW - 60_000 });
-const booting = (id: string): ObservedWorker => ({ id, state: "booting", idleSince: null, startedAt: NOW - 500 });
+const booting = (id: string): ObservedWorker => ({ id, state: "initializing", idleSince: null, startedAt: NOW - 500 });
 const draining = (id: string): ObservedWorker => ({ id, state: "draining", idleSince: null, startedAt: NOW - 60_000 });
 
 describe("decideScaling — REQUEST_COUNT", () => {

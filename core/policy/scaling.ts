@@ -64,10 +64,10 @@ const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n
  * capacity: it is listed in `replace`, and the count above starts its replacement.
  */
 export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig, now: number): ScalingDecision {
-  const replace = snapshot.workers.filter((w) => w.heartbeatLost && w.state !== "stopped" && w.state !== "draining").map((w) => w.id);
-  const live = snapshot.workers.filter((w) => w.state !== "stopped" && w.state !== "draining" && !w.heartbeatLost);
+  const replace = snapshot.workers.filter((w) => w.heartbeatLost && w.state !== "exited" && w.state !== "lost" && w.state !== "draining").map((w) => w.id);
+  const live = snapshot.workers.filter((w) => w.state !== "exited" && w.state !== "lost" && w.state !== "draining" && !w.heartbeatLost);
   const current = live.length;
-  const booting = live.filter((w) => w.state === "booting").length;
+  const booting = live.filter((w) => w.state === "initializing" || w.state === "requested").length;
 
   let target: number;
   let reason: string;

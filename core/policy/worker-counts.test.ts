@@ -17,7 +17,7 @@ describe("countWorkers", () => {
   it("counts each state, stale heartbeats as unhealthy, and ready as spare capacity", () => {
     const counts = countWorkers(
       [
-        hb({ state: "booting" }),
+        hb({ state: "initializing" }),
         hb({ state: "idle" }),
         hb({ state: "running", running: 1, concurrency: 1 }),
         hb({ state: "running", running: 2, concurrency: 4 }),

@@ -14,7 +14,8 @@ export function countWorkers(heartbeats: WorkerHeartbeat[], now: number, staleMs
       continue;
     }
     switch (hb.state) {
-      case "booting":
+      case "requested":
+      case "initializing":
         c.initializing++;
         break;
       case "idle":

@@ -53,5 +53,7 @@ export const jobResult = z.object({
   startedAt: z.number(),
   finishedAt: z.number(),
   generation: generationStats.optional(),
+  /** Stream chunks the job produced (absent for a job that returned one value). */
+  chunks: z.number().int().min(0).optional(),
 });
 export type JobResult = z.infer<typeof jobResult>;

@@ -1,6 +1,12 @@
 /**
  * Every Redis name Hearth uses, in one place. All share the prefix (a Redis Cluster hash tag by
  * default) so BullMQ's multi-key scripts and ours stay in one slot.
+ *
+ * Everything a worker touches lives under its endpoint's BullMQ queue prefix,
+ * `<prefix>:ep.<endpoint>:`: BullMQ's own keys (`wait`, `active`, `events`, job hashes…) and
+ * Hearth's (below, after `x:`, which no BullMQ key or job id uses). A worker's Redis user can
+ * then be scoped to the key pattern `<prefix>:ep.<endpoint>:*` and the channel pattern of the same
+ * shape (`endpointKeyPattern`). Job ids never contain `:`, so `x:…` never names a job.
  */
 export class RedisKeys {
   constructor(readonly prefix: string) {}
@@ -9,33 +15,67 @@ export class RedisKeys {
   queueName(endpointId: string): string {
     return `ep.${endpointId}`;
   }
+  /** The key prefix BullMQ gives every key of the endpoint's queue. */
+  queuePrefix(endpointId: string): string {
+    return `${this.prefix}:${this.queueName(endpointId)}`;
+  }
+  /** Every key and channel of one endpoint matches this glob (for a Redis ACL). */
+  endpointKeyPattern(endpointId: string): string {
+    return `${this.queuePrefix(endpointId)}:*`;
+  }
+  /**
+   * The endpoint's durable event log: BullMQ's own events stream of the queue, which its scripts
+   * append to atomically with each job transition, plus Hearth's entries (see core/log).
+   */
+  log(endpointId: string): string {
+    return `${this.queuePrefix(endpointId)}:events`;
+  }
+  /** BullMQ's meta hash of the queue (holds the events stream's length cap). */
+  queueMeta(endpointId: string): string {
+    return `${this.queuePrefix(endpointId)}:meta`;
+  }
+  private own(endpointId: string, name: string): string {
+    return `${this.queuePrefix(endpointId)}:x:${name}`;
+  }
   /** Buffered stream chunks of a job, drained by `/stream`. */
-  stream(jobId: string): string {
-    return `${this.prefix}:stream:${jobId}`;
+  stream(endpointId: string, jobId: string): string {
+    return this.own(endpointId, `stream:${jobId}`);
   }
   /** The final view of a job that left BullMQ without finishing there (cancelled while queued). */
-  tombstone(jobId: string): string {
-    return `${this.prefix}:tomb:${jobId}`;
+  tombstone(endpointId: string, jobId: string): string {
+    return this.own(endpointId, `tomb:${jobId}`);
   }
   /** Hash of cumulative job counters of an endpoint (completed, failed, retried). */
   stats(endpointId: string): string {
-    return `${this.prefix}:stats:${endpointId}`;
+    return this.own(endpointId, "stats");
   }
   /** Hash workerId → heartbeat JSON, for one endpoint. */
   workers(endpointId: string): string {
-    return `${this.prefix}:workers:${endpointId}`;
+    return this.own(endpointId, "workers");
+  }
+  /** Hash workerId → ms of its last heartbeat on Redis' own clock (what `lost` is dated by). */
+  workersSeen(endpointId: string): string {
+    return this.own(endpointId, "seen");
+  }
+  /** `Idempotency-Key` of one tenant on one endpoint → the job id it created (24 h). */
+  idempotency(endpointId: string, tenantId: string, keyHash: string): string {
+    return this.own(endpointId, `idem:${tenantId}:${keyHash}`);
+  }
+  /** Pub/sub: job progress of one endpoint, for the API processes waiting on its jobs. */
+  jobEventsChannel(endpointId: string): string {
+    return this.own(endpointId, "ch:jobs");
+  }
+  /** Pub/sub: control messages to one endpoint's workers (cancel). */
+  controlChannel(endpointId: string): string {
+    return this.own(endpointId, "ch:control");
   }
   /** Scheduler leadership lock. */
   schedulerLock(): string {
     return `${this.prefix}:scheduler:leader`;
   }
-  /** Pub/sub: job progress for waiters (runsync, status-sync, stream). */
-  jobEventsChannel(): string {
-    return `${this.prefix}:ch:jobs`;
-  }
-  /** Pub/sub: control messages to workers and API replicas (cancel, cache invalidation). */
-  controlChannel(): string {
-    return `${this.prefix}:ch:control`;
+  /** Pub/sub: between API replicas only (drop cached keys and endpoints). */
+  apiChannel(): string {
+    return `${this.prefix}:ch:api`;
   }
   /** Pub/sub: wake the scheduler for an endpoint (the activator). */
   wakeChannel(): string {

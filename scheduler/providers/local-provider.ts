@@ -17,7 +17,6 @@ const defaultWorkerEntry = fileURLToPath(new URL("../../worker/main.ts", import.
 
 export interface LocalProviderOptions {
   redisUrl: string;
-  databaseUrl: string;
   redisPrefix: string;
   /** Directories whose handler modules workers may load (HEARTH_HANDLER_DIRS). */
   handlerDirs: string[];
@@ -134,11 +133,12 @@ export class LocalProvider implements Provider {
   }
 
   private envFor(spec: WorkerSpec): NodeJS.ProcessEnv {
+    // Workers never get Postgres credentials, even ones this process was started with.
+    const { DATABASE_URL: _db, ...inherited } = this.opts.inheritEnv ?? process.env;
     return {
-      ...(this.opts.inheritEnv ?? process.env),
+      ...inherited,
       ...spec.env,
       REDIS_URL: this.opts.redisUrl,
-      DATABASE_URL: this.opts.databaseUrl,
       HEARTH_REDIS_PREFIX: this.opts.redisPrefix,
       HEARTH_HANDLER_DIRS: this.opts.handlerDirs.join(":"),
       HEARTH_ENDPOINT_ID: spec.endpointId,

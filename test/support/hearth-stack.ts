@@ -5,6 +5,8 @@ import { openDb, type DbHandle } from "../../core/db/client.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
 import { LocalProvider } from "../../scheduler/providers/local-provider.ts";
 import { Scheduler } from "../../scheduler/scheduler.ts";
+import { ControlPlane } from "../../apps/control/control-plane.ts";
+import { RedisKeys } from "../../core/queue/keys.ts";
 import { apiClient } from "./api-client.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./services.ts";
 
@@ -19,6 +21,8 @@ export interface StackOptions {
   drainTimeoutMs?: number;
   /** Idle ms before an SSE response gets a keep-alive comment. Default: the API's own (15000). */
   sseHeartbeatMs?: number;
+  /** Run the control plane (the log's consumers) in this process. Default true. */
+  control?: boolean;
 }
 
 /**
@@ -43,7 +47,6 @@ export async function startStack(options: StackOptions = {}) {
   const dbh: DbHandle = openDb(database.url, { max: 3 });
   const provider = new LocalProvider({
     redisUrl: TEST_REDIS_URL,
-    databaseUrl: database.url,
     redisPrefix,
     handlerDirs,
     workerLockMs: options.workerLockMs ?? 30_000,
@@ -59,6 +62,9 @@ export async function startStack(options: StackOptions = {}) {
     log: () => {},
   });
   await scheduler.start();
+  // The control plane in this process, reading the log often so tests wait little for records.
+  const control = options.control === false ? undefined : new ControlPlane({ redis, sql: dbh.sql, keys: new RedisKeys(redisPrefix), log: () => {}, blockMs: 100, trimIntervalMs: 1000 });
+  control?.start();
   const call = apiClient(api.url);
 
   return {
@@ -69,6 +75,7 @@ export async function startStack(options: StackOptions = {}) {
     sql: dbh.sql,
     provider,
     scheduler,
+    control,
     call,
     async tenant(name = "t"): Promise<string> {
       const r = await call("POST", "/admin/tenants", { key: ADMIN, body: { name } });
@@ -82,6 +89,7 @@ export async function startStack(options: StackOptions = {}) {
     },
     async close(): Promise<void> {
       await scheduler.close(); // drains and stops every worker
+      await control?.stop();
       await api.close();
       redis.disconnect();
       await dbh.close();

@@ -3,7 +3,6 @@ import { WaitingError, type Job } from "bullmq";
 import { z } from "zod";
 import { jobData, type JobData, type JobResult } from "../../core/queue/job-catalog.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
-import type { JobRecordWrite } from "../../core/db/job-records.ts";
 import type { Engine, EngineInfo, EngineResult } from "../engines/engine.ts";
 import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
 
@@ -22,8 +21,6 @@ export interface JobProcessorOptions {
   keys: RedisKeys;
   endpointId: string;
   workerId: string;
-  /** Receives the IN_PROGRESS record (and IN_QUEUE when a job is handed back). */
-  records: { push(write: JobRecordWrite): void };
   /** Cancels broadcast before the job reached this processor (see CancelRequests). */
   cancels: { take(jobId: string): boolean };
   /** True once a drain has run out of time: a job that starts now is handed back at once. */
@@ -36,7 +33,7 @@ export interface JobProcessorOptions {
 export type JobProcessor = (job: Job, token: string | undefined, signal: AbortSignal | undefined) => Promise<JobResult>;
 
 type AbortCause = "cancel" | "drain" | "timeout" | "ttl";
-type Outcome = Pick<JobResult, "status" | "output" | "error" | "generation">;
+type Outcome = Pick<JobResult, "status" | "output" | "error" | "generation" | "chunks">;
 
 const ABORTED = Symbol("aborted");
 
@@ -50,7 +47,7 @@ const ABORTED = Symbol("aborted");
  * function keeps all three.
  */
 export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
-  const { engine, engineInfo, redis, keys, endpointId, workerId, records, cancels } = options;
+  const { engine, engineInfo, redis, keys, endpointId, workerId, cancels } = options;
   const now = options.now ?? Date.now;
   const handingBack = options.handingBack ?? (() => false);
 
@@ -73,18 +70,10 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
     const data = parsed.data;
 
     if (startedAt >= data.expiresAt) return envelope({ status: "TIMED_OUT", error: "ttl expired before the job started" });
-    if (handingBack() || signal?.reason === DRAIN_REASON) return handBack(job, token, data);
+    if (handingBack() || signal?.reason === DRAIN_REASON) return handBack(job, token);
     if (cancels.take(job.id!) || signal?.aborted) return envelope({ status: "CANCELLED" });
 
     const jobId = job.id!;
-    records.push({
-      ...recordBase(jobId, data),
-      status: "IN_PROGRESS",
-      statusAt: startedAt,
-      startedAt: new Date(startedAt),
-      delayTimeMs: Math.max(0, startedAt - data.submittedAt),
-      workerId,
-    });
 
     // One signal for the engine, fired by whichever comes first; the first cause is the one reported.
     const controller = new AbortController();
@@ -157,26 +146,26 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
 
     // Chunks produced before an abort are still delivered, ahead of the finish.
     await stream.flush().catch(() => {});
-    if (cause === "drain") return handBack(job, token, data);
+    if (cause === "drain") return handBack(job, token);
     if (cause !== undefined) outcome = abortOutcome(cause, data);
     await stream.seal(data.retentionMs).catch(() => {});
     const stats = safely(generation);
-    return envelope({ ...(outcome ?? { status: "FAILED", error: "engine produced no result" }), ...(stats && { generation: stats }) });
+    return envelope({
+      ...(outcome ?? { status: "FAILED", error: "engine produced no result" }),
+      ...(stats && { generation: stats }),
+      ...(stream.chunks > 0 && { chunks: stream.chunks }),
+    });
   }
 
   /** Puts the job back at the head of the queue for another worker; BullMQ must not finish it. */
-  async function handBack(job: Job, token: string | undefined, data: JobData): Promise<never> {
-    records.push({ ...recordBase(job.id!, data), status: "IN_QUEUE", statusAt: now() });
+  async function handBack(job: Job, token: string | undefined): Promise<never> {
+    // BullMQ's move logs the job `waiting` again (prev: active), atomically with the move.
     try {
       await job.moveToWait(token);
     } catch {
       // Lock already lost: the stalled checker (or whoever holds it now) owns the job.
     }
     throw new WaitingError();
-  }
-
-  function recordBase(id: string, data: JobData) {
-    return { id, tenantId: data.tenantId, endpointId: data.endpointId, submittedAt: new Date(data.submittedAt), retries: data.retries };
   }
 }
 

@@ -2,18 +2,18 @@ import { describe, expect, it } from "vitest";
 import { IllegalTransitionError, Lifecycle } from "./lifecycle.ts";
 
 describe("worker lifecycle", () => {
-  it("starts booting and walks the happy path to stopped", () => {
+  it("starts initializing and walks the happy path to exited", () => {
     const l = new Lifecycle();
     const seen: string[] = [];
     l.onChange((to, from) => seen.push(`${from}>${to}`));
-    expect(l.state).toBe("booting");
+    expect(l.state).toBe("initializing");
     l.to("idle");
     l.to("running");
     l.to("idle");
     l.to("running");
     l.to("draining");
-    l.to("stopped");
-    expect(seen).toEqual(["booting>idle", "idle>running", "running>idle", "idle>running", "running>draining", "draining>stopped"]);
+    l.to("exited");
+    expect(seen).toEqual(["initializing>idle", "idle>running", "running>idle", "idle>running", "running>draining", "draining>exited"]);
   });
 
   it("goes unhealthy and back", () => {
@@ -28,25 +28,25 @@ describe("worker lifecycle", () => {
 
   it("lets a failed boot stop, and a boot drain", () => {
     const failed = new Lifecycle();
-    failed.to("stopped");
-    expect(failed.state).toBe("stopped");
+    failed.to("exited");
+    expect(failed.state).toBe("exited");
     const drained = new Lifecycle();
     drained.to("draining");
-    drained.to("stopped");
-    expect(drained.state).toBe("stopped");
+    drained.to("exited");
+    expect(drained.state).toBe("exited");
   });
 
   it.each([
-    ["booting", "running"],
-    ["idle", "stopped"],
-    ["idle", "booting"],
-    ["running", "stopped"],
+    ["initializing", "running"],
+    ["idle", "exited"],
+    ["idle", "initializing"],
+    ["running", "exited"],
     ["draining", "idle"],
     ["draining", "running"],
   ] as const)("refuses %s → %s", (from, to) => {
     const l = new Lifecycle();
     const path: Record<string, string[]> = {
-      booting: [],
+      initializing: [],
       idle: ["idle"],
       running: ["idle", "running"],
       draining: ["draining"],
@@ -57,14 +57,14 @@ describe("worker lifecycle", () => {
     expect(l.state).toBe(from);
   });
 
-  it("refuses every transition out of stopped and does not notify on refusal", () => {
+  it("refuses every transition out of exited and does not notify on refusal", () => {
     const l = new Lifecycle();
-    l.to("stopped");
+    l.to("exited");
     let calls = 0;
     l.onChange(() => calls++);
-    for (const s of ["booting", "idle", "running", "draining", "stopped", "unhealthy"] as const) {
+    for (const s of ["initializing", "idle", "running", "draining", "exited", "unhealthy"] as const) {
       expect(l.can(s)).toBe(false);
-      expect(() => l.to(s)).toThrow(/stopped → /);
+      expect(() => l.to(s)).toThrow(/exited → /);
     }
     expect(calls).toBe(0);
   });

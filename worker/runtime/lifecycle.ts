@@ -3,23 +3,27 @@ import type { WorkerState } from "../../core/contracts/worker-state.ts";
 /**
  * The worker's lifecycle as one explicit state machine:
  *
- *   booting ──► idle ⇄ running ──► draining ──► stopped
- *      │          │  ▲    │           ▲
- *      │          ▼  │    ▼           │
- *      └──────► unhealthy ────────────┘
+ *   initializing ──► idle ⇄ running ──► draining ──► exited
+ *      │              │  ▲    │           ▲
+ *      │              ▼  │    ▼           │
+ *      └──────────► unhealthy ────────────┘
  *
- * `booting` until the engine has started; `idle` with no job in flight, `running` with at least
- * one; `unhealthy` while the engine fails its health check (it takes no jobs); `draining` after
- * SIGTERM or the loss of the parent; `stopped` once everything is handed back and closed.
- * A boot that fails goes straight to `stopped`.
+ * `initializing` until the engine has started; `idle` with no job in flight, `running` with at
+ * least one; `unhealthy` while the engine fails its health check (it takes no jobs); `draining`
+ * after SIGTERM or the loss of the parent; `exited` once everything is handed back and closed.
+ * A boot that fails goes straight to `exited`. (The vocabulary's `requested`, `paused` and `lost`
+ * are the scheduler's words for a worker, never the worker's own.)
  */
 const allowed: Readonly<Record<WorkerState, readonly WorkerState[]>> = {
-  booting: ["idle", "unhealthy", "draining", "stopped"],
+  initializing: ["idle", "unhealthy", "draining", "exited"],
   idle: ["running", "unhealthy", "draining"],
   running: ["idle", "unhealthy", "draining"],
   unhealthy: ["idle", "running", "draining"],
-  draining: ["stopped"],
-  stopped: [],
+  draining: ["exited"],
+  exited: [],
+  requested: [],
+  paused: [],
+  lost: [],
 };
 
 /** Thrown on a transition the machine does not allow: a bug in the runtime, never a runtime condition. */
@@ -36,7 +40,7 @@ export class IllegalTransitionError extends Error {
 export type StateListener = (to: WorkerState, from: WorkerState) => void;
 
 export class Lifecycle {
-  private current: WorkerState = "booting";
+  private current: WorkerState = "initializing";
   private readonly listeners: StateListener[] = [];
 
   get state(): WorkerState {

@@ -17,7 +17,7 @@ beforeAll(async () => {
     const e = parseMessage(jobEvent, raw);
     if (e?.type === "chunk") events.push({ jobId: e.jobId, outputs: (e.chunks ?? []).map((c) => c.output) });
   });
-  await subscriber.subscribe(keys.jobEventsChannel());
+  await subscriber.subscribe(keys.jobEventsChannel("ep"));
 });
 afterAll(async () => {
   await clearPrefix(redis, prefix);
@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 const writer = (jobId: string, lingerMs = 0) => new StreamWriter({ redis, keys, jobId, endpointId: "ep", liveTtlMs: () => 60_000, lingerMs });
-const listed = async (jobId: string) => (await redis.lrange(keys.stream(jobId), 0, -1)).map((r) => (JSON.parse(r) as { output: unknown }).output);
+const listed = async (jobId: string) => (await redis.lrange(keys.stream("ep", jobId), 0, -1)).map((r) => (JSON.parse(r) as { output: unknown }).output);
 const relayed = (jobId: string) => events.filter((e) => e.jobId === jobId);
 
 describe("StreamWriter", () => {

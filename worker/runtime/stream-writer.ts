@@ -95,7 +95,7 @@ export class StreamWriter {
   /** Once the job is finished: the buffer lives for the job's retention (plus margin) from now. */
   async seal(retentionMs: number): Promise<void> {
     if (this.count === 0) return;
-    await this.options.redis.pexpire(this.options.keys.stream(this.options.jobId), retentionMs + STREAM_MARGIN_MS);
+    await this.options.redis.pexpire(this.options.keys.stream(this.options.endpointId, this.options.jobId), retentionMs + STREAM_MARGIN_MS);
   }
 
   /** Runs the writes; `inFlight` is set before the first of them and cleared after the last. */
@@ -121,9 +121,9 @@ export class StreamWriter {
         // The chunk event, built around payloads that are JSON already (see JobEvent "chunk").
         const event = `{"type":"chunk","jobId":${JSON.stringify(jobId)},"endpointId":${JSON.stringify(endpointId)},"chunks":[${batch.join(",")}]}`;
         await withWorkerScripts(redis).hearthPushChunks(
-          keys.stream(jobId),
+          keys.stream(endpointId, jobId),
           Math.max(1, Math.ceil(this.options.liveTtlMs())),
-          keys.jobEventsChannel(),
+          keys.jobEventsChannel(endpointId),
           event,
           ...batch,
         );

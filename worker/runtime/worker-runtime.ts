@@ -1,6 +1,5 @@
 import { Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import type { JobRecordWrite } from "../../core/db/job-records.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import type { Engine, EngineInfo } from "../engines/engine.ts";
@@ -11,7 +10,7 @@ import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-proce
 import { Lifecycle } from "./lifecycle.ts";
 
 /** Milestones the composition root logs with timings. */
-export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "stopped";
+export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited";
 
 export interface WorkerRuntimeOptions {
   endpointId: string;
@@ -31,8 +30,6 @@ export interface WorkerRuntimeOptions {
   redis: Redis;
   /** A connection of its own for the control channel; unsubscribed on drain, not closed here. */
   subscriber: Redis;
-  /** Job record write-behind; the runtime closes (flushes) it at the end of a drain. */
-  records: { push(write: JobRecordWrite): void; close(): Promise<void> };
   onPhase?: (phase: RuntimePhase, detail?: Record<string, unknown>) => void;
   /** Errors that do not stop the worker (Redis hiccups, a failed heartbeat); default stderr. */
   onError?: (err: unknown, context: string) => void;
@@ -42,7 +39,7 @@ export interface WorkerRuntimeOptions {
 /**
  * One worker: an engine behind a BullMQ `Worker` on its endpoint's queue. `create()` starts the
  * engine (booting); `start()` begins taking jobs; `drain()` stops taking them, gives running jobs
- * `drainTimeoutMs`, hands the rest back to the queue with `moveToWait`, flushes records, removes the
+ * `drainTimeoutMs`, hands the rest back to the queue with `moveToWait`, removes the
  * heartbeat and stops the engine. Process concerns (signals, exit) belong to `worker/main.ts`.
  */
 export class WorkerRuntime {
@@ -82,7 +79,7 @@ export class WorkerRuntime {
       }),
       onError: (err) => this.onError(err, "heartbeat"),
     });
-    this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId, records: options.records });
+    this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
     this.lifecycle.onChange((to) => {
       this.idleSince = to === "idle" ? this.now() : null;
       // The busy/idle flip of every job is coalesced; boot, drain and health changes are written at once.
@@ -116,8 +113,8 @@ export class WorkerRuntime {
       // A worker that cannot serve leaves nothing behind: no heartbeat, no engine, no queue worker.
       await this.worker?.close(true).catch(() => {});
       if (this.info) await this.options.engine.stop().catch(() => {});
-      this.lifecycle.to("stopped");
-      await this.heartbeat.stop();
+      this.lifecycle.to("exited");
+      await this.heartbeat.stop(`engine failed to start: ${err instanceof Error ? err.message : String(err)}`.slice(0, 500));
       throw err;
     }
   }
@@ -136,7 +133,6 @@ export class WorkerRuntime {
       keys: this.keys,
       endpointId: options.endpointId,
       workerId: options.workerId,
-      records: options.records,
       handingBack: () => this.handingBack,
       ...(options.streamLingerMs !== undefined && { streamLingerMs: options.streamLingerMs }),
       now: this.now,
@@ -155,7 +151,8 @@ export class WorkerRuntime {
     worker.on("error", (err) => this.onError(err, "queue"));
     this.worker = worker;
 
-    const channel = this.keys.controlChannel();
+    // Only this endpoint's cancels: a worker hears nothing of other tenants' traffic.
+    const channel = this.keys.controlChannel(options.endpointId);
     options.subscriber.on("message", (ch: string, raw: string) => {
       if (ch !== channel) return;
       const msg = parseMessage(controlMessage, raw);
@@ -169,7 +166,7 @@ export class WorkerRuntime {
   /** Begins taking jobs. */
   start(): void {
     const worker = this.worker;
-    if (!worker || this.lifecycle.state !== "booting") return;
+    if (!worker || this.lifecycle.state !== "initializing") return;
     this.lifecycle.to("idle");
     worker.run().catch((err) => this.onError(err, "queue loop"));
     this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
@@ -183,7 +180,7 @@ export class WorkerRuntime {
   }
 
   private async runDrain(reason: string): Promise<void> {
-    if (this.lifecycle.state === "stopped") return;
+    if (this.lifecycle.state === "exited") return;
     const started = this.now();
     this.lifecycle.to("draining");
     this.onPhase("draining", { reason, running: this.running });
@@ -204,13 +201,12 @@ export class WorkerRuntime {
         await closed;
       }
     }
-    await this.options.subscriber.unsubscribe(this.keys.controlChannel()).catch((err) => this.onError(err, "unsubscribe"));
+    await this.options.subscriber.unsubscribe(this.keys.controlChannel(this.options.endpointId)).catch((err) => this.onError(err, "unsubscribe"));
     await Promise.allSettled([...this.pending]);
-    await this.options.records.close().catch((err) => this.onError(err, "record flush"));
     await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
-    await this.heartbeat.stop();
-    this.lifecycle.to("stopped");
-    this.onPhase("stopped", { drainMs: this.now() - started, handedBack });
+    await this.heartbeat.stop(reason);
+    this.lifecycle.to("exited");
+    this.onPhase("exited", { drainMs: this.now() - started, handedBack });
   }
 
   /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
@@ -227,7 +223,7 @@ export class WorkerRuntime {
         // Announced as the processor returns, not on BullMQ's `completed` event: the announcement and
         // BullMQ's moveToFinished leave back to back on this one connection, so Redis has stored the
         // result by the time a waiter can ask, and the waiter is not one more round trip away.
-        this.track(this.finisher.report(job.id!, job.data, result), "finish report");
+        this.track(this.finisher.report(job.id!, result), "finish report");
         return result;
       } finally {
         this.running--;

@@ -22,6 +22,16 @@ const streamWait = waitParam(1000, 0, 10_000);
 
 const queryOf = (c: Context) => ({ wait: c.req.query("wait") || undefined });
 
+/** `Idempotency-Key`: printable ASCII, at most 255 characters (as Stripe takes it). */
+const idempotencyHeader = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces");
+function idempotencyKeyOf(c: Context): string | undefined {
+  const raw = c.req.header("idempotency-key");
+  if (raw === undefined) return undefined;
+  const r = idempotencyHeader.safeParse(raw);
+  if (!r.success) throw ApiError.badRequest(`Idempotency-Key: ${r.error.issues[0]?.message ?? "invalid"}`, [{ path: "headers.idempotency-key", message: r.error.issues[0]?.message ?? "invalid" }]);
+  return r.data;
+}
+
 /** The RunPod job API: `/v2/:endpointId/...`, exactly as runpod-contract.md §1. Every success is HTTP 200. */
 export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
   const app = new Hono<JobEnv>();
@@ -37,18 +47,28 @@ export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
   app.route("/:ep/openai/v1", openaiRoutes(deps.openai));
 
   app.post("/:ep/run", jsonBodyLimit(10 * MB), async (c) => {
+    const idempotencyKey = idempotencyKeyOf(c);
     const req = await jsonBody(c, runRequest);
     const ep = c.get("endpoint");
-    const { id } = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: ASYNC_RETENTION_MS });
-    return c.json({ id, status: "IN_QUEUE" }, 200);
+    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: ASYNC_RETENTION_MS, ...(idempotencyKey !== undefined && { idempotencyKey }) });
+    if (submitted.repeated) {
+      // The first submission's job, as it is now (RunPod answers /run with id and status only).
+      const view = await deps.reader.view(ep.id, submitted.id);
+      return c.json({ id: submitted.id, status: view?.status ?? "IN_QUEUE" }, 200);
+    }
+    return c.json({ id: submitted.id, status: "IN_QUEUE" }, 200);
   });
 
   app.post("/:ep/runsync", jsonBodyLimit(20 * MB), async (c) => {
     const { wait } = validate(syncWait, queryOf(c));
+    const idempotencyKey = idempotencyKeyOf(c);
     const req = await jsonBody(c, runRequest);
     const ep = c.get("endpoint");
-    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: true, retentionMs: syncRetentionMs(wait) });
-    const view = await deps.reader.waitFinished(ep.id, submitted.id, wait, c.req.raw.signal, { data: submitted.data });
+    await deps.reader.ready(ep.id); // hear the job's finish from the moment it exists
+    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: true, retentionMs: syncRetentionMs(wait), ...(idempotencyKey !== undefined && { idempotencyKey }) });
+    const view = submitted.repeated
+      ? await deps.reader.waitFinished(ep.id, submitted.id, wait, c.req.raw.signal)
+      : await deps.reader.waitFinished(ep.id, submitted.id, wait, c.req.raw.signal, { data: submitted.data });
     return c.json(view ?? { id: submitted.id, status: "IN_QUEUE" }, 200);
   });
 

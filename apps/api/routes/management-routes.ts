@@ -4,11 +4,10 @@ import { endpointCreate, endpointPatch, type EngineSpec } from "../../../core/co
 import { resolveHandlerModule } from "../../../core/engine/handler-module-path.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { ApiError } from "../api-error.ts";
-import { adminAuth, tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
+import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { jsonBody } from "../validation.ts";
 import type { ApiDeps } from "../api-deps.ts";
 
-const tenantCreate = z.object({ name: z.string().min(1).max(191) });
 const keyCreate = z.object({ name: z.string().min(1).max(191).default("key") });
 
 /** Refuses an engine the workers could not (or must not) run, before it is stored. */
@@ -19,15 +18,10 @@ async function checkEngine(engine: EngineSpec, handlerDirs: string[], path: stri
   }
 }
 
-/** `POST /admin/tenants` (admin token) and the tenant's `/api/v1/endpoints` and `/api/v1/keys`. */
+/** The tenant's `/api/v1/endpoints` and `/api/v1/keys`. */
 export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
   const app = new Hono<TenantEnv>();
-  const announce = (msg: ControlMessage) => deps.redis.publish(deps.keys.controlChannel(), JSON.stringify(msg)).catch(() => {});
-
-  app.post("/admin/tenants", adminAuth({ adminToken: deps.adminToken }), async (c) => {
-    const body = await jsonBody(c, tenantCreate);
-    return c.json(await deps.tenants.createTenant(body.name), 200);
-  });
+  const announce = (msg: ControlMessage) => deps.redis.publish(deps.keys.apiChannel(), JSON.stringify(msg)).catch(() => {});
 
   const v1 = new Hono<TenantEnv>();
   v1.use("*", tenantAuth({ tenants: deps.tenants }));

@@ -39,9 +39,15 @@ export class EndpointStore {
   }
 
   /** The endpoint if it exists and belongs to `tenantId`; otherwise undefined (callers answer 404 either way). */
-  async getOwned(tenantId: string, id: string): Promise<Endpoint | undefined> {
-    const ep = await this.get(id);
+  async getOwned(tenantId: string, id: string, options: { includeDeleted?: boolean } = {}): Promise<Endpoint | undefined> {
+    const ep = options.includeDeleted ? await this.getEvenDeleted(id) : await this.get(id);
     return ep && ep.tenantId === tenantId ? ep : undefined;
+  }
+
+  /** An endpoint whether deleted or not (history reads); never cached. */
+  private async getEvenDeleted(id: string): Promise<Endpoint | undefined> {
+    const [row] = await this.db.select().from(endpoints).where(eq(endpoints.id, id));
+    return row ? toEndpoint(row) : undefined;
   }
 
   async get(id: string): Promise<Endpoint | undefined> {

@@ -1,8 +1,4 @@
-import { eq } from "drizzle-orm";
 import type { Redis } from "ioredis";
-import type { Db } from "../../../core/db/client.ts";
-import { jobs } from "../../../core/db/schema.ts";
-import type { JobRecordBuffer } from "../../../core/db/job-records.ts";
 import { isTerminal, type JobView } from "../../../core/contracts/job-view.ts";
 import { isGone, toJobView } from "../../../core/policy/job-view.ts";
 import type { ControlMessage, JobEvent } from "../../../core/queue/messages.ts";
@@ -15,8 +11,6 @@ export interface JobControlOptions {
   queues: EndpointQueues;
   events: JobEvents;
   redis: Redis;
-  db: Db;
-  records: JobRecordBuffer;
   submitter: JobSubmitter;
   /** How long `/cancel` waits for the worker to confirm a running job stopped (ms). Default 1500, inside runpod-sdk's 3 s. */
   cancelConfirmMs?: number;
@@ -25,7 +19,10 @@ export interface JobControlOptions {
 
 const QUEUED = new Set(["waiting", "prioritized", "delayed", "waiting-children"]);
 
-/** Cancel, retry and purge: the operations that change a job after it was submitted. */
+/**
+ * Cancel, retry and purge: the operations that change a job after it was submitted. Each change is
+ * logged with it (see EndpointQueues); the durable records follow from the log.
+ */
 export class JobControl {
   private readonly now: () => number;
 
@@ -55,30 +52,22 @@ export class JobControl {
     const { data } = read.stored;
 
     if (QUEUED.has(read.stored.state)) {
-      const removed = await read.job.remove().then(
-        () => true,
-        () => false, // a worker locked it meanwhile: cancel it as a running job
-      );
-      // Not removed: a worker took it meanwhile, and the broadcast below reaches it (workers keep a
+      // Not removed: a worker took it meanwhile, and the cancel below reaches it (workers keep a
       // cancel for a job that has not reached their processor yet).
-      if (removed) {
-        const cancelled: JobView = { id: jobId, status: "CANCELLED", retries: data.retries };
+      if (await queues.remove(endpointId, read.job, "cancelled")) {
+        const cancelled = { id: jobId, status: "CANCELLED" as const, retries: data.retries };
         await queues.writeTombstone(endpointId, cancelled, Math.min(data.retentionMs, data.expiresAt - now));
         const finished: JobEvent = { type: "finished", jobId, endpointId };
-        await redis
-          .multi()
-          .hincrby(keys.stats(endpointId), "cancelled", 1)
-          .publish(keys.jobEventsChannel(), JSON.stringify(finished))
-          .exec();
-        this.options.records.push({ id: jobId, tenantId: data.tenantId, endpointId, status: "CANCELLED", statusAt: now, finishedAt: new Date(now) });
+        await redis.multi().hincrby(keys.stats(endpointId), "cancelled", 1).publish(keys.jobEventsChannel(endpointId), JSON.stringify(finished)).exec();
         return cancelled;
       }
     }
 
-    const watch = this.options.events.watch(jobId, (e) => e.type === "finished");
+    await this.options.events.ready(endpointId);
+    const watch = this.options.events.watch(endpointId, jobId, (e) => e.type === "finished");
     try {
       const msg: ControlMessage = { type: "cancel", jobId, endpointId };
-      await redis.publish(keys.controlChannel(), JSON.stringify(msg));
+      await redis.publish(keys.controlChannel(endpointId), JSON.stringify(msg));
       await watch.next(this.options.cancelConfirmMs ?? 1500);
     } finally {
       watch.dispose();
@@ -109,53 +98,21 @@ export class JobControl {
       expiresAt: now + (data.expiresAt - data.submittedAt),
     };
     await read.job.updateData(retried);
-    await redis.del(keys.stream(jobId));
+    await redis.del(keys.stream(endpointId, jobId));
+    // Logged first: the record resets on this entry, and BullMQ's own `waiting` follows it.
+    await queues.logRetried(endpointId, jobId, retried.retries);
     await read.job.retry(read.stored.state === "failed" ? "failed" : "completed");
     await redis.hincrby(keys.stats(endpointId), "retried", 1);
-    // Off the hot path, so written at once: a buffered write could not clear the old output.
-    await this.options.db
-      .update(jobs)
-      .set({
-        status: "IN_QUEUE",
-        statusAt: now,
-        retries: retried.retries,
-        submittedAt: new Date(now),
-        startedAt: null,
-        finishedAt: null,
-        delayTimeMs: null,
-        executionTimeMs: null,
-        error: null,
-        output: null,
-        outputRef: null,
-        workerId: null,
-      })
-      .where(eq(jobs.id, jobId));
     if (!data.lowPriority) this.options.submitter.wake(endpointId);
     return { id: jobId, status: "IN_QUEUE", retries: retried.retries };
   }
 
   /** Removes every queued (not running) job of the endpoint; returns how many were removed. */
   async purge(endpointId: string): Promise<number> {
-    const queue = this.options.queues.queue(endpointId);
-    const queued = await queue.getJobs(["wait", "prioritized", "delayed"]);
-    const now = this.now();
-    const results = await Promise.all(
-      queued.map((job) =>
-        job.remove().then(
-          () => job,
-          () => undefined, // taken by a worker meanwhile: it runs
-        ),
-      ),
-    );
-    let removed = 0;
-    for (const job of results) {
-      if (!job) continue;
-      removed++;
-      const data = job.data as { tenantId?: string };
-      if (data.tenantId && job.id) {
-        this.options.records.push({ id: job.id, tenantId: data.tenantId, endpointId, status: "CANCELLED", statusAt: now, error: "purged", finishedAt: new Date(now) });
-      }
-    }
-    return removed;
+    const { queues } = this.options;
+    const queued = await queues.queue(endpointId).getJobs(["wait", "prioritized", "delayed"]);
+    // Taken by a worker meanwhile: it runs.
+    const removed = await Promise.all(queued.map((job) => queues.remove(endpointId, job, "purged")));
+    return removed.filter(Boolean).length;
   }
 }

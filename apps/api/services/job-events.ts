@@ -1,52 +1,70 @@
 import type { Redis } from "ioredis";
+import type { RedisKeys } from "../../../core/queue/keys.ts";
 import { jobEvent, parseMessage, type JobEvent } from "../../../core/queue/messages.ts";
 
 type Listener = (event: JobEvent) => void;
 
+export interface JobEventsOptions {
+  /** A dedicated connection (a subscribed ioredis connection can do nothing else); closed by `close()`. */
+  subscriber: Redis;
+  keys: RedisKeys;
+  /** How long an endpoint's channel stays subscribed after its last waiter left (ms). Default 60000. */
+  lingerMs?: number;
+}
+
 /**
- * One pub/sub subscription per API process to the job-events channel, fanned out in memory to
- * the requests waiting on a job (runsync, status-sync, stream long-polls). Registering a waiter
- * costs no Redis round trip, so a waiter can be set up before the read it guards, closing the
- * window in which an event could be missed.
+ * Job progress for the requests waiting on it (runsync, status-sync, stream long-polls, SSE relays),
+ * from per-endpoint pub/sub channels: this process subscribes to an endpoint's channel only while
+ * it has waiters on that endpoint (and a while after), so it never hears other endpoints' traffic.
+ * Registering a waiter costs no Redis round trip once the channel is subscribed (`ready`), so a
+ * waiter can be set up before the read it guards, closing the window in which an event could be missed.
  */
 export class JobEvents {
   private readonly listeners = new Map<string, Set<Listener>>();
+  /** endpointId → its subscription, and how many waiters use it. */
+  private readonly channels = new Map<string, { ready: Promise<void>; users: number; idleTimer?: NodeJS.Timeout }>();
+  private readonly lingerMs: number;
+  private closed = false;
 
-  private constructor(
-    private readonly subscriber: Redis,
-    private readonly channel: string,
-  ) {}
-
-  /** Subscribes on a dedicated connection (a subscribed ioredis connection can do nothing else). */
-  static async create(subscriber: Redis, channel: string): Promise<JobEvents> {
-    const events = new JobEvents(subscriber, channel);
-    subscriber.on("message", (ch: string, raw: string) => {
-      if (ch !== channel) return;
+  constructor(private readonly options: JobEventsOptions) {
+    this.lingerMs = options.lingerMs ?? 60_000;
+    options.subscriber.on("message", (_ch: string, raw: string) => {
       const event = parseMessage(jobEvent, raw);
-      if (event) events.emit(event);
+      if (event) this.emit(event);
     });
-    await subscriber.subscribe(channel);
-    return events;
+  }
+
+  /**
+   * Resolves once this process hears `endpointId`'s job events. Call (and await) before submitting
+   * or reading a job whose events a waiter must not miss; free once subscribed.
+   */
+  ready(endpointId: string): Promise<void> {
+    let ch = this.channels.get(endpointId);
+    if (!ch) {
+      const channel = this.options.keys.jobEventsChannel(endpointId);
+      ch = { ready: this.options.subscriber.subscribe(channel).then(() => undefined), users: 0 };
+      ch.ready.catch(() => this.channels.delete(endpointId)); // the next waiter tries again
+      this.channels.set(endpointId, ch);
+      this.release(endpointId); // unused until a waiter comes: start the linger now
+    }
+    return ch.ready;
   }
 
   /**
    * Starts listening for events of `jobId` matching `accept`. Call `next(timeoutMs)` to wait for
    * the first such event (undefined on timeout or abort); always call `dispose()`.
    */
-  watch(jobId: string, accept: (e: JobEvent) => boolean): JobWatch {
+  watch(endpointId: string, jobId: string, accept: (e: JobEvent) => boolean): JobWatch {
     let resolveNext: ((e: JobEvent | undefined) => void) | undefined;
     let buffered: JobEvent | undefined;
-    const listener: Listener = (e) => {
+    const stop = this.listen(endpointId, jobId, (e) => {
       if (!accept(e)) return;
       if (resolveNext) {
         const r = resolveNext;
         resolveNext = undefined;
         r(e);
       } else buffered ??= e;
-    };
-    let set = this.listeners.get(jobId);
-    if (!set) this.listeners.set(jobId, (set = new Set()));
-    set.add(listener);
+    });
 
     return {
       next: (timeoutMs, signal) => {
@@ -70,8 +88,7 @@ export class JobEvents {
         });
       },
       dispose: () => {
-        set.delete(listener);
-        if (set.size === 0) this.listeners.delete(jobId);
+        stop();
         resolveNext?.(undefined);
       },
     };
@@ -81,14 +98,40 @@ export class JobEvents {
    * Calls `listener` with every event of `jobId`, in the order published, until the returned
    * function is called (a live relay, where `watch` would keep only the first event).
    */
-  listen(jobId: string, listener: (event: JobEvent) => void): () => void {
+  listen(endpointId: string, jobId: string, listener: Listener): () => void {
+    void this.ready(endpointId).catch(() => {});
+    const ch = this.channels.get(endpointId);
+    if (ch) {
+      ch.users++;
+      clearTimeout(ch.idleTimer);
+      ch.idleTimer = undefined;
+    }
     let set = this.listeners.get(jobId);
     if (!set) this.listeners.set(jobId, (set = new Set()));
     set.add(listener);
+    let stopped = false;
     return () => {
+      if (stopped) return;
+      stopped = true;
       set.delete(listener);
       if (set.size === 0) this.listeners.delete(jobId);
+      if (ch && this.channels.get(endpointId) === ch) {
+        ch.users--;
+        this.release(endpointId);
+      }
     };
+  }
+
+  /** Unsubscribes an endpoint's channel once it has had no waiter for `lingerMs`. */
+  private release(endpointId: string): void {
+    const ch = this.channels.get(endpointId);
+    if (!ch || ch.users > 0 || ch.idleTimer || this.closed) return;
+    ch.idleTimer = setTimeout(() => {
+      if (this.channels.get(endpointId) !== ch || ch.users > 0) return;
+      this.channels.delete(endpointId);
+      void this.options.subscriber.unsubscribe(this.options.keys.jobEventsChannel(endpointId)).catch(() => {});
+    }, this.lingerMs);
+    ch.idleTimer.unref();
   }
 
   private emit(event: JobEvent): void {
@@ -98,8 +141,10 @@ export class JobEvents {
   }
 
   async close(): Promise<void> {
-    await this.subscriber.unsubscribe(this.channel).catch(() => {});
-    this.subscriber.disconnect();
+    this.closed = true;
+    for (const ch of this.channels.values()) clearTimeout(ch.idleTimer);
+    this.channels.clear();
+    this.options.subscriber.disconnect();
   }
 }
 

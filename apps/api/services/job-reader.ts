@@ -33,6 +33,11 @@ export class JobReader {
     this.maxChunks = options.maxChunksPerPage ?? 1000;
   }
 
+  /** Resolves once this process hears the endpoint's job events: await before submitting a job you will wait on. */
+  ready(endpointId: string): Promise<void> {
+    return this.options.events.ready(endpointId);
+  }
+
   /** The job's RunPod view, or undefined (→ 404) if unknown, expired or another endpoint's. */
   async view(endpointId: string, jobId: string): Promise<JobView | undefined> {
     return (await this.lookup(endpointId, jobId))?.view;
@@ -49,8 +54,11 @@ export class JobReader {
     if (read.stored.data.endpointId !== endpointId) return undefined;
     const now = this.now();
     if (isGone(read.stored, now)) {
-      // A queued job past its TTL must not run later: take it out of the queue now (best effort; the worker checks too).
-      if (read.stored.state !== "active") void read.job.remove().catch(() => {});
+      // A queued job past its TTL must not run later: take it out of the queue now (best effort; the
+      // worker checks too). The log records it as expired.
+      if (read.stored.state !== "active" && read.stored.state !== "completed" && read.stored.state !== "failed") {
+        void queues.remove(endpointId, read.job, "expired").catch(() => {});
+      }
       return undefined;
     }
     const view = toJobView(read.stored, now);
@@ -64,7 +72,8 @@ export class JobReader {
    * (runsync, which has just built the job) saves the first read.
    */
   async waitFinished(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal, known?: { data: JobData }): Promise<JobView | undefined> {
-    const watch = this.options.events.watch(jobId, isFinished);
+    await this.options.events.ready(endpointId);
+    const watch = this.options.events.watch(endpointId, jobId, isFinished);
     try {
       let data = known?.data;
       if (!data) {
@@ -89,15 +98,16 @@ export class JobReader {
    * status here guarantees this page holds the last chunks (the client stops polling on it).
    */
   async drainStream(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal): Promise<StreamPage | undefined> {
-    const watch = this.options.events.watch(jobId, isProgress);
+    await this.options.events.ready(endpointId);
+    const watch = this.options.events.watch(endpointId, jobId, isProgress);
     try {
       let view = await this.view(endpointId, jobId);
       if (!view) return undefined;
-      let chunks = await this.popChunks(jobId);
+      let chunks = await this.popChunks(endpointId, jobId);
       if (chunks.length === 0 && !isTerminal(view.status) && waitMs > 0) {
         await watch.next(waitMs, signal);
         view = (await this.view(endpointId, jobId)) ?? view;
-        chunks = await this.popChunks(jobId);
+        chunks = await this.popChunks(endpointId, jobId);
       }
       return { status: view.status, stream: chunks };
     } finally {
@@ -105,8 +115,8 @@ export class JobReader {
     }
   }
 
-  private async popChunks(jobId: string): Promise<{ output: unknown }[]> {
-    const raw = await this.options.redis.lpop(this.options.queues.keys.stream(jobId), this.maxChunks);
+  private async popChunks(endpointId: string, jobId: string): Promise<{ output: unknown }[]> {
+    const raw = await this.options.redis.lpop(this.options.queues.keys.stream(endpointId, jobId), this.maxChunks);
     if (!raw) return [];
     return raw.map((r) => {
       try {

@@ -1,8 +1,9 @@
+import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { DEFAULT_TTL_MS, type RunRequest } from "../../../core/contracts/job-request.ts";
-import { JOB_NAME, LOW_PRIORITY, type JobData } from "../../../core/queue/job-catalog.ts";
-import type { JobRecordBuffer } from "../../../core/db/job-records.ts";
+import { LOW_PRIORITY, type JobData } from "../../../core/queue/job-catalog.ts";
+import type { AcceptedPayload } from "../../../core/log/log-entry.ts";
 import { newJobId } from "../../../core/ids/random-id.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
 
@@ -12,10 +13,12 @@ export function syncRetentionMs(waitMs: number): number {
   return Math.min(5 * 60_000, Math.max(60_000, waitMs));
 }
 
+/** How long an `Idempotency-Key` keeps answering with the job it first created. */
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
 export interface JobSubmitterOptions {
   queues: EndpointQueues;
   redis: Redis;
-  records: JobRecordBuffer;
   /**
    * Minimum ms between two scheduler wakes for one endpoint from this process. Default 1000, the
    * scheduler's own tick: a wake exists for the first job on a cold endpoint; under steady traffic
@@ -25,14 +28,24 @@ export interface JobSubmitterOptions {
   now?: () => number;
 }
 
+export interface SubmitMode {
+  sync: boolean;
+  retentionMs: number;
+  id?: string;
+  /** The caller's `Idempotency-Key` header, if any. */
+  idempotencyKey?: string;
+}
+
 export interface Submitted {
   id: string;
   data: JobData;
+  /** True when an earlier submission with the same Idempotency-Key created this job: nothing was queued now. */
+  repeated?: boolean;
 }
 
 /**
- * The hot path: one `Queue.add` per job. The durable record is buffered for a batched write and
- * the scheduler is woken without awaiting either.
+ * The hot path: one MULTI per job that queues it and logs its acceptance (the durable record is
+ * projected from that entry, off this path), and a scheduler wake that is not awaited.
  */
 export class JobSubmitter {
   private readonly lastWake = new Map<string, number>();
@@ -44,7 +57,7 @@ export class JobSubmitter {
     this.now = options.now ?? Date.now;
   }
 
-  async submit(endpoint: Endpoint, tenantId: string, req: RunRequest, mode: { sync: boolean; retentionMs: number; id?: string }): Promise<Submitted> {
+  async submit(endpoint: Endpoint, tenantId: string, req: RunRequest, mode: SubmitMode): Promise<Submitted> {
     const now = this.now();
     const id = mode.id ?? newJobId(mode.sync);
     const lowPriority = req.policy?.lowPriority ?? false;
@@ -63,25 +76,42 @@ export class JobSubmitter {
     if (req.webhookV2) data.webhookV2 = req.webhookV2;
     if (req.s3Config) data.s3Config = req.s3Config;
 
-    const keepSeconds = Math.ceil(mode.retentionMs / 1000);
-    await this.options.queues.queue(endpoint.id).add(JOB_NAME, data, {
-      jobId: id,
-      ...(lowPriority ? { priority: LOW_PRIORITY } : {}),
-      removeOnComplete: { age: keepSeconds },
-      removeOnFail: { age: keepSeconds },
-    });
+    let idemKey: string | undefined;
+    let idemHash: string | undefined;
+    if (mode.idempotencyKey !== undefined) {
+      idemHash = createHash("sha256").update(mode.idempotencyKey).digest("hex").slice(0, 32);
+      idemKey = this.options.queues.keys.idempotency(endpoint.id, tenantId, idemHash);
+      // Claim the key for this job id; an earlier claim wins and its job is the answer.
+      const earlier = await this.options.redis.set(idemKey, id, "EX", IDEMPOTENCY_TTL_SECONDS, "NX", "GET");
+      if (earlier !== null) return { id: earlier, data, repeated: true };
+    }
 
-    this.options.records.push({
-      id,
+    const accepted: AcceptedPayload = {
+      jobId: id,
       tenantId,
-      endpointId: endpoint.id,
-      status: "IN_QUEUE",
-      statusAt: now,
       sync: mode.sync,
       lowPriority,
-      webhook: req.webhook ?? null,
-      submittedAt: new Date(now),
-    });
+      retries: 0,
+      submittedAt: now,
+      executionTimeoutMs: data.executionTimeoutMs,
+      ...(req.webhook !== undefined && { webhook: req.webhook }),
+      ...(req.webhookV2 !== undefined && { webhookV2: req.webhookV2 }),
+      ...(idemHash !== undefined && { idempotencyKey: idemHash }),
+    };
+    const keepSeconds = Math.ceil(mode.retentionMs / 1000);
+    try {
+      await this.options.queues.add(
+        endpoint.id,
+        id,
+        data,
+        { ...(lowPriority ? { priority: LOW_PRIORITY } : {}), removeOnComplete: { age: keepSeconds }, removeOnFail: { age: keepSeconds } },
+        accepted,
+      );
+    } catch (err) {
+      // Nothing was queued: the key must not point at a job that does not exist.
+      if (idemKey) await this.options.redis.del(idemKey).catch(() => {});
+      throw err;
+    }
     if (!lowPriority) this.wake(endpoint.id);
     return { id, data };
   }

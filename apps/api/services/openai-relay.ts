@@ -41,6 +41,7 @@ export class OpenAIRelay {
   /** Runs the request to completion: the engine's JSON on success, an OpenAI error otherwise. */
   async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
     const wait = this.waitMs(ep);
+    await this.options.reader.ready(ep.id);
     const submitted = await this.options.submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(wait) });
     const cancelIfGone = () => void this.options.control.cancel(ep.id, submitted.id).catch(() => {});
     signal.addEventListener("abort", cancelIfGone, { once: true });
@@ -108,7 +109,8 @@ export class OpenAIRelay {
     const onAbort = () => finish("client gone");
 
     // Listening starts before the job exists, so not one chunk can be published unheard.
-    const stopListening = events.listen(jobId, onEvent);
+    await events.ready(ep.id);
+    const stopListening = events.listen(ep.id, jobId, onEvent);
     signal.addEventListener("abort", onAbort, { once: true });
     const ticker = setInterval(() => {
       if (Date.now() - lastWrite >= this.heartbeatMs) write(KEEP_ALIVE);

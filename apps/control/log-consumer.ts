@@ -1,0 +1,251 @@
+import type { Redis } from "ioredis";
+import postgres, { type Sql, type TransactionSql } from "postgres";
+import { z } from "zod";
+import { compareStreamIds, InvalidLogEntry, parseLogEntry, type LogEntry } from "../../core/log/log-entry.ts";
+import { toPgText } from "../../core/db/pg-text.ts";
+import type { RedisKeys } from "../../core/queue/keys.ts";
+import type { Log } from "../../core/log/process-log.ts";
+
+/** What a consumer knows of the endpoint an entry came from. */
+export interface EntryContext {
+  endpointId: string;
+  tenantId: string;
+}
+
+/**
+ * One consumer of the endpoints' logs. `apply` runs inside the Postgres transaction that also
+ * advances the consumer's cursor, so an entry's effects are committed exactly once; it must be
+ * idempotent all the same (a dead letter may be retried after newer entries were applied).
+ */
+export interface LogConsumer {
+  readonly name: string;
+  apply(tx: TransactionSql, entry: LogEntry, ctx: EntryContext): Promise<void>;
+}
+
+export interface LogConsumerRunnerOptions {
+  consumer: LogConsumer;
+  /** A connection of its own: it blocks in XREAD. Not closed here. */
+  redis: Redis;
+  sql: Sql;
+  keys: RedisKeys;
+  log: Log;
+  /** Most entries read per endpoint per round. Default 500. */
+  batchSize?: number;
+  /** How long one XREAD waits for new entries (ms). Default 1000. */
+  blockMs?: number;
+  /** How often the list of endpoints is re-read from Postgres (ms). Default 2000. */
+  endpointRefreshMs?: number;
+  /** Pause after a failed round (Redis or Postgres away) before the next (ms). Default 1000. */
+  retryMs?: number;
+  /** A warning is logged when the consumer is this far behind the log (ms). Default 30000. */
+  lagWarnMs?: number;
+}
+
+const endpointRow = z.object({ id: z.string(), tenant_id: z.string() });
+const cursorRow = z.object({ endpoint_id: z.string(), last_id: z.string() });
+const deadLetterRow = z.object({ id: z.string(), endpoint_id: z.string(), entry_id: z.string(), entry_json: z.string() });
+
+type Raw = [id: string, fields: string[]];
+
+/**
+ * Runs one consumer over every endpoint's log: reads entries after its cursors (one XREAD over all
+ * streams), applies each batch in one Postgres transaction with the new cursor, and resumes from the
+ * committed cursors after any crash. An entry that cannot be parsed or applied is set aside as a
+ * dead letter (in the same transaction) and never blocks the entries behind it; a failure of Redis
+ * or Postgres themselves is retried, with nothing skipped.
+ */
+export class LogConsumerRunner {
+  private readonly cursors = new Map<string, string>();
+  private readonly tenants = new Map<string, string>();
+  private endpointsReadAt = -Infinity;
+  private running: Promise<void> | undefined;
+  private stopping = false;
+  private lastLagWarning = 0;
+  private readonly batchSize: number;
+  private readonly blockMs: number;
+
+  constructor(private readonly options: LogConsumerRunnerOptions) {
+    this.batchSize = options.batchSize ?? 500;
+    this.blockMs = options.blockMs ?? 1000;
+  }
+
+  get name(): string {
+    return this.options.consumer.name;
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  /** Finishes the round in flight (its transaction commits or rolls back whole) and stops. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.round();
+      } catch (err) {
+        this.options.log({ level: "warn", msg: "log consumer round failed; retrying", consumer: this.name, error: errorText(err) });
+        await sleep(this.options.retryMs ?? 1000);
+      }
+    }
+  }
+
+  /** Reads and applies one round of entries; returns how many were consumed. Public for tests. */
+  async round(): Promise<number> {
+    await this.refreshEndpoints();
+    await this.retryDeadLetters();
+    const ids = [...this.tenants.keys()];
+    if (ids.length === 0) {
+      await sleep(Math.min(this.blockMs, 200));
+      return 0;
+    }
+    const { keys, redis } = this.options;
+    const streams = ids.map((id) => keys.log(id));
+    const after = ids.map((id) => this.cursors.get(id) ?? "0-0");
+    const res = (await redis.xread("COUNT", this.batchSize, "BLOCK", this.blockMs, "STREAMS", ...streams, ...after)) as [string, Raw[]][] | null;
+    if (!res) return 0;
+    const byKey = new Map(ids.map((id) => [keys.log(id), id]));
+    let consumed = 0;
+    for (const [key, entries] of res) {
+      const endpointId = byKey.get(key);
+      if (!endpointId || entries.length === 0) continue;
+      await this.consume(endpointId, entries);
+      consumed += entries.length;
+      if (entries.length >= this.batchSize) this.noteLag(endpointId, entries[entries.length - 1]![0]);
+    }
+    return consumed;
+  }
+
+  private async consume(endpointId: string, entries: Raw[]): Promise<void> {
+    const ctx: EntryContext = { endpointId, tenantId: this.tenants.get(endpointId)! };
+    const lastId = entries[entries.length - 1]![0];
+    const parsed = entries.map(([id, fields]) => {
+      try {
+        return { id, fields, entry: parseLogEntry(id, fields) };
+      } catch (err) {
+        return { id, fields, invalid: errorText(err) };
+      }
+    });
+    const { sql, consumer } = this.options;
+    try {
+      // Fast path: the whole batch in one transaction, statements pipelined.
+      await sql.begin(async (tx) => {
+        await Promise.all(parsed.map((p) => (p.entry ? consumer.apply(tx, p.entry, ctx) : this.deadLetter(tx, endpointId, p.id, p.fields, p.invalid ?? "invalid"))));
+        await this.saveCursor(tx, endpointId, lastId);
+      });
+    } catch (err) {
+      if (isTransient(err)) throw err;
+      // Slow path: one savepoint per entry, so the one that fails is set aside alone.
+      await sql.begin(async (tx) => {
+        for (const p of parsed) {
+          if (!p.entry) {
+            await this.deadLetter(tx, endpointId, p.id, p.fields, p.invalid ?? "invalid");
+            continue;
+          }
+          const entry = p.entry;
+          try {
+            await tx.savepoint((sp) => consumer.apply(sp, entry, ctx));
+          } catch (entryErr) {
+            if (isTransient(entryErr)) throw entryErr;
+            await this.deadLetter(tx, endpointId, p.id, p.fields, errorText(entryErr));
+            this.options.log({ level: "warn", msg: "log entry set aside", consumer: this.name, endpointId, entryId: p.id, error: errorText(entryErr) });
+          }
+        }
+        await this.saveCursor(tx, endpointId, lastId);
+      });
+    }
+    this.cursors.set(endpointId, lastId);
+  }
+
+  private async saveCursor(tx: TransactionSql, endpointId: string, lastId: string): Promise<void> {
+    await tx`
+      insert into log_cursors (consumer, endpoint_id, last_id, updated_at) values (${this.name}, ${endpointId}, ${lastId}, now())
+      on conflict (consumer, endpoint_id) do update set last_id = excluded.last_id, updated_at = now()`;
+  }
+
+  private async deadLetter(tx: TransactionSql, endpointId: string, entryId: string, fields: string[], reason: string): Promise<void> {
+    // The entry as JSON text: whatever it holds (NUL, lone surrogates) survives as escapes.
+    await tx`
+      insert into log_dead_letters (id, consumer, endpoint_id, entry_id, entry_json, reason)
+      values (${`${this.name}:${endpointId}:${entryId}`}, ${this.name}, ${endpointId}, ${entryId}, ${JSON.stringify(fields)}, ${toPgText(reason.slice(0, 2000)).text})
+      on conflict (id) do nothing`;
+  }
+
+  /**
+   * Applies again the dead letters an admin asked to retry (`POST /admin/log/dead-letters/:id/retry`):
+   * one that applies now is `retried`; one that still fails is `open` again, with the new reason.
+   */
+  private async retryDeadLetters(): Promise<void> {
+    const { sql, consumer } = this.options;
+    const rows = z.array(deadLetterRow).parse(
+      await sql`select id, endpoint_id, entry_id, entry_json from log_dead_letters where consumer = ${this.name} and state = 'retrying' order by created_at limit 50`,
+    );
+    for (const d of rows) {
+      const tenantId = this.tenants.get(d.endpoint_id);
+      await sql.begin(async (tx) => {
+        let reason: string | undefined;
+        try {
+          const fields = z.array(z.string()).parse(JSON.parse(d.entry_json));
+          const entry = parseLogEntry(d.entry_id, fields);
+          if (tenantId === undefined) throw new Error(`endpoint ${d.endpoint_id} is unknown`);
+          await tx.savepoint((sp) => consumer.apply(sp, entry, { endpointId: d.endpoint_id, tenantId }));
+        } catch (err) {
+          if (isTransient(err)) throw err;
+          reason = errorText(err);
+        }
+        if (reason === undefined) await tx`update log_dead_letters set state = 'retried', resolved_at = now() where id = ${d.id}`;
+        else await tx`update log_dead_letters set state = 'open', reason = ${toPgText(reason.slice(0, 2000)).text} where id = ${d.id}`;
+      });
+    }
+  }
+
+  /** New endpoints join the read with their committed cursor (or from the start of their log). */
+  private async refreshEndpoints(): Promise<void> {
+    const now = Date.now();
+    if (now - this.endpointsReadAt < (this.options.endpointRefreshMs ?? 2000)) return;
+    const { sql } = this.options;
+    // Deleted endpoints included: their logs may still hold entries to project.
+    const rows = z.array(endpointRow).parse(await sql`select id, tenant_id from endpoints`);
+    const fresh = rows.filter((r) => !this.tenants.has(r.id));
+    if (fresh.length > 0) {
+      const cursors = z.array(cursorRow).parse(await sql`select endpoint_id, last_id from log_cursors where consumer = ${this.name}`);
+      for (const c of cursors) {
+        const known = this.cursors.get(c.endpoint_id);
+        if (known === undefined || compareStreamIds(c.last_id, known) > 0) this.cursors.set(c.endpoint_id, c.last_id);
+      }
+    }
+    for (const r of rows) this.tenants.set(r.id, r.tenant_id);
+    this.endpointsReadAt = now;
+  }
+
+  private noteLag(endpointId: string, lastReadId: string): void {
+    const lagMs = Date.now() - Number(lastReadId.split("-")[0]);
+    const warnMs = this.options.lagWarnMs ?? 30_000;
+    if (lagMs < warnMs || Date.now() - this.lastLagWarning < 10_000) return;
+    this.lastLagWarning = Date.now();
+    this.options.log({ level: "warn", msg: "log consumer lagging", consumer: this.name, endpointId, lagMs });
+  }
+}
+
+/**
+ * A failure of Postgres or the connection (retried, nothing skipped) as opposed to one entry the
+ * database refuses (set aside). SQLSTATE classes 08 connection, 40 rollback, 53 resources, 55 object
+ * state, 57 operator intervention are the server's condition, not the entry's.
+ */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof postgres.PostgresError) return ["08", "40", "53", "55", "57", "58"].includes(err.code.slice(0, 2));
+  // postgres.js' own connection errors (CONNECTION_CLOSED, CONNECT_TIMEOUT…) and socket errnos (ECONNREFUSED…).
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("CONNECT") || /^E[A-Z]+$/.test(code));
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof InvalidLogEntry) return `invalid entry: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,50 @@
+import { loadControlConfig } from "../../core/config/process-configs.ts";
+import { openDb } from "../../core/db/client.ts";
+import { jsonLineLog, errorFields } from "../../core/log/process-log.ts";
+import { RedisKeys } from "../../core/queue/keys.ts";
+import { connectRedis } from "../../core/redis/connect.ts";
+import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
+import { ControlPlane } from "./control-plane.ts";
+
+/** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
+async function main(): Promise<void> {
+  const config = loadControlConfig(process.env);
+  const log = jsonLineLog("control");
+  const redis = connectRedis(config.redisUrl);
+  const dbh = openDb(config.databaseUrl, { max: 4 });
+  void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
+  const control = new ControlPlane({
+    redis,
+    sql: dbh.sql,
+    keys: new RedisKeys(config.redisPrefix),
+    log,
+    logRetentionMs: config.logRetentionMs,
+    recordRetentionMs: config.recordRetentionMs,
+  });
+  control.start();
+  log({ msg: "control plane started", prefix: config.redisPrefix });
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log({ msg: "shutting down", signal });
+    control
+      .stop()
+      .then(() => Promise.all([redis.quit(), dbh.close()]))
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log({ level: "error", msg: "shutdown failed", ...errorFields(err) });
+          process.exit(1);
+        },
+      );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`control plane failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,171 @@
+import { z } from "zod";
+import { jobResult } from "../queue/job-catalog.ts";
+import { workerState } from "../contracts/worker-state.ts";
+
+/**
+ * The event log of an endpoint is one Redis stream: BullMQ's own events stream of the endpoint's
+ * queue. BullMQ's scripts append to it atomically with every job transition they make (`added`,
+ * `waiting`, `active`, `completed`, `failed`, `removed`, `stalled`…); Hearth appends its own
+ * entries (`event` = `hearth:…`, payload JSON in field `d`) in the same MULTI or Lua script as the
+ * change they record. Entries are ordered by their stream id, which Redis assigns from its own
+ * clock: the sequence readers order by, and the time billing trusts.
+ */
+export const HEARTH_EVENTS = {
+  /** A job was accepted; carries what the job's record needs (never the input). */
+  accepted: "hearth:accepted",
+  /** Why the BullMQ `removed` entry that follows this one for the job happened. */
+  removing: "hearth:removing",
+  /** A finished job was re-queued under the same id (`/retry`). */
+  retried: "hearth:retried",
+  /** A worker changed state. */
+  worker: "hearth:worker",
+} as const;
+
+export const acceptedPayload = z.object({
+  jobId: z.string(),
+  tenantId: z.string(),
+  sync: z.boolean(),
+  lowPriority: z.boolean(),
+  webhook: z.string().optional(),
+  webhookV2: z.string().optional(),
+  retries: z.number().int().min(0),
+  /** The submitting host's clock, for humans only; the entry's id dates the acceptance. */
+  submittedAt: z.number(),
+  executionTimeoutMs: z.number().int().positive(),
+  /** The job's Idempotency-Key hash, if it was given one. */
+  idempotencyKey: z.string().optional(),
+});
+export type AcceptedPayload = z.infer<typeof acceptedPayload>;
+
+export const removalReason = z.enum(["cancelled", "purged", "expired"]);
+export type RemovalReason = z.infer<typeof removalReason>;
+export const removingPayload = z.object({ jobId: z.string(), reason: removalReason });
+
+export const retriedPayload = z.object({ jobId: z.string(), retries: z.number().int().min(0) });
+
+export const workerPayload = z.object({
+  workerId: z.string(),
+  state: workerState,
+  /** Fixed when the session starts (`requested`). */
+  tenantId: z.string().optional(),
+  provider: z.string().optional(),
+  gpuType: z.string().optional(),
+  /** Why it is draining, exited or lost. */
+  reason: z.string().optional(),
+  exitCode: z.number().int().optional(),
+  /**
+   * ms on Redis' clock the transition really happened, when not at the entry's own time: a `lost`
+   * worker ends at its last heartbeat as received.
+   */
+  at: z.number().optional(),
+});
+export type WorkerPayload = z.infer<typeof workerPayload>;
+
+/** One parsed log entry; `other` is a BullMQ event the projections do not use. */
+export type LogEntry =
+  | { kind: "accepted"; id: string; p: AcceptedPayload }
+  | { kind: "removing"; id: string; p: z.infer<typeof removingPayload> }
+  | { kind: "retried"; id: string; p: z.infer<typeof retriedPayload> }
+  | { kind: "worker"; id: string; p: WorkerPayload }
+  /** BullMQ stored the job (the `accepted` entry that follows in the same MULTI carries its details). */
+  | { kind: "added"; id: string; jobId: string }
+  | { kind: "active"; id: string; jobId: string }
+  /** Back in the queue after being active: handed back by a draining worker, or stalled. */
+  | { kind: "requeued"; id: string; jobId: string }
+  | { kind: "completed"; id: string; jobId: string; result: z.infer<typeof jobResult> }
+  | { kind: "failed"; id: string; jobId: string; reason: string }
+  | { kind: "removed"; id: string; jobId: string }
+  | { kind: "other"; id: string; event: string };
+
+/** An entry that cannot be understood: set aside as a dead letter with the reason, never retried blindly. */
+export class InvalidLogEntry extends Error {
+  readonly code = "INVALID_LOG_ENTRY";
+}
+
+const fieldsOf = (raw: string[]): Map<string, string> => {
+  const m = new Map<string, string>();
+  for (let i = 0; i + 1 < raw.length; i += 2) m.set(raw[i]!, raw[i + 1]!);
+  return m;
+};
+
+function payload<S extends z.ZodType>(schema: S, f: Map<string, string>): z.output<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(f.get("d") ?? "");
+  } catch {
+    throw new InvalidLogEntry("payload is not JSON");
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) throw new InvalidLogEntry(`payload: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+function jobIdOf(f: Map<string, string>): string {
+  const jobId = f.get("jobId");
+  if (!jobId) throw new InvalidLogEntry("entry names no jobId");
+  return jobId;
+}
+
+/** Parses one stream entry; throws `InvalidLogEntry` for one that claims a kind and does not fit it. */
+export function parseLogEntry(id: string, raw: string[]): LogEntry {
+  const f = fieldsOf(raw);
+  const event = f.get("event") ?? "";
+  switch (event) {
+    case HEARTH_EVENTS.accepted:
+      return { kind: "accepted", id, p: payload(acceptedPayload, f) };
+    case HEARTH_EVENTS.removing:
+      return { kind: "removing", id, p: payload(removingPayload, f) };
+    case HEARTH_EVENTS.retried:
+      return { kind: "retried", id, p: payload(retriedPayload, f) };
+    case HEARTH_EVENTS.worker:
+      return { kind: "worker", id, p: payload(workerPayload, f) };
+    case "added":
+      return { kind: "added", id, jobId: jobIdOf(f) };
+    case "active":
+      return { kind: "active", id, jobId: jobIdOf(f) };
+    case "waiting":
+      // `waiting` after `added` is the job's first queueing (the accepted entry covers it); after
+      // `active` it went back to the queue; after `completed`/`failed` it is a retry (see `retried`).
+      return f.get("prev") === "active" ? { kind: "requeued", id, jobId: jobIdOf(f) } : { kind: "other", id, event };
+    case "completed": {
+      const jobId = jobIdOf(f);
+      let value: unknown;
+      try {
+        value = JSON.parse(f.get("returnvalue") ?? "null");
+      } catch {
+        throw new InvalidLogEntry("returnvalue is not JSON");
+      }
+      const r = jobResult.safeParse(value);
+      if (!r.success) throw new InvalidLogEntry(`returnvalue: ${z.prettifyError(r.error)}`);
+      return { kind: "completed", id, jobId, result: r.data };
+    }
+    case "failed":
+      return { kind: "failed", id, jobId: jobIdOf(f), reason: f.get("failedReason") ?? "failed" };
+    case "removed":
+      return { kind: "removed", id, jobId: jobIdOf(f) };
+    default:
+      return { kind: "other", id, event };
+  }
+}
+
+/** The fields of a Hearth entry, for `XADD <log> * ...fields`. */
+export function hearthEntry(event: (typeof HEARTH_EVENTS)[keyof typeof HEARTH_EVENTS], p: unknown): [string, string, string, string] {
+  // JSON.stringify escapes NUL and lone surrogates, so the payload survives Redis (which ioredis
+  // would otherwise hand UTF-8 with the surrogate replaced) and Postgres unchanged.
+  return ["event", event, "d", JSON.stringify(p)];
+}
+
+/** A stream id `<ms>-<n>` as its two numbers; ids compare by ms, then n. */
+export function parseStreamId(id: string): { ms: number; n: number } {
+  const dash = id.indexOf("-");
+  const ms = Number(id.slice(0, dash));
+  const n = Number(id.slice(dash + 1));
+  if (dash < 0 || !Number.isSafeInteger(ms) || !Number.isSafeInteger(n)) throw new InvalidLogEntry(`not a stream id: ${id}`);
+  return { ms, n };
+}
+
+export function compareStreamIds(a: string, b: string): number {
+  const x = parseStreamId(a);
+  const y = parseStreamId(b);
+  return x.ms - y.ms || x.n - y.n;
+}
