@@ -3,7 +3,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
+import { examplesDir, fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { waitFor } from "./support/services.ts";
 
 /** The job path end to end: API → BullMQ → scheduler-started worker processes → results, on real Redis and Postgres. */
@@ -101,6 +101,14 @@ describe("job path with real workers", () => {
     await waitFor(async () => (await health(ep)).jobs.completed === 1);
     expect(readFileSync(logFile, "utf8").split("\n").filter(Boolean)).toHaveLength(2); // and no third run since
     expect((await health(ep)).jobs.completed).toBe(1);
+  });
+
+  it("answers runsync with an output too large for the finish message, read from the job", async () => {
+    const ep = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 1 });
+    const big = "x".repeat(200 * 1024);
+    const r = await stack.call("POST", `/v2/${ep}/runsync`, { key, body: { input: { big } } });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ status: "COMPLETED", output: { echo: { big } } });
   });
 
   it("writes a durable record of every job to Postgres", async () => {

@@ -19,12 +19,14 @@ export interface HearthOptions {
   echo?: boolean;
 }
 
-/** Hearth as it is deployed: the API and the scheduler (which runs the workers) as separate processes. */
+/** Hearth as it is deployed: the API, the control plane and the scheduler (which runs the workers) as separate processes. */
 export interface RunningHearth {
   url: string;
   adminToken: string;
   api: RunningChild<string>;
   scheduler: RunningChild<true>;
+  /** The event log's consumers: they share the machine with what is measured, as in a one-box deployment. */
+  control: RunningChild<true>;
   /** POSTs JSON with a Bearer token and returns the parsed body; throws on a non-200. */
   post(path: string, token: string, body: unknown): Promise<Record<string, unknown>>;
   get(path: string, token: string): Promise<Record<string, unknown>>;
@@ -33,7 +35,7 @@ export interface RunningHearth {
   /** The new endpoint's id. */
   createEndpoint(apiKey: string, body: Record<string, unknown>): Promise<string>;
   waitIdleWorkers(apiKey: string, endpointId: string, atLeast: number, timeoutMs?: number): Promise<void>;
-  /** Scheduler first (it drains its workers), then the API (it flushes buffered job records). */
+  /** Scheduler first (it drains its workers), then the control plane and the API. */
   stop(): Promise<void>;
 }
 
@@ -104,6 +106,16 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     },
     options.cleanup,
   );
+  const control = await startChild(
+    {
+      name: "hearth-control",
+      entry: `${repoRoot}apps/control/main.ts`,
+      env,
+      echo: options.echo,
+      ready: jsonLine((o) => (o.msg === "control plane started" ? true : undefined)),
+    },
+    options.cleanup,
+  );
   const url = api.ready;
 
   const call = async (method: string, path: string, token: string, body?: unknown) => {
@@ -124,6 +136,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     adminToken,
     api,
     scheduler,
+    control,
     post,
     get,
     createTenant: async (name) => (await post("/admin/tenants", adminToken, { name })).apiKey as string,
@@ -141,6 +154,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     },
     stop: async () => {
       await scheduler.stop();
+      await control.stop();
       await api.stop();
     },
   };

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ApiError } from "../api-error.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { validate } from "../validation.ts";
+import { decodeCursor } from "../services/job-records.ts";
 import type { ApiDeps } from "../api-deps.ts";
 
 const JOB_STATUSES = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
@@ -26,6 +27,8 @@ export function recordRoutes(deps: ApiDeps): Hono<TenantEnv> {
   app.get("/jobs", auth, async (c) => {
     const q = validate(jobListQuery, Object.fromEntries(Object.entries(c.req.query()).filter(([, v]) => v !== "")));
     const tenantId = c.get("principal").tenantId;
+    // A damaged cursor would otherwise restart the listing: a client would page for ever.
+    if (q.cursor !== undefined && !decodeCursor(q.cursor)) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
     if (q.endpointId !== undefined && !(await deps.endpoints.getOwned(tenantId, q.endpointId))) throw ApiError.notFound("endpoint");
     return c.json(await deps.records.list({ tenantId, ...definedOnly(q) }), 200);
   });

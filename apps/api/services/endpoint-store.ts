@@ -4,6 +4,10 @@ import { endpoints } from "../../../core/db/schema.ts";
 import type { Endpoint, EndpointCreate, EndpointPatch } from "../../../core/contracts/endpoint.ts";
 import { newEndpointId } from "../../../core/ids/random-id.ts";
 import { TtlCache } from "./ttl-cache.ts";
+import { isBackendUnavailable } from "../backend-unavailable.ts";
+
+/** How long past its TTL a cached endpoint is still served while Postgres is unreachable (ms). */
+export const STALE_IF_ERROR_MS = 15 * 60_000;
 
 export interface EndpointStoreOptions {
   db: Db;
@@ -56,7 +60,14 @@ export class EndpointStore {
     const [row] = await this.db
       .select()
       .from(endpoints)
-      .where(and(eq(endpoints.id, id), isNull(endpoints.deletedAt)));
+      .where(and(eq(endpoints.id, id), isNull(endpoints.deletedAt)))
+      .catch((err: unknown) => {
+        // Postgres away: the job path goes on with what it knew (jobs need Redis, not Postgres).
+        const stale = isBackendUnavailable(err) ? this.cache.getStale(id, STALE_IF_ERROR_MS) : undefined;
+        if (stale) return [{ stale }] as const;
+        throw err;
+      });
+    if (row && "stale" in row) return row.stale;
     if (!row) return undefined;
     const ep = toEndpoint(row);
     this.cache.set(id, ep);

@@ -4,7 +4,7 @@ import { finishedView, isGone, toJobView } from "../../../core/policy/job-view.t
 import type { JobData } from "../../../core/queue/job-catalog.ts";
 import type { JobEvent } from "../../../core/queue/messages.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
-import type { JobEvents } from "./job-events.ts";
+import type { JobEvents, JobWatch } from "./job-events.ts";
 
 export interface StreamPage {
   status: JobStatus;
@@ -66,14 +66,27 @@ export class JobReader {
   }
 
   /**
+   * Starts hearing a job's finish; call (after `ready`) before submitting the job, then pass the
+   * watch to `waitFinished`. A fast worker's finish message can overtake the reply to the submit
+   * itself (they come on different connections), so listening only after the submit can miss it.
+   */
+  watchFinish(endpointId: string, jobId: string): JobWatch {
+    return this.options.events.watch(endpointId, jobId, isFinished);
+  }
+
+  /**
    * Waits up to `waitMs` for the job to finish, then returns its view (terminal or not). A finished
    * job is answered from the envelope in the worker's message: the worker sends it just ahead of
    * BullMQ's own bookkeeping, so a read at that instant could still find the job active. `known`
-   * (runsync, which has just built the job) saves the first read.
+   * (runsync, which has just built the job and listened from before it existed) saves the first
+   * read; its watch is disposed by whoever made it.
    */
-  async waitFinished(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal, known?: { data: JobData }): Promise<JobView | undefined> {
-    await this.options.events.ready(endpointId);
-    const watch = this.options.events.watch(endpointId, jobId, isFinished);
+  async waitFinished(endpointId: string, jobId: string, waitMs: number, signal?: AbortSignal, known?: { data: JobData; watch: JobWatch }): Promise<JobView | undefined> {
+    let watch = known?.watch;
+    if (!watch) {
+      await this.options.events.ready(endpointId);
+      watch = this.options.events.watch(endpointId, jobId, isFinished);
+    }
     try {
       let data = known?.data;
       if (!data) {
@@ -83,12 +96,27 @@ export class JobReader {
       }
       const event = await watch.next(waitMs, signal);
       if (data && event?.type === "finished" && event.result) {
-        return finishedView({ id: jobId, retries: data.retries }, data, event.result);
+        const early = finishedView({ id: jobId, retries: data.retries }, data, event.result);
+        // The message left a large (or streamed) output out: read it from BullMQ once stored.
+        return event.outputOmitted ? ((await this.settledView(endpointId, jobId)) ?? early) : early;
       }
       return await this.view(endpointId, jobId);
     } finally {
-      watch.dispose();
+      if (!known) watch.dispose();
     }
+  }
+
+  /**
+   * The job's view once BullMQ has stored its result: the finish message goes out just ahead of
+   * BullMQ's own write on the worker's connection, so this is a few ms at most (bounded at 2 s).
+   */
+  async settledView(endpointId: string, jobId: string): Promise<JobView | undefined> {
+    for (let i = 0; i < 200; i++) {
+      const view = await this.view(endpointId, jobId);
+      if (!view || isTerminal(view.status)) return view;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return undefined;
   }
 
   /**

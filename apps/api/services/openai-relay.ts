@@ -41,17 +41,27 @@ export class OpenAIRelay {
   /** Runs the request to completion: the engine's JSON on success, an OpenAI error otherwise. */
   async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
     const wait = this.waitMs(ep);
+    // Listening from before the job exists (see JobReader.watchFinish).
+    const id = newJobId(true);
     await this.options.reader.ready(ep.id);
-    const submitted = await this.options.submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(wait) });
+    const watch = this.options.reader.watchFinish(ep.id, id);
+    let submitted: Awaited<ReturnType<JobSubmitter["submit"]>>;
+    try {
+      submitted = await this.options.submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(wait), id });
+    } catch (err) {
+      watch.dispose();
+      throw err;
+    }
     const cancelIfGone = () => void this.options.control.cancel(ep.id, submitted.id).catch(() => {});
     signal.addEventListener("abort", cancelIfGone, { once: true });
     if (signal.aborted) cancelIfGone(); // gone while the job was being queued
     try {
-      const view = await this.options.reader.waitFinished(ep.id, submitted.id, wait, signal, { data: submitted.data });
+      const view = await this.options.reader.waitFinished(ep.id, submitted.id, wait, signal, { data: submitted.data, watch });
       if (view?.status === "COMPLETED") return { status: 200, body: view.output ?? null };
       if (view && !isTerminal(view.status) && !signal.aborted) cancelIfGone(); // nobody will read it
       return jobFailure(view ?? { id: submitted.id, status: "IN_QUEUE", retries: 0 });
     } finally {
+      watch.dispose();
       signal.removeEventListener("abort", cancelIfGone);
     }
   }
@@ -101,6 +111,14 @@ export class OpenAIRelay {
         return;
       }
       // A worker that answered with one value instead of chunks (a handler that does not stream): that value is the one event.
+      if (relayed === 0 && event.outputOmitted && event.result?.status === "COMPLETED") {
+        // Too large for the message: read it from the job, then finish.
+        void reader.settledView(ep.id, jobId).then(
+          (v) => onEvent({ ...event, outputOmitted: false, result: { ...event.result!, ...(v?.output !== undefined && { output: v.output }) } }),
+          () => onEvent({ ...event, outputOmitted: false }),
+        );
+        return;
+      }
       const output = event.result?.output;
       if (relayed === 0 && event.result?.status === "COMPLETED" && output !== undefined && !(Array.isArray(output) && output.length === 0)) write(encoder.encode(`data: ${JSON.stringify(output)}\n\n`));
       const view = event.result && ({ id: jobId, status: event.result.status, error: event.result.error, retries: 0 } as JobView);

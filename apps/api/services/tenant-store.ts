@@ -4,6 +4,8 @@ import type { Db } from "../../../core/db/client.ts";
 import { apiKeys, tenants } from "../../../core/db/schema.ts";
 import { newApiKey, newKeyId, newTenantId } from "../../../core/ids/random-id.ts";
 import { TtlCache } from "./ttl-cache.ts";
+import { isBackendUnavailable } from "../backend-unavailable.ts";
+import { STALE_IF_ERROR_MS } from "./endpoint-store.ts";
 
 export interface Principal {
   tenantId: string;
@@ -76,10 +78,18 @@ export class TenantStore {
     const hit = this.cache.get(key);
     if (hit) return hit;
     const hash = hashKey(key);
-    const [row] = await this.db
-      .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id })
-      .from(apiKeys)
-      .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt)));
+    let row: Principal | undefined;
+    try {
+      [row] = await this.db
+        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id })
+        .from(apiKeys)
+        .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt)));
+    } catch (err) {
+      // Postgres away: a key known recently still works (a revocation deletes it from the cache at once).
+      const stale = isBackendUnavailable(err) ? this.cache.getStale(key, STALE_IF_ERROR_MS) : undefined;
+      if (stale) return { tenantId: stale.tenantId, keyId: stale.keyId };
+      throw err;
+    }
     if (!row) return undefined;
     // The reverse map has no TTL of its own: start both afresh rather than let it grow.
     if (this.hashes.size >= 10_000) {

@@ -12,13 +12,20 @@ export class TtlCache<V> {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /**
+   * An entry past its TTL but no older than `maxStaleMs` beyond it (stale-if-error: served while
+   * the store behind the cache is unreachable). Invalidations still delete entries at once.
+   */
+  getStale(key: string, maxStaleMs: number): V | undefined {
+    const e = this.entries.get(key);
+    return e && e.expiresAt + maxStaleMs > this.now() ? e.value : undefined;
+  }
+
   get(key: string): V | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
-    if (e.expiresAt <= this.now()) {
-      this.entries.delete(key);
-      return undefined;
-    }
+    // Expired entries stay (until evicted or replaced) for `getStale`.
+    if (e.expiresAt <= this.now()) return undefined;
     return e.value;
   }
 
