@@ -128,6 +128,7 @@ export class Scheduler {
   /** Subscribes to wakes, contends for leadership and starts the loop; resolves after the first lock attempt. */
   async start(): Promise<void> {
     this.subscriber = this.opts.redis.duplicate();
+    this.subscriber.on("error", () => {}); // reconnects and resubscribes on its own; the tick covers lost wakes
     const wakeChannel = this.keys.wakeChannel();
     this.subscriber.on("message", (channel: string, raw: string) => {
       if (channel !== wakeChannel) return;

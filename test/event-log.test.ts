@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,6 +6,7 @@ import { RedisKeys } from "../core/queue/keys.ts";
 import { startApiReplica } from "./support/api-replica.ts";
 import { examplesDir, fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { waitFor } from "./support/services.ts";
+import { pidOfWorker } from "./support/engine-processes.ts";
 
 /** The stack's admin token (test/support/hearth-stack.ts). */
 const ADMIN = "stack-admin-token-0123456789";
@@ -482,15 +482,3 @@ function inOrder(states: string[], wanted: string[]): boolean {
   return i === wanted.length;
 }
 
-/** The pid of a local worker process, from the HEARTH_WORKER_ID in its environment. */
-function pidOfWorker(workerId: string): number {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(`HEARTH_WORKER_ID=${workerId}`)) return Number(entry);
-    } catch {
-      // a process that ended, or not ours to read
-    }
-  }
-  throw new Error(`no process for worker ${workerId}`);
-}

@@ -45,7 +45,7 @@ describe("job path with real workers", () => {
     }, 30_000);
     // Heartbeats go before the processes exit; wait for the exits to be recorded too.
     await waitFor(async () => {
-      const rows = await stack.sql`select count(*)::int as n from worker_sessions where endpoint_id = ${ep} and ended_at is not null`;
+      const rows = await stack.sql`select count(*)::int as n from worker_sessions where endpoint_id = ${ep} and exit_code is not null`;
       return rows[0]?.n === 3;
     });
     expect(stack.provider.list().filter((w) => w.endpointId === ep)).toEqual([]);

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Queue } from "bullmq";
@@ -17,6 +16,7 @@ import { LocalProvider } from "../scheduler/providers/local-provider.ts";
 import { Scheduler, type SchedulerOptions } from "../scheduler/scheduler.ts";
 import type { LogLine as LogEntry } from "../core/log/process-log.ts";
 import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+import { pidOfWorker } from "./support/engine-processes.ts";
 
 const handlerDirs = [
   fileURLToPath(new URL("../images/handler/examples", import.meta.url)),
@@ -146,18 +146,6 @@ async function enqueue(h: Harness, input: unknown, opts: { lowPriority?: boolean
   return jobId;
 }
 
-/** The pid of a worker process, found by the HEARTH_WORKER_ID in its environment. */
-function pidOfWorker(workerId: string): number {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(`HEARTH_WORKER_ID=${workerId}`)) return Number(entry);
-    } catch {
-      // a process that ended, or not ours to read
-    }
-  }
-  throw new Error(`no process for worker ${workerId}`);
-}
 
 /** The endpoint's worker sessions as the control plane projected them from the log. */
 const workerRows = (endpointId: string) => dbh.db.select().from(workerSessions).where(eq(workerSessions.endpointId, endpointId));
@@ -185,7 +173,7 @@ describe("scheduler", () => {
     await waitFor(() => provider.list().length === 0, 45_000);
     const rows = await waitFor(async () => {
       const rs = await workerRows(h.endpointId);
-      return rs.every((r) => r.endedAt !== null) ? rs : undefined;
+      return rs.length === 3 && rs.every((r) => r.endedAt !== null && r.exitCode !== null) ? rs : undefined;
     });
     expect(rows).toHaveLength(3); // never more than workersMax
     for (const row of rows) expect(row).toMatchObject({ provider: "local", state: "exited", exitCode: 0 });
@@ -212,7 +200,8 @@ describe("scheduler", () => {
     // A frozen clock moved by hand and ticks driven by hand: the backoff is checked in exact steps.
     let t = Date.now();
     const { scheduler, logs } = await startScheduler(h, { tickMs: 600_000, lockTtlMs: 60_000, now: () => t });
-    const crashed = async (n: number) => (await workerRows(h.endpointId)).filter((r) => r.endedAt !== null && r.exitCode !== 0).length === n;
+    // Exit code set: the provider saw the process end (a worker's own exit entry comes before that, without one).
+    const crashed = async (n: number) => (await workerRows(h.endpointId)).filter((r) => r.endedAt !== null && r.exitCode !== null && r.exitCode !== 0).length === n;
     // Counted from the scheduler's own log: the records follow the event log a moment later.
     const started = async () => logs.filter((l) => l.msg === "worker started").length;
 

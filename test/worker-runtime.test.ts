@@ -164,7 +164,7 @@ describe("worker runtime in process", () => {
     await w.runtime.drain("test over");
     const log = await w.log();
     const job = log.filter((e) => "jobId" in e && e.jobId === id).map((e) => e.kind);
-    expect(job).toEqual(["active", "completed"]);
+    expect(job).toEqual(["added", "active", "completed"]);
     const completed = log.find((e) => e.kind === "completed");
     // The envelope survives the log unchanged, NUL and lone surrogate included.
     expect(completed?.kind === "completed" && completed.result.output).toEqual({ x: "\u0000\ud800" });

@@ -43,6 +43,9 @@ async function main(): Promise<void> {
 
   const redis = connectRedis(config.redisUrl);
   const subscriber = redis.duplicate();
+  // Both reconnect on their own; a Redis outage shows in failed heartbeats, logged by the runtime.
+  redis.on("error", () => {});
+  subscriber.on("error", () => {});
   // No Postgres here: what this worker does reaches it through the endpoint's log in Redis.
   const closeClients = async () => {
     await Promise.allSettled([redis.quit(), subscriber.quit()]);

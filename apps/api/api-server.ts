@@ -40,6 +40,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   // until it returns; the subscriber keeps the default and resubscribes when Redis is back.
   const redis = connectRedis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   const subscriber = connectRedis(config.redisUrl);
+  subscriber.on("error", () => {}); // reconnects and resubscribes on its own
   redis.on("error", () => {}); // reconnects on its own; requests meanwhile get 503
   await Promise.all([whenReady(redis, config.redisUrl), whenReady(subscriber, config.redisUrl)]);
   const keys = new RedisKeys(config.redisPrefix);

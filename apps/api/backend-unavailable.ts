@@ -6,10 +6,17 @@ const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE
  * request was fine and may be retried.
  */
 export function isBackendUnavailable(err: unknown): boolean {
-  if (typeof err !== "object" || err === null) return false;
-  const e = err as { name?: string; code?: string; message?: string };
-  if (e.code && NETWORK_CODES.has(e.code)) return true;
-  if (e.name === "MaxRetriesPerRequestError") return true;
-  const m = e.message ?? "";
-  return m.includes("enableOfflineQueue") || m.includes("Connection is closed") || m.includes("write EPIPE");
+  // drizzle wraps the driver's error ("Failed query: …") with the connection error as its cause.
+  for (let e: unknown = err, depth = 0; typeof e === "object" && e !== null && depth < 5; depth++) {
+    const x = e as { name?: string; code?: string; message?: string; cause?: unknown };
+    if (x.code && NETWORK_CODES.has(x.code)) return true;
+    // Postgres refusing for its own state: 08 connection exception, 53 insufficient resources,
+    // 57 operator intervention (57P01 shutting down, 57P03 still starting up after a restart).
+    if (x.code && /^(08|53|57)[0-9A-Z]{3}$/.test(x.code)) return true;
+    if (x.name === "MaxRetriesPerRequestError") return true;
+    const m = x.message ?? "";
+    if (m.includes("enableOfflineQueue") || m.includes("Connection is closed") || m.includes("write EPIPE")) return true;
+    e = x.cause;
+  }
+  return false;
 }

@@ -14,9 +14,20 @@ export interface DbHandle {
 
 const migrationsFolder = fileURLToPath(new URL("../../migrations", import.meta.url));
 
-/** Opens a pooled connection. `max` bounds the pool; postgres.js connects lazily. */
+/**
+ * Opens a pooled connection. `max` bounds the pool; postgres.js connects lazily.
+ *
+ * While Postgres is down, postgres.js waits before each reconnect, up to 20 s by default, and holds
+ * queries meanwhile; requests should rather fail fast (the API then serves what it cached, or 503),
+ * so the wait is capped at about a second and a connect attempt at 10 s.
+ */
 export function openDb(url: string, options: { max?: number } = {}): DbHandle {
-  const sql = postgres(url, { max: options.max ?? 10, onnotice: () => {} });
+  const sql = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    connect_timeout: 10,
+    backoff: (retries: number) => (0.5 + Math.random() / 2) * Math.min(3 ** retries / 100, 1),
+  });
   return { db: drizzle(sql, { schema }), sql, close: () => sql.end({ timeout: 5 }) };
 }
 

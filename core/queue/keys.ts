@@ -34,6 +34,10 @@ export class RedisKeys {
   queueMeta(endpointId: string): string {
     return `${this.queuePrefix(endpointId)}:meta`;
   }
+  /** BullMQ's lock of a job being processed (its value is the holding worker's token). */
+  jobLock(endpointId: string, jobId: string): string {
+    return `${this.queuePrefix(endpointId)}:${jobId}:lock`;
+  }
   private own(endpointId: string, name: string): string {
     return `${this.queuePrefix(endpointId)}:x:${name}`;
   }

@@ -34,3 +34,16 @@ export function findEngineProcesses(marker: string): EngineProcess[] {
   }
   return found;
 }
+
+/** The pid of a local worker process, found by the HEARTH_WORKER_ID in its environment. */
+export function pidOfWorker(workerId: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(`HEARTH_WORKER_ID=${workerId}`)) return Number(entry);
+    } catch {
+      // a process that ended, or not ours to read
+    }
+  }
+  throw new Error(`no process for worker ${workerId}`);
+}

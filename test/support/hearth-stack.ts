@@ -23,6 +23,13 @@ export interface StackOptions {
   sseHeartbeatMs?: number;
   /** Run the control plane (the log's consumers) in this process. Default true. */
   control?: boolean;
+  /** Redis of the whole stack (API, scheduler, workers, control plane). Default: the shared test Redis. */
+  redisUrl?: string;
+  /**
+   * A database already migrated (`migrateDb`) for the whole stack, which the caller owns: `close()`
+   * leaves it in place. Default: a fresh test database, dropped by `close()`.
+   */
+  databaseUrl?: string;
 }
 
 /**
@@ -31,22 +38,23 @@ export interface StackOptions {
  * provider. `tenant()` makes a tenant and returns its key; `endpoint()` creates an endpoint through the API.
  */
 export async function startStack(options: StackOptions = {}) {
-  const database = await createTestDatabase();
+  const database = options.databaseUrl === undefined ? await createTestDatabase() : { url: options.databaseUrl, drop: async () => {} };
+  const redisUrl = options.redisUrl ?? TEST_REDIS_URL;
   const redisPrefix = uniquePrefix();
   const handlerDirs = [examplesDir, fixturesDir];
   const api: RunningApi = await startApiServer({
     databaseUrl: database.url,
-    redisUrl: TEST_REDIS_URL,
+    redisUrl,
     redisPrefix,
     handlerDirs,
     port: 0,
     host: "127.0.0.1",
     adminToken: ADMIN,
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
-  const redis = connectRedis(TEST_REDIS_URL);
+  const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
   const provider = new LocalProvider({
-    redisUrl: TEST_REDIS_URL,
+    redisUrl,
     redisPrefix,
     handlerDirs,
     workerLockMs: options.workerLockMs ?? 30_000,
@@ -70,7 +78,9 @@ export async function startStack(options: StackOptions = {}) {
   return {
     api,
     redis,
+    redisUrl,
     redisPrefix,
+    databaseUrl: database.url,
     db: dbh.db,
     sql: dbh.sql,
     provider,

@@ -3,7 +3,8 @@ import type { Redis } from "ioredis";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import type { Engine, EngineInfo } from "../engines/engine.ts";
-import { FinishReporter } from "./finish-reporter.ts";
+import { FinishReporter, reportFailedByQueue } from "./finish-reporter.ts";
+import type { JobResult } from "../../core/queue/job-catalog.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { CancelRequests } from "./cancel-requests.ts";
 import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
@@ -149,6 +150,14 @@ export class WorkerRuntime {
       autorun: false,
     });
     worker.on("error", (err) => this.onError(err, "queue"));
+    // Our processor never throws, so `failed` here is BullMQ's own verdict (a job that stalled more
+    // than maxStalledCount, failed as this worker took it): tell the waiters, as a finish would.
+    worker.on("failed", (job, err) => {
+      if (!job?.id) return;
+      const now = this.now();
+      const result: JobResult = { status: "FAILED", error: job.failedReason || err.message, workerId: options.workerId, startedAt: now, finishedAt: now };
+      this.track(reportFailedByQueue({ redis: options.redis, keys: this.keys, endpointId: options.endpointId }, job.id, result), "failed report");
+    });
     this.worker = worker;
 
     // Only this endpoint's cancels: a worker hears nothing of other tenants' traffic.
@@ -223,7 +232,8 @@ export class WorkerRuntime {
         // Announced as the processor returns, not on BullMQ's `completed` event: the announcement and
         // BullMQ's moveToFinished leave back to back on this one connection, so Redis has stored the
         // result by the time a waiter can ask, and the waiter is not one more round trip away.
-        this.track(this.finisher.report(job.id!, result), "finish report");
+        // Without a token (never, with BullMQ's Worker) there is no lock to check: say nothing early.
+        if (token !== undefined) this.track(this.finisher.report(job.id!, token, result), "finish report");
         return result;
       } finally {
         this.running--;

@@ -7,15 +7,21 @@ import type { Redis } from "ioredis";
  */
 
 /**
- * --[[ Records a finished job and tells the API's waiters.
+ * --[[ Records a finished job and tells the API's waiters, if this worker still holds the job: a
+ *   worker that lost its lock (the stalled checker gave the job to another, or failed it) must not
+ *   announce a result BullMQ will refuse. BullMQ's moveToFinished, which checks the same lock, goes
+ *   out next on the same connection.
  *   KEYS[1] stats hash of the endpoint
+ *   KEYS[2] the job's lock key
  *   ARGV[1] stats field to increment (completed | failed | cancelled)
  *   ARGV[2] job-events channel
  *   ARGV[3] the `finished` event (JSON)
- *   Returns: the number of subscribers that received the event.
+ *   ARGV[4] this worker's lock token for the job
+ *   Returns: the number of subscribers that received the event, or -1 when the lock is not ours.
  * ]]
  */
 const FINISH_JOB = `
+if redis.call("GET", KEYS[2]) ~= ARGV[4] then return -1 end
 redis.call("HINCRBY", KEYS[1], ARGV[1], 1)
 return redis.call("PUBLISH", ARGV[2], ARGV[3])
 `;
@@ -38,7 +44,7 @@ return n
 `;
 
 export interface WorkerScripts {
-  hearthFinishJob(statsKey: string, field: string, channel: string, event: string): Promise<number>;
+  hearthFinishJob(statsKey: string, lockKey: string, field: string, channel: string, event: string, token: string): Promise<number>;
   hearthPushChunks(streamKey: string, keepMs: number, channel: string, event: string, ...chunks: string[]): Promise<number>;
 }
 
@@ -46,7 +52,7 @@ export interface WorkerScripts {
 export function withWorkerScripts(redis: Redis): Redis & WorkerScripts {
   const r = redis as Redis & Partial<WorkerScripts>;
   if (!r.hearthFinishJob) {
-    redis.defineCommand("hearthFinishJob", { numberOfKeys: 1, lua: FINISH_JOB });
+    redis.defineCommand("hearthFinishJob", { numberOfKeys: 2, lua: FINISH_JOB });
     redis.defineCommand("hearthPushChunks", { numberOfKeys: 1, lua: PUSH_CHUNKS });
   }
   return redis as Redis & WorkerScripts;

@@ -30,7 +30,6 @@ interface QueueTransaction {
  */
 export class EndpointQueues {
   private readonly queues = new Map<string, Queue>();
-  private readonly metaWritten = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -62,10 +61,9 @@ export class EndpointQueues {
     // BullMQ's transaction wrapper (its scripts are defined on the connection it returns).
     const client = (await (queue as unknown as { backend: { client: Promise<{ multi(): QueueTransaction }> } }).backend.client);
     const multi = client.multi();
-    if (!this.metaWritten.has(endpointId)) {
-      // The Queue writes this too, but asynchronously; a job added first must not find the default cap.
-      multi.hset(this.keys.queueMeta(endpointId), { "opts.maxLenEvents": String(LOG_STREAM_MAX_LEN) });
-    }
+    // Every time, in the same MULTI (no extra round trip): any other `new Queue` on this queue (a
+    // dashboard, a script) writes BullMQ's default cap of 10,000 back, which would trim the log.
+    multi.hset(this.keys.queueMeta(endpointId), { "opts.maxLenEvents": String(LOG_STREAM_MAX_LEN) });
     const job = new Job(queue, JOB_NAME, data, { ...opts, jobId }, jobId);
     void job.addJob(multi as never);
     multi.xadd(this.keys.log(endpointId), "*", ...hearthEntry(HEARTH_EVENTS.accepted, accepted));
@@ -75,7 +73,6 @@ export class EndpointQueues {
       if (err) throw err;
       if (typeof value === "number" && value < 0) throw new Error(`BullMQ refused the job (code ${value})`);
     }
-    this.metaWritten.add(endpointId);
   }
 
   /** The job as stored, or undefined if BullMQ does not have it (see `readTombstone`). */
