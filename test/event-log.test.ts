@@ -7,6 +7,8 @@ import { startApiReplica } from "./support/api-replica.ts";
 import { examplesDir, fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { waitFor } from "./support/services.ts";
 import { pidOfWorker } from "./support/engine-processes.ts";
+import { acceptedJobIds, readLog } from "./support/event-log-probe.ts";
+import { compareStreamIds } from "../core/log/log-entry.ts";
 
 /** The stack's admin token (test/support/hearth-stack.ts). */
 const ADMIN = "stack-admin-token-0123456789";
@@ -134,10 +136,8 @@ describe("event log and its records", () => {
     return { status: res.status, body: (await res.json()) as any };
   };
   /** An endpoint's log entries after `afterId`: each one's event and, for Hearth's own, its payload. */
-  const hearthEntriesAfter = async (ep: string, afterId: string) => {
-    const raw = (await stack.redis.xrange(keys.log(ep), `(${afterId}`, "+")) as [string, string[]][];
-    return raw.map(([, f]) => ({ event: f[f.indexOf("event") + 1], d: f.includes("d") ? (JSON.parse(f[f.indexOf("d") + 1]!) as Record<string, unknown>) : undefined }));
-  };
+  /** Job ids of the acceptance records (the API's jobs' `added` entries) after a log position. */
+  const acceptedAfter = async (ep: string, afterId: string) => acceptedJobIds((await readLog(stack.redis, keys.log(ep))).filter((e) => compareStreamIds(e.id, afterId) > 0));
   const lastLogId = async (ep: string) => ((await stack.redis.xrevrange(keys.log(ep), "+", "-", "COUNT", 1)) as [string, string[]][])[0]?.[0] ?? "0-0";
 
   it("lists a tenant's jobs newest first, a page at a time, filtered by endpoint, status and time", async () => {
@@ -272,8 +272,7 @@ describe("event log and its records", () => {
     expect((await recordWith(a.body.id, "COMPLETED")).output).toEqual({ echo: { n: 1 } });
     await recordWith(otherIdem.body.id, "COMPLETED");
     await recordWith(otherTenant.body.id, "IN_QUEUE", otherKey);
-    const accepted = (await hearthEntriesAfter(echoEp, logStart)).filter((e) => e.event === "hearth:accepted").map((e) => e.d?.jobId);
-    expect(accepted).toEqual([a.body.id, otherIdem.body.id]);
+    expect(await acceptedAfter(echoEp, logStart)).toEqual([a.body.id, otherIdem.body.id]);
 
     // /runsync: the repeat returns the same finished job, and a /run's key answers a /runsync too.
     const syncIdem = `${idem}-sync`;
@@ -285,7 +284,7 @@ describe("event log and its records", () => {
     const s3 = await postWithKey(`/v2/${echoEp}/runsync`, key, idem, { input: { n: 8 } });
     expect(s3.body).toMatchObject({ id: a.body.id, status: "COMPLETED", output: { echo: { n: 1 } } });
     await recordWith(s1.body.id, "COMPLETED");
-    expect((await hearthEntriesAfter(echoEp, logStart)).filter((e) => e.event === "hearth:accepted")).toHaveLength(3);
+    expect(await acceptedAfter(echoEp, logStart)).toHaveLength(3);
 
     const bad = await postWithKey(`/v2/${echoEp}/run`, key, "has space", { input: {} });
     expect(bad.status).toBe(400);
@@ -355,12 +354,13 @@ describe("event log and its records", () => {
 
   it("sets unreadable log entries aside as dead letters without blocking the entries behind them", async () => {
     const log = keys.log(echoEp);
-    const poisonId = (await stack.redis.xadd(log, "*", "event", "hearth:accepted", "d", "{not json"))!;
+    // An `added` entry whose name (the job's acceptance record) is not JSON.
+    const poisonId = (await stack.redis.xadd(log, "*", "event", "added", "jobId", "poison-job", "name", "{not json"))!;
     const after = await run(echoEp, { input: { after: "poison" } });
     expect((await recordWith(after, "COMPLETED")).output).toEqual({ echo: { after: "poison" } });
 
     const poison = await waitFor(() => deadLetterOf(poisonId));
-    expect(poison).toMatchObject({ consumer: "records", endpointId: echoEp, state: "open", entry: ["event", "hearth:accepted", "d", "{not json"] });
+    expect(poison).toMatchObject({ consumer: "records", endpointId: echoEp, state: "open", entry: ["event", "added", "jobId", "poison-job", "name", "{not json"] });
     expect(poison.reason).toMatch(/not JSON/);
     const openBefore = (await adminLog()).deadLetters.open;
     expect((await stack.call("POST", `/admin/log/dead-letters/${encodeURIComponent(poison.id)}/discard`, { key: ADMIN })).body).toEqual({ id: poison.id, state: "discarded" });

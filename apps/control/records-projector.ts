@@ -2,11 +2,10 @@ import type { TransactionSql } from "postgres";
 import { parseStreamId, type LogEntry } from "../../core/log/log-entry.ts";
 import { toPgText } from "../../core/db/pg-text.ts";
 import { FINAL_WORKER_STATES } from "../../core/contracts/worker-state.ts";
-import type { JobResult } from "../../core/queue/job-catalog.ts";
 import type { EntryContext, LogConsumer } from "./log-consumer.ts";
+import { foldJobs, upsertFolded } from "./job-batch.ts";
+import { EMPTY_FINISH, resultColumns, type FinishColumns } from "./job-columns.ts";
 
-/** Outputs larger than this (as JSON) are not copied into Postgres; Redis keeps them for their retention. */
-export const MAX_INLINE_OUTPUT_BYTES = 256 * 1024;
 
 /** Error text of a job removed from its queue, by reason (CANCELLED has none, as RunPod). */
 const REMOVAL = {
@@ -25,6 +24,15 @@ type Tx = TransactionSql;
  */
 export class RecordsProjector implements LogConsumer {
   readonly name = "records";
+
+  /**
+   * A whole batch: jobs whose entries fold into one row each go in one statement (under load most
+   * jobs are accepted, started and finished within one read), the rest entry by entry, in order.
+   */
+  async applyBatch(tx: Tx, entries: LogEntry[], ctx: EntryContext): Promise<void> {
+    const { folded, single } = foldJobs(entries, ctx);
+    await Promise.all([upsertFolded(tx, folded), ...single.map((e) => this.apply(tx, e, ctx))]);
+  }
 
   async apply(tx: Tx, entry: LogEntry, ctx: EntryContext): Promise<void> {
     const { ms, n } = parseStreamId(entry.id);
@@ -170,60 +178,4 @@ export class RecordsProjector implements LogConsumer {
         seq_ms = excluded.seq_ms, seq_n = excluded.seq_n
       where (worker_sessions.seq_ms, worker_sessions.seq_n) < (excluded.seq_ms, excluded.seq_n)`;
   }
-}
-
-interface FinishColumns {
-  status: string;
-  worker_id?: string | null;
-  error?: string | null;
-  error_exact?: string | null;
-  execution_time_ms?: number | null;
-  output_json?: string | null;
-  output_ref?: string | null;
-  ttft_ms?: number | null;
-  itl_ms?: number | null;
-  prompt_tokens?: number | null;
-  completion_tokens?: number | null;
-}
-
-const EMPTY_FINISH: Required<Omit<FinishColumns, "status">> = {
-  worker_id: null,
-  error: null,
-  error_exact: null,
-  execution_time_ms: null,
-  output_json: null,
-  output_ref: null,
-  ttft_ms: null,
-  itl_ms: null,
-  prompt_tokens: null,
-  completion_tokens: null,
-};
-
-/** Postgres `integer` columns hold 32 bits; a value outside is kept out rather than failing the record. */
-const int32 = (v: number | undefined): number | null => (v === undefined || !Number.isFinite(v) ? null : Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(v))));
-
-/** The record's columns from the worker's envelope (the durations are on the worker's one clock). */
-export function resultColumns(r: JobResult): FinishColumns {
-  const error = r.error === undefined ? undefined : toPgText(r.error);
-  let outputJson: string | null = null;
-  let outputRef: string | null = null;
-  if (r.output !== undefined) {
-    // JSON text, not jsonb: jsonb refuses \u0000 and lone surrogates, which a job may legally return.
-    const json = JSON.stringify(r.output);
-    if (json !== undefined && Buffer.byteLength(json) <= MAX_INLINE_OUTPUT_BYTES) outputJson = json;
-    else if (json !== undefined) outputRef = "redis";
-  }
-  return {
-    status: r.status,
-    worker_id: toPgText(r.workerId).text,
-    error: error?.text ?? null,
-    error_exact: error?.exact ?? null,
-    execution_time_ms: int32(r.finishedAt - r.startedAt),
-    output_json: outputJson,
-    output_ref: outputRef,
-    ttft_ms: int32(r.generation?.ttftMs),
-    itl_ms: r.generation?.itlMs ?? null,
-    prompt_tokens: int32(r.generation?.promptTokens),
-    completion_tokens: int32(r.generation?.completionTokens),
-  };
 }

@@ -9,10 +9,12 @@ import { workerState } from "../contracts/worker-state.ts";
  * entries (`event` = `hearth:…`, payload JSON in field `d`) in the same MULTI or Lua script as the
  * change they record. Entries are ordered by their stream id, which Redis assigns from its own
  * clock: the sequence readers order by, and the time billing trusts.
+ *
+ * A job's acceptance needs no entry of its own: its BullMQ name is its acceptance record (JSON,
+ * `acceptedJobName`), which BullMQ's add script writes into its `added` entry atomically with
+ * the job. Workers take every job whatever its name.
  */
 export const HEARTH_EVENTS = {
-  /** A job was accepted; carries what the job's record needs (never the input). */
-  accepted: "hearth:accepted",
   /** Why the BullMQ `removed` entry that follows this one for the job happened. */
   removing: "hearth:removing",
   /** A finished job was re-queued under the same id (`/retry`). */
@@ -36,6 +38,11 @@ export const acceptedPayload = z.object({
   idempotencyKey: z.string().optional(),
 });
 export type AcceptedPayload = z.infer<typeof acceptedPayload>;
+
+/** The BullMQ name of an accepted job: its acceptance record (JSON escapes NUL and lone surrogates). */
+export function acceptedJobName(p: AcceptedPayload): string {
+  return JSON.stringify(p);
+}
 
 export const removalReason = z.enum(["cancelled", "purged", "expired"]);
 export type RemovalReason = z.infer<typeof removalReason>;
@@ -67,7 +74,7 @@ export type LogEntry =
   | { kind: "removing"; id: string; p: z.infer<typeof removingPayload> }
   | { kind: "retried"; id: string; p: z.infer<typeof retriedPayload> }
   | { kind: "worker"; id: string; p: WorkerPayload }
-  /** BullMQ stored the job (the `accepted` entry that follows in the same MULTI carries its details). */
+  /** BullMQ stored a job not queued by the API (no acceptance record in its name). */
   | { kind: "added"; id: string; jobId: string }
   | { kind: "active"; id: string; jobId: string }
   /** Back in the queue after being active: handed back by a draining worker, or stalled. */
@@ -111,16 +118,28 @@ export function parseLogEntry(id: string, raw: string[]): LogEntry {
   const f = fieldsOf(raw);
   const event = f.get("event") ?? "";
   switch (event) {
-    case HEARTH_EVENTS.accepted:
-      return { kind: "accepted", id, p: payload(acceptedPayload, f) };
     case HEARTH_EVENTS.removing:
       return { kind: "removing", id, p: payload(removingPayload, f) };
     case HEARTH_EVENTS.retried:
       return { kind: "retried", id, p: payload(retriedPayload, f) };
     case HEARTH_EVENTS.worker:
       return { kind: "worker", id, p: payload(workerPayload, f) };
-    case "added":
-      return { kind: "added", id, jobId: jobIdOf(f) };
+    case "added": {
+      const jobId = jobIdOf(f);
+      const name = f.get("name") ?? "";
+      // A job queued without the API (a test, a script) has a plain name: it is only `added`.
+      if (!name.startsWith("{")) return { kind: "added", id, jobId };
+      let json: unknown;
+      try {
+        json = JSON.parse(name);
+      } catch {
+        throw new InvalidLogEntry("job name (its acceptance record) is not JSON");
+      }
+      const r = acceptedPayload.safeParse(json);
+      if (!r.success) throw new InvalidLogEntry(`job name (its acceptance record): ${z.prettifyError(r.error)}`);
+      if (r.data.jobId !== jobId) throw new InvalidLogEntry(`acceptance record names job ${r.data.jobId}, the entry ${jobId}`);
+      return { kind: "accepted", id, p: r.data };
+    }
     case "active":
       return { kind: "active", id, jobId: jobIdOf(f) };
     case "waiting":

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Sql } from "postgres";
-import { HEARTH_EVENTS } from "../../core/log/log-entry.ts";
+import { parseLogEntry } from "../../core/log/log-entry.ts";
 
 /** One entry of an endpoint's log, fields as a map (`event`, `jobId`, `d`…). */
 export interface RawLogEntry {
@@ -26,11 +26,17 @@ export async function readLog(redis: Redis, key: string): Promise<RawLogEntry[]>
   }
 }
 
-/** The job ids of the log's `hearth:accepted` entries, one per entry (a duplicate accept shows up twice). */
+/** The job ids of the log's acceptance records (`added` entries named by the API), one per entry (a duplicate accept shows up twice). */
 export function acceptedJobIds(entries: RawLogEntry[]): string[] {
-  return entries
-    .filter((e) => e.event === HEARTH_EVENTS.accepted)
-    .map((e) => (JSON.parse(e.fields.get("d") ?? "{}") as { jobId: string }).jobId);
+  return entries.flatMap((e) => {
+    if (e.event !== "added") return [];
+    try {
+      const parsed = parseLogEntry(e.id, [...e.fields].flat());
+      return parsed.kind === "accepted" ? [parsed.p.jobId] : [];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** Id of the newest entry of a log stream, or undefined when it is empty. */

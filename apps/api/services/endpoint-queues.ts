@@ -2,8 +2,8 @@ import { Job, Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { RedisKeys } from "../../../core/queue/keys.ts";
-import { jobData, jobResult, JOB_NAME, type JobData } from "../../../core/queue/job-catalog.ts";
-import { HEARTH_EVENTS, hearthEntry, type RemovalReason } from "../../../core/log/log-entry.ts";
+import { jobData, jobResult, type JobData } from "../../../core/queue/job-catalog.ts";
+import { acceptedJobName, HEARTH_EVENTS, hearthEntry, type AcceptedPayload, type RemovalReason } from "../../../core/log/log-entry.ts";
 import { LOG_STREAM_MAX_LEN } from "../../../core/log/log-stream.ts";
 import type { QueueState, StoredJob } from "../../../core/policy/job-view.ts";
 import type { JobView } from "../../../core/contracts/job-view.ts";
@@ -15,13 +15,6 @@ const tombstone = z.object({
 });
 type Tombstone = z.infer<typeof tombstone>;
 
-/** The slice of BullMQ's transaction wrapper we use: its own script calls plus XADD and EXEC. */
-interface QueueTransaction {
-  xadd(key: string, id: "*", ...fields: string[]): QueueTransaction;
-  hset(key: string, data: Record<string, string>): QueueTransaction;
-  exec(): Promise<[Error | null, unknown][] | null>;
-}
-
 /**
  * BullMQ queues of endpoints, sharing one connection (BullMQ only duplicates connections for
  * blocking commands, which a producer never issues), and reads of a job in the shape the pure
@@ -30,6 +23,7 @@ interface QueueTransaction {
  */
 export class EndpointQueues {
   private readonly queues = new Map<string, Queue>();
+  private readonly metaWritten = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -53,26 +47,19 @@ export class EndpointQueues {
   }
 
   /**
-   * Adds a job and its `accepted` log entry in one MULTI: BullMQ's own add script (which also
-   * XADDs `added`/`waiting`) and our XADD commit together or not at all.
+   * Adds a job whose BullMQ name is its acceptance record (`acceptedJobName`): BullMQ's add script
+   * stores the job and appends `added` with that name to the log in one script, so the job and its
+   * `accepted` entry exist together or not at all, at the cost of one command (a MULTI with an XADD
+   * of our own cost the API a sixth of its throughput: ioredis copies every script BullMQ defines
+   * into each transaction object).
    */
-  async add(endpointId: string, jobId: string, data: JobData, opts: JobsOptions, accepted: unknown): Promise<void> {
-    const queue = this.queue(endpointId);
-    // BullMQ's transaction wrapper (its scripts are defined on the connection it returns).
-    const client = (await (queue as unknown as { backend: { client: Promise<{ multi(): QueueTransaction }> } }).backend.client);
-    const multi = client.multi();
-    // Every time, in the same MULTI (no extra round trip): any other `new Queue` on this queue (a
-    // dashboard, a script) writes BullMQ's default cap of 10,000 back, which would trim the log.
-    multi.hset(this.keys.queueMeta(endpointId), { "opts.maxLenEvents": String(LOG_STREAM_MAX_LEN) });
-    const job = new Job(queue, JOB_NAME, data, { ...opts, jobId }, jobId);
-    void job.addJob(multi as never);
-    multi.xadd(this.keys.log(endpointId), "*", ...hearthEntry(HEARTH_EVENTS.accepted, accepted));
-    const results = await multi.exec();
-    if (!results) throw new Error("job add transaction was discarded");
-    for (const [err, value] of results) {
-      if (err) throw err;
-      if (typeof value === "number" && value < 0) throw new Error(`BullMQ refused the job (code ${value})`);
+  async add(endpointId: string, jobId: string, data: JobData, opts: JobsOptions, accepted: AcceptedPayload): Promise<void> {
+    if (!this.metaWritten.has(endpointId)) {
+      // The Queue writes this too, but asynchronously; a job added first must not find the default cap.
+      await this.redis.hset(this.keys.queueMeta(endpointId), "opts.maxLenEvents", String(LOG_STREAM_MAX_LEN));
+      this.metaWritten.add(endpointId);
     }
+    await this.queue(endpointId).add(acceptedJobName(accepted), data, { ...opts, jobId });
   }
 
   /** The job as stored, or undefined if BullMQ does not have it (see `readTombstone`). */
