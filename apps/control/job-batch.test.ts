@@ -53,7 +53,7 @@ describe("foldJobs", () => {
     ]);
   });
 
-  it("leaves to one-by-one what does not fold: a lone entry, a job with a removal or requeue, worker entries", () => {
+  it("folds a lone part of a job's life too, and leaves to one-by-one a job with a removal or requeue, and worker entries", () => {
     const worker: LogEntry = { kind: "worker", id: "101-0", p: { workerId: "w-1", state: "idle" } };
     const entries: LogEntry[] = [
       accepted("100-0", "a"),
@@ -66,9 +66,13 @@ describe("foldJobs", () => {
       active("106-0", "d"),
     ];
     const { folded, single } = foldJobs(entries, ctx);
-    expect(folded.map((f) => [f.id, f.status, f.seq_ms])).toEqual([["d", "IN_PROGRESS", 106]]);
+    expect(folded.map((f) => [f.id, f.status, f.seq_ms])).toEqual([
+      ["a", "IN_QUEUE", 100],
+      ["b", "IN_PROGRESS", 102],
+      ["d", "IN_PROGRESS", 106],
+    ]);
     // In their original order.
-    expect(single.map((e) => e.id)).toEqual(["100-0", "101-0", "102-0", "103-0", "104-0", "104-1"]);
+    expect(single.map((e) => e.id)).toEqual(["101-0", "103-0", "104-0", "104-1"]);
   });
 
   it("does not fold entries out of a job's order (finished before started)", () => {

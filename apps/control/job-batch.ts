@@ -37,12 +37,13 @@ export interface FoldedJob {
   completion_tokens?: number | null;
 }
 
-/** The life of a job that folds into one row: queued, then started, then finished (any prefix of two or more). */
+/** The life of a job that folds into one row: queued, then started, then finished (any part of it, in order). */
 const FOLDABLE = /^(accepted|added)?(active)?(completed|failed)?$/;
 
 /**
  * Splits a batch into jobs whose entries fold into one row each (the common life of a job under
- * load: accepted, started and finished within one read) and the entries that go one by one (worker
+ * load: accepted, started and finished, or any part of that, within one read) and the entries that
+ * go one by one (worker
  * transitions, removals, retries, and any job whose entries take another shape).
  */
 export function foldJobs(entries: LogEntry[], ctx: EntryContext): { folded: FoldedJob[]; single: LogEntry[] } {
@@ -69,7 +70,7 @@ export function foldJobs(entries: LogEntry[], ctx: EntryContext): { folded: Fold
   const folded: FoldedJob[] = [];
   const foldedIds = new Set<string>();
   for (const [id, list] of byJob) {
-    if (list.length < 2 || !FOLDABLE.test(list.map((e) => e.kind).join(""))) continue;
+    if (!FOLDABLE.test(list.map((e) => e.kind).join(""))) continue;
     folded.push(fold(id, list, ctx));
     foldedIds.add(id);
   }
