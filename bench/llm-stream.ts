@@ -144,6 +144,7 @@ async function openHearth(ctx: BenchContext) {
         bench: { self: process.pid },
         api: { self: hearth.api.pid },
         scheduler: { self: hearth.scheduler.pid },
+        control: { self: hearth.control.pid },
         worker: { self: engine.parentPid },
         engine: { self: engine.pid },
         redis: { comm: "redis-server" },
@@ -209,7 +210,7 @@ function printed(s: TokenStreamStats): Record<string, number> {
 export async function llmStream(ctx: BenchContext): Promise<BenchResult[]> {
   const { config } = ctx;
   ensureTinyLlamaFile(modelPath);
-  ctx.log("hearth: starting the API and the scheduler");
+  ctx.log("hearth: starting the API, the control plane and the scheduler");
   const hearthSide = await openHearth(ctx);
   const floorSide = hearthSide.floor;
   ctx.log(`${WARMUP_REQUESTS} warm-up + ${config.llmRequests} measured streams of ${config.llmTokens} tokens per side, alternating`);

@@ -103,6 +103,7 @@ async function hearthSide(ctx: BenchContext) {
       bench: { self: process.pid },
       api: { self: hearth.api.pid },
       scheduler: { self: hearth.scheduler.pid },
+      control: { self: hearth.control.pid },
       redis: { comm: "redis-server" },
       postgres: { comm: "postgres" },
     });
@@ -118,7 +119,7 @@ async function hearthSide(ctx: BenchContext) {
     if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
     measured = { run, problems, inQueue };
   } finally {
-    ctx.log("hearth: stopping (the API flushes its buffered job records)");
+    ctx.log("hearth: stopping");
     const stopStarted = performance.now();
     await hearth.stop();
     measured &&= { ...measured, stopMs: Math.round(performance.now() - stopStarted) };
@@ -135,7 +136,7 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
   const { config } = ctx;
   ctx.log("floor: starting a bare Hono server");
   const floor = await floorSide(ctx);
-  ctx.log("hearth: starting the API and the scheduler");
+  ctx.log("hearth: starting the API, the control plane and the scheduler");
   const hearth = await hearthSide(ctx);
 
   const cpu = { hearth: hearth.run.cpu, floor: floor.run.cpu };

@@ -143,6 +143,7 @@ async function hearthSide(ctx: BenchContext) {
       bench: { self: process.pid },
       api: { self: hearth.api.pid },
       scheduler: { self: hearth.scheduler.pid },
+      control: { self: hearth.control.pid },
       workers: { descendants: hearth.scheduler.pid },
       redis: { comm: "redis-server" },
       postgres: { comm: "postgres" },
@@ -175,7 +176,7 @@ async function hearthSide(ctx: BenchContext) {
 export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
   ctx.log("floor: starting a bare BullMQ worker");
   const floor = await floorSide(ctx);
-  ctx.log("hearth: starting the API and the scheduler");
+  ctx.log("hearth: starting the API, the control plane and the scheduler");
   const hearth = await hearthSide(ctx);
 
   const h = summarize(hearth.run.samples);

@@ -41,6 +41,11 @@ export interface LogConsumerRunnerOptions {
   retryMs?: number;
   /** A warning is logged when the consumer is this far behind the log (ms). Default 30000. */
   lagWarnMs?: number;
+  /**
+   * After a round that read less than a full batch, wait this long before the next (ms). Default
+   * 100: a steady trickle then costs one transaction per interval, not one per entry or two.
+   */
+  lingerMs?: number;
 }
 
 const endpointRow = z.object({ id: z.string(), tenant_id: z.string() });
@@ -88,7 +93,8 @@ export class LogConsumerRunner {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       try {
-        await this.round();
+        const n = await this.round();
+        if (n > 0 && n < this.batchSize) await sleep(this.options.lingerMs ?? 100);
       } catch (err) {
         this.options.log({ level: "warn", msg: "log consumer round failed; retrying", consumer: this.name, error: errorText(err) });
         await sleep(this.options.retryMs ?? 1000);
