@@ -2,12 +2,12 @@ import type { TransactionSql } from "postgres";
 import { parseStreamId, type LogEntry } from "../../core/log/log-entry.ts";
 import { toPgText } from "../../core/db/pg-text.ts";
 import type { EntryContext } from "./log-consumer.ts";
-import { resultColumns } from "./job-columns.ts";
+import { resultColumns, type FinishColumns } from "./job-columns.ts";
 
 type JobEntry = Extract<LogEntry, { kind: "accepted" | "added" | "active" | "completed" | "failed" }>;
 
 /** A job's entries in one batch, folded into one row: what the per-entry statements would leave. */
-export interface FoldedJob {
+export interface FoldedJob extends Omit<FinishColumns, "status"> {
   id: string;
   tenant_id: string;
   endpoint_id: string;
@@ -25,16 +25,6 @@ export interface FoldedJob {
   started_ms?: number;
   finished: boolean;
   finished_at?: string;
-  worker_id?: string | null;
-  error?: string | null;
-  error_exact?: string | null;
-  execution_time_ms?: number | null;
-  output_json?: string | null;
-  output_ref?: string | null;
-  ttft_ms?: number | null;
-  itl_ms?: number | null;
-  prompt_tokens?: number | null;
-  completion_tokens?: number | null;
 }
 
 /** The life of a job that folds into one row: queued, then started, then finished (any part of it, in order). */

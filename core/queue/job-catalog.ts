@@ -23,7 +23,10 @@ export const jobData = z.object({
 });
 export type JobData = z.infer<typeof jobData>;
 
-/** BullMQ name of every Hearth job; the queue, not the name, says which endpoint. */
+/**
+ * BullMQ name of a job queued outside the API (tests, scripts). The API names each job with its
+ * acceptance record instead (core/log/log-entry.ts `acceptedJobName`); workers take any name.
+ */
 export const JOB_NAME = "job";
 
 /** BullMQ priority for `lowPriority` jobs; normal jobs carry none and so are taken first. */

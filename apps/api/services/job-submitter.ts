@@ -44,8 +44,8 @@ export interface Submitted {
 }
 
 /**
- * The hot path: one MULTI per job that queues it and logs its acceptance (the durable record is
- * projected from that entry, off this path), and a scheduler wake that is not awaited.
+ * The hot path: one BullMQ add per job, whose script also logs its acceptance (the durable record
+ * is projected from that entry, off this path), and a scheduler wake that is not awaited.
  */
 export class JobSubmitter {
   private readonly lastWake = new Map<string, number>();
