@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Db } from "../core/db/client.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
+import { whenReady } from "../core/redis/connect.ts";
 import { parseMessage, wakeMessage } from "../core/queue/messages.ts";
 import { decideScaling } from "../core/policy/scaling.ts";
 import { NO_CRASHES, recordCrash, startDelayMs, type CrashRecord } from "../core/policy/restart-backoff.ts";
@@ -135,6 +136,8 @@ export class Scheduler {
       const msg = parseMessage(wakeMessage, raw);
       if (msg) void this.wake(msg.endpointId);
     });
+    // Subscribing before the connection is ready races ioredis' ready check (refused on a subscribed connection).
+    await whenReady(this.subscriber, "the scheduler's Redis");
     await this.subscriber.subscribe(wakeChannel);
     await this.lock.start();
     this.timer = setTimeout(() => void this.loop(), 0);

@@ -14,6 +14,7 @@ import { jobEvent, parseMessage, type ControlMessage, type JobEvent } from "../c
 import { eq } from "drizzle-orm";
 import { openDb, type DbHandle } from "../core/db/client.ts";
 import { endpoints, jobs, tenants, workerSessions } from "../core/db/schema.ts";
+import { whenReady } from "../core/redis/connect.ts";
 import { ControlPlane } from "../apps/control/control-plane.ts";
 import { clearPrefix, createTestDatabase, TEST_REDIS_URL, uniquePrefix, waitFor } from "./support/services.ts";
 
@@ -40,6 +41,7 @@ beforeAll(async () => {
     const e = parseMessage(jobEvent, raw);
     if (e) events.push(e);
   });
+  await whenReady(sub, TEST_REDIS_URL); // see stream-writer.test.ts: subscribing earlier races the ready check
   await sub.psubscribe(keys.jobEventsChannel("*"));
   db = await createTestDatabase();
   dbh = openDb(db.url, { max: 2 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { jobEvent, parseMessage } from "../../core/queue/messages.ts";
-import { connectRedis } from "../../core/redis/connect.ts";
+import { connectRedis, whenReady } from "../../core/redis/connect.ts";
 import { clearPrefix, TEST_REDIS_URL, uniquePrefix, waitFor } from "../../test/support/services.ts";
 import { StreamWriter } from "./stream-writer.ts";
 
@@ -17,6 +17,9 @@ beforeAll(async () => {
     const e = parseMessage(jobEvent, raw);
     if (e?.type === "chunk") events.push({ jobId: e.jobId, outputs: (e.chunks ?? []).map((c) => c.output) });
   });
+  // Subscribing before the connection is ready races ioredis' ready check (INFO, which Redis
+  // refuses on a subscribed connection): the subscription can then come late, after a reconnect.
+  await whenReady(subscriber, TEST_REDIS_URL);
   await subscriber.subscribe(keys.jobEventsChannel("ep"));
 });
 afterAll(async () => {

@@ -1,6 +1,7 @@
 import { Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { RedisKeys } from "../../core/queue/keys.ts";
+import { whenReady } from "../../core/redis/connect.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import type { Engine, EngineInfo } from "../engines/engine.ts";
 import { FinishReporter, reportFailedByQueue } from "./finish-reporter.ts";
@@ -169,6 +170,8 @@ export class WorkerRuntime {
       // Not running here (yet): remember it, in case the job is on its way to this processor.
       if (!worker.cancelJob(msg.jobId, "hearth:cancel")) cancels.add(msg.jobId);
     });
+    // Subscribing before the connection is ready races ioredis' ready check (refused on a subscribed connection).
+    await whenReady(options.subscriber, "the worker's Redis");
     await options.subscriber.subscribe(channel);
   }
 
