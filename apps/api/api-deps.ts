@@ -9,6 +9,7 @@ import type { JobSubmitter } from "./services/job-submitter.ts";
 import type { TenantStore } from "./services/tenant-store.ts";
 import type { JobRecords } from "./services/job-records.ts";
 import type { LogAdmin } from "./services/log-admin.ts";
+import type { SyncRuns } from "./services/sync-runs.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -23,6 +24,8 @@ export interface ApiDeps {
   submitter: JobSubmitter;
   reader: JobReader;
   control: JobControl;
+  /** Submit-and-wait (`/runsync`). */
+  syncRuns: SyncRuns;
   /** Durable job records and worker sessions (Postgres). */
   records: JobRecords;
   /** The event log's consumers and dead letters, for the operator. */

@@ -16,6 +16,7 @@ import { OpenAIRelay } from "./services/openai-relay.ts";
 import { TenantStore } from "./services/tenant-store.ts";
 import { JobRecords } from "./services/job-records.ts";
 import { LogAdmin } from "./services/log-admin.ts";
+import { SyncRuns } from "./services/sync-runs.ts";
 
 export interface RunningApi {
   url: string;
@@ -62,6 +63,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const submitter = new JobSubmitter({ queues, redis, now });
   const reader = new JobReader({ queues, events, redis, now });
   const control = new JobControl({ queues, events, redis, submitter, now });
+  const syncRuns = new SyncRuns({ submitter, reader });
   const deps: ApiDeps = {
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,
@@ -73,9 +75,10 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     submitter,
     reader,
     control,
+    syncRuns,
     records: new JobRecords(dbh.sql),
     logAdmin: new LogAdmin(redis, dbh.sql, keys),
-    openai: new OpenAIRelay({ submitter, reader, events, control, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
+    openai: new OpenAIRelay({ submitter, reader, events, control, syncRuns, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
     checkReady: async () => {
       const [r, p] = await Promise.all([
         redis.ping().then(() => true, () => false),

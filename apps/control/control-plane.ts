@@ -5,6 +5,7 @@ import { errorFields, type Log } from "../../core/log/process-log.ts";
 import { LogConsumerRunner, type LogConsumer } from "./log-consumer.ts";
 import { LogTrimmer } from "./log-trimmer.ts";
 import { RecordsProjector } from "./records-projector.ts";
+import { LOG_CONSUMERS } from "../../core/log/log-stream.ts";
 
 export interface ControlPlaneOptions {
   /** For XTRIM; each consumer gets a duplicate of it (they block in XREAD). Not closed here. */
@@ -23,8 +24,6 @@ export interface ControlPlaneOptions {
   batchSize?: number;
 }
 
-/** The names of every consumer of the log: trimming waits for all of them. */
-export const LOG_CONSUMERS = ["records"] as const;
 
 /**
  * The control plane: the log's consumers (the records projector today; billing and webhook

@@ -52,25 +52,13 @@ export class FinishReporter {
 }
 
 /**
- * --[[ Tells the API's waiters a job BullMQ failed itself (stalled too often), after the fact.
- *   KEYS[1] stats hash of the endpoint
- *   ARGV[1] job-events channel, ARGV[2] the `finished` event (JSON)
- * ]]
- */
-const FAILED_BY_QUEUE = `
-redis.call("HINCRBY", KEYS[1], "failed", 1)
-return redis.call("PUBLISH", ARGV[1], ARGV[2])
-`;
-
-/**
  * Announces a job BullMQ moved to failed without our processor's envelope (its stalled checker
  * gave up on it): BullMQ has logged the failure already; this only wakes the waiters and counts it.
  */
 export async function reportFailedByQueue(options: FinishReporterOptions, jobId: string, result: JobResult): Promise<void> {
   const { redis, keys, endpointId } = options;
-  if (!("hearthFailedByQueue" in redis)) redis.defineCommand("hearthFailedByQueue", { numberOfKeys: 1, lua: FAILED_BY_QUEUE });
   const event: JobEvent = { type: "finished", jobId, endpointId, result };
-  await (redis as Redis & { hearthFailedByQueue(k: string, ch: string, e: string): Promise<number> }).hearthFailedByQueue(keys.stats(endpointId), keys.jobEventsChannel(endpointId), JSON.stringify(event));
+  await withWorkerScripts(redis).hearthFailedByQueue(keys.stats(endpointId), keys.jobEventsChannel(endpointId), JSON.stringify(event));
 }
 
 function jsonBytesOver(value: unknown, limit: number): boolean {

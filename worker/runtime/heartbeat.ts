@@ -1,7 +1,8 @@
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { WorkerHeartbeat, WorkerState } from "../../core/contracts/worker-state.ts";
-import { HEARTH_EVENTS, type WorkerPayload } from "../../core/log/log-entry.ts";
+import type { WorkerPayload } from "../../core/log/log-entry.ts";
+import { WorkerPresence } from "../../core/log/worker-presence-scripts.ts";
 
 /** What the heartbeat reads from the runtime at the moment it writes. */
 export interface HeartbeatSnapshot {
@@ -27,56 +28,6 @@ export interface HeartbeatOptions {
 }
 
 /**
- * --[[ Writes a worker's heartbeat, dated on Redis' own clock, and logs its state when it changed.
- *   KEYS[1] heartbeat hash of the endpoint
- *   KEYS[2] last-seen hash of the endpoint (worker id → Redis ms)
- *   KEYS[3] the endpoint's log stream
- *   ARGV[1] worker id
- *   ARGV[2] heartbeat JSON
- *   ARGV[3] event name of worker entries
- *   ARGV[4] "" or the worker entry's payload (JSON), when the state changed since the last one logged
- *   Returns: the beat's time, ms on Redis' clock.
- * ]]
- */
-const BEAT_LUA = `
-local t = redis.call("TIME")
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
-redis.call("HSET", KEYS[2], ARGV[1], ms)
-if ARGV[4] ~= "" then
-  redis.call("XADD", KEYS[3], "*", "event", ARGV[3], "d", ARGV[4])
-end
-return ms
-`;
-
-/**
- * --[[ Removes a worker's heartbeat and logs its end, together.
- *   KEYS[1] heartbeat hash, KEYS[2] last-seen hash, KEYS[3] log stream
- *   ARGV[1] worker id, ARGV[2] event name, ARGV[3] the worker entry's payload (JSON)
- *   Returns: 1
- * ]]
- */
-const END_LUA = `
-redis.call("HDEL", KEYS[1], ARGV[1])
-redis.call("HDEL", KEYS[2], ARGV[1])
-redis.call("XADD", KEYS[3], "*", "event", ARGV[2], "d", ARGV[3])
-return 1
-`;
-
-type BeatRedis = Redis & {
-  hearthBeat(hb: string, seen: string, log: string, workerId: string, json: string, event: string, entry: string): Promise<number>;
-  hearthBeatEnd(hb: string, seen: string, log: string, workerId: string, event: string, entry: string): Promise<number>;
-};
-
-function withBeatScripts(redis: Redis): BeatRedis {
-  if (!("hearthBeat" in redis)) {
-    redis.defineCommand("hearthBeat", { numberOfKeys: 3, lua: BEAT_LUA });
-    redis.defineCommand("hearthBeatEnd", { numberOfKeys: 3, lua: END_LUA });
-  }
-  return redis as BeatRedis;
-}
-
-/**
  * Keeps `HSET workers:{endpoint} {workerId} <heartbeat JSON>` fresh: on every `beat()` (the runtime
  * calls it on each state change) and every `intervalMs`. Each write also dates the beat on Redis'
  * clock (what a `lost` worker's session ends at) and, when the state changed since the last one
@@ -89,12 +40,12 @@ export class Heartbeat {
   private stopped = false;
   private soon: NodeJS.Timeout | undefined;
   private logged: WorkerState | undefined;
-  private readonly redis: BeatRedis;
+  private readonly presence: WorkerPresence;
   private readonly onError: (err: unknown) => void;
   private readonly now: () => number;
 
   constructor(private readonly options: HeartbeatOptions) {
-    this.redis = withBeatScripts(options.redis);
+    this.presence = new WorkerPresence(options.redis, options.keys);
     this.onError = options.onError ?? ((err) => console.error("heartbeat write failed:", err));
     this.now = options.now ?? Date.now;
   }
@@ -121,7 +72,7 @@ export class Heartbeat {
   /** Writes the current snapshot now. Never rejects. */
   async beat(): Promise<void> {
     if (this.stopped) return;
-    const { keys, endpointId, workerId } = this.options;
+    const { endpointId, workerId } = this.options;
     const s = this.options.snapshot();
     const hb: WorkerHeartbeat = {
       id: workerId,
@@ -134,7 +85,7 @@ export class Heartbeat {
     };
     const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state };
     try {
-      await this.redis.hearthBeat(keys.workers(endpointId), keys.workersSeen(endpointId), keys.log(endpointId), workerId, JSON.stringify(hb), HEARTH_EVENTS.worker, entry ? JSON.stringify(entry) : "");
+      await this.presence.beat(endpointId, workerId, JSON.stringify(hb), entry);
       if (entry) this.logged = s.state;
     } catch (err) {
       this.onError(err);
@@ -147,10 +98,8 @@ export class Heartbeat {
     if (this.soon) clearTimeout(this.soon);
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    const { keys, endpointId, workerId } = this.options;
-    const entry: WorkerPayload = { workerId, state: "exited", reason };
     try {
-      await this.redis.hearthBeatEnd(keys.workers(endpointId), keys.workersSeen(endpointId), keys.log(endpointId), workerId, HEARTH_EVENTS.worker, JSON.stringify(entry));
+      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason });
     } catch (err) {
       this.onError(err);
     }

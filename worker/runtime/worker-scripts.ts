@@ -43,8 +43,21 @@ redis.call("PUBLISH", ARGV[2], ARGV[3])
 return n
 `;
 
+/**
+ * --[[ Tells the API's waiters a job BullMQ failed itself (stalled too often), after the fact.
+ *   KEYS[1] stats hash of the endpoint
+ *   ARGV[1] job-events channel, ARGV[2] the `finished` event (JSON)
+ *   Returns: the number of subscribers that received the event.
+ * ]]
+ */
+const FAILED_BY_QUEUE = `
+redis.call("HINCRBY", KEYS[1], "failed", 1)
+return redis.call("PUBLISH", ARGV[1], ARGV[2])
+`;
+
 export interface WorkerScripts {
   hearthFinishJob(statsKey: string, lockKey: string, field: string, channel: string, event: string, token: string): Promise<number>;
+  hearthFailedByQueue(statsKey: string, channel: string, event: string): Promise<number>;
   hearthPushChunks(streamKey: string, keepMs: number, channel: string, event: string, ...chunks: string[]): Promise<number>;
 }
 
@@ -54,6 +67,7 @@ export function withWorkerScripts(redis: Redis): Redis & WorkerScripts {
   if (!r.hearthFinishJob) {
     redis.defineCommand("hearthFinishJob", { numberOfKeys: 2, lua: FINISH_JOB });
     redis.defineCommand("hearthPushChunks", { numberOfKeys: 1, lua: PUSH_CHUNKS });
+    redis.defineCommand("hearthFailedByQueue", { numberOfKeys: 1, lua: FAILED_BY_QUEUE });
   }
   return redis as Redis & WorkerScripts;
 }

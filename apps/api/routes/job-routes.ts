@@ -2,7 +2,6 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { runRequest } from "../../../core/contracts/job-request.ts";
-import { newJobId } from "../../../core/ids/random-id.ts";
 import { ApiError } from "../api-error.ts";
 import { jsonBodyLimit } from "../middleware/json-body-limit.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
@@ -65,19 +64,8 @@ export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
     const idempotencyKey = idempotencyKeyOf(c);
     const req = await jsonBody(c, runRequest);
     const ep = c.get("endpoint");
-    // Hear the job's finish from before it exists: a fast worker's message can overtake the submit's reply.
-    const id = newJobId(true);
-    await deps.reader.ready(ep.id);
-    const watch = deps.reader.watchFinish(ep.id, id);
-    try {
-      const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: true, retentionMs: syncRetentionMs(wait), id, ...(idempotencyKey !== undefined && { idempotencyKey }) });
-      const view = submitted.repeated
-        ? await deps.reader.waitFinished(ep.id, submitted.id, wait, c.req.raw.signal)
-        : await deps.reader.waitFinished(ep.id, submitted.id, wait, c.req.raw.signal, { data: submitted.data, watch });
-      return c.json(view ?? { id: submitted.id, status: "IN_QUEUE" }, 200);
-    } finally {
-      watch.dispose();
-    }
+    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs: syncRetentionMs(wait), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
+    return c.json(view ?? { id, status: "IN_QUEUE" }, 200);
   });
 
   const status = async (c: Context<JobEnv>) => {

@@ -2,9 +2,8 @@ import type { Redis } from "ioredis";
 import type { Sql } from "postgres";
 import { z } from "zod";
 import type { RedisKeys } from "../../../core/queue/keys.ts";
+import { LOG_CONSUMERS } from "../../../core/log/log-stream.ts";
 
-/** Consumers whose lag `/admin/log` reports: every consumer of the log (apps/control's LOG_CONSUMERS). */
-export const LOG_CONSUMER_NAMES = ["records"] as const;
 
 /** Lag past this many entries per endpoint is reported as this number ("at least"). */
 const LAG_COUNT_CAP = 10_000;
@@ -43,7 +42,7 @@ export class LogAdmin {
     const endpoints = z.array(z.object({ id: z.string() })).parse(await sql`select id from endpoints`);
     const cursors = z.array(cursorRow).parse(await sql`select consumer, endpoint_id, last_id from log_cursors`);
     const consumers: ConsumerLag[] = [];
-    for (const name of LOG_CONSUMER_NAMES) {
+    for (const name of LOG_CONSUMERS) {
       const mine = new Map(cursors.filter((c) => c.consumer === name).map((c) => [c.endpoint_id, c.last_id]));
       const pipeline = redis.pipeline();
       for (const e of endpoints) pipeline.xrange(keys.log(e.id), `(${mine.get(e.id) ?? "0-0"}`, "+", "COUNT", LAG_COUNT_CAP);

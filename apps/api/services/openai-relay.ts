@@ -7,12 +7,15 @@ import type { JobControl } from "./job-control.ts";
 import type { JobEvents } from "./job-events.ts";
 import { syncRetentionMs, type JobSubmitter } from "./job-submitter.ts";
 import type { JobReader } from "./job-reader.ts";
+import type { SyncRuns } from "./sync-runs.ts";
 
 export interface OpenAIRelayOptions {
   submitter: JobSubmitter;
   reader: JobReader;
   events: JobEvents;
   control: JobControl;
+  /** Submit-and-wait for the non-streaming requests. */
+  syncRuns: SyncRuns;
   /** Idle time after which an SSE response gets a `: keep-alive` comment (ms). Default 15000. */
   heartbeatMs?: number;
   /** Longest a request waits for its job (ms); OpenAI's own clients wait 10 minutes. Default 600000. */
@@ -41,27 +44,20 @@ export class OpenAIRelay {
   /** Runs the request to completion: the engine's JSON on success, an OpenAI error otherwise. */
   async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
     const wait = this.waitMs(ep);
-    // Listening from before the job exists (see JobReader.watchFinish).
-    const id = newJobId(true);
-    await this.options.reader.ready(ep.id);
-    const watch = this.options.reader.watchFinish(ep.id, id);
-    let submitted: Awaited<ReturnType<JobSubmitter["submit"]>>;
-    try {
-      submitted = await this.options.submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(wait), id });
-    } catch (err) {
-      watch.dispose();
-      throw err;
-    }
-    const cancelIfGone = () => void this.options.control.cancel(ep.id, submitted.id).catch(() => {});
+    let jobId: string | undefined;
+    const cancelIfGone = () => {
+      if (jobId !== undefined) void this.options.control.cancel(ep.id, jobId).catch(() => {});
+    };
     signal.addEventListener("abort", cancelIfGone, { once: true });
-    if (signal.aborted) cancelIfGone(); // gone while the job was being queued
     try {
-      const view = await this.options.reader.waitFinished(ep.id, submitted.id, wait, signal, { data: submitted.data, watch });
+      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(wait) }, wait, signal, (submittedId) => {
+        jobId = submittedId;
+        if (signal.aborted) cancelIfGone(); // gone while the job was being queued
+      });
       if (view?.status === "COMPLETED") return { status: 200, body: view.output ?? null };
       if (view && !isTerminal(view.status) && !signal.aborted) cancelIfGone(); // nobody will read it
-      return jobFailure(view ?? { id: submitted.id, status: "IN_QUEUE", retries: 0 });
+      return jobFailure(view ?? { id, status: "IN_QUEUE", retries: 0 });
     } finally {
-      watch.dispose();
       signal.removeEventListener("abort", cancelIfGone);
     }
   }
