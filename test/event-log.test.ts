@@ -200,6 +200,9 @@ describe("event log and its records", () => {
       ["status=NOPE", "status"],
       ["from=yesterday", "from"],
       ["to=2024-02-30T00:00:00", "to"],
+      // A damaged cursor would otherwise restart the listing, and a client would page for ever.
+      ["cursor=not-a-cursor", "cursor"],
+      [`cursor=${"x".repeat(600)}`, "cursor"],
     ] as const) {
       const r = await stack.call("GET", `/api/v1/jobs?${query}`, { key: listerKey });
       expect(r.status, query).toBe(400);
