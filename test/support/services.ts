@@ -6,14 +6,17 @@ import { migrateDb } from "../../core/db/client.ts";
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const PG_BASE = process.env.TEST_PG_BASE_URL ?? "postgres://postgres@127.0.0.1:5432";
 
-/** A Redis key prefix no other test uses (still a hash tag, as in production). */
+/** This test run's id (set by the global setup; a file run outside vitest's setup gets its own). */
+const RUN_ID = (process.env.HEARTH_TEST_RUN ??= `${Math.floor(Date.now() / 60_000).toString(36)}x${randomBytes(3).toString("hex")}`);
+
+/** A Redis key prefix no other test uses (still a hash tag, as in production), under this run's id. */
 export function uniquePrefix(): string {
-  return `{hearth-test-${randomBytes(5).toString("hex")}}`;
+  return `{hearth-test-${RUN_ID}-${randomBytes(5).toString("hex")}}`;
 }
 
 /** A fresh, migrated database for one test file; `drop()` removes it. */
 export async function createTestDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `hearth_test_${randomBytes(5).toString("hex")}`;
+  const name = `hearth_test_${RUN_ID}_${randomBytes(5).toString("hex")}`;
   const url = `${PG_BASE}/${name}`;
   await migrateDb(url);
   return {
