@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { endpointCreate, endpointPatch, type EngineSpec } from "../../../core/contracts/endpoint.ts";
-import { resolveHandlerModule } from "../../../core/engine/handler-module-path.ts";
+import { endpointCreate, endpointPatch } from "../../../core/contracts/endpoint.ts";
+import { checkEngine } from "../services/engine-check.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { ApiError } from "../api-error.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
@@ -9,14 +9,6 @@ import { jsonBody } from "../validation.ts";
 import type { ApiDeps } from "../api-deps.ts";
 
 const keyCreate = z.object({ name: z.string().min(1).max(191).default("key") });
-
-/** Refuses an engine the workers could not (or must not) run, before it is stored. */
-async function checkEngine(engine: EngineSpec, handlerDirs: string[], path: string): Promise<void> {
-  if (engine.kind === "handler") {
-    const r = await resolveHandlerModule(engine.module, handlerDirs);
-    if (!r.ok) throw ApiError.badRequest(`${path}.module: ${r.reason}`, [{ path: `${path}.module`, message: r.reason }]);
-  }
-}
 
 /** The tenant's `/api/v1/endpoints` and `/api/v1/keys`. */
 export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
@@ -28,7 +20,7 @@ export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
 
   v1.post("/endpoints", async (c) => {
     const body = await jsonBody(c, endpointCreate);
-    await checkEngine(body.engine, deps.handlerDirs, "engine");
+    await checkEngine(body.engine, deps, "engine");
     return c.json(await deps.endpoints.create(c.get("principal").tenantId, body), 200);
   });
   v1.get("/endpoints", async (c) => c.json(await deps.endpoints.list(c.get("principal").tenantId), 200));
@@ -42,7 +34,7 @@ export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
     const patch = await jsonBody(c, endpointPatch);
     const current = await deps.endpoints.getOwned(tenantId, c.req.param("id"));
     if (!current) throw ApiError.notFound("endpoint");
-    if (patch.engine) await checkEngine(patch.engine, deps.handlerDirs, "engine");
+    if (patch.engine) await checkEngine(patch.engine, deps, "engine");
     const min = patch.workersMin ?? current.workersMin;
     const max = patch.workersMax ?? current.workersMax;
     if (min > max) throw ApiError.badRequest("workersMin: must not exceed workersMax", [{ path: "workersMin", message: "must not exceed workersMax" }]);
