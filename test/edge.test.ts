@@ -20,7 +20,7 @@ describe("edge forwarder", () => {
     drop = db.drop;
     api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: uniquePrefix(), handlerDirs: [examplesDir], port: 0, host: "127.0.0.1", adminToken: ADMIN });
     const post = (path: string, token: string, body: unknown) =>
-      fetch(`${api.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
+      fetch(`${api.url}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) }).then((r) => r.json() as Promise<any>);
     key = (await post("/admin/tenants", ADMIN, { name: "edge" })).apiKey;
     ep = (await post("/api/v1/endpoints", key, { name: "e", engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMax: 0 })).id;
     edge = createEdgeHandler({ origin: api.url });
@@ -38,7 +38,7 @@ describe("edge forwarder", () => {
     const { id } = (await r.json()) as { id: string };
     const s = await req(`/v2/${ep}/status/${id}`, { headers: { authorization: key } });
     expect(await s.json()).toMatchObject({ id, status: "IN_QUEUE" });
-    const bad = await req(`/v2/${ep}/run`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: "{}" });
+    const bad = await req(`/v2/${ep}/run`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: "{}" });
     expect(bad.status).toBe(400); // the origin's own validation, passed through
   });
 

@@ -1,29 +1,51 @@
-import { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { ApiError } from "./api-error.ts";
 import type { ApiDeps } from "./api-deps.ts";
 import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
+import { tenantAuth, type TenantEnv } from "./middleware/tenant-auth.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 import { adminRoutes } from "./routes/admin-routes.ts";
 import { recordRoutes } from "./routes/record-routes.ts";
+import { apiRouter, registerSecuritySchemes } from "./routes/route-kit.ts";
 
 const isOpenAIPath = (path: string) => /^\/v2\/[^/]+\/openai\//.test(path);
 
+/** The OpenAPI document's header; the paths come from the routes' own declarations. */
+const DOCUMENT_INFO = {
+  openapi: "3.1.0",
+  info: {
+    title: "Hearth API",
+    version: "1",
+    description: "RunPod-compatible job routes (`/v2/{ep}/...`), OpenAI-compatible routes (`/v2/{ep}/openai/v1/...`), management (`/api/v1`) and the operator's routes (`/admin`).",
+  },
+};
+
+/** HTTP errors Hono raises itself (malformed JSON in a validated body, a wrong media type) and their codes. */
+const HTTP_ERROR_CODES: Record<number, string> = { 400: "invalid_request", 413: "payload_too_large", 415: "unsupported_media_type" };
+const httpErrorMessage = (err: HTTPException) => (err.status === 415 ? "send the body as JSON with Content-Type: application/json" : err.message);
+
 /** The whole HTTP API as one Hono app; entry points only wire dependencies and serve it. */
-export function createApp(deps: ApiDeps): Hono {
-  const app = new Hono();
+export function createApp(deps: ApiDeps): OpenAPIHono {
+  const app = apiRouter();
+  registerSecuritySchemes(app);
 
   app.get("/healthz", (c) => c.json({ ok: true }, 200));
   app.get("/readyz", async (c) => {
     const r = await deps.checkReady();
     return c.json({ ready: r.redis && r.postgres, ...r }, r.redis && r.postgres ? 200 : 503);
   });
+  app.get("/openapi.json", (c) => c.json(app.getOpenAPI31Document(DOCUMENT_INFO), 200));
 
   app.route("/admin", adminRoutes(deps));
-  app.route("/api/v1", recordRoutes(deps));
-  app.route("/", managementRoutes(deps));
+  // Every /api/v1 route is the tenant's: one authentication for all of them.
+  const v1 = apiRouter<TenantEnv>();
+  v1.use("*", tenantAuth({ tenants: deps.tenants }));
+  v1.route("/", recordRoutes(deps));
+  v1.route("/", managementRoutes(deps));
+  app.route("/api/v1", v1);
   app.route("/v2", jobRoutes(deps));
 
   app.notFound((c) => (isOpenAIPath(c.req.path) ? c.json(openAIErrorBody(`no such route: ${c.req.method} ${c.req.path}`, "invalid_request_error", "not_found"), 404) : c.json({ error: "no such route", code: "not_found" }, 404)));
@@ -34,6 +56,7 @@ export function createApp(deps: ApiDeps): Hono {
         const param = err.issues?.[0]?.path ?? null;
         return c.json(openAIErrorBody(err.message, openAIErrorType(err.status), err.code, param), err.status, err.headers);
       }
+      if (err instanceof HTTPException) return c.json(openAIErrorBody(httpErrorMessage(err), openAIErrorType(err.status), HTTP_ERROR_CODES[err.status] ?? "http_error", null), err.status);
       if (isBackendUnavailable(err)) return c.json(openAIErrorBody("a backing store is unreachable; retry shortly", "server_error", "unavailable"), 503, { "Retry-After": "1" });
     }
     if (err instanceof ApiError) {
@@ -41,7 +64,7 @@ export function createApp(deps: ApiDeps): Hono {
       if (err.issues) body.issues = err.issues;
       return c.json(body, err.status, err.headers);
     }
-    if (err instanceof HTTPException) return c.json({ error: err.message, code: "http_error" }, err.status);
+    if (err instanceof HTTPException) return c.json({ error: httpErrorMessage(err), code: HTTP_ERROR_CODES[err.status] ?? "http_error" }, err.status);
     if (isBackendUnavailable(err)) {
       return c.json({ error: "a backing store (Redis or PostgreSQL) is unreachable; retry shortly", code: "unavailable" }, 503, { "Retry-After": "1" });
     }

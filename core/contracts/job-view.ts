@@ -1,25 +1,40 @@
+import { z } from "zod";
+
 /** RunPod job statuses Hearth emits (`RUNNING` is documented but no client uses it, so it is never emitted). */
-export type JobStatus = "IN_QUEUE" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "CANCELLED" | "TIMED_OUT";
+export const JOB_STATUSES = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
+export const jobStatus = z.enum(JOB_STATUSES);
+export type JobStatus = z.infer<typeof jobStatus>;
 export type TerminalStatus = Extract<JobStatus, "COMPLETED" | "FAILED" | "CANCELLED" | "TIMED_OUT">;
 
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
 export const isTerminal = (s: JobStatus): s is TerminalStatus => TERMINAL_STATUSES.has(s);
 
 /** The job object of `/runsync`, `/status`, `/status-sync` (and, later, the webhook body). */
-export interface JobView {
-  id: string;
-  status: JobStatus;
-  /** ms queued before a worker took it; present once started. */
-  delayTime?: number;
-  /** ms the handler ran; present once finished. */
-  executionTime?: number;
-  output?: unknown;
-  error?: string;
-  workerId?: string;
-  retries: number;
-}
+export const jobView = z
+  .object({
+    id: z.string(),
+    status: jobStatus,
+    /** ms queued before a worker took it; present once started. */
+    delayTime: z.number().optional(),
+    /** ms the handler ran; present once finished. */
+    executionTime: z.number().optional(),
+    output: z.unknown().optional(),
+    error: z.string().optional(),
+    workerId: z.string().optional(),
+    retries: z.number(),
+  })
+  .meta({ id: "Job" });
+export type JobView = z.infer<typeof jobView>;
 
-export interface HealthView {
-  jobs: { completed: number; failed: number; inProgress: number; inQueue: number; retried: number };
-  workers: { idle: number; initializing: number; ready: number; running: number; throttled: number; unhealthy: number };
-}
+/** The answer of `/health` (RunPod's field names). */
+export const healthView = z
+  .object({
+    jobs: z.object({ completed: z.number(), failed: z.number(), inProgress: z.number(), inQueue: z.number(), retried: z.number() }),
+    workers: z.object({ idle: z.number(), initializing: z.number(), ready: z.number(), running: z.number(), throttled: z.number(), unhealthy: z.number() }),
+  })
+  .meta({ id: "Health" });
+export type HealthView = z.infer<typeof healthView>;
+
+/** One page of `/stream`: the chunks since the last read. */
+export const streamPage = z.object({ status: jobStatus, stream: z.array(z.object({ output: z.unknown() })) }).meta({ id: "StreamPage" });
+export type StreamPage = z.infer<typeof streamPage>;

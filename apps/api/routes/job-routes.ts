@@ -1,40 +1,120 @@
-import { Hono, type Context } from "hono";
+import { createRoute, type OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { runRequest } from "../../../core/contracts/job-request.ts";
+import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
 import { jsonBodyLimit } from "../middleware/json-body-limit.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { ASYNC_RETENTION_MS, syncRetentionMs } from "../services/job-submitter.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
-import { jsonBody, validate } from "../validation.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { openaiRoutes } from "./openai-routes.ts";
+import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
 
 type JobEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
 const MB = 1024 * 1024;
-const waitParam = (dflt: number, min: number, max: number) =>
-  z.object({ wait: z.coerce.number().int().min(min).max(max).default(dflt) });
-const syncWait = waitParam(90_000, 1000, 300_000);
+const waitQuery = (dflt: number, min: number, max: number, what: string) =>
+  z.object({ wait: z.coerce.number().int().min(min).max(max).default(dflt).describe(what) });
+const syncWait = waitQuery(90_000, 1000, 300_000, "How long to wait for the job to finish, ms (default 90000).");
 /** `/stream` holds a poll briefly when nothing is buffered, so a client polling without pause (runpod-sdk) does not spin. */
-const streamWait = waitParam(1000, 0, 10_000);
+const streamWait = waitQuery(1000, 0, 10_000, "How long to hold the poll when nothing is buffered, ms (default 1000).");
 
-const queryOf = (c: Context) => ({ wait: c.req.query("wait") || undefined });
+const epParam = z.object({ ep: z.string().min(1).max(64).describe("The endpoint id.") });
+const jobParams = epParam.extend({ id: z.string().min(1).max(128).describe("The job id.") });
 
 /** `Idempotency-Key`: printable ASCII, at most 255 characters (as Stripe takes it). */
-const idempotencyHeader = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces");
-function idempotencyKeyOf(c: Context): string | undefined {
-  const raw = c.req.header("idempotency-key");
-  if (raw === undefined) return undefined;
-  const r = idempotencyHeader.safeParse(raw);
-  if (!r.success) throw ApiError.badRequest(`Idempotency-Key: ${r.error.issues[0]?.message ?? "invalid"}`, [{ path: "headers.idempotency-key", message: r.error.issues[0]?.message ?? "invalid" }]);
-  return r.data;
-}
+const idempotencyHeaders = z.object({
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces")
+    .optional()
+    .describe("A repeat with the same key from the same tenant within 24 h returns the first job instead of queueing another."),
+});
+
+const tags = ["jobs (RunPod)"];
+const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+const tooLarge = (mb: number) => ({ 413: { ...commonErrors[400], description: `The body is larger than ${mb} MB.` } });
+
+const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
+const both = <R extends Omit<RouteConfig, "method">>(r: R) => [route({ ...r, method: "get" as const }), route({ ...r, method: "post" as const })] as const;
+
+const routes = {
+  run: route({
+    method: "post",
+    path: "/{ep}/run",
+    summary: "Queue a job (asynchronous)",
+    middleware: [jsonBodyLimit(10 * MB)] as const,
+    request: { params: epParam, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
+    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...errors, ...tooLarge(10) },
+  }),
+  runsync: route({
+    method: "post",
+    path: "/{ep}/runsync",
+    summary: "Run a job and wait for its result",
+    middleware: [jsonBodyLimit(20 * MB)] as const,
+    request: { params: epParam, query: syncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
+    responses: {
+      ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
+      ...errors,
+      ...tooLarge(20),
+    },
+  }),
+  status: both({
+    path: "/{ep}/status/{id}",
+    summary: "A job's status and output",
+    request: { params: jobParams },
+    responses: { ...okJson(jobView, "The job."), ...errors },
+  }),
+  statusSync: both({
+    path: "/{ep}/status-sync/{id}",
+    summary: "Wait for a job to finish, then its status and output",
+    request: { params: jobParams, query: syncWait },
+    responses: { ...okJson(jobView, "The job, finished or as it was when `wait` passed."), ...errors },
+  }),
+  stream: both({
+    path: "/{ep}/stream/{id}",
+    summary: "The chunks a streaming job produced since the last read",
+    request: { params: jobParams, query: streamWait },
+    responses: { ...okJson(streamPage, "The job's status and its new chunks."), ...errors },
+  }),
+  cancel: route({
+    method: "post",
+    path: "/{ep}/cancel/{id}",
+    summary: "Cancel a job",
+    request: { params: jobParams },
+    responses: { ...okJson(jobView, "The job after the cancel."), ...errors },
+  }),
+  retry: route({
+    method: "post",
+    path: "/{ep}/retry/{id}",
+    summary: "Queue a failed or timed-out job again",
+    request: { params: jobParams },
+    responses: { ...okJson(jobView, "The job, queued again."), ...errors },
+  }),
+  purge: route({
+    method: "post",
+    path: "/{ep}/purge-queue",
+    summary: "Remove every queued job (running ones finish)",
+    request: { params: epParam },
+    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed."), ...errors },
+  }),
+  health: route({
+    method: "get",
+    path: "/{ep}/health",
+    summary: "Job and worker counts of the endpoint",
+    request: { params: epParam },
+    responses: { ...okJson(healthView, "The counts."), ...errors },
+  }),
+};
 
 /** The RunPod job API: `/v2/:endpointId/...`, exactly as runpod-contract.md §1. Every success is HTTP 200. */
-export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
-  const app = new Hono<JobEnv>();
+export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
+  const app = apiRouter<JobEnv>();
 
   app.use("/:ep/*", tenantAuth({ tenants: deps.tenants }), async function endpointOwnership(c, next) {
     // Another tenant's endpoint is indistinguishable from a missing one.
@@ -44,11 +124,11 @@ export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
     await next();
   });
 
-  app.route("/:ep/openai/v1", openaiRoutes(deps.openai));
+  openaiRoutes(deps.openai, app);
 
-  app.post("/:ep/run", jsonBodyLimit(10 * MB), async (c) => {
-    const idempotencyKey = idempotencyKeyOf(c);
-    const req = await jsonBody(c, runRequest);
+  app.openapi(routes.run, async (c) => {
+    const idempotencyKey = c.req.valid("header")["idempotency-key"];
+    const req = c.req.valid("json");
     const ep = c.get("endpoint");
     const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: ASYNC_RETENTION_MS, ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
@@ -56,48 +136,50 @@ export function jobRoutes(deps: ApiDeps): Hono<JobEnv> {
       const view = await deps.reader.view(ep.id, submitted.id);
       return c.json({ id: submitted.id, status: view?.status ?? "IN_QUEUE" }, 200);
     }
-    return c.json({ id: submitted.id, status: "IN_QUEUE" }, 200);
+    return c.json({ id: submitted.id, status: "IN_QUEUE" as const }, 200);
   });
 
-  app.post("/:ep/runsync", jsonBodyLimit(20 * MB), async (c) => {
-    const { wait } = validate(syncWait, queryOf(c));
-    const idempotencyKey = idempotencyKeyOf(c);
-    const req = await jsonBody(c, runRequest);
+  app.openapi(routes.runsync, async (c) => {
+    const { wait } = c.req.valid("query");
+    const idempotencyKey = c.req.valid("header")["idempotency-key"];
+    const req = c.req.valid("json");
     const ep = c.get("endpoint");
     const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs: syncRetentionMs(wait), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
-    return c.json(view ?? { id, status: "IN_QUEUE" }, 200);
+    return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);
   });
 
-  const status = async (c: Context<JobEnv>) => {
-    const view = await deps.reader.view(c.get("endpoint").id, c.req.param("id")!);
-    if (!view) throw ApiError.notFound("job");
-    return c.json(view, 200);
-  };
-  app.get("/:ep/status/:id", status);
-  app.post("/:ep/status/:id", status);
+  const jobOf = (c: Context<JobEnv>) => ({ endpointId: c.get("endpoint").id, jobId: c.req.param("id")! });
+  const wait = (c: Context<JobEnv>, schema: typeof syncWait) => schema.parse({ wait: c.req.query("wait") || undefined }).wait;
 
-  const statusSync = async (c: Context<JobEnv>) => {
-    const { wait } = validate(syncWait, queryOf(c));
-    const view = await deps.reader.waitFinished(c.get("endpoint").id, c.req.param("id")!, wait, c.req.raw.signal);
-    if (!view) throw ApiError.notFound("job");
-    return c.json(view, 200);
-  };
-  app.get("/:ep/status-sync/:id", statusSync);
-  app.post("/:ep/status-sync/:id", statusSync);
+  for (const r of routes.status) {
+    app.openapi(r, async (c) => {
+      const { endpointId, jobId } = jobOf(c);
+      const view = await deps.reader.view(endpointId, jobId);
+      if (!view) throw ApiError.notFound("job");
+      return c.json(view, 200);
+    });
+  }
+  for (const r of routes.statusSync) {
+    app.openapi(r, async (c) => {
+      const { endpointId, jobId } = jobOf(c);
+      const view = await deps.reader.waitFinished(endpointId, jobId, wait(c, syncWait), c.req.raw.signal);
+      if (!view) throw ApiError.notFound("job");
+      return c.json(view, 200);
+    });
+  }
+  for (const r of routes.stream) {
+    app.openapi(r, async (c) => {
+      const { endpointId, jobId } = jobOf(c);
+      const page = await deps.reader.drainStream(endpointId, jobId, wait(c, streamWait), c.req.raw.signal);
+      if (!page) throw ApiError.notFound("job");
+      return c.json(page, 200);
+    });
+  }
 
-  const stream = async (c: Context<JobEnv>) => {
-    const { wait } = validate(streamWait, queryOf(c));
-    const page = await deps.reader.drainStream(c.get("endpoint").id, c.req.param("id")!, wait, c.req.raw.signal);
-    if (!page) throw ApiError.notFound("job");
-    return c.json(page, 200);
-  };
-  app.get("/:ep/stream/:id", stream);
-  app.post("/:ep/stream/:id", stream);
-
-  app.post("/:ep/cancel/:id", async (c) => c.json(await deps.control.cancel(c.get("endpoint").id, c.req.param("id")), 200));
-  app.post("/:ep/retry/:id", async (c) => c.json(await deps.control.retry(c.get("endpoint").id, c.req.param("id")), 200));
-  app.post("/:ep/purge-queue", async (c) => c.json({ removed: await deps.control.purge(c.get("endpoint").id), status: "completed" }, 200));
-  app.get("/:ep/health", async (c) => c.json(await endpointHealth(deps.queues, deps.redis, c.get("endpoint").id), 200));
+  app.openapi(routes.cancel, async (c) => c.json(await deps.control.cancel(c.get("endpoint").id, c.req.valid("param").id), 200));
+  app.openapi(routes.retry, async (c) => c.json(await deps.control.retry(c.get("endpoint").id, c.req.valid("param").id), 200));
+  app.openapi(routes.purge, async (c) => c.json({ removed: await deps.control.purge(c.get("endpoint").id), status: "completed" as const }, 200));
+  app.openapi(routes.health, async (c) => c.json(await endpointHealth(deps.queues, deps.redis, c.get("endpoint").id), 200));
 
   return app;
 }

@@ -1,38 +1,134 @@
-import { Hono } from "hono";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { endpointCreate, endpointPatch } from "../../../core/contracts/endpoint.ts";
-import { checkEngine } from "../services/engine-check.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { ApiError } from "../api-error.ts";
-import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
-import { jsonBody } from "../validation.ts";
+import type { TenantEnv } from "../middleware/tenant-auth.ts";
+import { checkEngine } from "../services/engine-check.ts";
 import type { ApiDeps } from "../api-deps.ts";
+import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
 
 const keyCreate = z.object({ name: z.string().min(1).max(191).default("key") });
+const idParam = z.object({ id: z.string().min(1).max(64) });
 
-/** The tenant's `/api/v1/endpoints` and `/api/v1/keys`. */
-export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
-  const app = new Hono<TenantEnv>();
+/** An endpoint as the API returns it; the engine is described by `engine` in the create body. */
+const endpointView = z
+  .object({
+    id: z.string(),
+    tenantId: z.string(),
+    name: z.string(),
+    engine: z.looseObject({ kind: z.string() }),
+    gpuTypeIds: z.array(z.string()),
+    workersMin: z.number(),
+    workersMax: z.number(),
+    idleTimeout: z.number(),
+    scalerType: z.enum(["QUEUE_DELAY", "REQUEST_COUNT"]),
+    scalerValue: z.number(),
+    executionTimeoutMs: z.number(),
+    flashboot: z.boolean(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: "Endpoint" });
+const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
+
+const tags = ["endpoints"];
+const keyTags = ["keys"];
+const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+
+const routes = {
+  createEndpoint: createRoute({
+    method: "post",
+    path: "/endpoints",
+    summary: "Create an endpoint",
+    tags,
+    security: tenantSecurity,
+    request: { body: jsonRequest(endpointCreate) },
+    responses: { ...okJson(endpointView, "The endpoint as stored."), 400: errors[400], 401: errors[401] },
+  }),
+  listEndpoints: createRoute({
+    method: "get",
+    path: "/endpoints",
+    summary: "List the tenant's endpoints",
+    tags,
+    security: tenantSecurity,
+    responses: { ...okJson(z.array(endpointView), "The tenant's endpoints."), 401: errors[401] },
+  }),
+  getEndpoint: createRoute({
+    method: "get",
+    path: "/endpoints/{id}",
+    summary: "Read one endpoint",
+    tags,
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: { ...okJson(endpointView, "The endpoint."), ...errors },
+  }),
+  patchEndpoint: createRoute({
+    method: "patch",
+    path: "/endpoints/{id}",
+    summary: "Change an endpoint's settings or engine",
+    tags,
+    security: tenantSecurity,
+    request: { params: idParam, body: jsonRequest(endpointPatch) },
+    responses: { ...okJson(endpointView, "The endpoint after the change."), ...errors },
+  }),
+  deleteEndpoint: createRoute({
+    method: "delete",
+    path: "/endpoints/{id}",
+    summary: "Delete an endpoint (its workers drain and stop)",
+    tags,
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors },
+  }),
+  createKey: createRoute({
+    method: "post",
+    path: "/keys",
+    summary: "Create an API key",
+    tags: keyTags,
+    security: tenantSecurity,
+    request: { body: jsonRequest(keyCreate, { required: false }) },
+    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: errors[400], 401: errors[401] },
+  }),
+  listKeys: createRoute({
+    method: "get",
+    path: "/keys",
+    summary: "List the tenant's API keys (never the keys themselves)",
+    tags: keyTags,
+    security: tenantSecurity,
+    responses: { ...okJson(z.array(keyView), "The tenant's keys."), 401: errors[401] },
+  }),
+  revokeKey: createRoute({
+    method: "delete",
+    path: "/keys/{id}",
+    summary: "Revoke an API key",
+    tags: keyTags,
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL."), ...errors },
+  }),
+};
+
+/** The tenant's `/api/v1/endpoints` and `/api/v1/keys`; mounted under `/api/v1`, behind its tenant auth. */
+export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   const announce = (msg: ControlMessage) => deps.redis.publish(deps.keys.apiChannel(), JSON.stringify(msg)).catch(() => {});
+  const v1 = apiRouter<TenantEnv>();
 
-  const v1 = new Hono<TenantEnv>();
-  v1.use("*", tenantAuth({ tenants: deps.tenants }));
-
-  v1.post("/endpoints", async (c) => {
-    const body = await jsonBody(c, endpointCreate);
+  v1.openapi(routes.createEndpoint, async (c) => {
+    const body = c.req.valid("json");
     await checkEngine(body.engine, deps, "engine");
     return c.json(await deps.endpoints.create(c.get("principal").tenantId, body), 200);
   });
-  v1.get("/endpoints", async (c) => c.json(await deps.endpoints.list(c.get("principal").tenantId), 200));
-  v1.get("/endpoints/:id", async (c) => {
-    const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.param("id"));
+  v1.openapi(routes.listEndpoints, async (c) => c.json(await deps.endpoints.list(c.get("principal").tenantId), 200));
+  v1.openapi(routes.getEndpoint, async (c) => {
+    const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id);
     if (!ep) throw ApiError.notFound("endpoint");
     return c.json(ep, 200);
   });
-  v1.patch("/endpoints/:id", async (c) => {
+  v1.openapi(routes.patchEndpoint, async (c) => {
     const tenantId = c.get("principal").tenantId;
-    const patch = await jsonBody(c, endpointPatch);
-    const current = await deps.endpoints.getOwned(tenantId, c.req.param("id"));
+    const patch = c.req.valid("json");
+    const current = await deps.endpoints.getOwned(tenantId, c.req.valid("param").id);
     if (!current) throw ApiError.notFound("endpoint");
     if (patch.engine) await checkEngine(patch.engine, deps, "engine");
     const min = patch.workersMin ?? current.workersMin;
@@ -44,26 +140,27 @@ export function managementRoutes(deps: ApiDeps): Hono<TenantEnv> {
     deps.submitter.wake(updated.id, { force: true }); // new min/max take effect now, not at the next tick
     return c.json(updated, 200);
   });
-  v1.delete("/endpoints/:id", async (c) => {
-    const id = c.req.param("id");
+  v1.openapi(routes.deleteEndpoint, async (c) => {
+    const { id } = c.req.valid("param");
     if (!(await deps.endpoints.softDelete(c.get("principal").tenantId, id))) throw ApiError.notFound("endpoint");
     void announce({ type: "invalidate-endpoint", endpointId: id });
     deps.submitter.wake(id, { force: true });
-    return c.json({ id, deleted: true }, 200);
+    return c.json({ id, deleted: true as const }, 200);
   });
 
-  v1.post("/keys", async (c) => {
-    const body = await jsonBody(c, keyCreate);
+  v1.openapi(routes.createKey, async (c) => {
+    // An empty body stands for `{}`: the default name.
+    const body = keyCreate.parse(c.req.valid("json") ?? {});
     return c.json(await deps.tenants.createKey(c.get("principal").tenantId, body.name), 200);
   });
-  v1.get("/keys", async (c) => c.json(await deps.tenants.listKeys(c.get("principal").tenantId), 200));
-  v1.delete("/keys/:id", async (c) => {
-    const hash = await deps.tenants.revokeKey(c.get("principal").tenantId, c.req.param("id"));
+  v1.openapi(routes.listKeys, async (c) => c.json(await deps.tenants.listKeys(c.get("principal").tenantId), 200));
+  v1.openapi(routes.revokeKey, async (c) => {
+    const { id } = c.req.valid("param");
+    const hash = await deps.tenants.revokeKey(c.get("principal").tenantId, id);
     if (!hash) throw ApiError.notFound("key");
     void announce({ type: "invalidate-key", keyHash: hash });
-    return c.json({ id: c.req.param("id"), revoked: true }, 200);
+    return c.json({ id, revoked: true as const }, 200);
   });
 
-  app.route("/api/v1", v1);
-  return app;
+  return v1;
 }

@@ -1,11 +1,12 @@
-import { Hono, type Context } from "hono";
+import { createRoute, type OpenAPIHono, type RouteConfig } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { servedModelName } from "../../../core/engine/served-model-name.ts";
 import { jsonBodyLimit } from "../middleware/json-body-limit.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
-import { jsonBody } from "../validation.ts";
+import { apiRouter, jsonRequest, tenantSecurity } from "./route-kit.ts";
 
 type OpenAIEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -19,38 +20,74 @@ const common = {
   model: z.string().optional(),
   stream: z.boolean().optional(),
 };
-const chatRequest = z.looseObject({ ...common, messages: z.array(z.looseObject({ role: z.string().min(1) })).min(1) });
-const completionRequest = z.looseObject({
-  ...common,
-  prompt: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number().int()).min(1), z.array(z.array(z.number().int())).min(1)]),
-});
+const chatRequest = z.looseObject({ ...common, messages: z.array(z.looseObject({ role: z.string().min(1) })).min(1) }).meta({ id: "ChatCompletionRequest" });
+const completionRequest = z
+  .looseObject({
+    ...common,
+    prompt: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number().int()).min(1), z.array(z.array(z.number().int())).min(1)]),
+  })
+  .meta({ id: "CompletionRequest" });
+
+const openAIError = z.object({ error: z.looseObject({ message: z.string(), type: z.string(), code: z.string().nullable().optional(), param: z.string().nullable().optional() }) }).meta({ id: "OpenAIError" });
+const errorAnswer = (description: string) => ({ description, content: { "application/json": { schema: openAIError } } });
+const engineAnswer = z.looseObject({}).describe("The engine's own answer, relayed as it is.");
+
+const epParam = z.object({ ep: z.string().min(1).max(64).describe("The endpoint id.") });
+const tags = ["OpenAI-compatible"];
+const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
+const generation = (path: string, summary: string, schema: z.ZodType) =>
+  route({
+    method: "post",
+    path,
+    summary,
+    middleware: [jsonBodyLimit(20 * MB)] as const,
+    request: { params: epParam, body: jsonRequest(schema) },
+    responses: {
+      200: {
+        description: "The completion, or with `stream: true` server-sent events ending in `data: [DONE]`.",
+        content: { "application/json": { schema: engineAnswer }, "text/event-stream": { schema: z.string() } },
+      },
+      400: errorAnswer("Malformed request, or refused by the engine."),
+      401: errorAnswer("No API key, or an unknown one."),
+      404: errorAnswer("No such endpoint for this tenant."),
+    },
+  });
+
+const routes = {
+  chat: generation("/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
+  completion: generation("/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
+  models: route({
+    method: "get",
+    path: "/{ep}/openai/v1/models",
+    summary: "The model the endpoint serves (OpenAI API)",
+    request: { params: epParam },
+    responses: { 200: { description: "A list with the served model.", content: { "application/json": { schema: engineAnswer } } }, 401: errorAnswer("No API key."), 404: errorAnswer("No such endpoint.") },
+  }),
+};
 
 /**
- * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, mounted under the job routes (whose
- * middleware has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in
- * `app.onError`.
+ * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, on the job router (whose middleware
+ * has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in `app.onError`.
  */
-export function openaiRoutes(relay: OpenAIRelay): Hono<OpenAIEnv> {
-  const app = new Hono<OpenAIEnv>();
-
-  const forward = (route: "/v1/chat/completions" | "/v1/completions", schema: typeof chatRequest | typeof completionRequest) => async (c: Context<OpenAIEnv>) => {
-    const body = (await jsonBody(c, schema)) as Record<string, unknown>;
+export function openaiRoutes(relay: OpenAIRelay, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+  const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
+    const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
     if (body.stream === true) {
-      const stream = await relay.stream(ep, route, body, c.req.raw.signal);
+      const stream = await relay.stream(ep, target, body, c.req.raw.signal);
       return new Response(stream, {
         status: 200,
         headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
       });
     }
-    const r = await relay.complete(ep, route, body, c.req.raw.signal);
-    return c.json(r.body, r.status);
+    const r = await relay.complete(ep, target, body, c.req.raw.signal);
+    return c.json(r.body as Record<string, unknown>, r.status as 200);
   };
 
-  app.post("/chat/completions", jsonBodyLimit(20 * MB), forward("/v1/chat/completions", chatRequest));
-  app.post("/completions", jsonBodyLimit(20 * MB), forward("/v1/completions", completionRequest));
+  app.openapi(routes.chat, forward("/v1/chat/completions"));
+  app.openapi(routes.completion, forward("/v1/completions"));
 
-  app.get("/models", async (c) => {
+  app.openapi(routes.models, async (c) => {
     const ep = c.get("endpoint");
     // An engine endpoint's model is known from its spec: answered without waking a worker.
     if (ep.engine.kind === "openai") {
@@ -59,7 +96,7 @@ export function openaiRoutes(relay: OpenAIRelay): Hono<OpenAIEnv> {
     }
     // A handler endpoint answers for itself, as any RunPod worker receiving the passthrough would.
     const r = await relay.complete(ep, "/v1/models", undefined, c.req.raw.signal);
-    return c.json(r.body, r.status);
+    return c.json(r.body as Record<string, unknown>, r.status as 200);
   });
 
   return app;

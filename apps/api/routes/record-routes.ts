@@ -1,31 +1,104 @@
-import { Hono } from "hono";
+import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
+import { JOB_STATUSES } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
-import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
-import { validate } from "../validation.ts";
+import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { decodeCursor } from "../services/job-records.ts";
 import type { ApiDeps } from "../api-deps.ts";
+import { apiRouter, commonErrors, okJson, tenantSecurity } from "./route-kit.ts";
 
-const JOB_STATUSES = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
+/** An empty query value (`?status=`) counts as absent, as browsers and curl users send it. */
+const optional = <S extends z.ZodType>(s: S) => z.preprocess((v) => (v === "" ? undefined : v), s.optional());
 
 /** Query of `GET /api/v1/jobs`: times are ISO-8601 (`from` inclusive, `to` exclusive, on submission). */
 export const jobListQuery = z.object({
-  endpointId: z.string().min(1).max(64).optional(),
-  status: z.enum(JOB_STATUSES).optional(),
-  from: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
-  to: z.iso.datetime({ offset: true }).transform((s) => new Date(s)).optional(),
-  cursor: z.string().max(512).optional(),
-  limit: z.coerce.number().int().min(1).max(500).default(50),
+  endpointId: optional(z.string().min(1).max(64)),
+  status: optional(z.enum(JOB_STATUSES)),
+  from: optional(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
+  to: optional(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
+  cursor: optional(z.string().max(512)).describe("`nextCursor` of the previous page."),
+  limit: optional(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
 });
 
-/** The durable side of jobs and workers, from Postgres: what stays after Redis' retention. */
-export function recordRoutes(deps: ApiDeps): Hono<TenantEnv> {
-  const app = new Hono<TenantEnv>();
-  // Per route, not "*": this app shares the /api/v1 prefix with the management routes.
-  const auth = tenantAuth({ tenants: deps.tenants });
+const jobRecord = z
+  .object({
+    id: z.string(),
+    endpointId: z.string(),
+    status: z.string(),
+    delayTime: z.number().nullable(),
+    executionTime: z.number().nullable(),
+    workerId: z.string().nullable(),
+    retries: z.number(),
+    error: z.string().nullable(),
+    webhook: z.string().nullable(),
+    sync: z.boolean(),
+    submittedAt: z.string().nullable(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    output: z.unknown().optional(),
+    outputRef: z.string().nullable(),
+    promptTokens: z.number().nullable(),
+    completionTokens: z.number().nullable(),
+    ttftMs: z.number().nullable(),
+    itlMs: z.number().nullable(),
+  })
+  .meta({ id: "JobRecord" });
 
-  app.get("/jobs", auth, async (c) => {
-    const q = validate(jobListQuery, Object.fromEntries(Object.entries(c.req.query()).filter(([, v]) => v !== "")));
+const workerSession = z
+  .object({
+    id: z.string(),
+    endpointId: z.string(),
+    state: z.string(),
+    provider: z.string().nullable(),
+    gpuType: z.string().nullable(),
+    requestedAt: z.string().nullable(),
+    readyAt: z.string().nullable(),
+    endedAt: z.string().nullable(),
+    exitCode: z.number().nullable(),
+    endReason: z.string().nullable(),
+    transitions: z.array(z.object({ state: z.string(), at: z.string(), reason: z.string().nullable(), exitCode: z.number().nullable() })),
+  })
+  .meta({ id: "WorkerSession" });
+
+const idParam = z.object({ id: z.string().min(1).max(128) });
+const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+
+const routes = {
+  listJobs: createRoute({
+    method: "get",
+    path: "/jobs",
+    summary: "The tenant's job records, newest first",
+    tags: ["records"],
+    security: tenantSecurity,
+    request: { query: jobListQuery },
+    responses: { ...okJson(z.object({ items: z.array(jobRecord), nextCursor: z.string().nullable() }), "One page of records."), ...errors },
+  }),
+  getJob: createRoute({
+    method: "get",
+    path: "/jobs/{id}",
+    summary: "One job's durable record (after Redis retention too)",
+    tags: ["records"],
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: { ...okJson(jobRecord, "The record."), ...errors },
+  }),
+  workers: createRoute({
+    method: "get",
+    path: "/endpoints/{id}/workers",
+    summary: "An endpoint's worker sessions with their transitions",
+    tags: ["records"],
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: { ...okJson(z.object({ items: z.array(workerSession) }), "Newest first."), ...errors },
+  }),
+};
+
+/** The durable side of jobs and workers, from Postgres: what stays after Redis' retention. Mounted under `/api/v1`, behind its tenant auth. */
+export function recordRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
+  const app = apiRouter<TenantEnv>();
+
+  app.openapi(routes.listJobs, async (c) => {
+    const q = c.req.valid("query");
     const tenantId = c.get("principal").tenantId;
     // A damaged cursor would otherwise restart the listing: a client would page for ever.
     if (q.cursor !== undefined && !decodeCursor(q.cursor)) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
@@ -33,15 +106,15 @@ export function recordRoutes(deps: ApiDeps): Hono<TenantEnv> {
     return c.json(await deps.records.list({ tenantId, ...definedOnly(q) }), 200);
   });
 
-  app.get("/jobs/:id", auth, async (c) => {
-    const record = await deps.records.get(c.get("principal").tenantId, c.req.param("id"));
+  app.openapi(routes.getJob, async (c) => {
+    const record = await deps.records.get(c.get("principal").tenantId, c.req.valid("param").id);
     if (!record) throw ApiError.notFound("job");
     return c.json(record, 200);
   });
 
-  app.get("/endpoints/:id/workers", auth, async (c) => {
+  app.openapi(routes.workers, async (c) => {
     // Deleted endpoints too: their sessions are history the tenant may need (billing disputes).
-    const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.param("id"), { includeDeleted: true });
+    const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id, { includeDeleted: true });
     if (!ep) throw ApiError.notFound("endpoint");
     return c.json({ items: await deps.records.workerSessions(ep.id) }, 200);
   });

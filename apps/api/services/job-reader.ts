@@ -6,10 +6,8 @@ import type { JobEvent } from "../../../core/queue/messages.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
 import type { JobEvents, JobWatch } from "./job-events.ts";
 
-export interface StreamPage {
-  status: JobStatus;
-  stream: { output: unknown }[];
-}
+import type { StreamPage } from "../../../core/contracts/job-view.ts";
+export type { StreamPage };
 
 export interface JobReaderOptions {
   queues: EndpointQueues;

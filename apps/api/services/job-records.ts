@@ -129,7 +129,7 @@ export class JobRecords {
   }
 
   /** An endpoint's worker sessions, newest first, each with its transitions in log order. */
-  async workerSessions(endpointId: string, limit = 100): Promise<unknown[]> {
+  async workerSessions(endpointId: string, limit = 100) {
     const { sql } = this;
     const sessions = z.array(sessionRow).parse(
       await sql`select id, endpoint_id, state, provider, gpu_type, requested_at, ready_at, ended_at, exit_code, end_reason
