@@ -1,7 +1,7 @@
 import { and, eq, isNull, lt } from "drizzle-orm";
 import type { Db } from "../core/db/client.ts";
 import { endpoints, workerSessions } from "../core/db/schema.ts";
-import { engineSpec, scalerType, type EngineSpec } from "../core/contracts/endpoint.ts";
+import { scalerType, storedEngineSpec, type StoredEngineSpec } from "../core/contracts/endpoint.ts";
 import type { ScalingConfig } from "../core/policy/scaling.ts";
 
 /** What the scheduler needs of an endpoint, checked: the engine comes from a JSON column. */
@@ -10,7 +10,8 @@ export interface SchedulableEndpoint {
   tenantId: string;
   /** The endpoint's GPU types, most preferred first; a worker's session is billed at the type it got. */
   gpuTypeIds: string[];
-  engine: EngineSpec;
+  /** As stored: secrets sealed, opened only to start a worker (scheduler/worker-secrets.ts). */
+  engine: StoredEngineSpec;
   executionTimeoutMs: number;
   scaling: ScalingConfig;
 }
@@ -21,7 +22,7 @@ type EndpointRow = typeof endpoints.$inferSelect;
 export type ParsedEndpoint = { ok: true; endpoint: SchedulableEndpoint } | { ok: false; id: string; reason: string };
 
 export function parseEndpointRow(row: EndpointRow): ParsedEndpoint {
-  const engine = engineSpec.safeParse(row.engine);
+  const engine = storedEngineSpec.safeParse(row.engine);
   if (!engine.success) return { ok: false, id: row.id, reason: `engine: ${engine.error.issues[0]?.message ?? "invalid"}` };
   const scaler = scalerType.safeParse(row.scalerType);
   if (!scaler.success) return { ok: false, id: row.id, reason: `scalerType: ${row.scalerType}` };

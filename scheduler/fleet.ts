@@ -6,6 +6,10 @@ import { errorFields, type Log } from "../core/log/process-log.ts";
 import { BootHeartbeats } from "./boot-heartbeats.ts";
 import { WorkerLog } from "./worker-log.ts";
 import { newWorkerId } from "../core/ids/random-id.ts";
+import { WorkerSecrets } from "./worker-secrets.ts";
+import type { WorkerRedisUsers } from "./worker-redis-users.ts";
+
+const NO_SECRETS = new WorkerSecrets();
 
 /** GPU type a worker of a provider without GPUs is billed at. */
 export const CPU_GPU_TYPE = "cpu";
@@ -22,6 +26,10 @@ export interface FleetOptions {
   log: Log;
   /** Told of every exit; `requested` is false when the worker ended without being asked to. */
   onExit?: (worker: ProvidedWorker, requested: boolean) => void;
+  /** Opens each endpoint's secrets for its own workers. Default: no key (endpoints with secrets do not start), no operator S3 credentials. */
+  secrets?: WorkerSecrets;
+  /** A Redis user per worker, created before it starts and deleted when it exits. Default: none (the provider's URL). */
+  users?: WorkerRedisUsers;
 }
 
 /**
@@ -59,23 +67,30 @@ export class Fleet {
     const workerId = newWorkerId();
     const startedAt = now();
     let logged = false;
+    let userCreated = false;
     try {
+      // First: an endpoint whose secrets cannot be opened gets no session, only the error.
+      const { engine, env } = (this.opts.secrets ?? NO_SECRETS).forWorker(endpoint.id, endpoint.engine);
       // Before the spawn: the API counts the worker as initializing at once, the worker's own first
       // heartbeat lands over the stand-in, and the session (billed from here) exists before the process.
       const standIn = this.bootHeartbeats.standIn(endpoint.id, workerId, startedAt);
       await this.workerLog.requested(endpoint.id, standIn, { tenantId: endpoint.tenantId, provider: provider.name, gpuType: CPU_GPU_TYPE });
       logged = true;
+      const redisUrl = await this.opts.users?.create(endpoint.id, workerId);
+      userCreated = redisUrl !== undefined;
       await provider.start({
         workerId,
         endpointId: endpoint.id,
-        engine: endpoint.engine,
-        env: this.opts.workerEnv,
+        engine,
+        env: { ...this.opts.workerEnv, ...env },
         executionTimeoutMs: endpoint.executionTimeoutMs,
+        ...(redisUrl !== undefined && { redisUrl }),
       });
       log({ msg: "worker started", endpointId: endpoint.id, workerId });
     } catch (err) {
       log({ level: "error", msg: "worker start failed", endpointId: endpoint.id, workerId, ...errorFields(err) });
       this.bootHeartbeats.forget(workerId);
+      if (userCreated) this.track(this.opts.users!.remove(endpoint.id, workerId));
       if (logged) {
         const reason = `start failed: ${errorFields(err).error}`.slice(0, 500);
         this.track(this.workerLog.exited(endpoint.id, workerId, { reason }));
@@ -123,6 +138,8 @@ export class Fleet {
     const reason = this.stopReasons.get(w.workerId) ?? (w.exitCode === 0 ? "exited on its own" : "process ended without being asked to stop");
     this.stopReasons.delete(w.workerId);
     this.bootHeartbeats.forget(w.workerId);
+    // Its session is over: its Redis user goes, and with it any connection a leftover process held.
+    if (this.opts.users) this.track(this.opts.users.remove(w.endpointId, w.workerId));
     this.opts.onExit?.(w, requested);
     log({ msg: "worker exited", endpointId: w.endpointId, workerId: w.workerId, exitCode: w.exitCode ?? null, requested });
     // A few tries: if they all fail, the heartbeat entry stays behind and the worker is logged

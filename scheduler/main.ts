@@ -5,6 +5,11 @@ import { LocalProvider } from "./providers/local-provider.ts";
 import { Scheduler } from "./scheduler.ts";
 import { errorFields, jsonLineLog } from "../core/log/process-log.ts";
 import { warnIfRedisDoesNotPersist } from "../core/redis/persistence.ts";
+import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { WorkerRedisUsers } from "./worker-redis-users.ts";
+import { SecretBox } from "../core/secrets/secret-box.ts";
+import { WorkerSecrets } from "./worker-secrets.ts";
 
 // The composition root: the only place that reads the environment and names concrete classes.
 async function main(): Promise<void> {
@@ -13,13 +18,43 @@ async function main(): Promise<void> {
   const redis = connectRedis(config.redisUrl);
   const dbh = openDb(config.databaseUrl, { max: 4 });
   void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
+  void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => log({ level: "warn", msg }));
+  if (!config.workerRedisAcl) log({ level: "warn", msg: "HEARTH_WORKER_REDIS_ACL=off: workers get the scheduler's own Redis credential, not one limited to their endpoint" });
+  const workerRedisUsers = new WorkerRedisUsers({
+    redis,
+    redisUrl: config.redisUrl,
+    keys: new RedisKeys(config.redisPrefix),
+    enabled: config.workerRedisAcl,
+    log,
+  });
   const provider = new LocalProvider({
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
     handlerDirs: config.handlerDirs,
     workerLockMs: config.workerLockMs,
   });
-  const scheduler = new Scheduler({ redis, db: dbh.db, provider, redisPrefix: config.redisPrefix, tickMs: config.tickMs, log });
+  if (config.secretsKey === undefined) log({ level: "warn", msg: "HEARTH_SECRETS_KEY is not set: endpoints with secrets cannot start workers" });
+  const workerSecrets = new WorkerSecrets({
+    ...(config.secretsKey && { box: new SecretBox(config.secretsKey) }),
+    modelAllowList: config.modelAllowList,
+    // The operator's S3 credentials, for workers whose model is in an allow-listed bucket only.
+    operatorS3Env: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith("AWS_") && e[1] !== undefined)),
+  });
+  // Workers check their model again at download, against the same settings as the API.
+  const workerEnv = { HEARTH_MODEL_DIRS: config.modelDirs.join(":"), HEARTH_MODEL_ALLOWLIST: config.modelAllowList.entries.join(",") };
+  const scheduler = new Scheduler({
+    redis,
+    db: dbh.db,
+    provider,
+    redisPrefix: config.redisPrefix,
+    tickMs: config.tickMs,
+    log,
+    workerRedisUsers,
+    workerSecrets,
+    workerEnv,
+    defaultMaxWorkers: config.defaultMaxWorkers,
+    ...(config.hostWorkerCap !== undefined && { hostWorkerCap: config.hostWorkerCap }),
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -14,6 +14,12 @@ import { Fleet } from "./fleet.ts";
 import { LeaderLock } from "./leader-lock.ts";
 import { jsonLineLog, errorFields, type Log } from "../core/log/process-log.ts";
 import { EndpointObserver } from "./observe.ts";
+import type { WorkerRedisUsers } from "./worker-redis-users.ts";
+import type { WorkerSecrets } from "./worker-secrets.ts";
+import { workerHeartbeat } from "../core/contracts/worker-state.ts";
+import { availableParallelism } from "node:os";
+import { defaultHostWorkerCap } from "../core/policy/capacity.ts";
+import { CapacityGate } from "./capacity-gate.ts";
 
 /** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
 const HUNG_STOP_GRACE_MS = 5000;
@@ -40,6 +46,19 @@ export interface SchedulerOptions {
   hungAfterMs?: number;
   /** Extra environment for every worker. */
   workerEnv?: Record<string, string>;
+  /** Opens each endpoint's secrets for its own workers (HEARTH_SECRETS_KEY, operator S3 credentials for allow-listed buckets). Default: none. */
+  workerSecrets?: WorkerSecrets;
+  /**
+   * A Redis user per worker, limited to its endpoint. Owned: `close()` closes it. Default: none,
+   * workers get the provider's Redis URL.
+   */
+  workerRedisUsers?: WorkerRedisUsers;
+  /** How often the leader removes Redis users of workers that are gone and restores lost ones (ms). Default 30_000. */
+  userSweepMs?: number;
+  /** HEARTH_HOST_WORKER_CAP: the most workers the provider runs at once; more demand waits (throttled, `no_capacity`). Default: 4 per core, at least 16. */
+  hostWorkerCap?: number;
+  /** maxWorkers of a tenant without an override (HEARTH_DEFAULT_MAX_WORKERS). Default 100. */
+  defaultMaxWorkers?: number;
   /** Unique per replica; default host:pid:random. */
   id?: string;
   /** Default Date.now. */
@@ -62,6 +81,7 @@ export class Scheduler {
   private readonly lock: LeaderLock;
   private readonly observer: EndpointObserver;
   private readonly fleet: Fleet;
+  private readonly capacity: CapacityGate;
   /** One converge per endpoint at a time; `undefined` means "read the endpoint first". */
   private readonly converging: Coalescer<SchedulableEndpoint | undefined>;
   private readonly ticking: Coalescer<undefined>;
@@ -71,6 +91,9 @@ export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private closing = false;
   private readonly skipped = new Map<string, string>();
+  private readonly staleHeartbeatMs: number;
+  /** When the worker users were last swept (ms); 0 makes a new leader's first tick sweep. */
+  private usersSweptAt = 0;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.id = opts.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
@@ -80,6 +103,7 @@ export class Scheduler {
     this.log = opts.log ?? jsonLineLog("scheduler");
     const heartbeatMs = opts.heartbeatMs ?? 1000;
     const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
+    this.staleHeartbeatMs = 3 * heartbeatMs;
     this.lock = new LeaderLock({
       redis: opts.redis,
       key: this.keys.schedulerLock(),
@@ -100,6 +124,8 @@ export class Scheduler {
       stopGraceMs: drainTimeoutMs + (opts.killMarginMs ?? 10_000),
       now: this.now,
       log: this.log,
+      ...(opts.workerRedisUsers && { users: opts.workerRedisUsers }),
+      ...(opts.workerSecrets && { secrets: opts.workerSecrets }),
       onExit: (w, requested) => {
         // A worker that ends on its own with an error counts towards its endpoint's crash loop.
         if (!requested && w.exitCode !== undefined && w.exitCode !== 0) {
@@ -116,7 +142,16 @@ export class Scheduler {
         if (await this.fleet.workerLog.lost(endpointId, workerId, "heartbeat stopped and no provider of this scheduler runs it")) {
           this.log({ level: "warn", msg: "worker lost", endpointId, workerId });
         }
+        await opts.workerRedisUsers?.remove(endpointId, workerId);
       },
+    });
+    this.capacity = new CapacityGate({
+      db: opts.db,
+      redis: opts.redis,
+      keys: this.keys,
+      hostCap: opts.hostWorkerCap ?? defaultHostWorkerCap(availableParallelism()),
+      defaultMaxWorkers: opts.defaultMaxWorkers ?? 100,
+      reportTtlMs: 3 * this.tickMs + 1000,
     });
     this.converging = new Coalescer((endpointId, endpoint) => this.converge(endpointId, endpoint));
     this.ticking = new Coalescer(() => this.convergeAll());
@@ -169,6 +204,7 @@ export class Scheduler {
     await this.ticking.idle();
     await this.converging.idle();
     await this.fleet.close();
+    this.opts.workerRedisUsers?.close();
     await this.lock.release().catch((err: unknown) => this.log({ level: "warn", msg: "lock release failed", ...errorFields(err) }));
     await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
   }
@@ -182,6 +218,7 @@ export class Scheduler {
     if (this.closing) return;
     this.log({ level: leader ? "info" : "warn", msg: leader ? "leadership acquired" : "leadership lost", schedulerId: this.id });
     if (leader) {
+      this.usersSweptAt = 0;
       void this.reconcileSessions();
       void this.tick();
     } else {
@@ -205,6 +242,7 @@ export class Scheduler {
         if (await this.fleet.workerLog.lost(s.endpointId, s.id, "session left open by a stopped scheduler", { force: true })) {
           this.log({ level: "warn", msg: "worker session reconciled as lost", endpointId: s.endpointId, workerId: s.id });
         }
+        await this.opts.workerRedisUsers?.remove(s.endpointId, s.id);
       }
     } catch (err) {
       this.log({ level: "warn", msg: "session reconcile failed", ...errorFields(err) });
@@ -217,6 +255,7 @@ export class Scheduler {
     let parsed: ParsedEndpoint[];
     try {
       parsed = await loadLiveEndpoints(this.opts.db);
+      await this.capacity.refreshTenantCaps();
     } catch (err) {
       this.log({ level: "error", msg: "endpoint read failed", ...errorFields(err) });
       return;
@@ -237,7 +276,35 @@ export class Scheduler {
     await Promise.all([
       this.fleet.refreshBooting().catch((err: unknown) => this.log({ level: "warn", msg: "boot heartbeat refresh failed", ...errorFields(err) })),
       ...[...live.values()].map((e) => this.converging.run(e.id, e)),
+      this.sweepWorkerUsers(queriedAt),
     ]);
+  }
+
+  /**
+   * Every `userSweepMs` (and at once on leadership): removes Redis users of workers that are gone
+   * without an exit this scheduler saw (a dead scheduler's workers, once they have drained) and
+   * restores this scheduler's users that Redis lost. A foreign worker still beating keeps its user.
+   */
+  private async sweepWorkerUsers(now: number): Promise<void> {
+    const users = this.opts.workerRedisUsers;
+    if (!users || now - this.usersSweptAt < (this.opts.userSweepMs ?? 30_000)) return;
+    this.usersSweptAt = now;
+    try {
+      const { removed, restored } = await users.sweep(async (endpointId, workerId) => {
+        const raw = await this.opts.redis.hget(this.keys.workers(endpointId), workerId);
+        let at: number | undefined;
+        try {
+          at = raw === null ? undefined : workerHeartbeat.parse(JSON.parse(raw)).at;
+        } catch {
+          at = undefined; // unreadable: the observer removes the entry; the user goes with it
+        }
+        return at !== undefined && this.now() - at <= this.staleHeartbeatMs;
+      });
+      if (removed.length > 0) this.log({ msg: "worker Redis users of gone workers removed", users: removed });
+      if (restored.length > 0) this.log({ level: "warn", msg: "worker Redis users restored (Redis had lost them)", users: restored });
+    } catch (err) {
+      this.log({ level: "warn", msg: "worker Redis user sweep failed", ...errorFields(err) });
+    }
   }
 
   /** Logs an endpoint the schemas reject once per reason, not once per tick. */
@@ -275,9 +342,16 @@ export class Scheduler {
       if (waitMs > 0) {
         this.log({ level: "warn", msg: "start delayed: workers keep crashing", endpointId, crashes: crashes.consecutiveFailures, waitMs });
       }
-      const start = waitMs > 0 ? 0 : decision.start;
+      // The host's cap and the tenant's maxWorkers bound the starts; what they hold back waits, reported on /health.
+      const gate = this.capacity.admit(endpoint, waitMs > 0 ? 0 : decision.start, this.fleet.running());
+      const start = gate.start;
+      await this.capacity.report(endpointId, gate).catch((err: unknown) => this.log({ level: "warn", msg: "capacity report failed", endpointId, ...errorFields(err) }));
+      if (gate.throttled > 0) this.log({ level: "warn", msg: "starts held back", endpointId, throttled: gate.throttled, waitReason: gate.waitReason });
       if (start === 0 && stop.length === 0 && replace.length === 0) return;
-      if (this.closing || !this.lock.isLeader) return;
+      if (this.closing || !this.lock.isLeader) {
+        for (let i = 0; i < start; i++) this.capacity.release(endpointId);
+        return;
+      }
 
       this.log({
         msg: "scale",
@@ -295,7 +369,7 @@ export class Scheduler {
       for (const id of stop) this.fleet.stop(id, "idle");
       // A hung worker will not drain: a short grace, then the provider kills it.
       for (const id of replace) this.fleet.stop(id, "heartbeat lost", HUNG_STOP_GRACE_MS);
-      const starts = Array.from({ length: start }, () => this.fleet.start(endpoint));
+      const starts = Array.from({ length: start }, () => this.fleet.start(endpoint).finally(() => this.capacity.release(endpoint.id)));
       await Promise.all(starts);
     } catch (err) {
       this.log({ level: "error", msg: "converge failed", endpointId, ...errorFields(err) });

@@ -20,7 +20,7 @@ function engineFor(profile: "embedded" | "llamacpp", overrides: Record<string, u
   const spec = openaiEngine.parse({ kind: "openai", profile, model: `file://${modelPath}`, args, concurrency: 4, ...overrides });
   return new OpenAIEngine({
     spec,
-    models: new ModelStore({ cacheDir: join(scratch, "cache"), sources: [new FileModelSource()] }),
+    models: new ModelStore({ cacheDir: join(scratch, "cache"), sources: [new FileModelSource({ allowedDirs: [scratch] })] }),
     embedded: EMBEDDED_ENGINE,
     restartBaseMs: 100,
     onLog: () => {},

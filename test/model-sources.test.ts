@@ -14,6 +14,8 @@ import { FileModelSource } from "../worker/models/file-model-source.ts";
 import { HttpModelSource } from "../worker/models/http-model-source.ts";
 import { ModelSourceError, ModelStore, cacheKey } from "../worker/models/model-source.ts";
 import { S3ModelSource } from "../worker/models/s3-model-source.ts";
+import { modelUrlPolicy } from "../core/engine/model-source-policy.ts";
+import { parseAllowList } from "../core/net/url-policy.ts";
 import { describeModelSourceConformance, sha256 } from "./model-source-conformance.ts";
 import { freePort } from "./support/services.ts";
 
@@ -150,13 +152,20 @@ afterAll(async () => {
   await Promise.all([root, ...scratchDirs].map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
+// The servers of this file listen on loopback, which only an allow-list opens (see test/model-source-policy.test.ts for the refusals).
+const loopbackPolicy = (() => {
+  const r = parseAllowList("127.0.0.1/32");
+  if (!r.ok) throw new Error(r.errors.join("; "));
+  return modelUrlPolicy(r.allow);
+})();
+// With credentials of its own (a tenant's), a source may read any bucket those credentials open.
 function s3Source(endpoint = s3Endpoint, listPageSize?: number): S3ModelSource {
-  const source = new S3ModelSource({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3_CREDENTIALS, listPageSize });
+  const source = new S3ModelSource({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3_CREDENTIALS, listPageSize, buckets: "any" });
   s3Sources.push(source);
   return source;
 }
-const httpSource = () => new HttpModelSource({ ca: caPem });
-const allSources = () => [new FileModelSource(), s3Source(), httpSource()];
+const httpSource = () => new HttpModelSource({ ca: caPem, policy: loopbackPolicy });
+const allSources = () => [new FileModelSource({ allowedDirs: [root] }), s3Source(), httpSource()];
 const storeIn = (cacheDir: string) => new ModelStore({ cacheDir, sources: allSources() });
 const scratchDirs: string[] = [];
 const scratch = async () => {
@@ -199,7 +208,7 @@ describe.skipIf(!hasOpenssl)("https (self-signed, trusted through the ca option)
   });
 
   it("refuses a certificate it was not told to trust, and a redirect from https to http", async () => {
-    const untrusting = new ModelStore({ cacheDir: join(await scratch(), "c"), sources: [new HttpModelSource()] });
+    const untrusting = new ModelStore({ cacheDir: join(await scratch(), "c"), sources: [new HttpModelSource({ policy: loopbackPolicy })] });
     await expect(untrusting.materialise(`${httpsBase}/files/tiny-llama.gguf`)).rejects.toMatchObject({ code: "MODEL_FETCH_FAILED" });
     await expect(storeIn(join(await scratch(), "c")).materialise(`${httpsBase}/downgrade`)).rejects.toThrow(/redirects from https to http:/);
   });
@@ -253,7 +262,7 @@ describe("http specifics and the store's crash safety", () => {
 
   it("gives up on a response that stops sending for idleTimeoutMs, mid-body", async () => {
     const cache = join(await scratch(), "c");
-    const store = new ModelStore({ cacheDir: cache, sources: [new HttpModelSource({ idleTimeoutMs: 300 })] });
+    const store = new ModelStore({ cacheDir: cache, sources: [new HttpModelSource({ idleTimeoutMs: 300, policy: loopbackPolicy })] });
     const started = Date.now();
     const err = await store.materialise(`${plainBase}/stall`).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "MODEL_FETCH_FAILED" });

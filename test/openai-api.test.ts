@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
@@ -36,6 +36,8 @@ describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
   beforeAll(async () => {
     stack = await startStack({ sseHeartbeatMs: 200 });
     dir = await mkdtemp(join(tmpdir(), "hearth-openai-"));
+    // Engines run as HEARTH_ENGINE_USER (nobody), which must be able to reach the model: mkdtemp makes 0700.
+    await chmod(dir, 0o755);
     // A path of this test's own, so the engine process can be told apart from any other.
     modelPath = ensureTinyLlamaFile(join(dir, "tiny-llama.gguf"));
     key = await stack.tenant("llm");

@@ -9,11 +9,12 @@ import { loadWorkerConfig } from "../core/config/process-configs.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
 import { connectRedis } from "../core/redis/connect.ts";
+import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
 import { createEngine } from "./engines/create-engine.ts";
-import { FileModelSource } from "./models/file-model-source.ts";
-import { HttpModelSource } from "./models/http-model-source.ts";
+import { resolveEngineUser } from "./engines/openai/engine-user.ts";
+import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../core/config/endpoint-secrets-env.ts";
 import { ModelStore } from "./models/model-source.ts";
-import { S3ModelSource } from "./models/s3-model-source.ts";
+import { createModelSources } from "./models/model-sources.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 
 function log(phase: string, detail: Record<string, unknown> = {}): void {
@@ -24,6 +25,21 @@ async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env);
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
   log("boot", { workerId: config.workerId, endpointId: config.endpointId, engine: spec.kind });
+  // Only engine processes switch users; a handler runs in this process. Fails here, naming the variable.
+  const engineUser = spec.kind === "openai" ? resolveEngineUser(config.engineUser) : undefined;
+  if (engineUser) log("engine-user", { user: engineUser.name, uid: engineUser.uid, gid: engineUser.gid });
+  // The endpoint's own variables and model credentials (set for this worker alone by the scheduler):
+  // read once, then gone from this process's environment, which a handler and its libraries can read.
+  const secrets = loadWorkerSecrets(process.env);
+  delete process.env[ENDPOINT_ENV_VAR];
+  delete process.env[MODEL_CREDENTIALS_VAR];
+  // Checked again here, at download, on what is really opened and connected to (a refused S3 endpoint throws).
+  const modelSources = createModelSources({
+    modelDirs: config.modelDirs,
+    allow: config.modelAllowList,
+    s3: config.s3,
+    ...(secrets.modelCredentials && { tenantCredentials: secrets.modelCredentials }),
+  });
 
   // A stop requested while the engine is still loading is honoured as soon as the runtime exists.
   let stopReason: string | undefined;
@@ -43,6 +59,7 @@ async function main(): Promise<void> {
 
   const redis = connectRedis(config.redisUrl);
   const subscriber = redis.duplicate();
+  void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => log("warning", { msg }));
   // Both reconnect on their own; a Redis outage shows in failed heartbeats, logged by the runtime.
   redis.on("error", () => {});
   subscriber.on("error", () => {});
@@ -78,9 +95,11 @@ async function main(): Promise<void> {
         handlerDirs: config.handlerDirs,
         models: new ModelStore({
           cacheDir: config.modelCacheDir,
-          sources: [new FileModelSource(), new S3ModelSource(config.s3), new HttpModelSource()],
+          sources: modelSources.sources,
         }),
+        endpointEnv: secrets.endpointEnv,
         onEngineState: (state, detail) => log("engine", { state, ...(detail && { detail }) }),
+        ...(engineUser && { engineUser }),
       }),
       redis,
       subscriber,

@@ -1,5 +1,7 @@
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../../core/queue/keys.ts";
+import type { ModelSourcePolicy } from "../../core/engine/model-source-policy.ts";
+import type { SecretBox } from "../../core/secrets/secret-box.ts";
 import type { EndpointStore } from "./services/endpoint-store.ts";
 import type { EndpointQueues } from "./services/endpoint-queues.ts";
 import type { JobControl } from "./services/job-control.ts";
@@ -7,6 +9,8 @@ import type { OpenAIRelay } from "./services/openai-relay.ts";
 import type { JobReader } from "./services/job-reader.ts";
 import type { JobSubmitter } from "./services/job-submitter.ts";
 import type { TenantStore } from "./services/tenant-store.ts";
+import type { TenantPolicy } from "./services/tenant-policy.ts";
+import type { Invalidations } from "./services/invalidations.ts";
 import type { JobRecords } from "./services/job-records.ts";
 import type { LogAdmin } from "./services/log-admin.ts";
 import type { SyncRuns } from "./services/sync-runs.ts";
@@ -16,9 +20,17 @@ export interface ApiDeps {
   adminToken: string;
   /** Directories an endpoint's handler module must live in. */
   handlerDirs: string[];
+  /** Where endpoint models may come from (HEARTH_MODEL_DIRS, HEARTH_MODEL_ALLOWLIST). */
+  modelPolicy: ModelSourcePolicy;
+  /** Seals endpoint secrets (HEARTH_SECRETS_KEY); absent, secrets are refused with 400 `secrets_unavailable`. */
+  secrets?: SecretBox;
   redis: Redis;
   keys: RedisKeys;
   tenants: TenantStore;
+  /** Tenants' quotas and grants, and the admission checks that read them. */
+  policy: TenantPolicy;
+  /** Tells the other API replicas to drop a cached key or endpoint; retries while Redis is away. */
+  invalidations: Invalidations;
   endpoints: EndpointStore;
   queues: EndpointQueues;
   submitter: JobSubmitter;

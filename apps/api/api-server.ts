@@ -1,5 +1,8 @@
 import { serve, type ServerType } from "@hono/node-server";
 import type { ApiConfig } from "../../core/config/process-configs.ts";
+import { defaultModelDir } from "../../core/config/model-sources.ts";
+import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
+import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { openDb } from "../../core/db/client.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
@@ -15,6 +18,10 @@ import { JobReader } from "./services/job-reader.ts";
 import { JobSubmitter } from "./services/job-submitter.ts";
 import { OpenAIRelay } from "./services/openai-relay.ts";
 import { TenantStore } from "./services/tenant-store.ts";
+import { TenantPolicy } from "./services/tenant-policy.ts";
+import { loadLimitDefaults } from "../../core/config/tenant-limit-defaults.ts";
+import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
+import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
 import { LogAdmin } from "./services/log-admin.ts";
 import { SyncRuns } from "./services/sync-runs.ts";
@@ -27,7 +34,12 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken">;
+/** Model sources default to HEARTH_MODEL_DIRS' default and an empty allow-list; secrets to none (refused). */
+type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken"> &
+  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey">> & {
+    /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
+    limitDefaults?: TenantLimits;
+  };
 
 /**
  * Builds the API's clients and services from config and serves it. The database must be migrated already.
@@ -49,8 +61,12 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   await Promise.all([whenReady(redis, config.redisUrl), whenReady(subscriber, config.redisUrl)]);
   const keys = new RedisKeys(config.redisPrefix);
 
-  const tenants = new TenantStore({ db: dbh.db });
-  const endpoints = new EndpointStore({ db: dbh.db });
+  // Retrying a lost revocation for as long as the key cache's TTL: past that no replica still trusts the key.
+  const keyCacheMs = 60_000;
+  const invalidations = new Invalidations({ redis, keys, retryForMs: keyCacheMs, now });
+  const tenants = new TenantStore({ db: dbh.db, keyCacheMs, invalidations, now });
+  const secrets = config.secretsKey === undefined ? undefined : new SecretBox(config.secretsKey);
+  const endpoints = new EndpointStore({ db: dbh.db, ...(secrets && { secrets }) });
   const queues = new EndpointQueues(redis, keys);
   const events = new JobEvents({ subscriber, keys });
 
@@ -59,7 +75,11 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     if (channel !== keys.apiChannel()) return;
     const msg = parseMessage(controlMessage, raw);
     if (msg?.type === "invalidate-key") tenants.forgetKeyHash(msg.keyHash);
-    if (msg?.type === "invalidate-endpoint") endpoints.forget(msg.endpointId);
+    if (msg?.type === "invalidate-endpoint") {
+      endpoints.forget(msg.endpointId);
+      // Deleted endpoints' Queue objects go (an update drops one too: rebuilt on next use, one round trip).
+      queues.forget(msg.endpointId);
+    }
   });
   await subscriber.subscribe(keys.apiChannel());
 
@@ -70,9 +90,13 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const deps: ApiDeps = {
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,
+    modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
+    ...(secrets && { secrets }),
     redis,
     keys,
     tenants,
+    policy: new TenantPolicy({ sql: dbh.sql, redis, keys, defaults: config.limitDefaults ?? loadLimitDefaults(), now }),
+    invalidations,
     endpoints,
     queues,
     submitter,
@@ -106,6 +130,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
         // Long-polls would hold close() open for their whole wait; end idle and active sockets now.
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
+      invalidations.close();
       await events.close();
       await queues.close();
       redis.disconnect();

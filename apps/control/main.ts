@@ -4,6 +4,7 @@ import { jsonLineLog, errorFields } from "../../core/log/process-log.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
+import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.ts";
 import { ControlPlane } from "./control-plane.ts";
 
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
   const redis = connectRedis(config.redisUrl);
   const dbh = openDb(config.databaseUrl, { max: 4 });
   void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
+  void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => log({ level: "warn", msg }));
   const control = new ControlPlane({
     redis,
     sql: dbh.sql,

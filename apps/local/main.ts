@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { newAdminToken } from "../../core/ids/random-id.ts";
+import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { join } from "node:path";
@@ -22,6 +23,7 @@ const log = (msg: string) => console.log(`[hearth] ${msg}`);
 async function main(): Promise<void> {
   const env = { ...process.env };
   env.HEARTH_ADMIN_TOKEN ||= newAdminToken();
+  env.HEARTH_SECRETS_KEY ||= await localSecretsKey();
   const config = loadApiConfig(env); // fails here, naming the variable, if the environment is wrong
   await ensureLocalServices(config.redisUrl, config.databaseUrl, log);
   await migrateDb(config.databaseUrl);
@@ -92,6 +94,26 @@ openai (npm i openai), in an .mjs file; the first request starts the LLM worker 
   for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta?.content ?? "");
 
 Ctrl-C stops Hearth and its workers.`);
+}
+
+/**
+ * The local default's HEARTH_SECRETS_KEY: generated at first start into `.hearth/secrets.key` (readable
+ * by this user only) and reused after, so endpoint secrets stored by one start open on the next.
+ * Losing the file loses those secrets (their endpoints then fail to start until they are set again).
+ */
+async function localSecretsKey(): Promise<string> {
+  const file = join(root, ".hearth", "secrets.key");
+  const saved = await readFile(file, "utf8").then((s) => s.trim(), () => undefined);
+  if (saved) return saved;
+  await mkdir(join(root, ".hearth"), { recursive: true });
+  const key = randomBytes(32).toString("base64");
+  // "wx": two starts at once must not each write a key of their own.
+  await writeFile(file, `${key}\n`, { mode: 0o600, flag: "wx" }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EEXIST") throw err;
+  });
+  const kept = (await readFile(file, "utf8")).trim();
+  log(`endpoint secrets are sealed with the key generated in ${file} (set HEARTH_SECRETS_KEY to use your own)`);
+  return kept;
 }
 
 async function waitReady(base: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BenchContext } from "./bench-result.ts";
@@ -81,6 +82,8 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     REDIS_URL: options.redisUrl,
     HEARTH_REDIS_PREFIX: options.redisPrefix,
     HEARTH_ADMIN_TOKEN: adminToken,
+    // llm-stream writes its model under the temp directory (bench/llm-stream.ts): local models must lie in HEARTH_MODEL_DIRS.
+    HEARTH_MODEL_DIRS: process.env.HEARTH_MODEL_DIRS || join(tmpdir(), "hearth-bench"),
     PORT: "0",
     HOST: "127.0.0.1",
   };

@@ -41,3 +41,11 @@ export function intFrom(defaultValue: number, min: number, max: number) {
     z.number().int().min(min).max(max),
   );
 }
+
+/** A switch: on/off, true/false, yes/no or 1/0 (any case); unset or empty means `defaultValue`. */
+export function onOff(defaultValue: boolean) {
+  return z.preprocess(
+    (v) => (v === "" || v === undefined ? String(defaultValue) : String(v).toLowerCase()),
+    z.enum(["on", "off", "true", "false", "yes", "no", "1", "0"], { error: "must be on or off" }).transform((v) => v === "on" || v === "true" || v === "yes" || v === "1"),
+  );
+}

@@ -31,4 +31,14 @@ describe("process configs", () => {
   it("splits HEARTH_HANDLER_DIRS on colons", () => {
     expect(loadApiConfig({ HEARTH_HANDLER_DIRS: "/a:/b" }).handlerDirs).toEqual(["/a", "/b"]);
   });
+
+  it("gives workers Redis users of their own unless HEARTH_WORKER_REDIS_ACL is off, and reads HEARTH_ENGINE_USER as given", () => {
+    expect(loadSchedulerConfig({}).workerRedisAcl).toBe(true);
+    expect(loadSchedulerConfig({ HEARTH_WORKER_REDIS_ACL: "off" }).workerRedisAcl).toBe(false);
+    expect(loadSchedulerConfig({ HEARTH_WORKER_REDIS_ACL: "FALSE" }).workerRedisAcl).toBe(false);
+    expect(() => loadSchedulerConfig({ HEARTH_WORKER_REDIS_ACL: "maybe" })).toThrow(/HEARTH_WORKER_REDIS_ACL: must be on or off/);
+    const worker = { HEARTH_ENDPOINT_ID: "ep", HEARTH_WORKER_ID: "w", HEARTH_ENGINE: "{}" };
+    expect(loadWorkerConfig(worker).engineUser).toBeUndefined();
+    expect(loadWorkerConfig({ ...worker, HEARTH_ENGINE_USER: "hearth-engine" }).engineUser).toBe("hearth-engine");
+  });
 });

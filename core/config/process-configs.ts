@@ -2,8 +2,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newAdminToken } from "../ids/random-id.ts";
 import { z } from "zod";
-import { databaseUrl, intFrom, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
+import { databaseUrl, intFrom, onOff, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
 import { handlerDirs } from "./handler-dirs.ts";
+import { loadLimitDefaults } from "./tenant-limit-defaults.ts";
+import { modelAllowList, modelDirs } from "./model-sources.ts";
+import { secretsKey } from "./secrets-key.ts";
+import type { AllowList } from "../net/url-policy.ts";
 
 const shared = {
   DATABASE_URL: databaseUrl,
@@ -12,8 +16,16 @@ const shared = {
   HEARTH_HANDLER_DIRS: handlerDirs,
 };
 
+/** Where tenants' models may come from: read by the API (at submission), the scheduler (passed to workers) and workers (at download). */
+const modelSources = {
+  HEARTH_MODEL_DIRS: modelDirs,
+  HEARTH_MODEL_ALLOWLIST: modelAllowList,
+};
+
 const apiSchema = z.object({
   ...shared,
+  ...modelSources,
+  HEARTH_SECRETS_KEY: secretsKey,
   PORT: intFrom(8080, 0, 65535),
   HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
   HEARTH_ADMIN_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
@@ -24,6 +36,12 @@ export interface ApiConfig {
   redisUrl: string;
   redisPrefix: string;
   handlerDirs: string[];
+  /** HEARTH_MODEL_DIRS: directories local models must resolve inside. */
+  modelDirs: string[];
+  /** HEARTH_MODEL_ALLOWLIST, parsed. */
+  modelAllowList: AllowList;
+  /** HEARTH_SECRETS_KEY (32 bytes); undefined: endpoint secrets are refused. */
+  secretsKey?: Buffer;
   port: number;
   host: string;
   adminToken: string;
@@ -39,6 +57,9 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     redisUrl: c.REDIS_URL,
     redisPrefix: c.HEARTH_REDIS_PREFIX,
     handlerDirs: c.HEARTH_HANDLER_DIRS,
+    modelDirs: c.HEARTH_MODEL_DIRS,
+    modelAllowList: c.HEARTH_MODEL_ALLOWLIST,
+    ...(c.HEARTH_SECRETS_KEY !== undefined && { secretsKey: c.HEARTH_SECRETS_KEY }),
     port: c.PORT,
     host: c.HOST,
     adminToken: c.HEARTH_ADMIN_TOKEN ?? newAdminToken(),
@@ -48,8 +69,14 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
 
 const schedulerSchema = z.object({
   ...shared,
+  ...modelSources,
+  HEARTH_SECRETS_KEY: secretsKey,
   HEARTH_SCHEDULER_TICK_MS: intFrom(1000, 50, 60_000),
   HEARTH_WORKER_LOCK_MS: intFrom(30_000, 1000, 600_000),
+  /** A Redis ACL user per worker, scoped to its endpoint's keys and channels (on by default). */
+  HEARTH_WORKER_REDIS_ACL: onOff(true),
+  /** The most workers this scheduler's provider runs at once; empty: 4 per core, at least 16. */
+  HEARTH_HOST_WORKER_CAP: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(1).max(100_000).optional()),
 });
 
 export interface SchedulerConfig {
@@ -61,6 +88,21 @@ export interface SchedulerConfig {
   tickMs: number;
   /** BullMQ lock duration handed to workers: how long a dead worker's job waits before another worker re-runs it. */
   workerLockMs: number;
+  /** Handed to workers, which check their model against them again at download. */
+  modelDirs: string[];
+  modelAllowList: AllowList;
+  /** Opens endpoint secrets for the workers of their endpoint; undefined: endpoints with secrets cannot start. */
+  secretsKey?: Buffer;
+  /**
+   * Give each worker a Redis user of its own (ACL SETUSER), limited to its endpoint's keys and
+   * channels. Fails open with a warning (workers get this process's credential) where Redis or this
+   * process's user refuses ACL SETUSER.
+   */
+  workerRedisAcl: boolean;
+  /** HEARTH_HOST_WORKER_CAP; undefined: the local provider's default (core/policy/capacity.ts). */
+  hostWorkerCap?: number;
+  /** maxWorkers of tenants without an override (HEARTH_DEFAULT_MAX_WORKERS). */
+  defaultMaxWorkers: number;
 }
 
 export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
@@ -72,6 +114,12 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     handlerDirs: c.HEARTH_HANDLER_DIRS,
     tickMs: c.HEARTH_SCHEDULER_TICK_MS,
     workerLockMs: c.HEARTH_WORKER_LOCK_MS,
+    modelDirs: c.HEARTH_MODEL_DIRS,
+    modelAllowList: c.HEARTH_MODEL_ALLOWLIST,
+    ...(c.HEARTH_SECRETS_KEY !== undefined && { secretsKey: c.HEARTH_SECRETS_KEY }),
+    workerRedisAcl: c.HEARTH_WORKER_REDIS_ACL,
+    ...(c.HEARTH_HOST_WORKER_CAP !== undefined && { hostWorkerCap: c.HEARTH_HOST_WORKER_CAP }),
+    defaultMaxWorkers: loadLimitDefaults(env).maxWorkers,
   };
 }
 
@@ -107,6 +155,7 @@ const { DATABASE_URL: _workersHaveNoDatabase, ...workerShared } = shared;
 /** Workers never get Postgres: what they do reaches it through their endpoint's log in Redis. */
 const workerSchema = z.object({
   ...workerShared,
+  ...modelSources,
   HEARTH_ENDPOINT_ID: z.string().min(1),
   HEARTH_WORKER_ID: z.string().min(1),
   /** The endpoint's engine, as JSON (see core/contracts/endpoint.ts). */
@@ -121,7 +170,12 @@ const workerSchema = z.object({
   /** S3-compatible endpoint for `s3://` models (MinIO, R2, ...); unset means AWS itself. Credentials: the AWS SDK's own chain (AWS_ACCESS_KEY_ID, ...). */
   HEARTH_S3_ENDPOINT: optionalString.pipe(z.url().optional()),
   HEARTH_S3_REGION: z.preprocess((v) => (v === "" || v === undefined ? "us-east-1" : v), z.string()),
+  /** User engine processes run as when the worker runs as root (default `nobody`); see worker/engines/openai/engine-user.ts. */
+  HEARTH_ENGINE_USER: optionalString,
 });
+
+/** Every variable the worker's config reads: what a provider passes on to workers from its own environment. */
+export const WORKER_CONFIG_NAMES: readonly string[] = Object.keys(workerSchema.shape);
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -139,8 +193,14 @@ export interface WorkerConfig {
   /** Least ms between two stream writes of one job: chunks arriving sooner go together (fewer writes, a little latency). */
   streamLingerMs: number;
   modelCacheDir: string;
+  /** Local models must resolve inside these (HEARTH_MODEL_DIRS). */
+  modelDirs: string[];
+  /** What model downloads may reach beyond the public internet, and the buckets the operator's credentials may read (HEARTH_MODEL_ALLOWLIST). */
+  modelAllowList: AllowList;
   /** S3 client settings for `s3://` models; path-style addressing whenever a custom endpoint is set. */
   s3: { endpoint?: string; region: string; forcePathStyle: boolean };
+  /** HEARTH_ENGINE_USER as given; undefined means "nobody" when the worker runs as root. */
+  engineUser?: string;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -158,6 +218,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     drainTimeoutMs: c.HEARTH_DRAIN_TIMEOUT_MS,
     streamLingerMs: c.HEARTH_STREAM_LINGER_MS,
     modelCacheDir: c.HEARTH_MODEL_CACHE_DIR,
+    modelDirs: c.HEARTH_MODEL_DIRS,
+    modelAllowList: c.HEARTH_MODEL_ALLOWLIST,
     s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },
+    ...(c.HEARTH_ENGINE_USER !== undefined && { engineUser: c.HEARTH_ENGINE_USER }),
   };
 }

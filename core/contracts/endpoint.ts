@@ -1,46 +1,84 @@
 import { z } from "zod";
+import { safeText } from "./safe-text.ts";
 import { checkProfileArgs, ENGINE_PROFILES } from "../engine/engine-profiles.ts";
-
-/** A handler module: its default export runs each job (RunPod handler semantics). */
-export const handlerEngine = z.object({
-  kind: z.literal("handler"),
-  /** Absolute path or file:// URL; must resolve inside one of `HEARTH_HANDLER_DIRS`. */
-  module: z.string().min(1),
-});
+import {
+  endpointEnvInput,
+  endpointEnvStored,
+  endpointEnvView,
+  modelCredentialsInput,
+  modelCredentialsStored,
+  modelCredentialsView,
+} from "./endpoint-env.ts";
 
 /** Where an engine's weights come from: materialised to a local path before the engine starts. */
 const modelUri = z
   .string()
   .min(1)
+  .max(4096)
   .refine((s) => /^(file|s3|https?):\/\//.test(s) || s.startsWith("/"), "must be file://, s3://, https:// or an absolute path");
 
 /**
- * An engine process that serves the OpenAI HTTP API (vLLM, SGLang, TensorRT-LLM, llama.cpp's
- * server, or the embedded node-llama-cpp server), launched from a profile and supervised by the worker.
+ * The engine kinds, built once per form their secrets take (core/contracts/endpoint-env.ts): as a
+ * tenant sends them, as Postgres holds them (sealed) and as the API shows them (without values).
+ * Which sources and directories a model may come from is policy, checked beside the schema
+ * (core/engine/model-source-policy.ts), not in it.
  */
-export const openaiEngine = z
-  .object({
-    kind: z.literal("openai"),
-    profile: z.enum(ENGINE_PROFILES),
-    model: modelUri,
-    /** The engine's own flags, by their documented long names without dashes: `{"max-model-len": 8192}`. */
-    args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
-    /** Name the engine serves the model under (OpenAI `model`). Default: the model's file or folder name. */
-    servedModelName: z.string().min(1).max(200).optional(),
-    /** Requests one worker runs at once; the engine batches them continuously. */
-    concurrency: z.number().int().min(1).max(1024).default(8),
-    /** How long the engine may take to load before the worker gives up (ms). */
-    startupTimeoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
-  })
-  .superRefine((spec, ctx) => {
-    for (const problem of checkProfileArgs(spec.profile, spec.args)) {
-      ctx.addIssue({ code: "custom", path: ["args", problem.key], message: problem.message });
-    }
+function engineSchemas<Env extends z.ZodType, Credentials extends z.ZodType>(env: Env, modelCredentials: Credentials) {
+  /** A handler module: its default export runs each job (RunPod handler semantics). */
+  const handler = z.object({
+    kind: z.literal("handler"),
+    /** Absolute path or file:// URL; must resolve inside one of `HEARTH_HANDLER_DIRS`. */
+    module: z.string().min(1),
+    /** Variables for the endpoint's workers; the handler reads them from process.env. */
+    env: env.optional(),
   });
+
+  /**
+   * An engine process that serves the OpenAI HTTP API (vLLM, SGLang, TensorRT-LLM, llama.cpp's
+   * server, or the embedded node-llama-cpp server), launched from a profile and supervised by the worker.
+   */
+  const openai = z
+    .object({
+      kind: z.literal("openai"),
+      profile: z.enum(ENGINE_PROFILES),
+      model: modelUri,
+      /** Credentials for an `s3://` model in the tenant's own bucket. */
+      modelCredentials: modelCredentials.optional(),
+      /** The engine's own flags, by their documented long names without dashes: `{"max-model-len": 8192}`. */
+      args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+      /** Name the engine serves the model under (OpenAI `model`). Default: the model's file or folder name. */
+      servedModelName: safeText(200).optional(),
+      /** Requests one worker runs at once; the engine batches them continuously. */
+      concurrency: z.number().int().min(1).max(1024).default(8),
+      /** How long the engine may take to load before the worker gives up (ms). */
+      startupTimeoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+      /** Variables for the engine process, added to the clean environment its profile gives it. */
+      env: env.optional(),
+    })
+    .superRefine((spec, ctx) => {
+      for (const problem of checkProfileArgs(spec.profile, spec.args)) {
+        ctx.addIssue({ code: "custom", path: ["args", problem.key], message: problem.message });
+      }
+    });
+  return { handler, openai, engine: z.discriminatedUnion("kind", [handler, openai]) };
+}
+
+const requested = engineSchemas(endpointEnvInput, modelCredentialsInput);
+export const handlerEngine = requested.handler;
+export const openaiEngine = requested.openai;
 export type OpenAIEngineSpec = z.infer<typeof openaiEngine>;
 
-export const engineSpec = z.discriminatedUnion("kind", [handlerEngine, openaiEngine]);
+/** An engine as a tenant sends it, and as a worker runs it (without `env` and `modelCredentials`, which reach it apart). */
+export const engineSpec = requested.engine;
 export type EngineSpec = z.infer<typeof engineSpec>;
+
+/** An engine as stored in Postgres: secret values sealed. What the scheduler reads back. */
+export const storedEngineSpec = engineSchemas(endpointEnvStored, modelCredentialsStored).engine;
+export type StoredEngineSpec = z.infer<typeof storedEngineSpec>;
+
+/** An engine as the API shows it: `{"secret": true}` for secret values, credentials without their secret. */
+export const engineView = engineSchemas(endpointEnvView, modelCredentialsView).engine;
+export type EngineView = z.infer<typeof engineView>;
 
 export const scalerType = z.enum(["QUEUE_DELAY", "REQUEST_COUNT"]);
 export type ScalerType = z.infer<typeof scalerType>;
@@ -60,7 +98,7 @@ const endpointSettings = {
 
 export const endpointCreate = z
   .object({
-    name: z.string().min(1).max(191),
+    name: safeText(191),
     engine: engineSpec,
     gpuTypeIds: endpointSettings.gpuTypeIds.default([]),
     workersMin: endpointSettings.workersMin.default(0),
@@ -76,7 +114,7 @@ export type EndpointCreate = z.infer<typeof endpointCreate>;
 
 export const endpointPatch = z
   .object({
-    name: z.string().min(1).max(191),
+    name: safeText(191),
     engine: engineSpec,
     ...endpointSettings,
   })
@@ -89,7 +127,8 @@ export interface Endpoint {
   id: string;
   tenantId: string;
   name: string;
-  engine: EngineSpec;
+  /** Secret values are never in it (see `engineView`). */
+  engine: EngineView;
   gpuTypeIds: string[];
   workersMin: number;
   workersMax: number;

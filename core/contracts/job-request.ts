@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { depthMessage, withinDepth } from "./safe-text.ts";
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -31,7 +32,10 @@ const webhookUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL"
  * `timeout` in the body by mistake), so the object is not strict.
  */
 export const runRequest = z.object({
-  input: z.unknown().refine((v) => v !== undefined, "input is required"),
+  input: z
+    .unknown()
+    .refine((v) => v !== undefined, "input is required")
+    .refine(withinDepth, depthMessage),
   webhook: webhookUrl,
   webhookV2: webhookUrl,
   policy: jobPolicy,

@@ -31,6 +31,8 @@ export const healthView = z
   .object({
     jobs: z.object({ completed: z.number(), failed: z.number(), inProgress: z.number(), inQueue: z.number(), retried: z.number() }),
     workers: z.object({ idle: z.number(), initializing: z.number(), ready: z.number(), running: z.number(), throttled: z.number(), unhealthy: z.number() }),
+    /** Why `workers.throttled` workers wait: the host is full (`no_capacity`) or the tenant is at its maxWorkers (`tenant_quota`). */
+    waitReason: z.enum(["no_capacity", "tenant_quota"]).optional(),
   })
   .meta({ id: "Health" });
 export type HealthView = z.infer<typeof healthView>;

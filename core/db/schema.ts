@@ -1,10 +1,14 @@
 import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp } from "drizzle-orm/pg-core";
-import type { EngineSpec } from "../contracts/endpoint.ts";
+import type { StoredEngineSpec } from "../contracts/endpoint.ts";
 
 export const tenants = pgTable("tenants", {
   id: text("id").primaryKey(),
   name: text("name").notNull(),
   createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  /** The admin's overrides of the default quotas (core/contracts/tenant-limits.ts); absent keys take the defaults. */
+  limits: jsonb("limits").$type<Record<string, number>>().notNull().default({}),
+  /** Rights beyond the defaults the admin granted, e.g. `{"remoteCode": true}`. */
+  grants: jsonb("grants").$type<Record<string, boolean>>().notNull().default({}),
 });
 
 /** Keys are stored as SHA-256 hashes; the plaintext is shown once, at creation. */
@@ -29,7 +33,7 @@ export const endpoints = pgTable(
     id: text("id").primaryKey(),
     tenantId: text("tenant_id").notNull().references(() => tenants.id, { onDelete: "cascade" }),
     name: text("name").notNull(),
-    engine: jsonb("engine").$type<EngineSpec>().notNull(),
+    engine: jsonb("engine").$type<StoredEngineSpec>().notNull(),
     gpuTypeIds: jsonb("gpu_type_ids").$type<string[]>().notNull(),
     workersMin: integer("workers_min").notNull(),
     workersMax: integer("workers_max").notNull(),

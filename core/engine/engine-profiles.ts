@@ -15,8 +15,14 @@ export type EngineProfile = (typeof ENGINE_PROFILES)[number];
 export type ProfileArgValue = string | number | boolean;
 export type ProfileArgs = Record<string, ProfileArgValue>;
 
+/**
+ * Why a flag needs the admin's `remoteCode` grant: it runs code that comes with the model
+ * (`code`), or makes the engine read a path the tenant names (`paths`).
+ */
+export type FlagRisk = "code" | "paths";
+
 /** One flag a user may set. Booleans become a bare flag when true; when false they are left out, or `negation` is passed where the engine has one (its default is on). */
-export type FlagSpec = { doc: string } & (
+export type FlagSpec = { doc: string; risk?: FlagRisk } & (
   | { type: "int"; min?: number; max?: number; keywords?: readonly string[] }
   | { type: "number"; min?: number; max?: number; exclusiveMin?: boolean }
   | { type: "string" }
@@ -53,7 +59,7 @@ const VLLM: ProfileTable = {
     "kv-cache-dtype": { type: "string", doc: "KV cache dtype (auto, fp8, fp8_e4m3, fp8_e5m2, …)." },
     "max-num-seqs": positive("Sequences batched at once; Hearth sets it to the worker's concurrency unless given."),
     "max-num-batched-tokens": positive("Tokens processed per scheduler step."),
-    "trust-remote-code": { type: "bool", doc: "Run modelling code shipped with the checkpoint." },
+    "trust-remote-code": { type: "bool", risk: "code", doc: "Run modelling code shipped with the checkpoint (needs the remoteCode grant)." },
     "enforce-eager": { type: "bool", doc: "Skip CUDA graph capture: less memory, slower decode." },
     seed: { type: "int", doc: "Random seed." },
     "load-format": { type: "string", doc: "Weight format (auto, safetensors, pt, gguf, …)." },
@@ -89,11 +95,12 @@ const SGLANG: ProfileTable = {
     quantization: { type: "string", doc: "Quantization method (awq, fp8, gptq, …)." },
     dtype: { type: "enum", values: ["auto", "half", "float16", "bfloat16", "float", "float32"], doc: "Weight and activation dtype." },
     "kv-cache-dtype": { type: "string", doc: "KV cache dtype (auto, fp8_e5m2, fp8_e4m3, bf16, …)." },
-    "trust-remote-code": { type: "bool", doc: "Run modelling code shipped with the checkpoint." },
+    "trust-remote-code": { type: "bool", risk: "code", doc: "Run modelling code shipped with the checkpoint (needs the remoteCode grant)." },
     "schedule-policy": { type: "string", doc: "Request scheduling policy (fcfs, lpm, …)." },
     "random-seed": { type: "int", doc: "Random seed." },
     "load-format": { type: "string", doc: "Weight format (auto, safetensors, gguf, …)." },
-    "chat-template": { type: "string", doc: "Built-in chat template name." },
+    // SGLang also takes a file path here: a tenant could make it read any file the engine can.
+    "chat-template": { type: "string", risk: "paths", doc: "Built-in chat template name, or a template file's path (needs the remoteCode grant)." },
     "reasoning-parser": { type: "string", doc: "Parser extracting reasoning content." },
   },
 };
@@ -121,7 +128,7 @@ const TRTLLM: ProfileTable = {
     max_beam_width: positive("Beams for beam search."),
     kv_cache_free_gpu_memory_fraction: fraction("Fraction of free GPU memory (after weights) for the KV cache."),
     num_postprocess_workers: { type: "int", min: 0, doc: "Workers turning raw output into OpenAI responses." },
-    trust_remote_code: { type: "bool", doc: "Run modelling code shipped with the checkpoint." },
+    trust_remote_code: { type: "bool", risk: "code", doc: "Run modelling code shipped with the checkpoint (needs the remoteCode grant)." },
     enable_chunked_prefill: { type: "bool", doc: "Split long prefills into chunks." },
     reasoning_parser: { type: "string", doc: "Parser extracting reasoning content." },
   },
@@ -176,6 +183,20 @@ const TABLES: Readonly<Record<EngineProfile, ProfileTable>> = { vllm: VLLM, sgla
 
 /** The embedded server's context per request when the endpoint does not set `ctx-size`: enough for chat with small GGUF models on CPU. */
 export const EMBEDDED_DEFAULT_CTX_SIZE = 2048;
+
+/**
+ * The flags in `args` that need the `remoteCode` grant, with why. A boolean set to false asks for
+ * nothing and is not listed.
+ */
+export function riskyArgs(profile: EngineProfile, args: ProfileArgs): { key: string; risk: FlagRisk }[] {
+  const table = TABLES[profile];
+  const out: { key: string; risk: FlagRisk }[] = [];
+  for (const [key, value] of Object.entries(args)) {
+    const spec = Object.hasOwn(table.flags, key) ? table.flags[key] : undefined;
+    if (spec?.risk !== undefined && value !== false) out.push({ key, risk: spec.risk });
+  }
+  return out;
+}
 
 /** The flags a user may set for `profile`, with their types and one-line docs (for API errors and docs). */
 export function profileFlags(profile: EngineProfile): Readonly<Record<string, FlagSpec>> {

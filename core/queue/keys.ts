@@ -53,6 +53,10 @@ export class RedisKeys {
   stats(endpointId: string): string {
     return this.own(endpointId, "stats");
   }
+  /** Workers the scheduler holds back for capacity (`{throttled, waitReason}` JSON, expires unless renewed), for `/health`. */
+  capacity(endpointId: string): string {
+    return this.own(endpointId, "capacity");
+  }
   /** Hash workerId → heartbeat JSON, for one endpoint. */
   workers(endpointId: string): string {
     return this.own(endpointId, "workers");

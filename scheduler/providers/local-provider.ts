@@ -3,6 +3,7 @@ import { constants } from "node:os";
 import { createInterface } from "node:readline";
 import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { workerEnvironment } from "../../core/config/worker-environment.ts";
 import {
   ProviderClosedError,
   type ExitListener,
@@ -27,8 +28,9 @@ export interface LocalProviderOptions {
   /** Working directory of workers; `--import tsx` resolves from it. Default: the repository root. */
   cwd?: string;
   /**
-   * Environment workers inherit beneath the Hearth variables (S3 credentials, CUDA_VISIBLE_DEVICES…).
-   * Default: this process's environment.
+   * Environment whose allow-listed part workers inherit beneath the Hearth variables (PATH, HOME,
+   * CUDA_VISIBLE_DEVICES, the worker settings…; see core/config/worker-environment.ts): never
+   * DATABASE_URL, HEARTH_ADMIN_TOKEN, AWS_* or anything else not listed. Default: this process's environment.
    */
   inheritEnv?: NodeJS.ProcessEnv;
   /** "forward" (default): each output line goes to this process's stdout/stderr prefixed with `[workerId]`; "silent": dropped. */
@@ -48,6 +50,11 @@ interface Child {
  * Workers as child processes of this one. Each gets an IPC channel it never uses for messages: when
  * this process dies, however abruptly, the channel closes and the worker drains and exits, so a
  * crashed scheduler leaves no orphans.
+ *
+ * Each worker leads a process group of its own (`detached`), which its engine processes share:
+ * once the worker has exited, however it ended, the group is SIGKILLed, so an engine whose worker
+ * was killed does not live on. A polite stop signals the worker alone: it drains and then stops
+ * its engine itself.
  */
 export class LocalProvider implements Provider {
   readonly name = "local";
@@ -65,6 +72,8 @@ export class LocalProvider implements Provider {
       cwd: this.opts.cwd ?? repoRoot,
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       env: this.envFor(spec),
+      // setsid(): the worker's pid is its group's id, and terminal signals (Ctrl-C) reach the scheduler only.
+      detached: true,
     });
     const info: ProvidedWorker = { workerId: spec.workerId, endpointId: spec.endpointId, startedAt: Date.now(), state: "running" };
     let markExited!: () => void;
@@ -74,6 +83,8 @@ export class LocalProvider implements Provider {
     this.pipeOutput(spec.workerId, child.stdout, process.stdout);
     this.pipeOutput(spec.workerId, child.stderr, process.stderr);
     child.once("exit", (code, signal) => {
+      // Whatever the worker left in its group (an engine, the engine's own children) goes with it.
+      killGroup(child, "SIGKILL");
       info.state = "exited";
       info.exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
       this.children.delete(spec.workerId);
@@ -107,7 +118,7 @@ export class LocalProvider implements Provider {
     if (!entry) return Promise.resolve();
     entry.stopping ??= (async () => {
       entry.process.kill("SIGTERM");
-      const kill = setTimeout(() => entry.process.kill("SIGKILL"), options.graceMs);
+      const kill = setTimeout(() => killGroup(entry.process, "SIGKILL"), options.graceMs);
       try {
         await entry.exited;
       } finally {
@@ -133,12 +144,11 @@ export class LocalProvider implements Provider {
   }
 
   private envFor(spec: WorkerSpec): NodeJS.ProcessEnv {
-    // Workers never get Postgres credentials, even ones this process was started with.
-    const { DATABASE_URL: _db, ...inherited } = this.opts.inheritEnv ?? process.env;
+    // An allow-list: workers run tenants' code, and never get this process's secrets (Postgres, admin token, cloud keys).
     return {
-      ...inherited,
+      ...workerEnvironment(this.opts.inheritEnv ?? process.env),
       ...spec.env,
-      REDIS_URL: this.opts.redisUrl,
+      REDIS_URL: spec.redisUrl ?? this.opts.redisUrl,
       HEARTH_REDIS_PREFIX: this.opts.redisPrefix,
       HEARTH_HANDLER_DIRS: this.opts.handlerDirs.join(":"),
       HEARTH_ENDPOINT_ID: spec.endpointId,
@@ -156,5 +166,15 @@ export class LocalProvider implements Provider {
       return;
     }
     createInterface({ input: from, crlfDelay: Infinity }).on("line", (line) => to.write(`[${workerId}] ${line}\n`));
+  }
+}
+
+/** Signals the process group a worker leads; a group already empty (ESRCH) is fine. */
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ESRCH") child.kill(signal);
   }
 }

@@ -6,10 +6,19 @@ export interface WorkerSpec {
   workerId: string;
   endpointId: string;
   engine: EngineSpec;
-  /** Extra environment for the worker (e.g. HEARTH_HEARTBEAT_MS); the provider's own variables win on conflict. */
+  /**
+   * Extra environment for the worker (e.g. HEARTH_HEARTBEAT_MS), on top of the allow-listed part of the
+   * provider's own (core/config/worker-environment.ts). The place for what only this endpoint's worker
+   * may see (a tenant's model credentials); the provider's own variables win on conflict.
+   */
   env: Record<string, string>;
   /** The endpoint's default execution timeout; a job's policy may override it. */
   executionTimeoutMs: number;
+  /**
+   * REDIS_URL of this worker: its own Redis user, limited to its endpoint (scheduler/worker-redis-users.ts).
+   * Default: the provider's own URL.
+   */
+  redisUrl?: string;
 }
 
 /** A worker as its provider knows it: a process, a pod… */

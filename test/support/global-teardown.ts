@@ -27,6 +27,13 @@ async function removeRuns(belongs: (runId: string) => boolean): Promise<void> {
       const mine = keys.filter((k) => belongs(/^\{hearth-test-([^-}]+)/.exec(k)?.[1] ?? ""));
       if (mine.length > 0) await redis.unlink(...mine);
     } while (cursor !== "0");
+    // Workers' ACL users (scheduler/worker-redis-users.ts) of runs killed before their schedulers removed them.
+    for (const user of (await redis.call("ACL", "USERS")) as string[]) {
+      if (!user.startsWith("hearth-w:")) continue;
+      const fields = (await redis.call("ACL", "GETUSER", user)) as unknown[] | null;
+      const keys = fields ? String(fields[fields.indexOf("keys") + 1] ?? "") : "";
+      if (belongs(/\{hearth-test-([^-}]+)/.exec(keys)?.[1] ?? "")) await redis.call("ACL", "DELUSER", user);
+    }
   } finally {
     redis.disconnect();
   }

@@ -1,3 +1,4 @@
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { startApiServer, type RunningApi } from "../../apps/api/api-server.ts";
 import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
@@ -5,6 +6,10 @@ import { openDb, type DbHandle } from "../../core/db/client.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
 import { LocalProvider } from "../../scheduler/providers/local-provider.ts";
 import { Scheduler } from "../../scheduler/scheduler.ts";
+import { WorkerRedisUsers } from "../../scheduler/worker-redis-users.ts";
+import { WorkerSecrets } from "../../scheduler/worker-secrets.ts";
+import { parseAllowList } from "../../core/net/url-policy.ts";
+import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { ControlPlane } from "../../apps/control/control-plane.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { apiClient } from "./api-client.ts";
@@ -12,7 +17,8 @@ import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./services.ts"
 
 export const fixturesDir = fileURLToPath(new URL("../fixtures/handlers", import.meta.url));
 export const examplesDir = defaultHandlerDir;
-const ADMIN = "stack-admin-token-0123456789";
+export const STACK_ADMIN_TOKEN = "stack-admin-token-0123456789";
+const ADMIN = STACK_ADMIN_TOKEN;
 
 export interface StackOptions {
   /** BullMQ lock of workers: how soon a killed worker's job is re-run. Default 30000. */
@@ -30,6 +36,20 @@ export interface StackOptions {
    * leaves it in place. Default: a fresh test database, dropped by `close()`.
    */
   databaseUrl?: string;
+  /** HEARTH_HOST_WORKER_CAP of the scheduler. Default: the scheduler's own. */
+  hostWorkerCap?: number;
+  /** A Redis user per worker, limited to its endpoint (HEARTH_WORKER_REDIS_ACL). Default true, as in production. */
+  workerRedisAcl?: boolean;
+  /** HEARTH_MODEL_DIRS of the API and the workers. Default: the OS temp directory, where tests write their models. */
+  modelDirs?: string[];
+  /** HEARTH_MODEL_ALLOWLIST of the API, the scheduler and the workers. Default empty. */
+  modelAllowList?: string;
+  /** HEARTH_SECRETS_KEY. Default none: endpoint secrets are refused. */
+  secretsKey?: Buffer;
+  /** The operator's S3 credentials as variables, which the scheduler gives to workers of allow-listed buckets only. */
+  operatorS3Env?: Record<string, string>;
+  /** The environment the local provider takes workers' allow-listed part from. Default: this process's. */
+  workerInheritEnv?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -42,6 +62,10 @@ export async function startStack(options: StackOptions = {}) {
   const redisUrl = options.redisUrl ?? TEST_REDIS_URL;
   const redisPrefix = uniquePrefix();
   const handlerDirs = [examplesDir, fixturesDir];
+  const modelDirs = options.modelDirs ?? [tmpdir()];
+  const parsedAllowList = parseAllowList(options.modelAllowList ?? "");
+  if (!parsedAllowList.ok) throw new Error(`modelAllowList: ${parsedAllowList.errors.join("; ")}`);
+  const modelAllowList = parsedAllowList.allow;
   const api: RunningApi = await startApiServer({
     databaseUrl: database.url,
     redisUrl,
@@ -50,6 +74,9 @@ export async function startStack(options: StackOptions = {}) {
     port: 0,
     host: "127.0.0.1",
     adminToken: ADMIN,
+    modelDirs,
+    modelAllowList,
+    ...(options.secretsKey && { secretsKey: options.secretsKey }),
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
@@ -59,13 +86,23 @@ export async function startStack(options: StackOptions = {}) {
     handlerDirs,
     workerLockMs: options.workerLockMs ?? 30_000,
     output: process.env.HEARTH_TEST_WORKER_LOGS ? "forward" : "silent",
+    ...(options.workerInheritEnv && { inheritEnv: options.workerInheritEnv }),
   });
+  const workerRedisUsers = new WorkerRedisUsers({ redis, redisUrl, keys: new RedisKeys(redisPrefix), enabled: options.workerRedisAcl ?? true, log: () => {} });
   const scheduler = new Scheduler({
     redis,
     db: dbh.db,
     provider,
+    workerRedisUsers,
+    workerSecrets: new WorkerSecrets({
+      ...(options.secretsKey && { box: new SecretBox(options.secretsKey) }),
+      modelAllowList,
+      ...(options.operatorS3Env && { operatorS3Env: options.operatorS3Env }),
+    }),
+    workerEnv: { HEARTH_MODEL_DIRS: modelDirs.join(":"), HEARTH_MODEL_ALLOWLIST: modelAllowList.entries.join(",") },
     redisPrefix,
     tickMs: options.tickMs ?? 500,
+    ...(options.hostWorkerCap !== undefined && { hostWorkerCap: options.hostWorkerCap }),
     drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
     log: () => {},
   });

@@ -3,6 +3,7 @@ import type { EngineSpec } from "../../core/contracts/endpoint.ts";
 import type { Engine } from "./engine.ts";
 import { HandlerEngine } from "./handler-engine.ts";
 import { OpenAIEngine, type OpenAIEngineOptions } from "./openai/openai-engine.ts";
+import type { EngineUser } from "./openai/engine-user.ts";
 
 export interface CreateEngineOptions {
   /** `HEARTH_HANDLER_DIRS`: where handler modules may live. */
@@ -12,6 +13,10 @@ export interface CreateEngineOptions {
   /** Forwarded engine log lines and supervisor states (default: stderr). */
   onEngineLog?: OpenAIEngineOptions["onLog"];
   onEngineState?: OpenAIEngineOptions["onState"];
+  /** The user engine processes run as (HEARTH_ENGINE_USER, resolved). Default: this process's user. */
+  engineUser?: EngineUser;
+  /** The endpoint's own variables (`engine.env`, secrets opened): the handler's process.env, or added to the engine's environment. Default none. */
+  endpointEnv?: Readonly<Record<string, string>>;
 }
 
 /** The embedded engine runs with this Node and this checkout's entry file, through tsx like the worker itself. */
@@ -25,12 +30,14 @@ export const EMBEDDED_ENGINE = {
 export function createEngine(spec: EngineSpec, options: CreateEngineOptions): Engine {
   switch (spec.kind) {
     case "handler":
-      return new HandlerEngine({ module: spec.module, handlerDirs: options.handlerDirs });
+      return new HandlerEngine({ module: spec.module, handlerDirs: options.handlerDirs, ...(options.endpointEnv && { env: options.endpointEnv }) });
     case "openai":
       return new OpenAIEngine({
         spec,
         models: options.models,
         embedded: EMBEDDED_ENGINE,
+        ...(options.engineUser && { runAs: options.engineUser }),
+        ...(options.endpointEnv && { endpointEnv: options.endpointEnv }),
         ...(options.onEngineLog && { onLog: options.onEngineLog }),
         ...(options.onEngineState && { onState: options.onEngineState }),
       });

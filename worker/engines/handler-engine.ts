@@ -30,6 +30,11 @@ export interface HandlerEngineOptions {
   module: string;
   /** Directories the module must resolve inside (symlinks and `..` included); anything else is refused. */
   handlerDirs: readonly string[];
+  /**
+   * The endpoint's own variables (`engine.env`): set in process.env before the module loads, since
+   * the handler runs in this process and reads them there (HF_TOKEN, LOG_LEVEL…). Default none.
+   */
+  env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -45,6 +50,7 @@ export class HandlerEngine implements Engine {
   async start(): Promise<EngineInfo> {
     const resolved = await resolveHandlerModule(this.options.module, this.options.handlerDirs);
     if (!resolved.ok) throw new EngineStartError(`handler ${this.options.module} refused: ${resolved.reason}`);
+    Object.assign(process.env, this.options.env);
     let mod: unknown;
     try {
       mod = await import(pathToFileURL(resolved.path).href);

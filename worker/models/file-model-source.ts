@@ -1,14 +1,25 @@
-import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
+import { resolveModelPath } from "../../core/engine/model-source-policy.ts";
 import { ModelSourceError, type ModelSource } from "./model-source.ts";
+
+export interface FileModelSourceOptions {
+  /**
+   * Directories local models must resolve inside, through symlinks and `..` (HEARTH_MODEL_DIRS).
+   * Anything else is refused with MODEL_SOURCE_FORBIDDEN: a tenant names the path, and the worker
+   * would otherwise hand any file on the host to its engine.
+   */
+  allowedDirs: readonly string[];
+}
 
 /**
  * `file://` URLs (and, through `ModelStore`, bare absolute paths): the model is already on this
- * machine, so its own path is returned and nothing is copied. Useful for volumes mounted into the
+ * machine, so its real path is returned and nothing is copied. Useful for volumes mounted into the
  * worker and for tests.
  */
 export class FileModelSource implements ModelSource {
   readonly schemes = ["file:"] as const;
+
+  constructor(private readonly options: FileModelSourceOptions) {}
 
   async materialise(uri: URL): Promise<string> {
     let path: string;
@@ -17,13 +28,10 @@ export class FileModelSource implements ModelSource {
     } catch (err) {
       throw new ModelSourceError("MODEL_URI_INVALID", `${uri.href} is not a local file URL`, { cause: err });
     }
-    try {
-      await stat(path);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") throw new ModelSourceError("MODEL_NOT_FOUND", `model path ${path} does not exist`, { cause: err });
-      throw new ModelSourceError("MODEL_FETCH_FAILED", `model path ${path} cannot be read: ${code ?? (err as Error).message}`, { cause: err });
-    }
-    return path;
+    // The real path is what the engine gets: a link swapped after this check changes nothing.
+    const r = await resolveModelPath(path, this.options.allowedDirs, { mustExist: true });
+    if (r.ok) return r.path;
+    if (r.code === "missing") throw new ModelSourceError("MODEL_NOT_FOUND", `model path ${path} does not exist`);
+    throw new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `model path ${path}: ${r.reason}`);
   }
 }

@@ -5,9 +5,19 @@ import https from "node:https";
 import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { rootCertificates } from "node:tls";
+import { AddressRefusedError, guardedLookup, lookupWith, type ResolveAll } from "../../core/net/host-resolution.ts";
+import { checkUrl, type UrlPolicy } from "../../core/net/url-policy.ts";
 import { ModelSourceError, redactUri, type ModelSource } from "./model-source.ts";
 
 export interface HttpModelSourceOptions {
+  /**
+   * Where downloads may go (core/engine/model-source-policy.ts `modelUrlPolicy`): checked for the URL
+   * and for every redirect before a request, and for the addresses a host name resolves to as the
+   * socket connects. Refusals are MODEL_SOURCE_FORBIDDEN.
+   */
+  policy: UrlPolicy;
+  /** Resolver beneath the connect-time check. Default: the system's (hosts file and DNS). */
+  resolve?: ResolveAll;
   /** PEM certificates trusted for https:// in addition to Node's bundled roots (a private CA). Default: none. */
   ca?: string | Buffer | Array<string | Buffer>;
   /** Agents to send requests through (proxies, keep-alive pools). Default: Node's global agents. */
@@ -22,7 +32,8 @@ export interface HttpModelSourceOptions {
 
 /**
  * `https://` and `http://` URLs: one file, streamed to disk. Redirects are followed (Hugging Face and
- * presigned-URL hosts answer with one), but never from https to http. Built on node:http(s) rather
+ * presigned-URL hosts answer with one) one at a time, each judged by the policy like the first URL,
+ * and never from https to http. Built on node:http(s) rather
  * than fetch because Node 20's fetch takes a private CA only through undici's own Agent, which is
  * not a dependency here.
  */
@@ -30,9 +41,14 @@ export class HttpModelSource implements ModelSource {
   readonly schemes = ["https:", "http:"] as const;
   private readonly ca: Array<string | Buffer> | undefined;
 
-  constructor(private readonly options: HttpModelSourceOptions = {}) {
+  constructor(private readonly options: HttpModelSourceOptions) {
     const extra = options.ca === undefined ? [] : Array.isArray(options.ca) ? options.ca : [options.ca];
     this.ca = extra.length > 0 ? [...rootCertificates, ...extra] : undefined;
+  }
+
+  async authorize(uri: URL): Promise<void> {
+    const verdict = checkUrl(uri, this.options.policy);
+    if (!verdict.ok) throw new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `${redactUri(uri)}: ${verdict.reason}`);
   }
 
   async materialise(uri: URL, destDir: string, signal?: AbortSignal): Promise<string> {
@@ -58,6 +74,11 @@ export class HttpModelSource implements ModelSource {
     const agent = secure ? this.options.agents?.https : this.options.agents?.http;
     const headers = url.origin === origin ? this.options.headers : undefined;
     const idleMs = this.options.idleTimeoutMs ?? 60_000;
+    const verdict = checkUrl(url, this.options.policy);
+    if (!verdict.ok) return Promise.reject(new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `${redactUri(url)}: ${verdict.reason}`));
+    // A host name is judged on the addresses the socket is about to use; a literal address was judged above.
+    const { resolve: resolveHost } = this.options;
+    const lookup = verdict.resolve ? guardedLookup(this.options.policy, verdict.allowListedOnly, resolveHost) : resolveHost && lookupWith(resolveHost);
     return new Promise<IncomingMessage>((resolve, reject) => {
       let response: IncomingMessage | undefined;
       const onResponse = (res: IncomingMessage) => {
@@ -78,7 +99,7 @@ export class HttpModelSource implements ModelSource {
         }
         resolve(res);
       };
-      const options = { headers, agent, signal, ...(secure && this.ca !== undefined && { ca: this.ca }) };
+      const options = { headers, agent, signal, ...(lookup && { lookup }), ...(secure && this.ca !== undefined && { ca: this.ca }) };
       const req = secure ? https.get(url, options, onResponse) : http.get(url, options, onResponse);
       // The socket's idle timer keeps running while the body streams; destroying the response (once
       // there is one) hands this reason to the pipeline instead of a bare "aborted".
@@ -87,7 +108,10 @@ export class HttpModelSource implements ModelSource {
         if (response) response.destroy(err);
         else req.destroy(err);
       });
-      req.on("error", (err) => reject(new ModelSourceError("MODEL_FETCH_FAILED", `GET ${redactUri(url)} failed: ${err.message}`, { cause: err })));
+      req.on("error", (err) => {
+        const code = err instanceof AddressRefusedError ? "MODEL_SOURCE_FORBIDDEN" : "MODEL_FETCH_FAILED";
+        reject(new ModelSourceError(code, `GET ${redactUri(url)} failed: ${err.message}`, { cause: err }));
+      });
     });
   }
 }

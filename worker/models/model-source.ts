@@ -1,7 +1,8 @@
+import { isProcessAlive } from "../../core/fs/real-paths.ts";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
-import { isAbsolute, join, relative, sep } from "node:path";
+import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 
@@ -19,6 +20,16 @@ export interface ModelSource {
    * `ModelSourceError`; whatever it left in `destDir` is removed by the store.
    */
   materialise(uri: URL, destDir: string, signal?: AbortSignal): Promise<string>;
+  /**
+   * Refuses (MODEL_SOURCE_FORBIDDEN) a URI this source may not fetch. The store asks before it
+   * looks in its cache, so a model cached earlier is not handed out past a policy that now refuses it.
+   */
+  authorize?(uri: URL): Promise<void>;
+  /**
+   * Set when what this source may read depends on whose credentials it holds: mixed into the cache
+   * key, so a model fetched with one tenant's credentials is never served to a worker without them.
+   */
+  readonly cacheScope?: string;
 }
 
 export type ModelErrorCode =
@@ -27,9 +38,14 @@ export type ModelErrorCode =
   | "MODEL_NOT_FOUND"
   | "MODEL_FETCH_FAILED"
   | "MODEL_FETCH_ABORTED"
-  | "MODEL_CACHE_CONFLICT";
+  | "MODEL_CACHE_CONFLICT"
+  | "MODEL_SOURCE_FORBIDDEN";
 
-/** Why a model could not be made local. `MODEL_NOT_FOUND` is permanent for that URI; `MODEL_FETCH_FAILED` may pass. */
+/**
+ * Why a model could not be made local. `MODEL_NOT_FOUND` is permanent for that URI; `MODEL_FETCH_FAILED`
+ * may pass; `MODEL_SOURCE_FORBIDDEN` is the operator's policy (HEARTH_MODEL_DIRS, HEARTH_MODEL_ALLOWLIST,
+ * private addresses) refusing where the model is or where a download would connect.
+ */
 export class ModelSourceError extends Error {
   constructor(
     readonly code: ModelErrorCode,
@@ -83,7 +99,8 @@ export class ModelStore {
       const known = this.options.sources.flatMap((s) => s.schemes).join(", ");
       throw new ModelSourceError("MODEL_SCHEME_UNSUPPORTED", `no model source for ${url.protocol} (known: ${known})`);
     }
-    const key = cacheKey(url.href);
+    await source.authorize?.(url);
+    const key = cacheKey(source.cacheScope === undefined ? url.href : `${source.cacheScope}\n${url.href}`);
     let pending = this.inflight.get(key);
     if (pending === undefined) {
       pending = this.fetch(url, source, key, signal).finally(() => this.inflight.delete(key));
@@ -98,7 +115,8 @@ export class ModelStore {
     const cached = await readEntry(entry, url.href);
     if (cached !== undefined) return cached;
 
-    await mkdir(cacheDir, { recursive: true });
+    const created = await mkdir(cacheDir, { recursive: true });
+    if (created !== undefined) await openDirs(created, cacheDir);
     await removeDeadPartials(cacheDir, key);
     const partial = join(cacheDir, `${key}.partial-${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`);
     try {
@@ -111,6 +129,7 @@ export class ModelStore {
         return produced;
       }
       await writeFile(join(partial, MANIFEST), JSON.stringify({ uri: url.href, path: rel, completedAt: new Date().toISOString() }));
+      await makeReadable(partial);
       return await commit(partial, entry, url.href, rel);
     } catch (err) {
       await rm(partial, { recursive: true, force: true });
@@ -118,6 +137,27 @@ export class ModelStore {
       if (err instanceof ModelSourceError) throw err;
       throw new ModelSourceError("MODEL_FETCH_FAILED", `fetching ${redactUri(url)} failed: ${(err as Error).message}`, { cause: err });
     }
+  }
+}
+
+/**
+ * Engines run as another, unprivileged user (HEARTH_ENGINE_USER) and must read what this process
+ * wrote: directories 0755, files 0644, whatever this process's umask. Models are not secrets
+ * from the engines on this host (every engine runs as that one user).
+ */
+async function makeReadable(path: string): Promise<void> {
+  const st = await lstat(path);
+  if (st.isSymbolicLink()) return;
+  if (!st.isDirectory()) return chmod(path, 0o644);
+  await chmod(path, 0o755);
+  for (const name of await readdir(path)) await makeReadable(join(path, name));
+}
+
+/** The directories `mkdir -p` created, from `first` down to `last`, made searchable by the engine user. */
+async function openDirs(first: string, last: string): Promise<void> {
+  for (let dir = last; ; dir = dirname(dir)) {
+    await chmod(dir, 0o755);
+    if (dir === first || dirname(dir) === dir) return;
   }
 }
 
@@ -185,15 +225,6 @@ async function removeDeadPartials(cacheDir: string, key: string): Promise<void> 
   for (const name of await readdir(cacheDir)) {
     if (!name.startsWith(prefix)) continue;
     const pid = Number(name.slice(prefix.length).split("-")[0]);
-    if (Number.isInteger(pid) && pid !== process.pid && !isAlive(pid)) await rm(join(cacheDir, name), { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if (Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid)) await rm(join(cacheDir, name), { recursive: true, force: true });
   }
 }

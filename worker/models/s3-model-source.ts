@@ -4,9 +4,20 @@ import { dirname, join, posix, resolve, sep } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand, ListObjectsV2Command, S3Client, type S3ClientConfig } from "@aws-sdk/client-s3";
+import { AddressRefusedError } from "../../core/net/host-resolution.ts";
 import { ModelSourceError, type ModelSource } from "./model-source.ts";
 
 export interface S3ModelSourceOptions {
+  /**
+   * Buckets this source may read; any other is refused (MODEL_SOURCE_FORBIDDEN) before a request is
+   * made. The operator's credentials get the allow-listed buckets only; `"any"` is for a source
+   * holding a tenant's own credentials, which can read only what the tenant's key can.
+   */
+  buckets: readonly string[] | "any";
+  /** See ModelSource.cacheScope: set for a source holding a tenant's credentials. */
+  cacheScope?: string;
+  /** The client's HTTP handler settings (e.g. agents whose `lookup` checks a tenant's endpoint's addresses). */
+  requestHandler?: S3ClientConfig["requestHandler"];
   /** A ready client; when given, the connection options below are ignored. */
   client?: S3Client;
   /** S3-compatible endpoint (MinIO, R2, …). Default: AWS, by region. */
@@ -32,9 +43,11 @@ export interface S3ModelSourceOptions {
  */
 export class S3ModelSource implements ModelSource {
   readonly schemes = ["s3:"] as const;
+  readonly cacheScope: string | undefined;
   private readonly client: S3Client;
 
-  constructor(private readonly options: S3ModelSourceOptions = {}) {
+  constructor(private readonly options: S3ModelSourceOptions) {
+    this.cacheScope = options.cacheScope;
     this.client =
       options.client ??
       new S3Client({
@@ -42,7 +55,14 @@ export class S3ModelSource implements ModelSource {
         ...(options.region !== undefined && { region: options.region }),
         ...(options.forcePathStyle !== undefined && { forcePathStyle: options.forcePathStyle }),
         ...(options.credentials !== undefined && { credentials: options.credentials }),
+        ...(options.requestHandler !== undefined && { requestHandler: options.requestHandler }),
       });
+  }
+
+  async authorize(uri: URL): Promise<void> {
+    const { buckets } = this.options;
+    if (buckets === "any" || buckets.includes(uri.hostname)) return;
+    throw new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `s3://${uri.hostname} is not a bucket HEARTH_MODEL_ALLOWLIST lists, and the endpoint gives no credentials of its own`);
   }
 
   /** Closes the connections of a client this source created; a client passed in belongs to the caller. */
@@ -54,6 +74,7 @@ export class S3ModelSource implements ModelSource {
     const bucket = uri.hostname;
     const key = decodeURIComponent(uri.pathname.replace(/^\//, ""));
     if (bucket === "") throw new ModelSourceError("MODEL_URI_INVALID", `${uri.href} names no bucket`);
+    await this.authorize(uri);
 
     if (key !== "" && !key.endsWith("/")) {
       const file = join(destDir, posix.basename(key));
@@ -135,6 +156,7 @@ function mapError(err: unknown, bucket: string, key: string): ModelSourceError {
   if (err instanceof ModelSourceError) return err;
   const e = err as { name?: string; message?: string };
   const where = `s3://${bucket}/${key}`;
+  if (err instanceof AddressRefusedError) return new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `fetching ${where} refused: ${err.message}`, { cause: err });
   if (e.name === "NoSuchBucket") return new ModelSourceError("MODEL_NOT_FOUND", `bucket ${bucket} does not exist`, { cause: err });
   if (isNotFound(err)) return new ModelSourceError("MODEL_NOT_FOUND", `${where} does not exist`, { cause: err });
   return new ModelSourceError("MODEL_FETCH_FAILED", `fetching ${where} failed: ${e.name ?? "Error"}: ${e.message ?? String(err)}`, { cause: err });

@@ -1,27 +1,37 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler, Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { ApiError } from "../api-error.ts";
 
+const MB = 1024 * 1024;
+const sizeText = (bytes: number) => (bytes % MB === 0 ? `${bytes / MB} MB` : `${bytes} bytes`);
+
 /**
- * Refuses bodies over `maxBytes` with the API's JSON 413. A declared Content-Length is checked
- * from the header alone (Node's HTTP parser never delivers more than it declares), which leaves the
- * body to @hono/node-server's direct read; only a chunked body without a length goes through Hono's
- * `bodyLimit`, which counts as it streams. Touching `req.body` in the common case would make the
- * adapter build a full web `Request` with its streams: a fifth of the API's CPU under load.
+ * Refuses a body over `maxBytes` with the API's JSON 413 (`why` says whose limit it is). A declared
+ * Content-Length is checked from the header alone (Node's HTTP parser never delivers more than it
+ * declares), which leaves the body to @hono/node-server's direct read; only a chunked body without a
+ * length goes through Hono's `bodyLimit`, which counts as it streams. Touching `req.body` in the
+ * common case would make the adapter build a full web `Request` with its streams: a fifth of the
+ * API's CPU under load.
  */
+export async function limitBody(c: Context, next: Next, maxBytes: number, why: string): Promise<void | Response> {
+  const tooLarge = () => new ApiError(413, "payload_too_large", `request body exceeds ${why} (${sizeText(maxBytes)})`);
+  const declared = c.req.header("content-length");
+  if (declared === undefined) {
+    const streamed = bodyLimit({
+      maxSize: maxBytes,
+      onError: () => {
+        throw tooLarge();
+      },
+    });
+    return streamed(c, next);
+  }
+  if (Number(declared) > maxBytes) throw tooLarge();
+  await next();
+}
+
+/** `limitBody` with one fixed limit: the operation's own (RunPod's 10 MB on /run, 20 MB on /runsync). */
 export function jsonBodyLimit(maxBytes: number): MiddlewareHandler {
-  const mb = Math.round(maxBytes / (1024 * 1024));
-  const tooLarge = () => new ApiError(413, "payload_too_large", `request body exceeds the ${mb} MB limit of this operation`);
-  const streamed = bodyLimit({
-    maxSize: maxBytes,
-    onError: () => {
-      throw tooLarge();
-    },
-  });
   return async function jsonBodyLimitMiddleware(c, next) {
-    const declared = c.req.header("content-length");
-    if (declared === undefined) return streamed(c, next);
-    if (Number(declared) > maxBytes) throw tooLarge();
-    await next();
+    return limitBody(c, next, maxBytes, "the limit of this operation");
   };
 }

@@ -1,16 +1,21 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
+import { hasUnstorableChars, resourceId, safeText } from "../../../core/contracts/safe-text.ts";
+import { grantsUpdate, limitsUpdate, tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
 import { adminAuth } from "../middleware/tenant-auth.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { adminSecurity, apiRouter, commonErrors, jsonRequest, okJson } from "./route-kit.ts";
 
-const tenantCreate = z.object({ name: z.string().min(1).max(191) });
+const tenantCreate = z.object({ name: safeText(191) });
 const logStatus = z.object({
   consumers: z.array(z.object({ name: z.string(), lagEntries: z.number(), lagMs: z.number(), endpoints: z.number() })),
   deadLetters: z.object({ open: z.number(), items: z.array(z.unknown()) }),
 });
-const deadLetterParams = z.object({ id: z.string().min(1).max(512) });
+const tenantParam = z.object({ id: resourceId });
+const limitsView = z.object({ tenantId: z.string(), limits: tenantLimits, overrides: tenantLimits.partial() }).meta({ id: "TenantLimits" });
+const grantsView = z.object({ tenantId: z.string(), grants: tenantGrants });
+const deadLetterParams = z.object({ id: z.string().min(1).max(512).refine((s) => !hasUnstorableChars(s), "is not a dead letter id") });
 const deadLetterState = <S extends string>(state: S) => z.object({ id: z.string(), state: z.literal(state) });
 
 const routes = {
@@ -22,6 +27,33 @@ const routes = {
     security: adminSecurity,
     request: { body: jsonRequest(tenantCreate) },
     responses: { ...okJson(z.object({ id: z.string(), name: z.string(), apiKey: z.string() }), "The tenant and its first API key (`apiKey` is shown once)."), 400: commonErrors[400], 401: commonErrors[401] },
+  }),
+  getLimits: createRoute({
+    method: "get",
+    path: "/tenants/{id}/limits",
+    summary: "A tenant's quotas: in force, and the admin's overrides of the defaults",
+    tags: ["admin"],
+    security: adminSecurity,
+    request: { params: tenantParam },
+    responses: { ...okJson(limitsView, "The quotas."), 401: commonErrors[401], 404: commonErrors[404] },
+  }),
+  setLimits: createRoute({
+    method: "put",
+    path: "/tenants/{id}/limits",
+    summary: "Set a tenant's quotas (null returns one to the default)",
+    tags: ["admin"],
+    security: adminSecurity,
+    request: { params: tenantParam, body: jsonRequest(limitsUpdate) },
+    responses: { ...okJson(limitsView, "The quotas after the change; API replicas apply it within 5 s."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
+  }),
+  setGrants: createRoute({
+    method: "put",
+    path: "/tenants/{id}/grants",
+    summary: "Grant or withdraw rights beyond the defaults (remoteCode: engine flags that run model code or read paths)",
+    tags: ["admin"],
+    security: adminSecurity,
+    request: { params: tenantParam, body: jsonRequest(grantsUpdate) },
+    responses: { ...okJson(grantsView, "The tenant's grants after the change."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
   }),
   logStatus: createRoute({
     method: "get",
@@ -51,12 +83,30 @@ const routes = {
   }),
 };
 
-/** The operator's routes (`/admin/...`, admin token): tenants, and the event log's state. */
+/** The operator's routes (`/admin/...`, admin token): tenants, their quotas and grants, and the event log's state. */
 export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   const app = apiRouter();
   app.use("*", adminAuth({ adminToken: deps.adminToken }));
 
   app.openapi(routes.createTenant, async (c) => c.json(await deps.tenants.createTenant(c.req.valid("json").name), 200));
+  app.openapi(routes.getLimits, async (c) => {
+    const { id } = c.req.valid("param");
+    const policy = await deps.policy.policy(id);
+    if (!policy) throw ApiError.notFound("tenant");
+    return c.json({ tenantId: id, limits: policy.limits, overrides: policy.overrides }, 200);
+  });
+  app.openapi(routes.setLimits, async (c) => {
+    const { id } = c.req.valid("param");
+    const r = await deps.policy.setLimits(id, c.req.valid("json"));
+    if (!r) throw ApiError.notFound("tenant");
+    return c.json({ tenantId: id, ...r }, 200);
+  });
+  app.openapi(routes.setGrants, async (c) => {
+    const { id } = c.req.valid("param");
+    const grants = await deps.policy.setGrants(id, c.req.valid("json"));
+    if (!grants) throw ApiError.notFound("tenant");
+    return c.json({ tenantId: id, grants }, 200);
+  });
   app.openapi(routes.logStatus, async (c) => c.json(await deps.logAdmin.status(), 200));
   app.openapi(routes.retryDeadLetter, async (c) => {
     const { id } = c.req.valid("param");

@@ -3,9 +3,10 @@ import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { runRequest } from "../../../core/contracts/job-request.ts";
+import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
-import { jsonBodyLimit } from "../middleware/json-body-limit.ts";
+import { jobAdmission } from "../middleware/job-admission.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { ASYNC_RETENTION_MS, syncRetentionMs } from "../services/job-submitter.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
@@ -22,8 +23,8 @@ const syncWait = waitQuery(90_000, 1000, 300_000, "How long to wait for the job 
 /** `/stream` holds a poll briefly when nothing is buffered, so a client polling without pause (runpod-sdk) does not spin. */
 const streamWait = waitQuery(1000, 0, 10_000, "How long to hold the poll when nothing is buffered, ms (default 1000).");
 
-const epParam = z.object({ ep: z.string().min(1).max(64).describe("The endpoint id.") });
-const jobParams = epParam.extend({ id: z.string().min(1).max(128).describe("The job id.") });
+const epParam = z.object({ ep: resourceId.describe("The endpoint id.") });
+const jobParams = epParam.extend({ id: resourceId.describe("The job id.") });
 
 /** `Idempotency-Key`: printable ASCII, at most 255 characters (as Stripe takes it). */
 const idempotencyHeaders = z.object({
@@ -38,17 +39,20 @@ const idempotencyHeaders = z.object({
 
 const tags = ["jobs (RunPod)"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
-const tooLarge = (mb: number) => ({ 413: { ...commonErrors[400], description: `The body is larger than ${mb} MB.` } });
+const tooLarge = (mb: number) => ({
+  413: { ...commonErrors[400], description: `The body is larger than ${mb} MB or the tenant's maxInputBytes.` },
+  429: { ...commonErrors[400], description: "The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds." },
+});
 
 const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
 const both = <R extends Omit<RouteConfig, "method">>(r: R) => [route({ ...r, method: "get" as const }), route({ ...r, method: "post" as const })] as const;
 
-const routes = {
+const buildRoutes = (deps: ApiDeps) => ({
   run: route({
     method: "post",
     path: "/{ep}/run",
     summary: "Queue a job (asynchronous)",
-    middleware: [jsonBodyLimit(10 * MB)] as const,
+    middleware: [jobAdmission({ policy: deps.policy, operationMaxBytes: 10 * MB })] as const,
     request: { params: epParam, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...errors, ...tooLarge(10) },
   }),
@@ -56,7 +60,7 @@ const routes = {
     method: "post",
     path: "/{ep}/runsync",
     summary: "Run a job and wait for its result",
-    middleware: [jsonBodyLimit(20 * MB)] as const,
+    middleware: [jobAdmission({ policy: deps.policy, operationMaxBytes: 20 * MB })] as const,
     request: { params: epParam, query: syncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: {
       ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
@@ -110,21 +114,23 @@ const routes = {
     request: { params: epParam },
     responses: { ...okJson(healthView, "The counts."), ...errors },
   }),
-};
+});
 
 /** The RunPod job API: `/v2/:endpointId/...`, exactly as runpod-contract.md §1. Every success is HTTP 200. */
 export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   const app = apiRouter<JobEnv>();
+  const routes = buildRoutes(deps);
 
   app.use("/:ep/*", tenantAuth({ tenants: deps.tenants }), async function endpointOwnership(c, next) {
-    // Another tenant's endpoint is indistinguishable from a missing one.
-    const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.param("ep")!);
+    // Another tenant's endpoint is indistinguishable from a missing one, and so is an id that cannot exist.
+    const id = c.req.param("ep")!;
+    const ep = resourceId.safeParse(id).success ? await deps.endpoints.getOwned(c.get("principal").tenantId, id) : undefined;
     if (!ep) throw ApiError.notFound("endpoint");
     c.set("endpoint", ep);
     await next();
   });
 
-  openaiRoutes(deps.openai, app);
+  openaiRoutes(deps.openai, deps.policy, app);
 
   app.openapi(routes.run, async (c) => {
     const idempotencyKey = c.req.valid("header")["idempotency-key"];

@@ -1,15 +1,16 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { endpointCreate, endpointPatch } from "../../../core/contracts/endpoint.ts";
-import type { ControlMessage } from "../../../core/queue/messages.ts";
+import { resourceId, safeText } from "../../../core/contracts/safe-text.ts";
+import { tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { checkEngine } from "../services/engine-check.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
 
-const keyCreate = z.object({ name: z.string().min(1).max(191).default("key") });
-const idParam = z.object({ id: z.string().min(1).max(64) });
+const keyCreate = z.object({ name: safeText(191).default("key") });
+const idParam = z.object({ id: resourceId });
 
 /** An endpoint as the API returns it; the engine is described by `engine` in the create body. */
 const endpointView = z
@@ -36,6 +37,8 @@ const tags = ["endpoints"];
 const keyTags = ["keys"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
 
+const quotaError = { ...commonErrors[400], description: "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value." };
+
 const routes = {
   createEndpoint: createRoute({
     method: "post",
@@ -44,7 +47,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { body: jsonRequest(endpointCreate) },
-    responses: { ...okJson(endpointView, "The endpoint as stored."), 400: errors[400], 401: errors[401] },
+    responses: { ...okJson(endpointView, "The endpoint as stored."), 400: errors[400], 401: errors[401], 403: quotaError },
   }),
   listEndpoints: createRoute({
     method: "get",
@@ -70,7 +73,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam, body: jsonRequest(endpointPatch) },
-    responses: { ...okJson(endpointView, "The endpoint after the change."), ...errors },
+    responses: { ...okJson(endpointView, "The endpoint after the change."), ...errors, 403: quotaError },
   }),
   deleteEndpoint: createRoute({
     method: "delete",
@@ -80,6 +83,20 @@ const routes = {
     security: tenantSecurity,
     request: { params: idParam },
     responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors },
+  }),
+  limits: createRoute({
+    method: "get",
+    path: "/limits",
+    summary: "The tenant's quotas, what it uses of them, and its grants",
+    tags: ["limits"],
+    security: tenantSecurity,
+    responses: {
+      ...okJson(
+        z.object({ limits: tenantLimits, usage: z.object({ endpoints: z.number(), workersMin: z.number() }), grants: tenantGrants }).meta({ id: "Limits" }),
+        "Counts past a quota are refused with 403 quota_exceeded, a full queue with 429, an oversize input with 413.",
+      ),
+      401: errors[401],
+    },
   }),
   createKey: createRoute({
     method: "post",
@@ -109,15 +126,17 @@ const routes = {
   }),
 };
 
-/** The tenant's `/api/v1/endpoints` and `/api/v1/keys`; mounted under `/api/v1`, behind its tenant auth. */
+/** The tenant's `/api/v1/endpoints`, `/api/v1/keys` and `/api/v1/limits`; mounted under `/api/v1`, behind its tenant auth. */
 export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
-  const announce = (msg: ControlMessage) => deps.redis.publish(deps.keys.apiChannel(), JSON.stringify(msg)).catch(() => {});
   const v1 = apiRouter<TenantEnv>();
 
   v1.openapi(routes.createEndpoint, async (c) => {
     const body = c.req.valid("json");
+    const tenantId = c.get("principal").tenantId;
     await checkEngine(body.engine, deps, "engine");
-    return c.json(await deps.endpoints.create(c.get("principal").tenantId, body), 200);
+    await deps.policy.checkGrants(tenantId, body.engine, "engine");
+    await deps.policy.checkEndpoint(tenantId, body);
+    return c.json(await deps.endpoints.create(tenantId, body), 200);
   });
   v1.openapi(routes.listEndpoints, async (c) => c.json(await deps.endpoints.list(c.get("principal").tenantId), 200));
   v1.openapi(routes.getEndpoint, async (c) => {
@@ -130,22 +149,32 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     const patch = c.req.valid("json");
     const current = await deps.endpoints.getOwned(tenantId, c.req.valid("param").id);
     if (!current) throw ApiError.notFound("endpoint");
-    if (patch.engine) await checkEngine(patch.engine, deps, "engine");
+    if (patch.engine) {
+      await checkEngine(patch.engine, deps, "engine");
+      await deps.policy.checkGrants(tenantId, patch.engine, "engine");
+    }
     const min = patch.workersMin ?? current.workersMin;
     const max = patch.workersMax ?? current.workersMax;
     if (min > max) throw ApiError.badRequest("workersMin: must not exceed workersMax", [{ path: "workersMin", message: "must not exceed workersMax" }]);
+    await deps.policy.checkEndpoint(tenantId, { workersMin: min, workersMax: max }, current.id);
     const updated = await deps.endpoints.update(tenantId, current.id, patch);
     if (!updated) throw ApiError.notFound("endpoint");
-    void announce({ type: "invalidate-endpoint", endpointId: updated.id });
+    void deps.invalidations.announce({ type: "invalidate-endpoint", endpointId: updated.id });
     deps.submitter.wake(updated.id, { force: true }); // new min/max take effect now, not at the next tick
     return c.json(updated, 200);
   });
   v1.openapi(routes.deleteEndpoint, async (c) => {
     const { id } = c.req.valid("param");
     if (!(await deps.endpoints.softDelete(c.get("principal").tenantId, id))) throw ApiError.notFound("endpoint");
-    void announce({ type: "invalidate-endpoint", endpointId: id });
+    void deps.invalidations.announce({ type: "invalidate-endpoint", endpointId: id });
     deps.submitter.wake(id, { force: true });
     return c.json({ id, deleted: true as const }, 200);
+  });
+
+  v1.openapi(routes.limits, async (c) => {
+    const tenantId = c.get("principal").tenantId;
+    const [policy, usage] = await Promise.all([deps.policy.policy(tenantId), deps.policy.usage(tenantId)]);
+    return c.json({ limits: policy?.limits ?? deps.policy.defaults, usage, grants: policy?.grants ?? { remoteCode: false } }, 200);
   });
 
   v1.openapi(routes.createKey, async (c) => {
@@ -158,7 +187,6 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     const { id } = c.req.valid("param");
     const hash = await deps.tenants.revokeKey(c.get("principal").tenantId, id);
     if (!hash) throw ApiError.notFound("key");
-    void announce({ type: "invalidate-key", keyHash: hash });
     return c.json({ id, revoked: true as const }, 200);
   });
 

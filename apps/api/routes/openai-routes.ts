@@ -2,10 +2,12 @@ import { createRoute, type OpenAPIHono, type RouteConfig } from "@hono/zod-opena
 import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
+import { depthMessage, resourceId, withinDepth } from "../../../core/contracts/safe-text.ts";
 import { servedModelName } from "../../../core/engine/served-model-name.ts";
-import { jsonBodyLimit } from "../middleware/json-body-limit.ts";
+import { jobAdmission } from "../middleware/job-admission.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
+import type { TenantPolicy } from "../services/tenant-policy.ts";
 import { apiRouter, jsonRequest, tenantSecurity } from "./route-kit.ts";
 
 type OpenAIEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
@@ -20,27 +22,31 @@ const common = {
   model: z.string().optional(),
   stream: z.boolean().optional(),
 };
-const chatRequest = z.looseObject({ ...common, messages: z.array(z.looseObject({ role: z.string().min(1) })).min(1) }).meta({ id: "ChatCompletionRequest" });
+const chatRequest = z
+  .looseObject({ ...common, messages: z.array(z.looseObject({ role: z.string().min(1) })).min(1) })
+  .refine(withinDepth, depthMessage)
+  .meta({ id: "ChatCompletionRequest" });
 const completionRequest = z
   .looseObject({
     ...common,
     prompt: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number().int()).min(1), z.array(z.array(z.number().int())).min(1)]),
   })
+  .refine(withinDepth, depthMessage)
   .meta({ id: "CompletionRequest" });
 
 const openAIError = z.object({ error: z.looseObject({ message: z.string(), type: z.string(), code: z.string().nullable().optional(), param: z.string().nullable().optional() }) }).meta({ id: "OpenAIError" });
 const errorAnswer = (description: string) => ({ description, content: { "application/json": { schema: openAIError } } });
 const engineAnswer = z.looseObject({}).describe("The engine's own answer, relayed as it is.");
 
-const epParam = z.object({ ep: z.string().min(1).max(64).describe("The endpoint id.") });
+const epParam = z.object({ ep: resourceId.describe("The endpoint id.") });
 const tags = ["OpenAI-compatible"];
 const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
-const generation = (path: string, summary: string, schema: z.ZodType) =>
+const generation = (policy: TenantPolicy, path: string, summary: string, schema: z.ZodType) =>
   route({
     method: "post",
     path,
     summary,
-    middleware: [jsonBodyLimit(20 * MB)] as const,
+    middleware: [jobAdmission({ policy, operationMaxBytes: 20 * MB })] as const,
     request: { params: epParam, body: jsonRequest(schema) },
     responses: {
       200: {
@@ -48,14 +54,16 @@ const generation = (path: string, summary: string, schema: z.ZodType) =>
         content: { "application/json": { schema: engineAnswer }, "text/event-stream": { schema: z.string() } },
       },
       400: errorAnswer("Malformed request, or refused by the engine."),
+      413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
+      429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds."),
       401: errorAnswer("No API key, or an unknown one."),
       404: errorAnswer("No such endpoint for this tenant."),
     },
   });
 
-const routes = {
-  chat: generation("/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
-  completion: generation("/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
+const buildRoutes = (policy: TenantPolicy) => ({
+  chat: generation(policy, "/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
+  completion: generation(policy, "/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
   models: route({
     method: "get",
     path: "/{ep}/openai/v1/models",
@@ -63,13 +71,14 @@ const routes = {
     request: { params: epParam },
     responses: { 200: { description: "A list with the served model.", content: { "application/json": { schema: engineAnswer } } }, 401: errorAnswer("No API key."), 404: errorAnswer("No such endpoint.") },
   }),
-};
+});
 
 /**
  * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, on the job router (whose middleware
  * has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in `app.onError`.
  */
-export function openaiRoutes(relay: OpenAIRelay, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+export function openaiRoutes(relay: OpenAIRelay, policy: TenantPolicy, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+  const routes = buildRoutes(policy);
   const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
     const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");

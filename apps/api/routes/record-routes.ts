@@ -1,9 +1,10 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { JOB_STATUSES } from "../../../core/contracts/job-view.ts";
+import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
-import { decodeCursor } from "../services/job-records.ts";
+import { decodeCursor, jobRecordView } from "../services/job-records.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { apiRouter, commonErrors, okJson, tenantSecurity } from "./route-kit.ts";
 
@@ -12,7 +13,7 @@ const optional = <S extends z.ZodType>(s: S) => z.preprocess((v) => (v === "" ? 
 
 /** Query of `GET /api/v1/jobs`: times are ISO-8601 (`from` inclusive, `to` exclusive, on submission). */
 export const jobListQuery = z.object({
-  endpointId: optional(z.string().min(1).max(64)),
+  endpointId: optional(resourceId),
   status: optional(z.enum(JOB_STATUSES)),
   from: optional(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
   to: optional(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
@@ -20,29 +21,7 @@ export const jobListQuery = z.object({
   limit: optional(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
 });
 
-const jobRecord = z
-  .object({
-    id: z.string(),
-    endpointId: z.string(),
-    status: z.string(),
-    delayTime: z.number().nullable(),
-    executionTime: z.number().nullable(),
-    workerId: z.string().nullable(),
-    retries: z.number(),
-    error: z.string().nullable(),
-    webhook: z.string().nullable(),
-    sync: z.boolean(),
-    submittedAt: z.string().nullable(),
-    startedAt: z.string().nullable(),
-    finishedAt: z.string().nullable(),
-    output: z.unknown().optional(),
-    outputRef: z.string().nullable(),
-    promptTokens: z.number().nullable(),
-    completionTokens: z.number().nullable(),
-    ttftMs: z.number().nullable(),
-    itlMs: z.number().nullable(),
-  })
-  .meta({ id: "JobRecord" });
+const jobRecord = jobRecordView;
 
 const workerSession = z
   .object({
@@ -60,7 +39,7 @@ const workerSession = z
   })
   .meta({ id: "WorkerSession" });
 
-const idParam = z.object({ id: z.string().min(1).max(128) });
+const idParam = z.object({ id: resourceId });
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
 
 const routes = {

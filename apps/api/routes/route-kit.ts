@@ -50,10 +50,14 @@ function issuePath(target: string, path: PropertyKey[]): string {
   return field || "(body)";
 }
 
-/** Turns a failed validation into the API's 400 naming every offending path. */
+/**
+ * Turns a failed validation into the API's 400 naming every offending path; a path id that fails
+ * its schema names something that cannot exist, so it is the same 404 as a missing one.
+ */
 const throwOnInvalid: Hook<unknown, Env, string, unknown> = (result) => {
   if (result.success) return;
   const target = (result as { target?: string }).target ?? "json";
+  if (target === "param") throw ApiError.notFound("resource");
   const issues: IssueDetail[] = result.error.issues.map((i) => ({ path: issuePath(target, i.path), message: i.message }));
   throw ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
 };

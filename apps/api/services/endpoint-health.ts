@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { z } from "zod";
 import type { HealthView } from "../../../core/contracts/job-view.ts";
 import { workerHeartbeat, type WorkerHeartbeat } from "../../../core/contracts/worker-state.ts";
 import { countWorkers } from "../../../core/policy/worker-counts.ts";
@@ -10,10 +11,11 @@ export const HEARTBEAT_STALE_MS = 5000;
 /** `/health`: all five job counters and all six worker counters of an endpoint. */
 export async function endpointHealth(queues: EndpointQueues, redis: Redis, endpointId: string, now = Date.now()): Promise<HealthView> {
   const keys = queues.keys;
-  const [counts, stats, workers] = await Promise.all([
+  const [counts, stats, workers, capacityRaw] = await Promise.all([
     queues.queue(endpointId).getJobCounts("wait", "prioritized", "delayed", "active"),
     redis.hgetall(keys.stats(endpointId)),
     redis.hgetall(keys.workers(endpointId)),
+    redis.get(keys.capacity(endpointId)),
   ]);
   const heartbeats: WorkerHeartbeat[] = [];
   for (const raw of Object.values(workers)) {
@@ -25,6 +27,7 @@ export async function endpointHealth(queues: EndpointQueues, redis: Redis, endpo
     }
   }
   const n = (v: string | undefined) => Number(v ?? 0) || 0;
+  const held = parseCapacity(capacityRaw);
   return {
     jobs: {
       completed: n(stats.completed),
@@ -33,6 +36,20 @@ export async function endpointHealth(queues: EndpointQueues, redis: Redis, endpo
       inQueue: (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),
       retried: n(stats.retried),
     },
-    workers: countWorkers(heartbeats, now, HEARTBEAT_STALE_MS),
+    workers: { ...countWorkers(heartbeats, now, HEARTBEAT_STALE_MS), throttled: held?.throttled ?? 0 },
+    ...(held && { waitReason: held.waitReason }),
   };
+}
+
+const capacityReport = z.object({ throttled: z.number().int().min(1), waitReason: z.enum(["no_capacity", "tenant_quota"]) });
+
+/** What the scheduler holds back for the endpoint (scheduler/capacity-gate.ts), if anything; a damaged value counts as nothing. */
+function parseCapacity(raw: string | null): z.infer<typeof capacityReport> | undefined {
+  if (raw === null) return undefined;
+  try {
+    const r = capacityReport.safeParse(JSON.parse(raw));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -15,6 +15,15 @@ const tombstone = z.object({
 });
 type Tombstone = z.infer<typeof tombstone>;
 
+export interface EndpointQueuesOptions {
+  /**
+   * How many endpoints' Queue objects are kept (the least recently used is closed first). Each holds
+   * listeners on the shared connection and a little memory, and costs one round trip to build again.
+   * Default 1000.
+   */
+  maxQueues?: number;
+}
+
 /**
  * BullMQ queues of endpoints, sharing one connection (BullMQ only duplicates connections for
  * blocking commands, which a producer never issues), and reads of a job in the shape the pure
@@ -22,28 +31,62 @@ type Tombstone = z.infer<typeof tombstone>;
  * transaction (see core/log).
  */
 export class EndpointQueues {
+  /** In order of last use, oldest first. */
   private readonly queues = new Map<string, Queue>();
   private readonly metaWritten = new Set<string>();
+  private readonly maxQueues: number;
 
   constructor(
     private readonly redis: Redis,
     readonly keys: RedisKeys,
-  ) {}
+    options: EndpointQueuesOptions = {},
+  ) {
+    this.maxQueues = Math.max(1, options.maxQueues ?? 1000);
+  }
 
   queue(endpointId: string): Queue {
     let q = this.queues.get(endpointId);
-    if (!q) {
-      q = new Queue(this.keys.queueName(endpointId), {
-        connection: this.redis,
-        prefix: this.keys.prefix,
-        // The events stream is the endpoint's durable log: only its consumers trim it (see core/log).
-        streams: { events: { maxLen: LOG_STREAM_MAX_LEN } },
-      });
-      // A producer-only Queue errors when Redis drops; ioredis reconnects, requests in flight fail on their own.
-      q.on("error", () => {});
+    if (q) {
+      this.queues.delete(endpointId);
       this.queues.set(endpointId, q);
+      return q;
+    }
+    q = new Queue(this.keys.queueName(endpointId), {
+      connection: this.redis,
+      prefix: this.keys.prefix,
+      // The events stream is the endpoint's durable log: only its consumers trim it (see core/log).
+      streams: { events: { maxLen: LOG_STREAM_MAX_LEN } },
+    });
+    // A producer-only Queue errors when Redis drops; ioredis reconnects, requests in flight fail on their own.
+    q.on("error", () => {});
+    this.queues.set(endpointId, q);
+    if (this.queues.size > this.maxQueues) {
+      const oldest = this.queues.keys().next().value;
+      if (oldest !== undefined) this.forget(oldest);
     }
     return q;
+  }
+
+  /**
+   * Closes and drops an endpoint's Queue (deleted or changed endpoints, and the least recently used).
+   * Safe while a request still holds it: on a shared connection `close()` only removes the Queue's
+   * listeners from the connection, and the Queue keeps working for that request.
+   */
+  forget(endpointId: string): void {
+    const q = this.queues.get(endpointId);
+    this.queues.delete(endpointId);
+    this.metaWritten.delete(endpointId);
+    void q?.close().catch(() => {});
+  }
+
+  /** Whether this process holds a Queue object for the endpoint (for tests and metrics). */
+  holds(endpointId: string): boolean {
+    return this.queues.has(endpointId);
+  }
+
+  /** How many Queue objects this process holds. */
+  get size(): number {
+    return this.queues.size;
   }
 
   /**

@@ -1,7 +1,10 @@
 import { and, eq, isNull } from "drizzle-orm";
 import type { Db } from "../../../core/db/client.ts";
 import { endpoints } from "../../../core/db/schema.ts";
-import type { Endpoint, EndpointCreate, EndpointPatch } from "../../../core/contracts/endpoint.ts";
+import { storedEngineSpec, type Endpoint, type EndpointCreate, type EndpointPatch, type EngineSpec, type StoredEngineSpec } from "../../../core/contracts/endpoint.ts";
+import { sealEngine, viewEngine } from "../../../core/secrets/endpoint-secrets.ts";
+import type { SecretBox } from "../../../core/secrets/secret-box.ts";
+import { ApiError } from "../api-error.ts";
 import { newEndpointId } from "../../../core/ids/random-id.ts";
 import { TtlCache } from "./ttl-cache.ts";
 import { isBackendUnavailable } from "../backend-unavailable.ts";
@@ -13,22 +16,29 @@ export interface EndpointStoreOptions {
   db: Db;
   /** How long a looked-up endpoint is served from memory (ms); updates here or announced by other replicas invalidate it. Default 30000. */
   cacheMs?: number;
+  /** Seals the engine's secret values before they are stored. Absent: an engine with secrets is refused (400 `secrets_unavailable`). */
+  secrets?: SecretBox;
 }
 
 /** Endpoints in Postgres, with a read cache for the job path. Deleted endpoints are invisible. */
 export class EndpointStore {
   private readonly db: Db;
   private readonly cache: TtlCache<Endpoint>;
+  private readonly secrets: SecretBox | undefined;
 
   constructor(options: EndpointStoreOptions) {
     this.db = options.db;
+    this.secrets = options.secrets;
     this.cache = new TtlCache(options.cacheMs ?? 30_000);
   }
 
   async create(tenantId: string, input: EndpointCreate): Promise<Endpoint> {
+    // The id first: each sealed value is bound to its endpoint.
+    const id = newEndpointId();
+    const engine = this.seal(input.engine, id, undefined);
     const [row] = await this.db
       .insert(endpoints)
-      .values({ id: newEndpointId(), tenantId, ...input })
+      .values({ id, tenantId, ...input, engine })
       .returning();
     return toEndpoint(row!);
   }
@@ -75,13 +85,34 @@ export class EndpointStore {
   }
 
   async update(tenantId: string, id: string, patch: EndpointPatch): Promise<Endpoint | undefined> {
-    const [row] = await this.db
-      .update(endpoints)
-      .set({ ...patch, updatedAt: new Date() })
-      .where(and(eq(endpoints.id, id), eq(endpoints.tenantId, tenantId), isNull(endpoints.deletedAt)))
-      .returning();
+    const owned = and(eq(endpoints.id, id), eq(endpoints.tenantId, tenantId), isNull(endpoints.deletedAt));
+    const { engine: requested, ...settings } = patch;
+    const row =
+      requested === undefined
+        ? (await this.db.update(endpoints).set({ ...settings, updatedAt: new Date() }).where(owned).returning())[0]
+        : await this.db.transaction(async (tx) => {
+            // A new engine may keep secrets of the stored one (`{"secret": true}`): read it under a row lock.
+            const [current] = await tx.select({ engine: endpoints.engine }).from(endpoints).where(owned).for("update");
+            if (current === undefined) return undefined;
+            const engine = this.seal(requested, id, parseStoredEngine(current.engine, id));
+            const [updated] = await tx
+              .update(endpoints)
+              .set({ ...settings, engine, updatedAt: new Date() })
+              .where(owned)
+              .returning();
+            return updated;
+          });
     this.cache.delete(id);
     return row ? toEndpoint(row) : undefined;
+  }
+
+  /** The engine as stored: secrets sealed for endpoint `id`; 400 naming the field when that cannot be done. */
+  private seal(engine: EngineSpec, endpointId: string, current: StoredEngineSpec | undefined): StoredEngineSpec {
+    const r = sealEngine(engine, { endpointId, ...(this.secrets && { box: this.secrets }), ...(current && { current }) });
+    if (r.ok) return r.engine;
+    const issues = r.issues.map((i) => ({ path: `engine.${i.path}`, message: i.message }));
+    const code = r.issues.some((i) => i.code === "secrets_unavailable") ? "secrets_unavailable" : "invalid_request";
+    throw new ApiError(400, code, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
   }
 
   async softDelete(tenantId: string, id: string): Promise<boolean> {
@@ -104,7 +135,8 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     id: row.id,
     tenantId: row.tenantId,
     name: row.name,
-    engine: row.engine,
+    // Whatever the row holds, a response shows no secret value.
+    engine: viewEngine(parseStoredEngine(row.engine, row.id)),
     gpuTypeIds: row.gpuTypeIds,
     workersMin: row.workersMin,
     workersMax: row.workersMax,
@@ -116,4 +148,11 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
+}
+
+/** The engine column, checked: a row that does not parse is an error (500), never passed on as it is. */
+function parseStoredEngine(value: unknown, id: string): StoredEngineSpec {
+  const r = storedEngineSpec.safeParse(value);
+  if (!r.success) throw new Error(`endpoint ${id}: stored engine does not parse (${r.error.issues[0]?.path.join(".")}: ${r.error.issues[0]?.message})`);
+  return r.data;
 }

@@ -1,12 +1,11 @@
 import type { Redis } from "ioredis";
-import { isTerminal, type JobStatus, type JobView } from "../../../core/contracts/job-view.ts";
+import { isTerminal, type JobView, type StreamPage } from "../../../core/contracts/job-view.ts";
 import { finishedView, isGone, toJobView } from "../../../core/policy/job-view.ts";
 import type { JobData } from "../../../core/queue/job-catalog.ts";
 import type { JobEvent } from "../../../core/queue/messages.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
 import type { JobEvents, JobWatch } from "./job-events.ts";
 
-import type { StreamPage } from "../../../core/contracts/job-view.ts";
 export type { StreamPage };
 
 export interface JobReaderOptions {

@@ -3,29 +3,32 @@ import { z } from "zod";
 import { fromPgText } from "../../../core/db/pg-text.ts";
 
 /** A job's durable record as the API returns it: RunPod's field names where they exist. */
-export interface JobRecordView {
-  id: string;
-  endpointId: string;
-  status: string;
-  delayTime: number | null;
-  executionTime: number | null;
-  workerId: string | null;
-  retries: number;
-  error: string | null;
-  webhook: string | null;
-  sync: boolean;
-  submittedAt: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  /** Present in a single record's view when the output was small enough to keep (256 KB). */
-  output?: unknown;
-  /** "redis" when the output was too large to keep here: readable from `/status` for its retention. */
-  outputRef: string | null;
-  promptTokens: number | null;
-  completionTokens: number | null;
-  ttftMs: number | null;
-  itlMs: number | null;
-}
+export const jobRecordView = z
+  .object({
+    id: z.string(),
+    endpointId: z.string(),
+    status: z.string(),
+    delayTime: z.number().nullable(),
+    executionTime: z.number().nullable(),
+    workerId: z.string().nullable(),
+    retries: z.number(),
+    error: z.string().nullable(),
+    webhook: z.string().nullable(),
+    sync: z.boolean(),
+    submittedAt: z.string().nullable(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    /** Present in a single record's view when the output was small enough to keep (256 KB). */
+    output: z.unknown().optional(),
+    /** "redis" when the output was too large to keep here: readable from `/status` for its retention. */
+    outputRef: z.string().nullable(),
+    promptTokens: z.number().nullable(),
+    completionTokens: z.number().nullable(),
+    ttftMs: z.number().nullable(),
+    itlMs: z.number().nullable(),
+  })
+  .meta({ id: "JobRecord" });
+export type JobRecordView = z.infer<typeof jobRecordView>;
 
 const jobRow = z.object({
   id: z.string(),

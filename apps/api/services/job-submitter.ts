@@ -123,6 +123,9 @@ export class JobSubmitter {
   wake(endpointId: string, options: { force?: boolean } = {}): void {
     const now = this.now();
     if (!options.force && now - (this.lastWake.get(endpointId) ?? 0) < this.wakeIntervalMs) return;
+    // Entries older than the interval decide nothing: drop them all when the map grows, so
+    // endpoints touched once do not stay in memory for the life of the process.
+    if (this.lastWake.size >= 10_000) for (const [id, at] of this.lastWake) if (now - at >= this.wakeIntervalMs) this.lastWake.delete(id);
     this.lastWake.set(endpointId, now);
     const keys = this.options.queues.keys;
     this.options.redis.publish(keys.wakeChannel(), JSON.stringify({ endpointId })).catch(() => {

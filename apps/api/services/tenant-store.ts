@@ -1,8 +1,10 @@
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull } from "drizzle-orm";
+import { z } from "zod";
 import type { Db } from "../../../core/db/client.ts";
 import { apiKeys, tenants } from "../../../core/db/schema.ts";
 import { newApiKey, newKeyId, newTenantId } from "../../../core/ids/random-id.ts";
+import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { TtlCache } from "./ttl-cache.ts";
 import { isBackendUnavailable } from "../backend-unavailable.ts";
 import { STALE_IF_ERROR_MS } from "./endpoint-store.ts";
@@ -23,22 +25,55 @@ export interface KeyInfo {
 
 export const hashKey = (key: string) => createHash("sha256").update(key).digest("hex");
 
+/** Every key `newApiKey` has ever made: `hk_` and 24 random bytes in base64url. */
+const KEY_SHAPE = /^hk_[A-Za-z0-9_-]{32}$/;
+
+/** The row a presented key resolves to, checked as it comes back from Postgres. */
+const keyRow = z.object({ tenantId: z.string(), keyId: z.string(), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+
 export interface TenantStoreOptions {
   db: Db;
-  /** How long a resolved key is trusted without asking Postgres (ms). Revocation also invalidates at once. Default 60000. */
+  /**
+   * How long a resolved key is trusted without asking Postgres (ms), and so the longest a revoked
+   * key still works on a replica that missed the revocation's broadcast. Default 60000.
+   */
   keyCacheMs?: number;
+  /** How long an unknown (or revoked) key is refused without asking Postgres again (ms). Default 5000. */
+  unknownKeyCacheMs?: number;
+  /** Bound on each of the two caches (entries; the oldest goes first). Default 10000. */
+  maxCachedKeys?: number;
+  /**
+   * Tells the other API replicas to drop a revoked key (apps/api/services/invalidations.ts). Without
+   * it a revocation is seen at once only by this process, by the others within `keyCacheMs`.
+   */
+  invalidations?: { announce(msg: ControlMessage): Promise<boolean> };
+  /** Clock of the caches' TTLs (ms epoch). Default Date.now. */
+  now?: () => number;
 }
 
 /** Tenants and their API keys. Keys are stored only as SHA-256 hashes; the plaintext is returned once, by the create call. */
 export class TenantStore {
   private readonly db: Db;
-  /** Keyed by the presented key itself, so a hit costs no hashing; `hashes` maps back for invalidation by hash. */
-  private readonly cache: TtlCache<Principal & { hash: string }>;
-  private readonly hashes = new Map<string, string>();
+  private readonly invalidations: TenantStoreOptions["invalidations"];
+  /**
+   * Both caches are keyed by the key's hash, never by the key: a heap dump or a debugger holds no
+   * usable key. Hashing every request costs about a microsecond.
+   */
+  private readonly known: TtlCache<Principal>;
+  /** Hashes Postgres just said no to: a client retrying a bad key in a loop costs one query per TTL, not one per request. */
+  private readonly unknown: TtlCache<true>;
+  /** Look-ups in flight by hash, shared by the requests that arrive meanwhile (a burst of one bad key is one query). */
+  private readonly inFlight = new Map<string, Promise<Principal | undefined>>();
+  /** Bumped by every invalidation: a look-up that started before one must not cache what it read. */
+  private generation = 0;
 
   constructor(options: TenantStoreOptions) {
     this.db = options.db;
-    this.cache = new TtlCache(options.keyCacheMs ?? 60_000);
+    this.invalidations = options.invalidations;
+    const now = options.now ?? Date.now;
+    const max = options.maxCachedKeys ?? 10_000;
+    this.known = new TtlCache(options.keyCacheMs ?? 60_000, max, now);
+    this.unknown = new TtlCache(options.unknownKeyCacheMs ?? 5_000, max, now);
   }
 
   async createTenant(name: string): Promise<{ id: string; name: string; apiKey: string }> {
@@ -50,10 +85,13 @@ export class TenantStore {
 
   async createKey(tenantId: string, name: string): Promise<KeyInfo & { key: string }> {
     const key = newApiKey();
+    const hash = hashKey(key);
     const [row] = await this.db
       .insert(apiKeys)
-      .values({ id: newKeyId(), tenantId, name, displayPrefix: key.slice(0, 10), hash: hashKey(key) })
+      .values({ id: newKeyId(), tenantId, name, displayPrefix: key.slice(0, 10), hash })
       .returning();
+    // Only someone who presented this exact key before it existed could have it cached as unknown; be exact anyway.
+    this.unknown.delete(hash);
     return { ...toKeyInfo(row!), key };
   }
 
@@ -62,51 +100,78 @@ export class TenantStore {
     return rows.map(toKeyInfo);
   }
 
-  /** Revokes one of the tenant's keys; returns its hash (to invalidate other replicas' caches) or undefined if not the tenant's. */
+  /**
+   * Revokes one of the tenant's keys: refused here at once, on the other replicas when the broadcast
+   * reaches them (retried in the background if Redis is away) or at the latest after `keyCacheMs`.
+   * Returns the key's hash, or undefined if it is not the tenant's (or already revoked).
+   */
   async revokeKey(tenantId: string, keyId: string): Promise<string | undefined> {
     const [row] = await this.db
       .update(apiKeys)
       .set({ revokedAt: new Date() })
       .where(and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId), isNull(apiKeys.revokedAt)))
       .returning({ hash: apiKeys.hash });
-    if (row) this.forgetKeyHash(row.hash);
-    return row?.hash;
+    if (!row) return undefined;
+    this.forgetKeyHash(row.hash);
+    void this.invalidations?.announce({ type: "invalidate-key", keyHash: row.hash });
+    return row.hash;
   }
 
   /** Resolves a presented key to its tenant; cached so the job path does not touch Postgres. */
   async authenticate(key: string): Promise<Principal | undefined> {
-    const hit = this.cache.get(key);
-    if (hit) return hit;
+    // Not a key we could have issued: refused without hashing, caching or a query.
+    if (!KEY_SHAPE.test(key)) return undefined;
     const hash = hashKey(key);
-    let row: Principal | undefined;
+    // These Map look-ups compare digests, not keys, in variable time. That leaks nothing useful: an
+    // attacker cannot steer the bytes of SHA-256(key), and even a digest learnt in full does not
+    // give back a 192-bit random key. The same holds for Postgres' index look-up by hash below.
+    const hit = this.known.get(hash);
+    if (hit) return hit;
+    if (this.unknown.get(hash)) return undefined;
+    let lookup = this.inFlight.get(hash);
+    if (!lookup) {
+      lookup = this.lookUp(hash).finally(() => {
+        if (this.inFlight.get(hash) === lookup) this.inFlight.delete(hash);
+      });
+      this.inFlight.set(hash, lookup);
+    }
+    return lookup;
+  }
+
+  private async lookUp(hash: string): Promise<Principal | undefined> {
+    const generation = this.generation;
+    let rows: unknown[];
     try {
-      [row] = await this.db
-        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id })
+      rows = await this.db
+        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id, hash: apiKeys.hash })
         .from(apiKeys)
         .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt)));
     } catch (err) {
       // Postgres away: a key known recently still works (a revocation deletes it from the cache at once).
-      const stale = isBackendUnavailable(err) ? this.cache.getStale(key, STALE_IF_ERROR_MS) : undefined;
-      if (stale) return { tenantId: stale.tenantId, keyId: stale.keyId };
+      const stale = isBackendUnavailable(err) ? this.known.getStale(hash, STALE_IF_ERROR_MS) : undefined;
+      if (stale) return stale;
       throw err;
     }
-    if (!row) return undefined;
-    // The reverse map has no TTL of its own: start both afresh rather than let it grow.
-    if (this.hashes.size >= 10_000) {
-      this.hashes.clear();
-      this.cache.clear();
+    const parsed = keyRow.safeParse(rows[0]);
+    // Postgres matched by hash already; the check in memory is constant-time, and makes sure the row
+    // is the presented key's whatever the query matched on.
+    const row = parsed.success && timingSafeEqual(Buffer.from(parsed.data.hash, "hex"), Buffer.from(hash, "hex")) ? parsed.data : undefined;
+    // Revoked while we asked: answer this request as Postgres did, but remember nothing.
+    if (generation !== this.generation) return row && { tenantId: row.tenantId, keyId: row.keyId };
+    if (!row) {
+      this.unknown.set(hash, true);
+      return undefined;
     }
-    this.cache.set(key, { ...row, hash });
-    this.hashes.set(hash, key);
-    return row;
+    const principal: Principal = { tenantId: row.tenantId, keyId: row.keyId };
+    this.known.set(hash, principal);
+    return principal;
   }
 
-  /** Drops a cached key (on a revocation announced by another replica). */
+  /** Drops a cached key (on a revocation here or announced by another replica). */
   forgetKeyHash(hash: string): void {
-    const key = this.hashes.get(hash);
-    if (key === undefined) return;
-    this.hashes.delete(hash);
-    this.cache.delete(key);
+    this.generation++;
+    this.known.delete(hash);
+    this.inFlight.delete(hash);
   }
 }
 

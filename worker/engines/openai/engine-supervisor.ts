@@ -18,6 +18,13 @@ export interface EngineSupervisorOptions {
   onState?: (state: SupervisorState, detail?: string) => void;
   /** How long a stopping engine gets between SIGTERM and SIGKILL (ms). Default 10000. */
   stopGraceMs?: number;
+  /**
+   * The engine's whole environment (see core/engine/engine-environment.ts); nothing of this
+   * process's is added. Default: PATH and the command line's own `env`.
+   */
+  env?: Record<string, string>;
+  /** Run the engine as this user (uid and gid; the worker must be root). Default: this process's user. */
+  user?: { uid: number; gid: number };
 }
 
 /**
@@ -80,8 +87,18 @@ export class EngineSupervisor {
     const { engine } = this.options;
     this.setState("starting");
     this.lostController = new AbortController();
-    const child = spawn(engine.command, engine.args, { env: { ...process.env, ...engine.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const env = this.options.env ?? { ...(process.env.PATH !== undefined && { PATH: process.env.PATH }), ...engine.env };
+    const user = this.options.user;
+    // Not detached: the engine stays in the worker's process group, which the provider kills
+    // whole once the worker is gone (see scheduler/providers/local-provider.ts).
+    const child = spawn(engine.command, engine.args, { env, stdio: ["ignore", "pipe", "pipe"], ...(user && { uid: user.uid, gid: user.gid }) });
     this.child = child;
+    // Last resort for a worker that exits without stopping us (process.exit on a failed start):
+    // its engine must not outlive it. Runs synchronously, as exit handlers must.
+    const killOnExit = () => child.kill("SIGKILL");
+    process.once("exit", killOnExit);
+    child.once("exit", () => process.off("exit", killOnExit));
+    child.once("error", () => process.off("exit", killOnExit));
     const log = this.options.onLog ?? ((line, stream) => process.stderr.write(`[engine ${stream}] ${line}\n`));
     createInterface({ input: child.stdout! }).on("line", (l) => log(l, "stdout"));
     createInterface({ input: child.stderr! }).on("line", (l) => log(l, "stderr"));

@@ -1,6 +1,7 @@
 import { createServer } from "node:net";
 import type { OpenAIEngineSpec } from "../../../core/contracts/endpoint.ts";
 import { engineCommand, type EngineLaunch } from "../../../core/engine/engine-profiles.ts";
+import { engineEnvironment } from "../../../core/engine/engine-environment.ts";
 import { openAIErrorType, type EngineRefusal } from "../../../core/contracts/openai-error.ts";
 import { chunkText, isObject, toEngineRequest, tokensChunk, usageOf, type EngineRequest, type OpenAIUsage } from "../../../core/engine/openai-job-input.ts";
 import { servedModelName } from "../../../core/engine/served-model-name.ts";
@@ -8,6 +9,8 @@ import { TokenTiming } from "../../../core/engine/token-timing.ts";
 import type { GenerationStats } from "../../../core/queue/job-catalog.ts";
 import { EngineStartError, type Engine, type EngineInfo, type EngineJob, type EngineResult } from "../engine.ts";
 import { EngineSupervisor, type SupervisorState } from "./engine-supervisor.ts";
+import { createEngineHome, type EngineHome } from "./engine-home.ts";
+import { assertReadableBy, type EngineUser } from "./engine-user.ts";
 import { sseData } from "./sse-events.ts";
 
 export interface OpenAIEngineOptions {
@@ -23,6 +26,18 @@ export interface OpenAIEngineOptions {
   /** Restart backoff after an engine crash (ms); defaults as EngineSupervisor's. */
   restartBaseMs?: number;
   now?: () => number;
+  /**
+   * Run the engine process as this user (HEARTH_ENGINE_USER, resolved by worker/main.ts); it must
+   * be able to read the model, which is checked before the engine starts. Default: this process's user.
+   */
+  runAs?: EngineUser;
+  /** Environment the allow-list takes the engine's from (core/engine/engine-environment.ts). Default: `process.env`. */
+  inheritedEnv?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Variables the endpoint adds to its engine's environment (its `engine.env`, secrets opened).
+   * They never change HOME, TMPDIR, PORT or the profile's own. Default: none.
+   */
+  endpointEnv?: Readonly<Record<string, string>>;
 }
 
 /** Raised into a job when the engine process went away under it. */
@@ -40,6 +55,7 @@ export class EngineLostError extends Error {
  */
 export class OpenAIEngine implements Engine {
   private supervisor: EngineSupervisor | undefined;
+  private home: EngineHome | undefined;
   private servedModelName = "";
   private readyWaiters = new Set<() => void>();
   private readonly now: () => number;
@@ -65,6 +81,15 @@ export class OpenAIEngine implements Engine {
     } catch (err) {
       throw new EngineStartError(`model ${spec.model} could not be materialised: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
+    const { runAs } = this.options;
+    if (runAs !== undefined) {
+      try {
+        await assertReadableBy(modelPath, runAs);
+        if (spec.profile === "embedded") await assertReadableBy(this.options.embedded.entry, runAs);
+      } catch (err) {
+        throw new EngineStartError(err instanceof Error ? err.message : String(err), { cause: err });
+      }
+    }
     this.servedModelName = servedModelName(spec);
     const port = this.options.port ?? (await freeLoopbackPort());
     const command = engineCommand({
@@ -76,8 +101,19 @@ export class OpenAIEngine implements Engine {
       args: spec.args,
       embedded: this.options.embedded,
     });
+    this.home = await createEngineHome(runAs);
+    const env = engineEnvironment({
+      profile: spec.profile,
+      inherited: this.options.inheritedEnv ?? process.env,
+      home: this.home.path,
+      port,
+      ...(command.env && { profileEnv: command.env }),
+      ...(this.options.endpointEnv && { endpointEnv: this.options.endpointEnv }),
+    });
     this.supervisor = new EngineSupervisor({
       engine: command,
+      env,
+      ...(runAs && { user: runAs }),
       startupTimeoutMs: spec.startupTimeoutMs,
       ...(this.options.restartBaseMs !== undefined && { restartBaseMs: this.options.restartBaseMs }),
       ...(this.options.onLog && { onLog: this.options.onLog }),
@@ -89,6 +125,7 @@ export class OpenAIEngine implements Engine {
     try {
       await this.supervisor.start();
     } catch (err) {
+      await this.home.remove().catch(() => {});
       throw new EngineStartError(err instanceof Error ? err.message : String(err), { cause: err });
     }
     // vLLM's worker runs with return_aggregate_stream, so a streamed job's output is all its chunks.
@@ -101,6 +138,7 @@ export class OpenAIEngine implements Engine {
 
   async stop(): Promise<void> {
     await this.supervisor?.stop();
+    await this.home?.remove();
   }
 
   async run(job: EngineJob, signal: AbortSignal): Promise<EngineResult> {

@@ -1,0 +1,172 @@
+import type { Redis } from "ioredis";
+import type { Sql } from "postgres";
+import { z } from "zod";
+import {
+  applyLimitsUpdate,
+  effectiveLimits,
+  grantsUpdate,
+  storedLimits,
+  tenantGrants,
+  type LimitName,
+  type LimitsUpdate,
+  type StoredLimits,
+  type TenantGrants,
+  type TenantLimits,
+} from "../../../core/contracts/tenant-limits.ts";
+import { ENGINE_PROFILES, riskyArgs, type EngineProfile, type ProfileArgs } from "../../../core/engine/engine-profiles.ts";
+import type { RedisKeys } from "../../../core/queue/keys.ts";
+import { ApiError } from "../api-error.ts";
+import { isBackendUnavailable } from "../backend-unavailable.ts";
+import { TtlCache } from "./ttl-cache.ts";
+
+export interface TenantPolicyOptions {
+  sql: Sql;
+  redis: Redis;
+  keys: RedisKeys;
+  /** The operator's defaults (HEARTH_DEFAULT_MAX_*). */
+  defaults: TenantLimits;
+  /** How long a tenant's limits and grants are served from memory (ms). Default 5000: a change reaches every replica within it. */
+  cacheMs?: number;
+  /** How often one endpoint's queue depth is sampled for back-pressure (ms). Default 250. */
+  depthSampleMs?: number;
+  now?: () => number;
+}
+
+const policyRow = z.object({ limits: z.unknown(), grants: z.unknown() });
+interface Policy {
+  overrides: StoredLimits;
+  limits: TenantLimits;
+  grants: TenantGrants;
+}
+
+const isProfile = (p: unknown): p is EngineProfile => typeof p === "string" && (ENGINE_PROFILES as readonly string[]).includes(p);
+
+/** 403 `quota_exceeded` naming the quota and its value. */
+export function quotaExceeded(name: LimitName, value: number, detail: string): ApiError {
+  return new ApiError(403, "quota_exceeded", `quota ${name} (${value}) exceeded: ${detail}`, [{ path: name, message: `quota is ${value}` }]);
+}
+
+/**
+ * A tenant's quotas and grants (Postgres `tenants.limits`, `tenants.grants`), cached briefly for
+ * the job path, and the admission checks that read them. Counts are checked against Postgres at
+ * the moment of the change; the queue bound against a depth sampled at most every `depthSampleMs`
+ * per endpoint, so it may be passed by what one sample period accepts (the price of keeping a
+ * Redis read off every `/run`).
+ */
+export class TenantPolicy {
+  private readonly cache: TtlCache<Policy>;
+  private readonly depth = new Map<string, { at: number; depth: number }>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: TenantPolicyOptions) {
+    this.now = options.now ?? Date.now;
+    this.cache = new TtlCache(options.cacheMs ?? 5000, 10_000, this.now);
+  }
+
+  get defaults(): TenantLimits {
+    return this.options.defaults;
+  }
+
+  /** The tenant's limits and grants; undefined for an unknown tenant. Served stale while Postgres is away. */
+  async policy(tenantId: string): Promise<Policy | undefined> {
+    const hit = this.cache.get(tenantId);
+    if (hit) return hit;
+    try {
+      const rows = z.array(policyRow).parse(await this.options.sql`select limits, grants from tenants where id = ${tenantId}`);
+      const row = rows[0];
+      if (!row) return undefined;
+      const overrides = storedLimits.catch({}).parse(row.limits);
+      const policy: Policy = { overrides, limits: effectiveLimits(this.options.defaults, overrides), grants: tenantGrants.catch({ remoteCode: false }).parse(row.grants) };
+      this.cache.set(tenantId, policy);
+      return policy;
+    } catch (err) {
+      const stale = isBackendUnavailable(err) ? this.cache.getStale(tenantId, 15 * 60_000) : undefined;
+      if (stale) return stale;
+      throw err;
+    }
+  }
+
+  /** The limits in force for a tenant known to exist (an authenticated one). */
+  async limits(tenantId: string): Promise<TenantLimits> {
+    return (await this.policy(tenantId))?.limits ?? this.options.defaults;
+  }
+
+  async setLimits(tenantId: string, update: LimitsUpdate): Promise<{ limits: TenantLimits; overrides: StoredLimits } | undefined> {
+    const { sql } = this.options;
+    const next = await sql.begin(async (tx) => {
+      const rows = z.array(z.object({ limits: z.unknown() })).parse(await tx`select limits from tenants where id = ${tenantId} for update`);
+      if (!rows[0]) return undefined;
+      const overrides = applyLimitsUpdate(storedLimits.catch({}).parse(rows[0].limits), update);
+      await tx`update tenants set limits = ${JSON.stringify(overrides)}::jsonb where id = ${tenantId}`;
+      return overrides;
+    });
+    this.cache.delete(tenantId);
+    return next && { limits: effectiveLimits(this.options.defaults, next), overrides: next };
+  }
+
+  async setGrants(tenantId: string, update: z.infer<typeof grantsUpdate>): Promise<TenantGrants | undefined> {
+    const { sql } = this.options;
+    const rows = z.array(z.object({ grants: z.unknown() })).parse(
+      await sql`update tenants set grants = grants || ${JSON.stringify(update)}::jsonb where id = ${tenantId} returning grants`,
+    );
+    this.cache.delete(tenantId);
+    return rows[0] ? tenantGrants.parse(rows[0].grants) : undefined;
+  }
+
+  /** What the tenant uses of its counted quotas now. */
+  async usage(tenantId: string, exceptEndpointId?: string): Promise<{ endpoints: number; workersMin: number }> {
+    const { sql } = this.options;
+    const rows = z.array(z.object({ endpoints: z.coerce.number(), workers_min: z.coerce.number() })).parse(
+      await sql`select count(*) as endpoints, coalesce(sum(workers_min), 0) as workers_min from endpoints
+                where tenant_id = ${tenantId} and deleted_at is null and id <> ${exceptEndpointId ?? ""}`,
+    );
+    return { endpoints: rows[0]?.endpoints ?? 0, workersMin: rows[0]?.workers_min ?? 0 };
+  }
+
+  /**
+   * Refuses an endpoint (new, or `endpointId` changed to these settings) that would take the tenant
+   * past `maxEndpoints`, `maxWorkersMin`, or whose `workersMax` alone passes `maxWorkers`.
+   */
+  async checkEndpoint(tenantId: string, settings: { workersMin: number; workersMax: number }, endpointId?: string): Promise<void> {
+    const limits = await this.limits(tenantId);
+    if (settings.workersMax > limits.maxWorkers) throw quotaExceeded("maxWorkers", limits.maxWorkers, `workersMax ${settings.workersMax} is more workers than the tenant may run at once`);
+    const usage = await this.usage(tenantId, endpointId);
+    if (endpointId === undefined && usage.endpoints + 1 > limits.maxEndpoints) throw quotaExceeded("maxEndpoints", limits.maxEndpoints, `the tenant has ${usage.endpoints} endpoints`);
+    if (usage.workersMin + settings.workersMin > limits.maxWorkersMin) {
+      throw quotaExceeded("maxWorkersMin", limits.maxWorkersMin, `the tenant's other endpoints keep ${usage.workersMin} workers at minimum; this one asks for ${settings.workersMin}`);
+    }
+  }
+
+  /**
+   * Refuses engine flags that load code or read paths (core/engine/engine-profiles.ts `risk`)
+   * unless the admin granted the tenant `remoteCode`: 400 naming each flag.
+   */
+  async checkGrants(tenantId: string, engine: { kind: string; profile?: unknown; args?: unknown }, path: string): Promise<void> {
+    if (engine.kind !== "openai" || !isProfile(engine.profile) || typeof engine.args !== "object" || engine.args === null) return;
+    const risky = riskyArgs(engine.profile, engine.args as ProfileArgs);
+    if (risky.length === 0) return;
+    if ((await this.policy(tenantId))?.grants.remoteCode) return;
+    const issues = risky.map((r) => ({
+      path: `${path}.args.${r.key}`,
+      message: `--${r.key} ${r.risk === "code" ? "runs code shipped with the model" : "reads a path the tenant names"}; it needs the remoteCode grant (PUT /admin/tenants/:id/grants)`,
+    }));
+    throw new ApiError(400, "grant_required", `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+  }
+
+  /** Back-pressure: 429 with Retry-After when the endpoint's queue holds `maxQueuedJobsPerEndpoint` jobs or more. */
+  async checkQueue(endpointId: string, limits: TenantLimits): Promise<void> {
+    const max = limits.maxQueuedJobsPerEndpoint;
+    const now = this.now();
+    let sample = this.depth.get(endpointId);
+    if (!sample || now - sample.at >= (this.options.depthSampleMs ?? 250)) {
+      const { redis, keys } = this.options;
+      const [wait, prioritized] = await Promise.all([redis.llen(`${keys.queuePrefix(endpointId)}:wait`), redis.zcard(`${keys.queuePrefix(endpointId)}:prioritized`)]);
+      sample = { at: now, depth: wait + prioritized };
+      if (this.depth.size >= 10_000 && !this.depth.has(endpointId)) this.depth.delete(this.depth.keys().next().value!);
+      this.depth.set(endpointId, sample);
+    }
+    if (sample.depth >= max) {
+      throw new ApiError(429, "queue_full", `the endpoint's queue holds ${sample.depth} jobs, its limit (maxQueuedJobsPerEndpoint ${max}); retry later`, undefined, { "Retry-After": "1" });
+    }
+  }
+}
