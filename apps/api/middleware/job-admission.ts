@@ -15,8 +15,11 @@ export function jobAdmission(options: { policy: TenantPolicy; operationMaxBytes:
   const { policy, operationMaxBytes } = options;
   return async function jobAdmissionMiddleware(c, next) {
     const ep = c.get("endpoint");
-    const limits = await policy.limits(ep.tenantId);
-    await policy.checkQueue(ep.id, limits);
+    // Both answer synchronously from memory on the common path; await only when they return a promise.
+    const cached = policy.limits(ep.tenantId);
+    const limits = cached instanceof Promise ? await cached : cached;
+    const queued = policy.checkQueue(ep.id, limits);
+    if (queued) await queued;
     if (limits.maxInputBytes < operationMaxBytes) return limitBody(c, next, limits.maxInputBytes, "the tenant's maxInputBytes quota");
     return limitBody(c, next, operationMaxBytes, "the limit of this operation");
   };

@@ -13,19 +13,20 @@ const sizeText = (bytes: number) => (bytes % MB === 0 ? `${bytes / MB} MB` : `${
  * common case would make the adapter build a full web `Request` with its streams: a fifth of the
  * API's CPU under load.
  */
+const tooLarge = (maxBytes: number, why: string) => new ApiError(413, "payload_too_large", `request body exceeds ${why} (${sizeText(maxBytes)})`);
+
 export async function limitBody(c: Context, next: Next, maxBytes: number, why: string): Promise<void | Response> {
-  const tooLarge = () => new ApiError(413, "payload_too_large", `request body exceeds ${why} (${sizeText(maxBytes)})`);
   const declared = c.req.header("content-length");
   if (declared === undefined) {
     const streamed = bodyLimit({
       maxSize: maxBytes,
       onError: () => {
-        throw tooLarge();
+        throw tooLarge(maxBytes, why);
       },
     });
     return streamed(c, next);
   }
-  if (Number(declared) > maxBytes) throw tooLarge();
+  if (Number(declared) > maxBytes) throw tooLarge(maxBytes, why);
   await next();
 }
 

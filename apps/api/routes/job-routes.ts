@@ -12,7 +12,7 @@ import { ASYNC_RETENTION_MS, syncRetentionMs } from "../services/job-submitter.t
 import { endpointHealth } from "../services/endpoint-health.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { openaiRoutes } from "./openai-routes.ts";
-import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, hotRoute, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
 
 type JobEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -132,9 +132,9 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
 
   openaiRoutes(deps.openai, deps.policy, app);
 
-  app.openapi(routes.run, async (c) => {
-    const idempotencyKey = c.req.valid("header")["idempotency-key"];
-    const req = c.req.valid("json");
+  hotRoute(app, routes.run, async (c, input) => {
+    const idempotencyKey = input.header["idempotency-key"];
+    const req = input.json;
     const ep = c.get("endpoint");
     const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: ASYNC_RETENTION_MS, ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
@@ -145,10 +145,10 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     return c.json({ id: submitted.id, status: "IN_QUEUE" as const }, 200);
   });
 
-  app.openapi(routes.runsync, async (c) => {
-    const { wait } = c.req.valid("query");
-    const idempotencyKey = c.req.valid("header")["idempotency-key"];
-    const req = c.req.valid("json");
+  hotRoute(app, routes.runsync, async (c, input) => {
+    const { wait } = input.query;
+    const idempotencyKey = input.header["idempotency-key"];
+    const req = input.json;
     const ep = c.get("endpoint");
     const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs: syncRetentionMs(wait), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);

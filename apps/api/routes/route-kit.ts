@@ -1,5 +1,5 @@
-import { OpenAPIHono, type Hook } from "@hono/zod-openapi";
-import type { Env } from "hono";
+import { OpenAPIHono, type Hook, type RouteConfig } from "@hono/zod-openapi";
+import type { Context, Env } from "hono";
 import { z } from "zod";
 import { ApiError, type IssueDetail } from "../api-error.ts";
 
@@ -56,11 +56,64 @@ function issuePath(target: string, path: PropertyKey[]): string {
  */
 const throwOnInvalid: Hook<unknown, Env, string, unknown> = (result) => {
   if (result.success) return;
-  const target = (result as { target?: string }).target ?? "json";
-  if (target === "param") throw ApiError.notFound("resource");
-  const issues: IssueDetail[] = result.error.issues.map((i) => ({ path: issuePath(target, i.path), message: i.message }));
-  throw ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+  invalid((result as { target?: string }).target ?? "json", result.error);
 };
+
+function invalid(target: string, error: z.ZodError): never {
+  if (target === "param") throw ApiError.notFound("resource");
+  const issues: IssueDetail[] = error.issues.map((i) => ({ path: issuePath(target, i.path), message: i.message }));
+  throw ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+}
+
+const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
+/** The validated parts of a request served by `hotRoute`. */
+export interface HotInput<B extends z.ZodType, H extends z.ZodObject, Q extends z.ZodType> {
+  json: z.output<B>;
+  header: z.output<H>;
+  query: z.output<Q>;
+}
+
+/**
+ * For the job path's hottest routes (`/run`, `/runsync`): the same declaration, documented from
+ * its schemas and validated by them, but checked in one middleware with synchronous zod parses,
+ * reading only the headers the route declares. `app.openapi` runs one validator per request part
+ * (each an async zod parse, the header one copying every header): measured, a quarter of `/run`'s
+ * throughput. Errors are the same as `app.openapi`'s (400 naming fields, 404 for path ids, 415).
+ */
+export function hotRoute<E extends Env, B extends z.ZodType, H extends z.ZodObject, Q extends z.ZodType>(
+  app: OpenAPIHono<E>,
+  route: RouteConfig & { request: { params: z.ZodType; headers: H; query?: Q; body: { content: { "application/json": { schema: B } } } } },
+  handler: (c: Context<E>, input: HotInput<B, H, Q>) => Promise<Response>,
+): void {
+  app.openAPIRegistry.registerPath(route);
+  const { params, headers, query, body } = route.request;
+  const bodySchema = body.content["application/json"].schema;
+  const headerNames = Object.keys(headers.shape);
+  const middleware = (Array.isArray(route.middleware) ? route.middleware : route.middleware ? [route.middleware] : []) as never[];
+  const serve = async (c: Context<E>) => {
+    const p = params.safeParse(c.req.param());
+    if (!p.success) invalid("param", p.error);
+    const h = headers.safeParse(Object.fromEntries(headerNames.map((n) => [n, c.req.header(n)])));
+    if (!h.success) invalid("header", h.error);
+    const q = query?.safeParse(c.req.query());
+    if (q && !q.success) invalid("query", q.error);
+    const type = c.req.header("content-type");
+    if (type === undefined || !JSON_MEDIA_TYPE.test(type.split(";")[0]!.trim())) {
+      throw new ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json");
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(await c.req.text());
+    } catch {
+      throw ApiError.badRequest("Malformed JSON in request body");
+    }
+    const j = bodySchema.safeParse(value);
+    if (!j.success) invalid("json", j.error);
+    return handler(c, { json: j.data, header: h.data, query: q?.data as z.output<Q> });
+  };
+  (app.on as (method: string, path: string, ...handlers: unknown[]) => unknown)(route.method.toUpperCase(), route.path.replaceAll(/\/{(.+?)}/g, "/:$1"), ...middleware, serve);
+}
 
 /** A router whose routes are validated and documented from their zod schemas. */
 export function apiRouter<E extends Env = Env>(): OpenAPIHono<E> {

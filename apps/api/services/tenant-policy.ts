@@ -56,6 +56,7 @@ export function quotaExceeded(name: LimitName, value: number, detail: string): A
 export class TenantPolicy {
   private readonly cache: TtlCache<Policy>;
   private readonly depth = new Map<string, { at: number; depth: number }>();
+  private readonly refreshing = new Map<string, Promise<number>>();
   private readonly now: () => number;
 
   constructor(private readonly options: TenantPolicyOptions) {
@@ -86,9 +87,11 @@ export class TenantPolicy {
     }
   }
 
-  /** The limits in force for a tenant known to exist (an authenticated one). */
-  async limits(tenantId: string): Promise<TenantLimits> {
-    return (await this.policy(tenantId))?.limits ?? this.options.defaults;
+  /** The limits in force for a tenant known to exist (an authenticated one); synchronous from the cache. */
+  limits(tenantId: string): TenantLimits | Promise<TenantLimits> {
+    const hit = this.cache.get(tenantId);
+    if (hit) return hit.limits;
+    return this.policy(tenantId).then((p) => p?.limits ?? this.options.defaults);
   }
 
   async setLimits(tenantId: string, update: LimitsUpdate): Promise<{ limits: TenantLimits; overrides: StoredLimits } | undefined> {
@@ -153,20 +156,35 @@ export class TenantPolicy {
     throw new ApiError(400, "grant_required", `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
   }
 
-  /** Back-pressure: 429 with Retry-After when the endpoint's queue holds `maxQueuedJobsPerEndpoint` jobs or more. */
-  async checkQueue(endpointId: string, limits: TenantLimits): Promise<void> {
-    const max = limits.maxQueuedJobsPerEndpoint;
+  /**
+   * Back-pressure: 429 with Retry-After when the endpoint's queue holds `maxQueuedJobsPerEndpoint`
+   * jobs or more. Synchronous while the sample is fresh (the common case: no await on the job
+   * path); one refresh at a time per endpoint.
+   */
+  checkQueue(endpointId: string, limits: TenantLimits): void | Promise<void> {
     const now = this.now();
-    let sample = this.depth.get(endpointId);
-    if (!sample || now - sample.at >= (this.options.depthSampleMs ?? 250)) {
+    const sample = this.depth.get(endpointId);
+    if (sample && now - sample.at < (this.options.depthSampleMs ?? 250)) return this.judgeDepth(sample.depth, limits);
+    let refresh = this.refreshing.get(endpointId);
+    if (!refresh) {
       const { redis, keys } = this.options;
-      const [wait, prioritized] = await Promise.all([redis.llen(`${keys.queuePrefix(endpointId)}:wait`), redis.zcard(`${keys.queuePrefix(endpointId)}:prioritized`)]);
-      sample = { at: now, depth: wait + prioritized };
-      if (this.depth.size >= 10_000 && !this.depth.has(endpointId)) this.depth.delete(this.depth.keys().next().value!);
-      this.depth.set(endpointId, sample);
+      refresh = Promise.all([redis.llen(`${keys.queuePrefix(endpointId)}:wait`), redis.zcard(`${keys.queuePrefix(endpointId)}:prioritized`)])
+        .then(([wait, prioritized]) => {
+          if (this.depth.size >= 10_000 && !this.depth.has(endpointId)) this.depth.delete(this.depth.keys().next().value!);
+          this.depth.set(endpointId, { at: now, depth: wait + prioritized });
+          return wait + prioritized;
+        })
+        .finally(() => this.refreshing.delete(endpointId));
+      this.refreshing.set(endpointId, refresh);
     }
-    if (sample.depth >= max) {
-      throw new ApiError(429, "queue_full", `the endpoint's queue holds ${sample.depth} jobs, its limit (maxQueuedJobsPerEndpoint ${max}); retry later`, undefined, { "Retry-After": "1" });
+    return refresh.then((depth) => this.judgeDepth(depth, limits));
+  }
+
+  private judgeDepth(depth: number, limits: TenantLimits): void {
+    const max = limits.maxQueuedJobsPerEndpoint;
+    if (depth >= max) {
+      throw new ApiError(429, "queue_full", `the endpoint's queue holds ${depth} jobs, its limit (maxQueuedJobsPerEndpoint ${max}); retry later`, undefined, { "Retry-After": "1" });
     }
   }
+
 }

@@ -12,6 +12,16 @@ import { EngineSupervisor, type SupervisorState } from "./engine-supervisor.ts";
 import { createEngineHome, type EngineHome } from "./engine-home.ts";
 import { assertReadableBy, type EngineUser } from "./engine-user.ts";
 import { sseData } from "./sse-events.ts";
+import { redactUri } from "../../models/model-source.ts";
+
+/** The model URI fit for an error message; an absolute path (or anything unparsable) as it is, without a query. */
+function printableModel(model: string): string {
+  try {
+    return model.startsWith("/") ? model : redactUri(new URL(model));
+  } catch {
+    return model.split("?")[0]!;
+  }
+}
 
 export interface OpenAIEngineOptions {
   spec: OpenAIEngineSpec;
@@ -79,7 +89,8 @@ export class OpenAIEngine implements Engine {
     try {
       modelPath = await this.options.models.materialise(spec.model);
     } catch (err) {
-      throw new EngineStartError(`model ${spec.model} could not be materialised: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      // Redacted: a presigned query or user:password in the URI must not reach the logs.
+      throw new EngineStartError(`model ${printableModel(spec.model)} could not be materialised: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     const { runAs } = this.options;
     if (runAs !== undefined) {
