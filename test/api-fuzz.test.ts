@@ -201,6 +201,12 @@ describe("API fuzz: no route answers 5xx", () => {
     endpointId: [w.handlerEp, w.otherEp, w.deletedEp],
     cursor: [w.cursor, `${w.cursor}x`, w.cursor.slice(0, -2)],
     "idempotency-key": ["fuzz-key-1", "fuzz-key-2"],
+    // Billing: priced GPU types, instants ahead and modest credits, so that valid-looking versions, endpoints and credits get through.
+    gpuTypeIds: [[], ["AMPERE_16"], ["cpu", "NVIDIA L4"]],
+    prices: [{ AMPERE_16: 170 }, { cpu: 25, "NVIDIA L4": 200 }, { "FUZZ GPU": 10 }],
+    adds: [[], ["FUZZ GPU"]],
+    effectiveFrom: [new Date(Date.now() + 30 * 86_400_000).toISOString(), new Date(Date.now() + 400 * 86_400_000).toISOString()],
+    amountMicros: [1, 1_000_000],
   });
 
   /**

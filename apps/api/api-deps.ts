@@ -14,6 +14,8 @@ import type { Invalidations } from "./services/invalidations.ts";
 import type { JobRecords } from "./services/job-records.ts";
 import type { LogAdmin } from "./services/log-admin.ts";
 import type { SyncRuns } from "./services/sync-runs.ts";
+import type { PriceStore } from "./services/price-store.ts";
+import type { Ledger } from "./services/ledger.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -42,6 +44,12 @@ export interface ApiDeps {
   records: JobRecords;
   /** The event log's consumers and dead letters, for the operator. */
   logAdmin: LogAdmin;
+  /** The price table in force (defaults and the admin's versions). */
+  prices: PriceStore;
+  /** Tenants' credits, charges and balances. */
+  ledger: Ledger;
+  /** Now on the log's clock (Redis TIME), ms epoch: what billing dates by; rejects while Redis is away. */
+  logNow: () => Promise<number>;
   /** Runs the OpenAI-compatible routes' requests as jobs. */
   openai: OpenAIRelay;
   /** Reachability of Redis and Postgres, for `/readyz`. */

@@ -7,6 +7,7 @@ import { openDb } from "../../core/db/client.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import { connectRedis, whenReady } from "../../core/redis/connect.ts";
+import { redisNowMs } from "../../core/redis/redis-clock.ts";
 import { coalesceWrites } from "../../core/redis/write-coalescing.ts";
 import { createApp } from "./app.ts";
 import type { ApiDeps } from "./api-deps.ts";
@@ -25,6 +26,8 @@ import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
 import { LogAdmin } from "./services/log-admin.ts";
 import { SyncRuns } from "./services/sync-runs.ts";
+import { PriceStore } from "./services/price-store.ts";
+import { Ledger } from "./services/ledger.ts";
 
 export interface RunningApi {
   url: string;
@@ -105,6 +108,9 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     syncRuns,
     records: new JobRecords(dbh.sql),
     logAdmin: new LogAdmin(redis, dbh.sql, keys),
+    prices: new PriceStore({ sql: dbh.sql, now }),
+    ledger: new Ledger({ sql: dbh.sql, now }),
+    logNow: () => redisNowMs(redis),
     openai: new OpenAIRelay({ submitter, reader, events, control, syncRuns, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
     checkReady: async () => {
       const [r, p] = await Promise.all([

@@ -8,6 +8,7 @@ import { tenantAuth, type TenantEnv } from "./middleware/tenant-auth.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 import { adminRoutes } from "./routes/admin-routes.ts";
+import { billingRoutes } from "./routes/billing-routes.ts";
 import { recordRoutes } from "./routes/record-routes.ts";
 import { apiRouter, registerSecuritySchemes } from "./routes/route-kit.ts";
 
@@ -45,6 +46,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   v1.use("*", tenantAuth({ tenants: deps.tenants }));
   v1.route("/", recordRoutes(deps));
   v1.route("/", managementRoutes(deps));
+  v1.route("/", billingRoutes(deps));
   app.route("/api/v1", v1);
   app.route("/v2", jobRoutes(deps));
 

@@ -1,4 +1,6 @@
-import { bigint, boolean, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp } from "drizzle-orm/pg-core";
+import type { BillingMode, LedgerKind } from "../contracts/billing.ts";
 import type { StoredEngineSpec } from "../contracts/endpoint.ts";
 
 export const tenants = pgTable("tenants", {
@@ -9,6 +11,11 @@ export const tenants = pgTable("tenants", {
   limits: jsonb("limits").$type<Record<string, number>>().notNull().default({}),
   /** Rights beyond the defaults the admin granted, e.g. `{"remoteCode": true}`. */
   grants: jsonb("grants").$type<Record<string, boolean>>().notNull().default({}),
+  /**
+   * How the tenant pays (core/contracts/billing.ts). `meter`: usage is recorded in the ledger and
+   * nothing is refused; migration 0004 put every tenant that existed before billing on it.
+   */
+  billingMode: text("billing_mode").$type<BillingMode>().notNull().default("meter"),
 });
 
 /** Keys are stored as SHA-256 hashes; the plaintext is shown once, at creation. */
@@ -187,4 +194,53 @@ export const logDeadLetters = pgTable(
     resolvedAt: timestamp("resolved_at", { withTimezone: true }),
   },
   (t) => [index("log_dead_letters_state_idx").on(t.state, t.createdAt)],
+);
+
+/**
+ * The admin's price versions (PUT /admin/prices). The table in force is core/billing's
+ * DEFAULT_PRICES (the seed of every install) followed by these, in `effective_from` order; a
+ * version never starts before the moment it was added, so stored prices never change the past.
+ */
+export const priceVersions = pgTable("price_versions", {
+  /** Inclusive, on the log's clock (Redis TIME). */
+  effectiveFrom: timestamp("effective_from", { withTimezone: true, precision: 3 }).primaryKey(),
+  /** µ$ per second by GPU type, for the types this version prices. */
+  prices: jsonb("prices").$type<Record<string, number>>().notNull(),
+  /** The GPU types this version introduces. */
+  adds: jsonb("adds").$type<string[]>(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Every movement of a tenant's money, append-only (a trigger refuses UPDATE and DELETE: a mistake
+ * is corrected by an `adjustment`, never by an edit). A balance is the sum of a tenant's entries.
+ * `key` makes each write idempotent: writers insert with ON CONFLICT (key) DO NOTHING.
+ */
+export const ledgerEntries = pgTable(
+  "ledger_entries",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    // No cascade: a tenant with money history cannot be deleted by accident.
+    tenantId: text("tenant_id").notNull().references(() => tenants.id),
+    /** `credit:<tenant>:…` for credits, `session:<worker>:minute:<n>` / `:settle` for charges (core/billing/charges.ts). */
+    key: text("key").notNull().unique(),
+    kind: text("kind").$type<LedgerKind>().notNull(),
+    /** µ$: credits positive, charges negative (a settlement that takes back time may be positive). */
+    amountMicros: bigint("amount_micros", { mode: "number" }).notNull(),
+    /** Billed seconds of a charge. */
+    seconds: integer("seconds"),
+    endpointId: text("endpoint_id"),
+    workerId: text("worker_id"),
+    gpuType: text("gpu_type"),
+    /** When the money was earned or spent; a charge's on the log's clock. */
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull(),
+    reason: text("reason"),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    // `id` breaks ties between entries at the same ms, for the newest-first listing's cursor.
+    index("ledger_entries_tenant_at_idx").on(t.tenantId, t.at, t.id),
+    check("ledger_entries_kind_check", sql`${t.kind} in ('credit', 'charge', 'adjustment')`),
+    check("ledger_entries_credit_positive", sql`${t.kind} <> 'credit' or ${t.amountMicros} > 0`),
+  ],
 );

@@ -1,11 +1,13 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
+import { creditRequest, priceVersionUpdate } from "../../../core/contracts/billing.ts";
 import { hasUnstorableChars, resourceId, safeText } from "../../../core/contracts/safe-text.ts";
 import { grantsUpdate, limitsUpdate, tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
 import { adminAuth } from "../middleware/tenant-auth.ts";
+import { decodeLedgerCursor, ledgerEntryView } from "../services/ledger.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { adminSecurity, apiRouter, commonErrors, jsonRequest, okJson } from "./route-kit.ts";
+import { adminSecurity, apiRouter, commonErrors, idempotencyKey, jsonRequest, okJson, optionalQuery } from "./route-kit.ts";
 
 const tenantCreate = z.object({ name: safeText(191) });
 const logStatus = z.object({
@@ -17,6 +19,25 @@ const limitsView = z.object({ tenantId: z.string(), limits: tenantLimits, overri
 const grantsView = z.object({ tenantId: z.string(), grants: tenantGrants });
 const deadLetterParams = z.object({ id: z.string().min(1).max(512).refine((s) => !hasUnstorableChars(s), "is not a dead letter id") });
 const deadLetterState = <S extends string>(state: S) => z.object({ id: z.string(), state: z.literal(state) });
+const priceTableView = z
+  .object({
+    versions: z.array(
+      z.object({
+        effectiveFrom: z.string(),
+        prices: z.record(z.string(), z.number()),
+        adds: z.array(z.string()).optional(),
+        source: z.enum(["default", "stored"]).describe("`default`: the prices every install starts with; `stored`: added with PUT /admin/prices."),
+      }),
+    ),
+  })
+  .meta({ id: "PriceTable" });
+const creditHeaders = z.object({
+  "idempotency-key": idempotencyKey.optional().describe("A repeat with the same key for the same tenant returns the first credit's entry and credits nothing (no expiry)."),
+});
+const ledgerQuery = z.object({
+  cursor: optionalQuery(z.string().max(512)).describe("`nextCursor` of the previous page."),
+  limit: optionalQuery(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
+});
 
 const routes = {
   createTenant: createRoute({
@@ -55,6 +76,50 @@ const routes = {
     request: { params: tenantParam, body: jsonRequest(grantsUpdate) },
     responses: { ...okJson(grantsView, "The tenant's grants after the change."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
   }),
+  getPrices: createRoute({
+    method: "get",
+    path: "/prices",
+    summary: "The price table in force: µ$ per second by GPU type, in versions",
+    tags: ["billing"],
+    security: adminSecurity,
+    responses: { ...okJson(priceTableView, "Every version, oldest first; a type keeps its price until a later version sets another."), 401: commonErrors[401] },
+  }),
+  putPrices: createRoute({
+    method: "put",
+    path: "/prices",
+    summary: "Add a price version (never before now: prices do not change the past)",
+    tags: ["billing"],
+    security: adminSecurity,
+    request: { body: jsonRequest(priceVersionUpdate) },
+    responses: {
+      ...okJson(priceTableView, "The table with the new version."),
+      400: { ...commonErrors[400], description: "Naming the field: effectiveFrom in the past or equal to a version's, a price that is negative or not an integer, a GPU type neither known nor in adds." },
+      401: commonErrors[401],
+    },
+  }),
+  credit: createRoute({
+    method: "post",
+    path: "/tenants/{id}/credits",
+    summary: "Credit a tenant's balance",
+    tags: ["billing"],
+    security: adminSecurity,
+    request: { params: tenantParam, headers: creditHeaders, body: jsonRequest(creditRequest) },
+    responses: {
+      ...okJson(ledgerEntryView, "The credit's ledger entry (for a repeated Idempotency-Key, the first one, with the header Idempotent-Replayed: true)."),
+      400: commonErrors[400],
+      401: commonErrors[401],
+      404: commonErrors[404],
+    },
+  }),
+  ledger: createRoute({
+    method: "get",
+    path: "/tenants/{id}/ledger",
+    summary: "A tenant's ledger entries, newest first",
+    tags: ["billing"],
+    security: adminSecurity,
+    request: { params: tenantParam, query: ledgerQuery },
+    responses: { ...okJson(z.object({ items: z.array(ledgerEntryView), nextCursor: z.string().nullable() }), "One page of entries."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
+  }),
   logStatus: createRoute({
     method: "get",
     path: "/log",
@@ -83,7 +148,7 @@ const routes = {
   }),
 };
 
-/** The operator's routes (`/admin/...`, admin token): tenants, their quotas and grants, and the event log's state. */
+/** The operator's routes (`/admin/...`, admin token): tenants, their quotas, grants and money, prices, and the event log's state. */
 export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   const app = apiRouter();
   app.use("*", adminAuth({ adminToken: deps.adminToken }));
@@ -106,6 +171,28 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
     const grants = await deps.policy.setGrants(id, c.req.valid("json"));
     if (!grants) throw ApiError.notFound("tenant");
     return c.json({ tenantId: id, grants }, 200);
+  });
+  app.openapi(routes.getPrices, async (c) => c.json({ versions: await deps.prices.view() }, 200));
+  app.openapi(routes.putPrices, async (c) => {
+    const { effectiveFrom, prices, adds } = c.req.valid("json");
+    // "Not before now" on the log's clock, which dates the sessions these prices will bill.
+    const versions = await deps.prices.addVersion({ effectiveFrom: Date.parse(effectiveFrom), prices, ...(adds !== undefined && { adds }) }, await deps.logNow());
+    return c.json({ versions }, 200);
+  });
+  app.openapi(routes.credit, async (c) => {
+    const { id } = c.req.valid("param");
+    const r = await deps.ledger.credit(id, c.req.valid("json"), c.req.valid("header")["idempotency-key"]);
+    if (!r) throw ApiError.notFound("tenant");
+    return c.json(r.entry, 200, r.replayed ? { "Idempotent-Replayed": "true" } : {});
+  });
+  app.openapi(routes.ledger, async (c) => {
+    const { id } = c.req.valid("param");
+    const q = c.req.valid("query");
+    // A damaged cursor would otherwise restart the listing: a client would page for ever.
+    if (q.cursor !== undefined && !decodeLedgerCursor(q.cursor)) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
+    const page = await deps.ledger.list(id, { limit: q.limit, ...(q.cursor !== undefined && { cursor: q.cursor }) });
+    if (!page) throw ApiError.notFound("tenant");
+    return c.json(page, 200);
   });
   app.openapi(routes.logStatus, async (c) => c.json(await deps.logAdmin.status(), 200));
   app.openapi(routes.retryDeadLetter, async (c) => {

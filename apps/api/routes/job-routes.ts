@@ -12,7 +12,7 @@ import { ASYNC_RETENTION_MS, syncRetentionMs } from "../services/job-submitter.t
 import { endpointHealth } from "../services/endpoint-health.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { openaiRoutes } from "./openai-routes.ts";
-import { apiRouter, commonErrors, hotRoute, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, hotRoute, idempotencyKey, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
 
 type JobEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -26,15 +26,8 @@ const streamWait = waitQuery(1000, 0, 10_000, "How long to hold the poll when no
 const epParam = z.object({ ep: resourceId.describe("The endpoint id.") });
 const jobParams = epParam.extend({ id: resourceId.describe("The job id.") });
 
-/** `Idempotency-Key`: printable ASCII, at most 255 characters (as Stripe takes it). */
 const idempotencyHeaders = z.object({
-  "idempotency-key": z
-    .string()
-    .min(1)
-    .max(255)
-    .regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces")
-    .optional()
-    .describe("A repeat with the same key from the same tenant within 24 h returns the first job instead of queueing another."),
+  "idempotency-key": idempotencyKey.optional().describe("A repeat with the same key from the same tenant within 24 h returns the first job instead of queueing another."),
 });
 
 const tags = ["jobs (RunPod)"];

@@ -134,6 +134,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     const body = c.req.valid("json");
     const tenantId = c.get("principal").tenantId;
     await checkEngine(body.engine, deps, "engine");
+    await deps.prices.checkGpuTypes(body.gpuTypeIds, "gpuTypeIds");
     await deps.policy.checkGrants(tenantId, body.engine, "engine");
     await deps.policy.checkEndpoint(tenantId, body);
     return c.json(await deps.endpoints.create(tenantId, body), 200);
@@ -153,6 +154,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
       await checkEngine(patch.engine, deps, "engine");
       await deps.policy.checkGrants(tenantId, patch.engine, "engine");
     }
+    if (patch.gpuTypeIds) await deps.prices.checkGpuTypes(patch.gpuTypeIds, "gpuTypeIds");
     const min = patch.workersMin ?? current.workersMin;
     const max = patch.workersMax ?? current.workersMax;
     if (min > max) throw ApiError.badRequest("workersMin: must not exceed workersMax", [{ path: "workersMin", message: "must not exceed workersMax" }]);

@@ -6,19 +6,16 @@ import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { decodeCursor, jobRecordView } from "../services/job-records.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { apiRouter, commonErrors, okJson, tenantSecurity } from "./route-kit.ts";
-
-/** An empty query value (`?status=`) counts as absent, as browsers and curl users send it. */
-const optional = <S extends z.ZodType>(s: S) => z.preprocess((v) => (v === "" ? undefined : v), s.optional());
+import { apiRouter, commonErrors, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
 
 /** Query of `GET /api/v1/jobs`: times are ISO-8601 (`from` inclusive, `to` exclusive, on submission). */
 export const jobListQuery = z.object({
-  endpointId: optional(resourceId),
-  status: optional(z.enum(JOB_STATUSES)),
-  from: optional(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
-  to: optional(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
-  cursor: optional(z.string().max(512)).describe("`nextCursor` of the previous page."),
-  limit: optional(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
+  endpointId: optionalQuery(resourceId),
+  status: optionalQuery(z.enum(JOB_STATUSES)),
+  from: optionalQuery(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
+  to: optionalQuery(z.iso.datetime({ offset: true })).transform((s) => (s === undefined ? undefined : new Date(s))),
+  cursor: optionalQuery(z.string().max(512)).describe("`nextCursor` of the previous page."),
+  limit: optionalQuery(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
 });
 
 const jobRecord = jobRecordView;

@@ -29,6 +29,16 @@ export const commonErrors = {
   404: error("No such resource for this tenant (another tenant's ids are indistinguishable from missing ones)."),
 } as const;
 
+/** An `Idempotency-Key` header's value: printable ASCII without spaces, at most 255 characters (as Stripe takes it). */
+export const idempotencyKey = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, "must be 1-255 printable ASCII characters without spaces");
+
+/** An optional query parameter; an empty value (`?status=`) counts as absent, as browsers and curl users send it. */
+export const optionalQuery = <S extends z.ZodType>(s: S) => z.preprocess((v) => (v === "" ? undefined : v), s.optional());
+
 /** A JSON request body; `required: false` lets an empty body stand for `{}`. */
 export function jsonRequest<S extends z.ZodType>(schema: S, options: { required?: boolean; description?: string } = {}) {
   return {

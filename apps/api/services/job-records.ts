@@ -79,7 +79,8 @@ export interface JobListQuery {
 }
 
 /** An opaque position in the newest-first listing: the last item's submission time and id. */
-const listCursor = z.object({ t: z.number(), id: z.string() });
+// Bounded to dates Postgres and `Date#toISOString` both take (a forged `t` of 1e300 was a 500), and to ids Hearth issues.
+const listCursor = z.object({ t: z.number().int().min(0).max(8.64e15), id: z.string().max(128).regex(/^[\x21-\x7e]*$/) });
 export function encodeCursor(c: z.infer<typeof listCursor>): string {
   return Buffer.from(JSON.stringify(c)).toString("base64url");
 }
