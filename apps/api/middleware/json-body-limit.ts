@@ -1,4 +1,4 @@
-import type { Context, MiddlewareHandler, Next } from "hono";
+import type { Context, Next } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { ApiError } from "../api-error.ts";
 
@@ -28,11 +28,4 @@ export async function limitBody(c: Context, next: Next, maxBytes: number, why: s
   }
   if (Number(declared) > maxBytes) throw tooLarge(maxBytes, why);
   await next();
-}
-
-/** `limitBody` with one fixed limit: the operation's own (RunPod's 10 MB on /run, 20 MB on /runsync). */
-export function jsonBodyLimit(maxBytes: number): MiddlewareHandler {
-  return async function jsonBodyLimitMiddleware(c, next) {
-    return limitBody(c, next, maxBytes, "the limit of this operation");
-  };
 }

@@ -148,7 +148,6 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   });
 
   const jobOf = (c: Context<JobEnv>) => ({ endpointId: c.get("endpoint").id, jobId: c.req.param("id")! });
-  const wait = (c: Context<JobEnv>, schema: typeof syncWait) => schema.parse({ wait: c.req.query("wait") || undefined }).wait;
 
   for (const r of routes.status) {
     app.openapi(r, async (c) => {
@@ -161,7 +160,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   for (const r of routes.statusSync) {
     app.openapi(r, async (c) => {
       const { endpointId, jobId } = jobOf(c);
-      const view = await deps.reader.waitFinished(endpointId, jobId, wait(c, syncWait), c.req.raw.signal);
+      const view = await deps.reader.waitFinished(endpointId, jobId, c.req.valid("query").wait, c.req.raw.signal);
       if (!view) throw ApiError.notFound("job");
       return c.json(view, 200);
     });
@@ -169,7 +168,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   for (const r of routes.stream) {
     app.openapi(r, async (c) => {
       const { endpointId, jobId } = jobOf(c);
-      const page = await deps.reader.drainStream(endpointId, jobId, wait(c, streamWait), c.req.raw.signal);
+      const page = await deps.reader.drainStream(endpointId, jobId, c.req.valid("query").wait, c.req.raw.signal);
       if (!page) throw ApiError.notFound("job");
       return c.json(page, 200);
     });

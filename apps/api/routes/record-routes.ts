@@ -4,7 +4,7 @@ import { JOB_STATUSES } from "../../../core/contracts/job-view.ts";
 import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
-import { decodeCursor, jobRecordView } from "../services/job-records.ts";
+import { decodeCursor, jobRecordView, workerSessionView } from "../services/job-records.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { apiRouter, commonErrors, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
 
@@ -18,24 +18,6 @@ export const jobListQuery = z.object({
   limit: optionalQuery(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
 });
 
-const jobRecord = jobRecordView;
-
-const workerSession = z
-  .object({
-    id: z.string(),
-    endpointId: z.string(),
-    state: z.string(),
-    provider: z.string().nullable(),
-    gpuType: z.string().nullable(),
-    requestedAt: z.string().nullable(),
-    readyAt: z.string().nullable(),
-    endedAt: z.string().nullable(),
-    exitCode: z.number().nullable(),
-    endReason: z.string().nullable(),
-    transitions: z.array(z.object({ state: z.string(), at: z.string(), reason: z.string().nullable(), exitCode: z.number().nullable() })),
-  })
-  .meta({ id: "WorkerSession" });
-
 const idParam = z.object({ id: resourceId });
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
 
@@ -47,7 +29,7 @@ const routes = {
     tags: ["records"],
     security: tenantSecurity,
     request: { query: jobListQuery },
-    responses: { ...okJson(z.object({ items: z.array(jobRecord), nextCursor: z.string().nullable() }), "One page of records."), ...errors },
+    responses: { ...okJson(z.object({ items: z.array(jobRecordView), nextCursor: z.string().nullable() }), "One page of records."), ...errors },
   }),
   getJob: createRoute({
     method: "get",
@@ -56,7 +38,7 @@ const routes = {
     tags: ["records"],
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(jobRecord, "The record."), ...errors },
+    responses: { ...okJson(jobRecordView, "The record."), ...errors },
   }),
   workers: createRoute({
     method: "get",
@@ -65,7 +47,7 @@ const routes = {
     tags: ["records"],
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ items: z.array(workerSession) }), "Newest first."), ...errors },
+    responses: { ...okJson(z.object({ items: z.array(workerSessionView) }), "Newest first."), ...errors },
   }),
 };
 

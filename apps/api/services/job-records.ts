@@ -30,6 +30,24 @@ export const jobRecordView = z
   .meta({ id: "JobRecord" });
 export type JobRecordView = z.infer<typeof jobRecordView>;
 
+/** A worker session with its transitions, as `GET /api/v1/endpoints/:id/workers` lists it. */
+export const workerSessionView = z
+  .object({
+    id: z.string(),
+    endpointId: z.string(),
+    state: z.string(),
+    provider: z.string().nullable(),
+    gpuType: z.string().nullable(),
+    requestedAt: z.string().nullable(),
+    readyAt: z.string().nullable(),
+    endedAt: z.string().nullable(),
+    exitCode: z.number().nullable(),
+    endReason: z.string().nullable(),
+    transitions: z.array(z.object({ state: z.string(), at: z.string(), reason: z.string().nullable(), exitCode: z.number().nullable() })),
+  })
+  .meta({ id: "WorkerSession" });
+export type WorkerSessionView = z.infer<typeof workerSessionView>;
+
 const jobRow = z.object({
   id: z.string(),
   endpoint_id: z.string(),
@@ -133,7 +151,7 @@ export class JobRecords {
   }
 
   /** An endpoint's worker sessions, newest first, each with its transitions in log order. */
-  async workerSessions(endpointId: string, limit = 100) {
+  async workerSessions(endpointId: string, limit = 100): Promise<WorkerSessionView[]> {
     const { sql } = this;
     const sessions = z.array(sessionRow).parse(
       await sql`select id, endpoint_id, state, provider, gpu_type, requested_at, ready_at, ended_at, exit_code, end_reason
