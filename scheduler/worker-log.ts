@@ -36,7 +36,7 @@ export class WorkerLog {
   }
 
   async exited(endpointId: string, workerId: string, detail: { exitCode?: number; reason: string }): Promise<void> {
-    await this.presence.exited(endpointId, workerId, detail);
+    await this.presence.exited(endpointId, workerId, { ...detail, by: "scheduler" });
   }
 
   /** Returns true when this call logged the worker lost (see WorkerPresence.lost). */

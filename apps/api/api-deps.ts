@@ -16,6 +16,12 @@ import type { LogAdmin } from "./services/log-admin.ts";
 import type { SyncRuns } from "./services/sync-runs.ts";
 import type { PriceStore } from "./services/price-store.ts";
 import type { Ledger } from "./services/ledger.ts";
+import type { BillingGate } from "./services/billing-gate.ts";
+import type { BalanceCache } from "../../core/redis/balance-cache.ts";
+import type { BillingMode } from "../../core/contracts/billing.ts";
+import type { UsageReports } from "./services/usage-report.ts";
+import type { SessionCosts } from "./services/session-costs.ts";
+import type { ReconcileReports } from "./services/reconcile-report.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -48,6 +54,18 @@ export interface ApiDeps {
   prices: PriceStore;
   /** Tenants' credits, charges and balances. */
   ledger: Ledger;
+  /** HEARTH_BILLING_MODE: the mode new tenants get; `meter` refuses nothing for anyone. */
+  billingMode: BillingMode;
+  /** Tenants' balances as the job path and the scheduler read them (Redis, rebuilt from the ledger). */
+  balances: BalanceCache;
+  /** 402 for new jobs of `enforce` tenants at zero balance. */
+  billing: BillingGate;
+  /** Tenants' usage and invoices, from the ledger's charges. */
+  usage: UsageReports;
+  /** Jobs' shares of their sessions' cost, and a session's bill line by line. */
+  sessionCosts: SessionCosts;
+  /** Billed seconds per session against observed lifetimes, for the operator. */
+  reconcile: ReconcileReports;
   /** Now on the log's clock (Redis TIME), ms epoch: what billing dates by; rejects while Redis is away. */
   logNow: () => Promise<number>;
   /** Runs the OpenAI-compatible routes' requests as jobs. */

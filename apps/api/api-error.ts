@@ -8,7 +8,7 @@ export interface IssueDetail {
 
 /**
  * The one error the API throws for anything the caller did (or may not do); `app.onError` turns it
- * into `{error, code, issues?}` with its status. Anything else that escapes a route is a 500.
+ * into `{error, code, issues?, ...extra}` with its status. Anything else that escapes a route is a 500.
  */
 export class ApiError extends Error {
   constructor(
@@ -17,6 +17,8 @@ export class ApiError extends Error {
     message: string,
     readonly issues?: IssueDetail[],
     readonly headers?: Record<string, string>,
+    /** Further fields of the error body (e.g. the balance of a 402). */
+    readonly extra?: Record<string, unknown>,
   ) {
     super(message);
   }

@@ -26,8 +26,14 @@ import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
 import { LogAdmin } from "./services/log-admin.ts";
 import { SyncRuns } from "./services/sync-runs.ts";
+import { BillingGate } from "./services/billing-gate.ts";
+import { BalanceCache } from "../../core/redis/balance-cache.ts";
+import type { BillingMode } from "../../core/contracts/billing.ts";
 import { PriceStore } from "./services/price-store.ts";
 import { Ledger } from "./services/ledger.ts";
+import { UsageReports } from "./services/usage-report.ts";
+import { SessionCosts } from "./services/session-costs.ts";
+import { ReconcileReports } from "./services/reconcile-report.ts";
 
 export interface RunningApi {
   url: string;
@@ -42,6 +48,11 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
   Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
+    /**
+     * HEARTH_BILLING_MODE. Default `meter` for an embedder (tests, a program of one's own), which
+     * then opts into refusals; the environment's default (loadApiConfig) is `enforce`.
+     */
+    billingMode?: BillingMode;
   };
 
 /**
@@ -90,6 +101,9 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const reader = new JobReader({ queues, events, redis, now });
   const control = new JobControl({ queues, events, redis, submitter, now });
   const syncRuns = new SyncRuns({ submitter, reader });
+  const prices = new PriceStore({ sql: dbh.sql, now });
+  const billingMode = config.billingMode ?? "meter";
+  const balances = new BalanceCache(redis, dbh.sql, keys);
   const deps: ApiDeps = {
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,
@@ -108,8 +122,14 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     syncRuns,
     records: new JobRecords(dbh.sql),
     logAdmin: new LogAdmin(redis, dbh.sql, keys),
-    prices: new PriceStore({ sql: dbh.sql, now }),
+    prices,
     ledger: new Ledger({ sql: dbh.sql, now }),
+    billingMode,
+    balances,
+    billing: new BillingGate({ mode: billingMode, balances, now }),
+    usage: new UsageReports(dbh.sql),
+    sessionCosts: new SessionCosts({ sql: dbh.sql, prices }),
+    reconcile: new ReconcileReports({ sql: dbh.sql, prices }),
     logNow: () => redisNowMs(redis),
     openai: new OpenAIRelay({ submitter, reader, events, control, syncRuns, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
     checkReady: async () => {

@@ -9,6 +9,7 @@ import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 import { adminRoutes } from "./routes/admin-routes.ts";
 import { billingRoutes } from "./routes/billing-routes.ts";
+import { reconcileRoutes, usageRoutes } from "./routes/usage-routes.ts";
 import { recordRoutes } from "./routes/record-routes.ts";
 import { apiRouter, registerSecuritySchemes } from "./routes/route-kit.ts";
 
@@ -41,12 +42,14 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   app.get("/openapi.json", (c) => c.json(app.getOpenAPI31Document(DOCUMENT_INFO), 200));
 
   app.route("/admin", adminRoutes(deps));
+  app.route("/admin", reconcileRoutes(deps));
   // Every /api/v1 route is the tenant's: one authentication for all of them.
   const v1 = apiRouter<TenantEnv>();
   v1.use("*", tenantAuth({ tenants: deps.tenants }));
   v1.route("/", recordRoutes(deps));
   v1.route("/", managementRoutes(deps));
   v1.route("/", billingRoutes(deps));
+  v1.route("/", usageRoutes(deps));
   app.route("/api/v1", v1);
   app.route("/v2", jobRoutes(deps));
 
@@ -62,7 +65,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
       if (isBackendUnavailable(err)) return c.json(openAIErrorBody("a backing store is unreachable; retry shortly", "server_error", "unavailable"), 503, { "Retry-After": "1" });
     }
     if (err instanceof ApiError) {
-      const body: Record<string, unknown> = { error: err.message, code: err.code };
+      const body: Record<string, unknown> = { ...err.extra, error: err.message, code: err.code };
       if (err.issues) body.issues = err.issues;
       return c.json(body, err.status, err.headers);
     }

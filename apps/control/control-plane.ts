@@ -6,6 +6,9 @@ import { LogConsumerRunner, type LogConsumer } from "./log-consumer.ts";
 import { LogTrimmer } from "./log-trimmer.ts";
 import { RecordsProjector } from "./records-projector.ts";
 import { LOG_CONSUMERS } from "../../core/log/log-stream.ts";
+import { BalanceCache } from "../../core/redis/balance-cache.ts";
+import type { PriceTable } from "../../core/billing/price-table.ts";
+import { BillingConsumer } from "./billing-consumer.ts";
 
 export interface ControlPlaneOptions {
   /** For XTRIM; each consumer gets a duplicate of it (they block in XREAD). Not closed here. */
@@ -22,12 +25,18 @@ export interface ControlPlaneOptions {
   /** Consumer runner settings (tests shorten them). */
   blockMs?: number;
   batchSize?: number;
+  /** Least ms between two passes over a quiet endpoint's open sessions (billing). Default 5000. */
+  advanceMs?: number;
+  /** How often every tenant's cached balance is rebuilt from its ledger (ms). Default 30000. */
+  balanceRefreshMs?: number;
+  /** Seed of the price table (tests). Default core/billing's DEFAULT_PRICES. */
+  defaultPrices?: PriceTable;
 }
 
 
 /**
- * The control plane: the log's consumers (the records projector today; billing and webhook
- * delivery join it) and the trimmer. Kept apart from the scheduler, which holds provider
+ * The control plane: the log's consumers (the records projector, billing; webhook delivery joins
+ * them), the trimmer, and the periodic rebuild of tenants' cached balances. Kept apart from the scheduler, which holds provider
  * credentials, and from the API, which must stay fast.
  */
 export class ControlPlane {
@@ -35,9 +44,13 @@ export class ControlPlane {
   private readonly connections: Redis[] = [];
   private readonly trimmer: LogTrimmer;
   private trimTimer: NodeJS.Timeout | undefined;
+  private balanceTimer: NodeJS.Timeout | undefined;
+  readonly balances: BalanceCache;
 
   constructor(private readonly options: ControlPlaneOptions) {
-    const consumers: LogConsumer[] = [new RecordsProjector()];
+    this.balances = new BalanceCache(options.redis, options.sql, options.keys);
+    const billing = new BillingConsumer({ balances: this.balances, log: options.log, ...(options.defaultPrices && { defaultPrices: options.defaultPrices }) });
+    const consumers: LogConsumer[] = [new RecordsProjector(), billing];
     this.runners = consumers.map((consumer) => {
       const redis = options.redis.duplicate();
       redis.on("error", () => {}); // reconnects by itself; the runner logs failed rounds
@@ -50,6 +63,7 @@ export class ControlPlane {
         log: options.log,
         ...(options.blockMs !== undefined && { blockMs: options.blockMs }),
         ...(options.batchSize !== undefined && { batchSize: options.batchSize }),
+        ...(options.advanceMs !== undefined && { advanceMs: options.advanceMs }),
       });
     });
     this.trimmer = new LogTrimmer({
@@ -78,11 +92,25 @@ export class ControlPlane {
       this.trimTimer.unref();
     };
     trimLoop();
+    const refresh = () => {
+      this.balanceTimer = setTimeout(() => {
+        this.balances
+          .rebuildAll()
+          .catch((err: unknown) => this.options.log({ level: "warn", msg: "balance cache rebuild failed", ...errorFields(err) }))
+          .finally(() => {
+            if (this.balanceTimer) refresh();
+          });
+      }, this.options.balanceRefreshMs ?? 30_000);
+      this.balanceTimer.unref();
+    };
+    refresh();
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.trimTimer);
     this.trimTimer = undefined;
+    clearTimeout(this.balanceTimer);
+    this.balanceTimer = undefined;
     // A consumer blocked in XREAD returns within its block time; disconnecting wakes it sooner.
     const stopped = Promise.all(this.runners.map((r) => r.stop()));
     await stopped;

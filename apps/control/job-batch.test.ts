@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { LogEntry } from "../../core/log/log-entry.ts";
 import { foldJobs } from "./job-batch.ts";
 
-const ctx = { endpointId: "ep", tenantId: "tn" };
+const ctx = { endpointId: "ep", tenantId: "tn", until: 0 };
 const accepted = (id: string, jobId: string): LogEntry => ({
   kind: "accepted",
   id,

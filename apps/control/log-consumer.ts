@@ -1,7 +1,8 @@
 import type { Redis } from "ioredis";
 import postgres, { type Sql, type TransactionSql } from "postgres";
 import { z } from "zod";
-import { compareStreamIds, InvalidLogEntry, parseLogEntry, type LogEntry } from "../../core/log/log-entry.ts";
+import { compareStreamIds, InvalidLogEntry, parseLogEntry, parseStreamId, type LogEntry } from "../../core/log/log-entry.ts";
+import { redisNowMs } from "../../core/redis/redis-clock.ts";
 import { toPgText } from "../../core/db/pg-text.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { Log } from "../../core/log/process-log.ts";
@@ -10,6 +11,12 @@ import type { Log } from "../../core/log/process-log.ts";
 export interface EntryContext {
   endpointId: string;
   tenantId: string;
+  /**
+   * How far this endpoint's log has been read, ms on Redis' clock: every entry with a smaller ms
+   * has been handed to the consumer (this batch included). A consumer that acts on time (billing's
+   * minutes) may act up to it and never past it.
+   */
+  until: number;
 }
 
 /**
@@ -22,6 +29,19 @@ export interface LogConsumer {
   apply(tx: TransactionSql, entry: LogEntry, ctx: EntryContext): Promise<void>;
   /** Applies a batch at once where that is cheaper; must leave what `apply` one by one would. */
   applyBatch?(tx: TransactionSql, entries: LogEntry[], ctx: EntryContext): Promise<void>;
+  /**
+   * After a batch's entries were applied (or set aside), in the same transaction, before the cursor
+   * moves. It must not throw for one bad record (set it aside itself), or the batch is retried.
+   */
+  finishBatch?(tx: TransactionSql, ctx: EntryContext): Promise<void>;
+  /**
+   * For an endpoint whose log had nothing new in a round: the log has still been read up to
+   * `ctx.until`. Called at most every `advanceMs` per endpoint; a consumer that acts on time
+   * catches up here. Effects must be idempotent (no cursor moves with them).
+   */
+  advance?(sql: Sql, ctx: EntryContext): Promise<void>;
+  /** Once a batch's transaction committed (caches of what it wrote may be refreshed now). Must not throw. */
+  committed?(ctx: EntryContext): void;
 }
 
 export interface LogConsumerRunnerOptions {
@@ -41,6 +61,8 @@ export interface LogConsumerRunnerOptions {
   retryMs?: number;
   /** A warning is logged when the consumer is this far behind the log (ms). Default 30000. */
   lagWarnMs?: number;
+  /** Least ms between two `advance` calls of one endpoint. Default 5000. */
+  advanceMs?: number;
   /**
    * After a round that read less than a full batch, wait this long before the next (ms). Default
    * 100: a steady trickle then costs one transaction per interval, not one per entry or two.
@@ -68,6 +90,7 @@ export class LogConsumerRunner {
   private running: Promise<void> | undefined;
   private stopping = false;
   private lastLagWarning = 0;
+  private readonly advancedAt = new Map<string, number>();
   private readonly batchSize: number;
   private readonly blockMs: number;
 
@@ -114,22 +137,42 @@ export class LogConsumerRunner {
     const { keys, redis } = this.options;
     const streams = ids.map((id) => keys.log(id));
     const after = ids.map((id) => this.cursors.get(id) ?? "0-0");
+    // Read before the XREAD: Redis dates each entry by its own clock, never below the stream's last
+    // id, so every entry with a smaller ms is already in the stream when XREAD looks.
+    const before = await redisNowMs(redis);
     const res = (await redis.xread("COUNT", this.batchSize, "BLOCK", this.blockMs, "STREAMS", ...streams, ...after)) as [string, Raw[]][] | null;
-    if (!res) return 0;
     const byKey = new Map(ids.map((id) => [keys.log(id), id]));
+    const read = new Set<string>();
     let consumed = 0;
-    for (const [key, entries] of res) {
+    for (const [key, entries] of res ?? []) {
       const endpointId = byKey.get(key);
       if (!endpointId || entries.length === 0) continue;
-      await this.consume(endpointId, entries);
+      read.add(endpointId);
+      const lastMs = parseStreamId(entries[entries.length - 1]![0]).ms;
+      // A full batch may have left entries of its last ms (and later) behind; a short one did not.
+      const until = entries.length >= this.batchSize ? lastMs : Math.max(before, lastMs);
+      await this.consume(endpointId, entries, until);
+      this.advancedAt.set(endpointId, Date.now());
       consumed += entries.length;
       if (entries.length >= this.batchSize) this.noteLag(endpointId, entries[entries.length - 1]![0]);
     }
+    if (this.options.consumer.advance) await this.advanceQuiet(ids.filter((id) => !read.has(id)), before);
     return consumed;
   }
 
-  private async consume(endpointId: string, entries: Raw[]): Promise<void> {
-    const ctx: EntryContext = { endpointId, tenantId: this.tenants.get(endpointId)! };
+  /** Lets the consumer act on time for endpoints whose logs were quiet, each at most every `advanceMs`. */
+  private async advanceQuiet(endpointIds: string[], until: number): Promise<void> {
+    const now = Date.now();
+    const every = this.options.advanceMs ?? 5000;
+    for (const endpointId of endpointIds) {
+      if (now - (this.advancedAt.get(endpointId) ?? -Infinity) < every) continue;
+      this.advancedAt.set(endpointId, now);
+      await this.options.consumer.advance!(this.options.sql, { endpointId, tenantId: this.tenants.get(endpointId)!, until });
+    }
+  }
+
+  private async consume(endpointId: string, entries: Raw[], until: number): Promise<void> {
+    const ctx: EntryContext = { endpointId, tenantId: this.tenants.get(endpointId)!, until };
     const lastId = entries[entries.length - 1]![0];
     const parsed = entries.map(([id, fields]) => {
       try {
@@ -145,6 +188,7 @@ export class LogConsumerRunner {
         const valid = parsed.flatMap((p) => (p.entry ? [p.entry] : []));
         const applied = consumer.applyBatch ? consumer.applyBatch(tx, valid, ctx) : Promise.all(valid.map((e) => consumer.apply(tx, e, ctx)));
         await Promise.all([applied, ...parsed.filter((p) => !p.entry).map((p) => this.deadLetter(tx, endpointId, p.id, p.fields, p.invalid ?? "invalid"))]);
+        await consumer.finishBatch?.(tx, ctx);
         await this.saveCursor(tx, endpointId, lastId);
       });
     } catch (err) {
@@ -165,10 +209,12 @@ export class LogConsumerRunner {
             this.options.log({ level: "warn", msg: "log entry set aside", consumer: this.name, endpointId, entryId: p.id, error: errorText(entryErr) });
           }
         }
+        await consumer.finishBatch?.(tx, ctx);
         await this.saveCursor(tx, endpointId, lastId);
       });
     }
     this.cursors.set(endpointId, lastId);
+    consumer.committed?.(ctx);
   }
 
   private async saveCursor(tx: TransactionSql, endpointId: string, lastId: string): Promise<void> {
@@ -202,7 +248,7 @@ export class LogConsumerRunner {
           const fields = z.array(z.string()).parse(JSON.parse(d.entry_json));
           const entry = parseLogEntry(d.entry_id, fields);
           if (tenantId === undefined) throw new Error(`endpoint ${d.endpoint_id} is unknown`);
-          await tx.savepoint((sp) => consumer.apply(sp, entry, { endpointId: d.endpoint_id, tenantId }));
+          await tx.savepoint((sp) => consumer.apply(sp, entry, { endpointId: d.endpoint_id, tenantId, until: parseStreamId(d.entry_id).ms }));
         } catch (err) {
           if (isTransient(err)) throw err;
           reason = errorText(err);

@@ -53,6 +53,8 @@ export class LogTrimmer {
     await sql`delete from jobs where finished_at < ${cutoff}::timestamptz`;
     await sql`delete from worker_transitions where at < ${cutoff}::timestamptz and worker_id in (select id from worker_sessions where ended_at < ${cutoff}::timestamptz)`;
     await sql`delete from worker_sessions where ended_at < ${cutoff}::timestamptz`;
+    // The ledger keeps the money; a settled session's billing record is only how it was reached.
+    await sql`delete from billing_sessions where settled_at < ${cutoff}::timestamptz`;
     return trimmed;
   }
 }

@@ -142,7 +142,12 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     control,
     post,
     get,
-    createTenant: async (name) => (await post("/admin/tenants", adminToken, { name })).apiKey as string,
+    // The default mode (enforce) with a credit: the job path pays for its balance check, as in production.
+    createTenant: async (name) => {
+      const t = await post("/admin/tenants", adminToken, { name });
+      await post(`/admin/tenants/${t.id as string}/credits`, adminToken, { amountMicros: 1_000_000_000, reason: "benchmark" });
+      return t.apiKey as string;
+    },
     createEndpoint: async (apiKey, body) => (await post("/api/v1/endpoints", apiKey, body)).id as string,
     waitIdleWorkers: async (apiKey, endpointId, atLeast, timeoutMs = 60_000) => {
       const deadline = Date.now() + timeoutMs;

@@ -116,7 +116,7 @@ describe("sessionCharges — replay safety (property)", () => {
   const states: WorkerState[] = ["initializing", "idle", "running", "paused", "unhealthy", "draining", "exited", "lost", "requested"];
   const arbSession = fc
     .record({
-      steps: fc.array(fc.record({ gapMs: fc.integer({ min: 0, max: 70_000 }), state: fc.constantFrom(...states), atBackMs: fc.integer({ min: -5000, max: 200_000 }) }), { maxLength: 12 }),
+      steps: fc.array(fc.record({ gapMs: fc.integer({ min: 0, max: 70_000 }), state: fc.constantFrom(...states), atBackMs: fc.integer({ min: -5000, max: 200_000 }), by: fc.constantFrom(undefined, "worker" as const, "scheduler" as const) }), { maxLength: 12 }),
       weights: fc.option(fc.record({ afterMs: fc.integer({ min: 0, max: 200_000 }), durationMs: fc.integer({ min: 0, max: 150_000 }) }), { nil: undefined }),
       priceChangeAfterMs: fc.integer({ min: 0, max: 400_000 }),
       untils: fc.array(fc.integer({ min: 0, max: 900_000 }), { minLength: 2, maxLength: 4 }),
@@ -127,7 +127,7 @@ describe("sessionCharges — replay safety (property)", () => {
       const transitions: MeterTransition[] = [start(t0)];
       steps.forEach((s, i) => {
         ms += s.gapMs;
-        transitions.push({ seq: `${ms}-${i + 1}`, state: s.state, at: s.state === "lost" ? ms - s.atBackMs : undefined });
+        transitions.push({ seq: `${ms}-${i + 1}`, state: s.state, at: s.state === "lost" ? ms - s.atBackMs : undefined, ...(s.by !== undefined && { by: s.by }) });
       });
       const input = session(transitions, { weightsFetches: weights && [{ seq: `${t0 + weights.afterMs}-0`, durationMs: weights.durationMs }] });
       const table: PriceTable = { versions: [...TABLE.versions, { effectiveFrom: t0 + priceChangeAfterMs, prices: { AMPERE_80: 1013 } }] };

@@ -32,7 +32,7 @@ const NOTHING: Running = { seconds: 0, micros: 0 };
  * Let R(P) be the session's running total as the log shows it before P (`meterPrepared` at asOf P:
  * whole elapsed seconds while open, ceil once ended). Minute buckets are UTC minutes, so every day
  * and month boundary is a bucket boundary. Bucket n = [60000·n, 60000·(n+1)) is due when its end
- * b is ≤ `until` and the session was still open before b (no end entry earlier than b); its amount
+ * b is ≤ `until` and the session was still open before b (no exit or loss entry earlier than b); its amount
  * is R(b) − R(start of the bucket, or 0): it depends only on entries before b, so it is the same
  * whenever it is computed. Buckets with nothing in them (a paused or booting minute) are not
  * written. Once the end is in view the `settle` entry brings the sum to R(end): exactly the
@@ -58,8 +58,7 @@ export function sessionCharges(input: SessionInput, table: PriceTable, until: nu
     micros: addMicros(now.micros, -before.micros),
   });
   const out: ChargeEntry[] = [];
-  // The last minute boundary due: read up to `until`, and not past the entry that ended the session.
-  const lastDue = floorDiv(Math.min(until, meter.endLoggedAt ?? Infinity), MINUTE_MS) * MINUTE_MS;
+  const lastDue = lastDueBoundary(meter, until);
   const firstBoundary = Math.max(floorDiv(meter.start, MINUTE_MS) + 1, (options.fromMinute ?? -Infinity) + 1) * MINUTE_MS;
   let charged = runningTotal(firstBoundary - MINUTE_MS);
   for (let b = firstBoundary; b <= lastDue; b += MINUTE_MS) {
@@ -69,6 +68,16 @@ export function sessionCharges(input: SessionInput, table: PriceTable, until: nu
   }
   if (meter.end !== null) out.push(entry("settle", "settle", meter.end, meter, runningTotal(lastDue)));
   return out;
+}
+
+/**
+ * The last minute boundary (ms) whose bucket is due: read up to `until`, and not past the first
+ * entry that ends (or begins to end) the session, whichever end its grace then confirms. Every
+ * bucket before it is final: `lastDueBoundary / 60000 − 1` is the last minute a writer needs never
+ * look at again.
+ */
+export function lastDueBoundary(meter: SessionMeter, until: number): number {
+  return floorDiv(Math.min(until, meter.closingLoggedAt ?? Infinity), MINUTE_MS) * MINUTE_MS;
 }
 
 export interface ChargeOptions {

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { hearthEntry, parseLogEntry } from "../log/log-entry.ts";
 import type { WorkerState } from "../contracts/worker-state.ts";
 import { totalsBy } from "./timeline-pricing.ts";
-import { meterSession, transitionOf, type MeterTransition, type SessionInput } from "./session-meter.ts";
+import { EXIT_CONFIRM_GRACE_MS, meterSession, transitionOf, type MeterTransition, type SessionInput } from "./session-meter.ts";
 import type { PriceTable } from "./price-table.ts";
 
 const T = Date.UTC(2025, 2, 10, 12, 0, 0); // 2025-03-10T12:00:00Z
@@ -165,7 +165,7 @@ describe("meterSession — open sessions", () => {
   });
 
   it("entries at or after `until` are not in view", () => {
-    const input = session([start(), tr("idle", T + 10_000), tr("exited", T + 20_000)]);
+    const input = session([start(), tr("idle", T + 10_000), tr("exited", T + 20_000, { by: "scheduler" })]);
     expect(meter(input, T + 20_000)).toMatchObject({ end: null, seconds: 20 });
     expect(meter(input, T + 20_001)).toMatchObject({ end: T + 20_000, seconds: 20 });
     expect(meterSession(input, TABLE, T)).toBeNull();
@@ -202,5 +202,35 @@ describe("meterSession — UTC days and months, price changes", () => {
     expect(() => meter(session([start(T, { gpuType: "NVIDIA B300" }), tr("exited", T + 1000)]))).toThrow(
       expect.objectContaining({ code: "UNPRICED_GPU_TYPE", message: expect.stringContaining("NVIDIA B300") }),
     );
+  });
+});
+
+describe("meterSession — whose exit ends the session", () => {
+  const worker = (ms: number) => tr("exited", ms, { by: "worker" });
+  const scheduler = (ms: number) => tr("exited", ms, { by: "scheduler" });
+
+  it("the scheduler's exit (the process seen gone) ends it, not the worker's own announcement before it", () => {
+    const m = meter(session([start(), tr("idle", T + 1000), worker(T + 20_000), scheduler(T + 20_400)]));
+    expect(m).toMatchObject({ end: T + 20_400, endedBy: "exited", endLoggedAt: T + 20_400, closingLoggedAt: T + 20_000, seconds: 21 });
+  });
+
+  it("while the grace runs the session stays open; once it passes without the scheduler's, the worker's own ends it", () => {
+    const input = session([start(), tr("idle", T + 1000), worker(T + 20_000)]);
+    expect(meter(input, T + 20_000 + EXIT_CONFIRM_GRACE_MS)).toMatchObject({ end: null, closingLoggedAt: T + 20_000, seconds: 50 });
+    expect(meter(input, T + 20_001 + EXIT_CONFIRM_GRACE_MS)).toMatchObject({ end: T + 20_000, endedBy: "exited", seconds: 20 });
+  });
+
+  it("a scheduler's exit logged after the grace comes too late; anything but an exit after the first is ignored", () => {
+    const m = meter(session([start(), worker(T + 20_000), tr("idle", T + 21_000), tr("lost", T + 22_000, { at: T + 19_000 }), scheduler(T + 20_001 + EXIT_CONFIRM_GRACE_MS)]));
+    expect(m).toMatchObject({ end: T + 20_000, seconds: 20 });
+    expect(m.ignored.map((i) => [i.state, i.why])).toEqual([
+      ["idle", "after end"],
+      ["lost", "after end"],
+      ["exited", "after end"],
+    ]);
+  });
+
+  it("entries from before the field: the last exit within the grace ends it", () => {
+    expect(meter(session([start(), tr("exited", T + 20_000), tr("exited", T + 20_300)]))).toMatchObject({ end: T + 20_300, seconds: 21 });
   });
 });

@@ -17,7 +17,19 @@ export interface MeterTransition {
   at?: number;
   tenantId?: string;
   gpuType?: string;
+  /**
+   * Who logged an `exited`: the `scheduler` once its provider saw the process end (the session's
+   * true end), or the `worker` itself just before it exits (absent on entries from before the field).
+   */
+  by?: "worker" | "scheduler";
 }
+
+/**
+ * How long (ms of log time) after a worker's own `exited` the meter waits for the scheduler's, which
+ * dates the end of the process. Past it the worker's own entry ends the session: the scheduler that
+ * ran the worker may be gone.
+ */
+export const EXIT_CONFIRM_GRACE_MS = 30_000;
 
 /** The worker's report of its weights-fetch phase (model download), which is not billed. */
 export interface WeightsFetchReport {
@@ -57,6 +69,11 @@ export interface SessionMeter extends PricedTime {
   endedBy: "exited" | "lost" | null;
   /** ms of the entry that ended the session (a `lost` is logged after the heartbeat that dates it). */
   endLoggedAt: number | null;
+  /**
+   * ms of the first `exited` or `lost` entry in view, even while the end waits for the scheduler's
+   * confirmation: no minute is charged as open time after it (core/billing/charges.ts).
+   */
+  closingLoggedAt: number | null;
   /** The view: entries at or after this ms are not in it; an open session is metered up to it. */
   asOf: number;
   pausedMs: number;
@@ -86,8 +103,8 @@ export interface PreparedSession {
 
 /** The transition a `hearth:worker` log entry records. */
 export function transitionOf(entry: Extract<LogEntry, { kind: "worker" }>): MeterTransition {
-  const { state, at, tenantId, gpuType } = entry.p;
-  return { seq: entry.id, state, at, tenantId, gpuType };
+  const { state, at, tenantId, gpuType, by } = entry.p;
+  return { seq: entry.id, state, at, tenantId, gpuType, ...(by !== undefined && { by }) };
 }
 
 export function prepareSession(input: SessionInput): PreparedSession {
@@ -111,9 +128,13 @@ export function meterSession(input: SessionInput, table: PriceTable, asOf: numbe
  * Returns null when no transition of the session is in view yet.
  *
  * - Start: the first `requested` entry (later ones are ignored), which also fixes tenant and GPU type.
- * - End: the first `exited` (its entry's time) or `lost` (its `at`, kept within [start, its entry's
- *   time]); every transition after it, a second `exited` included, is ignored. Open sessions are
- *   metered up to `asOf`.
+ * - End: a `lost` (its `at`, kept within [start, its entry's time]), or the process's exit. The
+ *   scheduler's `exited` (`by: scheduler`, logged once its provider saw the process end) ends the
+ *   session at its entry's time; a worker's own `exited` (logged just before its process ends) only
+ *   starts a grace of EXIT_CONFIRM_GRACE_MS: the last `exited` logged within it ends the session
+ *   (the scheduler's, normally ms later), or the worker's own once the grace has passed in view
+ *   with none (its scheduler is gone). Every other transition after the first exit or loss is
+ *   ignored. Open sessions, and sessions waiting out the grace, are metered up to `asOf`.
  * - Paused: from a `paused` entry to the next entry of any other state (or the end) is free.
  * - Weights fetch: the largest report logged before the end (a resent report must not be
  *   subtracted twice), capped at the billable time before the first `idle`/`running`, is removed
@@ -137,21 +158,30 @@ export function meterPrepared(prepared: PreparedSession, table: PriceTable, asOf
   const pauses: Interval[] = [];
   let pausedFrom: number | null = null;
   let readyAt: number | null = null;
-  let end: number | null = null;
-  let endedBy: SessionMeter["endedBy"] = null;
-  let endLoggedAt: number | null = null;
-  let endSeq: Ordered | null = null;
+  // The end: a `lost` (dated by its heartbeat) or an `exited` that ends the session (see above).
+  let ending: { t: Ordered; at: number; by: "exited" | "lost" } | null = null;
+  // The first and the last `exited` while the end waits for the scheduler's confirmation.
+  let firstExit: Ordered | null = null;
+  let lastExit: Ordered | null = null;
+  const graceOver = (ms: number) => firstExit !== null && ms > firstExit.ms + EXIT_CONFIRM_GRACE_MS;
   for (const t of inView.slice(startIndex + 1)) {
-    if (end !== null) {
+    if (ending === null && lastExit !== null && graceOver(t.ms)) ending = { t: lastExit, at: lastExit.ms, by: "exited" };
+    if (ending !== null) {
+      ignored.push({ seq: t.seq, state: t.state, why: "after end" });
+    } else if (t.state === "exited") {
+      firstExit ??= t;
+      lastExit = t;
+      if (t.by === "scheduler") ending = { t, at: t.ms, by: "exited" };
+    } else if (firstExit !== null) {
+      // Nothing runs after its process said it exits; a `lost` now is a sweep of the same end.
       ignored.push({ seq: t.seq, state: t.state, why: "after end" });
     } else if (t.state === "requested") {
       ignored.push({ seq: t.seq, state: t.state, why: "repeated requested" });
-    } else if (t.state === "exited" || t.state === "lost") {
+    } else if (t.state === "lost") {
       // A heartbeat cannot be received after the entry that reports it missing, nor before the start.
-      end = t.state === "lost" && t.at !== undefined && Number.isFinite(t.at) ? Math.min(t.ms, Math.max(start, Math.floor(t.at))) : t.ms;
-      endedBy = t.state;
-      endLoggedAt = t.ms;
-      endSeq = t;
+      const at = t.at !== undefined && Number.isFinite(t.at) ? Math.min(t.ms, Math.max(start, Math.floor(t.at))) : t.ms;
+      ending = { t, at, by: "lost" };
+      firstExit = t;
     } else if (t.state === "paused") {
       pausedFrom ??= t.ms;
     } else {
@@ -160,6 +190,9 @@ export function meterPrepared(prepared: PreparedSession, table: PriceTable, asOf
       if (readyAt === null && (t.state === "idle" || t.state === "running")) readyAt = t.ms;
     }
   }
+  if (ending === null && lastExit !== null && graceOver(asOf)) ending = { t: lastExit, at: lastExit.ms, by: "exited" };
+  const end = ending?.at ?? null;
+  const closing: Ordered | null = firstExit;
   const stop = end ?? asOf;
   if (pausedFrom !== null) pauses.push({ from: pausedFrom, to: stop });
   // A lost worker's end may precede transitions logged after its last heartbeat.
@@ -170,7 +203,7 @@ export function meterPrepared(prepared: PreparedSession, table: PriceTable, asOf
   // A report logged after the end cannot come from the worker; ignoring it also keeps a settled
   // total from changing when the log is read further.
   const reported = prepared.weightsFetches
-    .filter((w) => w.ms < asOf && (endSeq === null || w.ms < endSeq.ms || (w.ms === endSeq.ms && w.n < endSeq.n)) && Number.isFinite(w.durationMs))
+    .filter((w) => w.ms < asOf && (closing === null || w.ms < closing.ms || (w.ms === closing.ms && w.n < closing.n)) && Number.isFinite(w.durationMs))
     .reduce((max, w) => Math.max(max, Math.floor(w.durationMs)), 0);
   const weightsFetchMs = Math.min(reported, bootMs);
   const bootPending = end === null && readyAt === null;
@@ -196,8 +229,9 @@ export function meterPrepared(prepared: PreparedSession, table: PriceTable, asOf
     startInferred: first.state !== "requested",
     readyAt,
     end,
-    endedBy,
-    endLoggedAt,
+    endedBy: ending?.by ?? null,
+    endLoggedAt: ending?.t.ms ?? null,
+    closingLoggedAt: closing?.ms ?? null,
     asOf,
     pausedMs: stop - start - measure(running),
     weightsFetchMs,

@@ -8,6 +8,7 @@ import { loadLimitDefaults } from "./tenant-limit-defaults.ts";
 import { modelAllowList, modelDirs } from "./model-sources.ts";
 import { secretsKey } from "./secrets-key.ts";
 import type { AllowList } from "../net/url-policy.ts";
+import { billingMode, type BillingMode } from "../contracts/billing.ts";
 
 const shared = {
   DATABASE_URL: databaseUrl,
@@ -15,6 +16,9 @@ const shared = {
   HEARTH_REDIS_PREFIX: redisPrefix,
   HEARTH_HANDLER_DIRS: handlerDirs,
 };
+
+/** HEARTH_BILLING_MODE: `enforce` (default: tenants need credit) or `meter` (record and show, refuse nothing). Read by the API and the scheduler. */
+const billingModeVar = z.preprocess((v) => (v === "" || v === undefined ? "enforce" : v), billingMode);
 
 /** Where tenants' models may come from: read by the API (at submission), the scheduler (passed to workers) and workers (at download). */
 const modelSources = {
@@ -29,6 +33,7 @@ const apiSchema = z.object({
   PORT: intFrom(8080, 0, 65535),
   HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
   HEARTH_ADMIN_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
+  HEARTH_BILLING_MODE: billingModeVar,
 });
 
 export interface ApiConfig {
@@ -47,6 +52,8 @@ export interface ApiConfig {
   adminToken: string;
   /** True when the token was generated at start, so the entry point prints it. */
   adminTokenGenerated: boolean;
+  /** HEARTH_BILLING_MODE: what new tenants get; `meter` refuses nothing for anyone. */
+  billingMode: BillingMode;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
@@ -64,6 +71,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     host: c.HOST,
     adminToken: c.HEARTH_ADMIN_TOKEN ?? newAdminToken(),
     adminTokenGenerated: generated,
+    billingMode: c.HEARTH_BILLING_MODE,
   };
 }
 
@@ -77,6 +85,7 @@ const schedulerSchema = z.object({
   HEARTH_WORKER_REDIS_ACL: onOff(true),
   /** The most workers this scheduler's provider runs at once; empty: 4 per core, at least 16. */
   HEARTH_HOST_WORKER_CAP: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(1).max(100_000).optional()),
+  HEARTH_BILLING_MODE: billingModeVar,
 });
 
 export interface SchedulerConfig {
@@ -103,6 +112,8 @@ export interface SchedulerConfig {
   hostWorkerCap?: number;
   /** maxWorkers of tenants without an override (HEARTH_DEFAULT_MAX_WORKERS). */
   defaultMaxWorkers: number;
+  /** HEARTH_BILLING_MODE: under `enforce`, no worker starts for an `enforce` tenant at zero balance, and its idle ones stop. */
+  billingMode: BillingMode;
 }
 
 export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
@@ -120,6 +131,7 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     workerRedisAcl: c.HEARTH_WORKER_REDIS_ACL,
     ...(c.HEARTH_HOST_WORKER_CAP !== undefined && { hostWorkerCap: c.HEARTH_HOST_WORKER_CAP }),
     defaultMaxWorkers: loadLimitDefaults(env).maxWorkers,
+    billingMode: c.HEARTH_BILLING_MODE,
   };
 }
 

@@ -2,11 +2,12 @@ import { z } from "zod";
 import { safeText } from "./safe-text.ts";
 
 /**
- * How a tenant pays. `meter`: usage is recorded in the ledger and nothing is refused (every
- * tenant that existed before billing, and for now every new one). `prepaid`: reserved for the
- * enforcement slice (new jobs refused with 402 at zero balance); nothing sets it yet.
+ * How a tenant pays. `enforce`: it needs credit; at zero balance new jobs get 402, no worker starts
+ * and idle ones stop (new tenants, when HEARTH_BILLING_MODE is `enforce`, the default). `meter`:
+ * usage is recorded and shown, nothing is refused (every tenant that existed before billing, and
+ * every tenant when HEARTH_BILLING_MODE is `meter`).
  */
-export const BILLING_MODES = ["meter", "prepaid"] as const;
+export const BILLING_MODES = ["enforce", "meter"] as const;
 export const billingMode = z.enum(BILLING_MODES);
 export type BillingMode = z.infer<typeof billingMode>;
 

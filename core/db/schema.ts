@@ -240,7 +240,37 @@ export const ledgerEntries = pgTable(
   (t) => [
     // `id` breaks ties between entries at the same ms, for the newest-first listing's cursor.
     index("ledger_entries_tenant_at_idx").on(t.tenantId, t.at, t.id),
+    // A session's charges (its bill, reconciliation).
+    index("ledger_entries_worker_idx").on(t.workerId).where(sql`${t.workerId} is not null`),
     check("ledger_entries_kind_check", sql`${t.kind} in ('credit', 'charge', 'adjustment')`),
     check("ledger_entries_credit_positive", sql`${t.kind} <> 'credit' or ${t.amountMicros} > 0`),
   ],
+);
+
+/**
+ * The billing consumer's view of each worker session (apps/control/billing-consumer.ts): the
+ * transitions that matter to the meter, as the log handed them in, and how far its charges have
+ * been written. Kept apart from `worker_sessions` (the records projector's, on its own cursor), so
+ * the two consumers never wait on each other. Deleted with the records once settled and old.
+ */
+export const billingSessions = pgTable(
+  "billing_sessions",
+  {
+    workerId: text("worker_id").primaryKey(),
+    endpointId: text("endpoint_id").notNull(),
+    /** The endpoint's tenant; the meter takes the session's own from its `requested` transition. */
+    tenantId: text("tenant_id").notNull(),
+    /** core/billing MeterTransition[]: idle ⇄ running flips after the first are left out (they change nothing billed). */
+    transitions: jsonb("transitions").$type<unknown[]>().notNull().default([]),
+    /** core/billing WeightsFetchReport[]. */
+    weightsFetches: jsonb("weights_fetches").$type<unknown[]>().notNull().default([]),
+    /** The last UTC minute (ms epoch / 60000) whose charge has been written; the next pass starts after it. */
+    chargedMinute: bigint("charged_minute", { mode: "number" }),
+    /** When the session's settlement was written (its end on the log's clock): nothing more is due. */
+    settledAt: timestamp("settled_at", { withTimezone: true, precision: 3 }),
+    /** Why the last pass could not meter the session (e.g. a GPU type without a price); null once it could. */
+    error: text("error"),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("billing_sessions_open_idx").on(t.endpointId).where(sql`${t.settledAt} is null`)],
 );

@@ -60,6 +60,13 @@ export const workerPayload = z.object({
   /** Why it is draining, exited or lost. */
   reason: z.string().optional(),
   exitCode: z.number().int().optional(),
+  /** Who logged an `exited`: the worker just before its process ends, or the scheduler once its provider saw the process gone. */
+  by: z.enum(["worker", "scheduler"]).optional(),
+  /**
+   * On the worker's first transition out of `initializing`: ms its engine spent fetching weights
+   * (model download or cache fill), a span of the worker's own monotonic clock. Not billed.
+   */
+  weightsFetchMs: z.number().int().min(0).max(7 * 86_400_000).optional(),
   /**
    * ms on Redis' clock the transition really happened, when not at the entry's own time: a `lost`
    * worker ends at its last heartbeat as received.

@@ -81,6 +81,13 @@ export class RedisKeys {
   schedulerLock(): string {
     return `${this.prefix}:scheduler:leader`;
   }
+  /**
+   * Hash tenantId → its balance as of its ledger (`core/redis/balance-cache.ts`): what the job path
+   * and the scheduler read instead of Postgres. Not under any endpoint's prefix: no worker reads it.
+   */
+  billingBalances(): string {
+    return `${this.prefix}:billing:balances`;
+  }
   /** Pub/sub: between API replicas only (drop cached keys and endpoints). */
   apiChannel(): string {
     return `${this.prefix}:ch:api`;

@@ -99,7 +99,7 @@ export class Heartbeat {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     try {
-      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason });
+      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason, by: "worker" });
     } catch (err) {
       this.onError(err);
     }

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
-import { creditRequest, priceVersionUpdate } from "../../../core/contracts/billing.ts";
+import { billingMode, creditRequest, priceVersionUpdate } from "../../../core/contracts/billing.ts";
 import { hasUnstorableChars, resourceId, safeText } from "../../../core/contracts/safe-text.ts";
 import { grantsUpdate, limitsUpdate, tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
@@ -9,7 +9,12 @@ import { decodeLedgerCursor, ledgerEntryView } from "../services/ledger.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { adminSecurity, apiRouter, commonErrors, idempotencyKey, jsonRequest, okJson, optionalQuery } from "./route-kit.ts";
 
-const tenantCreate = z.object({ name: safeText(191) });
+const tenantCreate = z.object({
+  name: safeText(191),
+  billingMode: billingMode.optional().describe("How the tenant pays; default HEARTH_BILLING_MODE (`enforce`: it needs credit before its first job)."),
+});
+const billingModeUpdate = z.strictObject({ billingMode }).meta({ id: "BillingModeUpdate" });
+const billingModeView = z.object({ tenantId: z.string(), billingMode });
 const logStatus = z.object({
   consumers: z.array(z.object({ name: z.string(), lagEntries: z.number(), lagMs: z.number(), endpoints: z.number() })),
   deadLetters: z.object({ open: z.number(), items: z.array(z.unknown()) }),
@@ -47,7 +52,20 @@ const routes = {
     tags: ["admin"],
     security: adminSecurity,
     request: { body: jsonRequest(tenantCreate) },
-    responses: { ...okJson(z.object({ id: z.string(), name: z.string(), apiKey: z.string() }), "The tenant and its first API key (`apiKey` is shown once)."), 400: commonErrors[400], 401: commonErrors[401] },
+    responses: {
+      ...okJson(z.object({ id: z.string(), name: z.string(), apiKey: z.string(), billingMode }), "The tenant and its first API key (`apiKey` is shown once)."),
+      400: commonErrors[400],
+      401: commonErrors[401],
+    },
+  }),
+  setBillingMode: createRoute({
+    method: "put",
+    path: "/tenants/{id}/billing",
+    summary: "Set how a tenant pays: enforce (needs credit; 402 at zero balance) or meter (recorded, never refused)",
+    tags: ["billing"],
+    security: adminSecurity,
+    request: { params: tenantParam, body: jsonRequest(billingModeUpdate) },
+    responses: { ...okJson(billingModeView, "The mode after the change; API replicas apply it within 5 s."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
   }),
   getLimits: createRoute({
     method: "get",
@@ -153,7 +171,17 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   const app = apiRouter();
   app.use("*", adminAuth({ adminToken: deps.adminToken }));
 
-  app.openapi(routes.createTenant, async (c) => c.json(await deps.tenants.createTenant(c.req.valid("json").name), 200));
+  app.openapi(routes.createTenant, async (c) => {
+    const body = c.req.valid("json");
+    return c.json(await deps.tenants.createTenant(body.name, body.billingMode ?? deps.billingMode), 200);
+  });
+  app.openapi(routes.setBillingMode, async (c) => {
+    const { id } = c.req.valid("param");
+    const mode = await deps.policy.setBillingMode(id, c.req.valid("json").billingMode);
+    if (!mode) throw ApiError.notFound("tenant");
+    await refreshBalance(deps, id);
+    return c.json({ tenantId: id, billingMode: mode }, 200);
+  });
   app.openapi(routes.getLimits, async (c) => {
     const { id } = c.req.valid("param");
     const policy = await deps.policy.policy(id);
@@ -176,13 +204,14 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   app.openapi(routes.putPrices, async (c) => {
     const { effectiveFrom, prices, adds } = c.req.valid("json");
     // "Not before now" on the log's clock, which dates the sessions these prices will bill.
-    const versions = await deps.prices.addVersion({ effectiveFrom: Date.parse(effectiveFrom), prices, ...(adds !== undefined && { adds }) }, await deps.logNow());
+    const versions = await deps.prices.addVersion({ effectiveFrom: Date.parse(effectiveFrom), prices, ...(adds !== undefined && { adds }) }, deps.logNow);
     return c.json({ versions }, 200);
   });
   app.openapi(routes.credit, async (c) => {
     const { id } = c.req.valid("param");
     const r = await deps.ledger.credit(id, c.req.valid("json"), c.req.valid("header")["idempotency-key"]);
     if (!r) throw ApiError.notFound("tenant");
+    await refreshBalance(deps, id);
     return c.json(r.entry, 200, r.replayed ? { "Idempotent-Replayed": "true" } : {});
   });
   app.openapi(routes.ledger, async (c) => {
@@ -206,4 +235,18 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
     return c.json({ id, state: "discarded" as const }, 200);
   });
   return app;
+}
+
+/**
+ * Rebuilds the tenant's cached balance after its money or mode changed, so that service resumes at
+ * once. The change itself is committed: a failure here is logged, and the control plane's periodic
+ * rebuild repairs the cache.
+ */
+async function refreshBalance(deps: ApiDeps, tenantId: string): Promise<void> {
+  try {
+    await deps.balances.rebuild([tenantId]);
+  } catch (err) {
+    console.warn(JSON.stringify({ t: "api", level: "warn", msg: "balance cache rebuild failed", tenantId, error: String(err) }));
+  }
+  deps.billing.forget(tenantId);
 }

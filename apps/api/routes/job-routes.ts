@@ -45,7 +45,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     method: "post",
     path: "/{ep}/run",
     summary: "Queue a job (asynchronous)",
-    middleware: [jobAdmission({ policy: deps.policy, operationMaxBytes: 10 * MB })] as const,
+    middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 10 * MB })] as const,
     request: { params: epParam, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...errors, ...tooLarge(10) },
   }),
@@ -53,7 +53,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     method: "post",
     path: "/{ep}/runsync",
     summary: "Run a job and wait for its result",
-    middleware: [jobAdmission({ policy: deps.policy, operationMaxBytes: 20 * MB })] as const,
+    middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 20 * MB })] as const,
     request: { params: epParam, query: syncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: {
       ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
@@ -123,7 +123,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     await next();
   });
 
-  openaiRoutes(deps.openai, deps.policy, app);
+  openaiRoutes(deps.openai, { policy: deps.policy, billing: deps.billing }, app);
 
   hotRoute(app, routes.run, async (c, input) => {
     const idempotencyKey = input.header["idempotency-key"];

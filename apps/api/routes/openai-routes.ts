@@ -8,6 +8,7 @@ import { jobAdmission } from "../middleware/job-admission.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
+import type { BillingGate } from "../services/billing-gate.ts";
 import { apiRouter, jsonRequest, tenantSecurity } from "./route-kit.ts";
 
 type OpenAIEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
@@ -41,12 +42,13 @@ const engineAnswer = z.looseObject({}).describe("The engine's own answer, relaye
 const epParam = z.object({ ep: resourceId.describe("The endpoint id.") });
 const tags = ["OpenAI-compatible"];
 const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
-const generation = (policy: TenantPolicy, path: string, summary: string, schema: z.ZodType) =>
+type Admission = { policy: TenantPolicy; billing: BillingGate };
+const generation = (admission: Admission, path: string, summary: string, schema: z.ZodType) =>
   route({
     method: "post",
     path,
     summary,
-    middleware: [jobAdmission({ policy, operationMaxBytes: 20 * MB })] as const,
+    middleware: [jobAdmission({ ...admission, operationMaxBytes: 20 * MB })] as const,
     request: { params: epParam, body: jsonRequest(schema) },
     responses: {
       200: {
@@ -61,9 +63,9 @@ const generation = (policy: TenantPolicy, path: string, summary: string, schema:
     },
   });
 
-const buildRoutes = (policy: TenantPolicy) => ({
-  chat: generation(policy, "/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
-  completion: generation(policy, "/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
+const buildRoutes = (admission: Admission) => ({
+  chat: generation(admission, "/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
+  completion: generation(admission, "/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
   models: route({
     method: "get",
     path: "/{ep}/openai/v1/models",
@@ -77,8 +79,8 @@ const buildRoutes = (policy: TenantPolicy) => ({
  * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, on the job router (whose middleware
  * has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in `app.onError`.
  */
-export function openaiRoutes(relay: OpenAIRelay, policy: TenantPolicy, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
-  const routes = buildRoutes(policy);
+export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+  const routes = buildRoutes(admission);
   const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
     const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");

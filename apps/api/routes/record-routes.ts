@@ -61,13 +61,15 @@ export function recordRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     // A damaged cursor would otherwise restart the listing: a client would page for ever.
     if (q.cursor !== undefined && !decodeCursor(q.cursor)) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
     if (q.endpointId !== undefined && !(await deps.endpoints.getOwned(tenantId, q.endpointId))) throw ApiError.notFound("endpoint");
-    return c.json(await deps.records.list({ tenantId, ...definedOnly(q) }), 200);
+    const page = await deps.records.list({ tenantId, ...definedOnly(q) });
+    // One more indexed read per page (the sessions' GPU types): the listing shows the same costs as the record.
+    return c.json({ ...page, items: await deps.sessionCosts.withJobCosts(page.items) }, 200);
   });
 
   app.openapi(routes.getJob, async (c) => {
     const record = await deps.records.get(c.get("principal").tenantId, c.req.valid("param").id);
     if (!record) throw ApiError.notFound("job");
-    return c.json(record, 200);
+    return c.json((await deps.sessionCosts.withJobCosts([record]))[0]!, 200);
   });
 
   app.openapi(routes.workers, async (c) => {

@@ -26,6 +26,14 @@ export const jobRecordView = z
     completionTokens: z.number().nullable(),
     ttftMs: z.number().nullable(),
     itlMs: z.number().nullable(),
+    /**
+     * µ$: the job's share of its worker session's cost, its execution rounded up to whole seconds
+     * at the session's price (apps/api/services/session-costs.ts). Null until it has finished on a
+     * worker, or once the session is past retention. A share explains the bill; the worker's time is charged.
+     */
+    costMicros: z.number().nullable(),
+    /** The seconds `costMicros` prices. */
+    billedSeconds: z.number().nullable(),
   })
   .meta({ id: "JobRecord" });
 export type JobRecordView = z.infer<typeof jobRecordView>;
@@ -206,6 +214,9 @@ function toView(r: z.infer<typeof jobRow>): JobRecordView {
     completionTokens: r.completion_tokens,
     ttftMs: r.ttft_ms,
     itlMs: r.itl_ms,
+    // Priced by the routes (SessionCosts), which know the price table.
+    costMicros: null,
+    billedSeconds: null,
   };
   if (r.output_json !== undefined && r.output_json !== null) {
     try {

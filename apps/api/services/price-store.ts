@@ -1,6 +1,7 @@
 import type { Sql, TransactionSql } from "postgres";
 import { z } from "zod";
-import { addPriceVersion, DEFAULT_PRICES, isKnownGpuType, priceAt, priceTable, priceVersion, type PriceTable } from "../../../core/billing/price-table.ts";
+import { addPriceVersion, DEFAULT_PRICES, isKnownGpuType, priceAt, type PriceTable } from "../../../core/billing/price-table.ts";
+import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../../core/db/price-versions.ts";
 import { ApiError, type IssueDetail } from "../api-error.ts";
 import { TtlCache } from "./ttl-cache.ts";
 
@@ -28,9 +29,6 @@ interface Effective {
   table: PriceTable;
   defaults: number;
 }
-
-// A JSON column read back: checked again, field by field, by core/billing's own schema below.
-const versionRow = z.object({ effective_from: z.coerce.date(), prices: z.unknown(), adds: z.unknown() });
 
 /**
  * The price table in force: DEFAULT_PRICES' versions followed by the admin's (Postgres
@@ -62,13 +60,15 @@ export class PriceStore {
 
   /**
    * Adds a version (`effectiveFrom` in ms epoch) unless core/billing refuses it against the table
-   * at `now` (ms epoch on the log's clock): 400 naming each offending field. Returns the new table.
+   * at `now()` (ms epoch on the log's clock, read once the lock is held): 400 naming each offending
+   * field. Returns the new table.
    */
-  async addVersion(candidate: { effectiveFrom: number; prices: Record<string, number>; adds?: string[] }, now: number): Promise<PriceVersionView[]> {
+  async addVersion(candidate: { effectiveFrom: number; prices: Record<string, number>; adds?: string[] }, now: () => Promise<number>): Promise<PriceVersionView[]> {
     const result = await this.options.sql.begin(async (tx) => {
-      await tx`select pg_advisory_xact_lock(hashtext('hearth:price_versions'))`;
+      await tx`select pg_advisory_xact_lock(hashtext(${PRICE_VERSIONS_LOCK}))`;
       const current = await this.read(tx);
-      const update = addPriceVersion(current.table, candidate, now);
+      // Now is read under the lock: every charge made before it was dated before it (core/db/price-versions.ts).
+      const update = addPriceVersion(current.table, candidate, await now());
       if (!update.ok) return update;
       const v = update.table.versions.find((x) => x.effectiveFrom === candidate.effectiveFrom)!;
       await tx`insert into price_versions (effective_from, prices, adds)
@@ -103,10 +103,7 @@ export class PriceStore {
   }
 
   private async read(sql: Sql | TransactionSql): Promise<Effective> {
-    const rows = z.array(versionRow).parse(await sql`select effective_from, prices, adds from price_versions order by effective_from`);
-    const stored = rows.map((r) => priceVersion.parse({ effectiveFrom: r.effective_from.getTime(), prices: r.prices, ...(r.adds !== null && { adds: r.adds }) }));
-    // Fails loudly if a stored version does not follow the defaults (see the class comment).
-    return { table: priceTable.parse({ versions: [...this.defaults.versions, ...stored] }), defaults: this.defaults.versions.length };
+    return { table: await readPriceTable(sql, this.defaults), defaults: this.defaults.versions.length };
   }
 }
 

@@ -15,6 +15,7 @@ import {
 } from "../../../core/contracts/tenant-limits.ts";
 import { ENGINE_PROFILES, riskyArgs, type EngineProfile, type ProfileArgs } from "../../../core/engine/engine-profiles.ts";
 import type { RedisKeys } from "../../../core/queue/keys.ts";
+import { billingMode, type BillingMode } from "../../../core/contracts/billing.ts";
 import { ApiError } from "../api-error.ts";
 import { isBackendUnavailable } from "../backend-unavailable.ts";
 import { TtlCache } from "./ttl-cache.ts";
@@ -32,11 +33,13 @@ export interface TenantPolicyOptions {
   now?: () => number;
 }
 
-const policyRow = z.object({ limits: z.unknown(), grants: z.unknown() });
-interface Policy {
+const policyRow = z.object({ limits: z.unknown(), grants: z.unknown(), billing_mode: billingMode.catch("enforce") });
+export interface Policy {
   overrides: StoredLimits;
   limits: TenantLimits;
   grants: TenantGrants;
+  /** How the tenant pays: `enforce` tenants need credit for new jobs. */
+  billingMode: BillingMode;
 }
 
 const isProfile = (p: unknown): p is EngineProfile => typeof p === "string" && (ENGINE_PROFILES as readonly string[]).includes(p);
@@ -73,11 +76,16 @@ export class TenantPolicy {
     const hit = this.cache.get(tenantId);
     if (hit) return hit;
     try {
-      const rows = z.array(policyRow).parse(await this.options.sql`select limits, grants from tenants where id = ${tenantId}`);
+      const rows = z.array(policyRow).parse(await this.options.sql`select limits, grants, billing_mode from tenants where id = ${tenantId}`);
       const row = rows[0];
       if (!row) return undefined;
       const overrides = storedLimits.catch({}).parse(row.limits);
-      const policy: Policy = { overrides, limits: effectiveLimits(this.options.defaults, overrides), grants: tenantGrants.catch({ remoteCode: false }).parse(row.grants) };
+      const policy: Policy = {
+        overrides,
+        limits: effectiveLimits(this.options.defaults, overrides),
+        grants: tenantGrants.catch({ remoteCode: false }).parse(row.grants),
+        billingMode: row.billing_mode,
+      };
       this.cache.set(tenantId, policy);
       return policy;
     } catch (err) {
@@ -92,6 +100,20 @@ export class TenantPolicy {
     const hit = this.cache.get(tenantId);
     if (hit) return hit.limits;
     return this.policy(tenantId).then((p) => p?.limits ?? this.options.defaults);
+  }
+
+  /** Limits and billing mode of a tenant known to exist; synchronous from the cache (the job path's read). */
+  admission(tenantId: string): Pick<Policy, "limits" | "billingMode"> | Promise<Pick<Policy, "limits" | "billingMode">> {
+    const hit = this.cache.get(tenantId);
+    if (hit) return hit;
+    return this.policy(tenantId).then((p) => p ?? { limits: this.options.defaults, billingMode: "meter" as const });
+  }
+
+  /** Sets how the tenant pays; undefined for an unknown tenant. Replicas see it within `cacheMs`. */
+  async setBillingMode(tenantId: string, mode: BillingMode): Promise<BillingMode | undefined> {
+    const rows = await this.options.sql`update tenants set billing_mode = ${mode} where id = ${tenantId} returning id`;
+    this.cache.delete(tenantId);
+    return rows.length > 0 ? mode : undefined;
   }
 
   async setLimits(tenantId: string, update: LimitsUpdate): Promise<{ limits: TenantLimits; overrides: StoredLimits } | undefined> {

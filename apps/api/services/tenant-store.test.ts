@@ -71,7 +71,7 @@ describe("TenantStore", () => {
 
   it("serves a known key from memory until its TTL, and holds no plaintext key in memory", async () => {
     const tenants = store();
-    const { id: tenantId, apiKey } = await tenants.createTenant("mem");
+    const { id: tenantId, apiKey } = await tenants.createTenant("mem", "meter");
     const principal = await tenants.authenticate(apiKey);
     expect(principal).toMatchObject({ tenantId, keyId: expect.stringMatching(/^key_/) });
     expect(await counting(() => tenants.authenticate(apiKey))).toBe(0);
@@ -94,7 +94,7 @@ describe("TenantStore", () => {
       },
     });
     const replica = store(); // hears nothing
-    const { id: tenantId } = await here.createTenant("rev");
+    const { id: tenantId } = await here.createTenant("rev", "meter");
     const created = await here.createKey(tenantId, "doomed");
     const t0 = clock;
     expect(await here.authenticate(created.key)).toBeDefined();
@@ -114,7 +114,7 @@ describe("TenantStore", () => {
 
   it("does not cache a look-up that a revocation overtook", async () => {
     const tenants = store();
-    const { apiKey } = await tenants.createTenant("race");
+    const { apiKey } = await tenants.createTenant("race", "meter");
     const pending = tenants.authenticate(apiKey); // its query is on the wire
     tenants.forgetKeyHash(hashKey(apiKey)); // a revocation lands meanwhile
     expect(await pending).toBeDefined(); // answered as Postgres did when asked…

@@ -3,6 +3,7 @@ import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import type { Db } from "../../../core/db/client.ts";
 import { apiKeys, tenants } from "../../../core/db/schema.ts";
+import type { BillingMode } from "../../../core/contracts/billing.ts";
 import { newApiKey, newKeyId, newTenantId } from "../../../core/ids/random-id.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { TtlCache } from "./ttl-cache.ts";
@@ -76,11 +77,11 @@ export class TenantStore {
     this.unknown = new TtlCache(options.unknownKeyCacheMs ?? 5_000, max, now);
   }
 
-  async createTenant(name: string): Promise<{ id: string; name: string; apiKey: string }> {
+  async createTenant(name: string, billingMode: BillingMode): Promise<{ id: string; name: string; apiKey: string; billingMode: BillingMode }> {
     const id = newTenantId();
-    await this.db.insert(tenants).values({ id, name });
+    await this.db.insert(tenants).values({ id, name, billingMode });
     const key = await this.createKey(id, "default");
-    return { id, name, apiKey: key.key };
+    return { id, name, apiKey: key.key, billingMode };
   }
 
   async createKey(tenantId: string, name: string): Promise<KeyInfo & { key: string }> {

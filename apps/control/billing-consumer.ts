@@ -1,0 +1,181 @@
+import type { Sql, TransactionSql } from "postgres";
+import { z } from "zod";
+import { workerState } from "../../core/contracts/worker-state.ts";
+import { compactTransitions } from "../../core/billing/compact-transitions.ts";
+import { lastDueBoundary, sessionCharges, type ChargeEntry } from "../../core/billing/charges.ts";
+import { DEFAULT_PRICES, type PriceTable } from "../../core/billing/price-table.ts";
+import { meterSession, transitionOf, type MeterTransition, type SessionInput, type WeightsFetchReport } from "../../core/billing/session-meter.ts";
+import { pgSafeInt } from "../../core/db/pg-int.ts";
+import { toPgText } from "../../core/db/pg-text.ts";
+import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../core/db/price-versions.ts";
+import type { LogEntry } from "../../core/log/log-entry.ts";
+import { errorFields, type Log } from "../../core/log/process-log.ts";
+import type { BalanceCache } from "../../core/redis/balance-cache.ts";
+import { isTransient, type EntryContext, type LogConsumer } from "./log-consumer.ts";
+
+export interface BillingConsumerOptions {
+  /** Rebuilt for every tenant a batch charged, once it committed. */
+  balances: BalanceCache;
+  log: Log;
+  /** The seed of the price table. Default core/billing's DEFAULT_PRICES. */
+  defaultPrices?: PriceTable;
+}
+
+// The JSON columns read back: checked as the meter's own types.
+const meterTransition = z.object({
+  seq: z.string(),
+  state: workerState,
+  at: z.number().optional(),
+  tenantId: z.string().optional(),
+  gpuType: z.string().optional(),
+  by: z.enum(["worker", "scheduler"]).optional(),
+});
+const weightsFetch = z.object({ seq: z.string(), durationMs: z.number() });
+const recordRow = z.object({ worker_id: z.string(), transitions: z.array(meterTransition), weights_fetches: z.array(weightsFetch) });
+const openRow = recordRow.extend({ tenant_id: z.string(), charged_minute: pgSafeInt.nullable(), error: z.string().nullable() });
+
+type WorkerEntry = Extract<LogEntry, { kind: "worker" }>;
+const MINUTE_MS = 60_000;
+
+/**
+ * Turns worker sessions into charges on the ledger, as the log shows them: each `hearth:worker`
+ * entry is added to its session's billing record (`billing_sessions`), and after every batch (and
+ * every few seconds while an endpoint's log is quiet) each open session of the endpoint is metered
+ * up to how far the log has been read (core/billing/charges.ts): its due minutes and, once it
+ * ended, its settlement are inserted with their idempotency keys (ON CONFLICT DO NOTHING). The
+ * entries, the records and the consumer's cursor commit together; a replay, a crash or a second
+ * consumer writes nothing twice. A session that cannot be metered (its GPU type has no price, its
+ * tenant is gone) keeps its error on its record and never holds up the others.
+ */
+export class BillingConsumer implements LogConsumer {
+  readonly name = "billing";
+  private readonly defaults: PriceTable;
+  /** Tenants charged by the transaction in flight, per endpoint: their cached balances are rebuilt once it commits. */
+  private readonly charged = new Map<string, Set<string>>();
+
+  constructor(private readonly options: BillingConsumerOptions) {
+    this.defaults = options.defaultPrices ?? DEFAULT_PRICES;
+  }
+
+  async apply(tx: TransactionSql, entry: LogEntry, ctx: EntryContext): Promise<void> {
+    if (entry.kind === "worker") await this.record(tx, [entry], ctx);
+  }
+
+  async applyBatch(tx: TransactionSql, entries: LogEntry[], ctx: EntryContext): Promise<void> {
+    const workers = entries.filter((e): e is WorkerEntry => e.kind === "worker");
+    if (workers.length > 0) await this.record(tx, workers, ctx);
+  }
+
+  finishBatch(tx: TransactionSql, ctx: EntryContext): Promise<void> {
+    return this.charge(tx, ctx);
+  }
+
+  async advance(sql: Sql, ctx: EntryContext): Promise<void> {
+    const open = await sql`select 1 from billing_sessions where endpoint_id = ${ctx.endpointId} and settled_at is null limit 1`;
+    if (open.length === 0) return;
+    await sql.begin((tx) => this.charge(tx, ctx));
+    this.committed(ctx);
+  }
+
+  committed(ctx: EntryContext): void {
+    const tenants = this.charged.get(ctx.endpointId);
+    this.charged.delete(ctx.endpointId);
+    if (!tenants || tenants.size === 0) return;
+    this.options.balances.rebuild([...tenants]).catch((err: unknown) => {
+      // The periodic rebuild (control plane) repairs it; until then the cache shows the older sum.
+      this.options.log({ level: "warn", msg: "balance cache rebuild failed", tenants: [...tenants], ...errorFields(err) });
+    });
+  }
+
+  /** Adds the entries' transitions and weights reports to their sessions' billing records. */
+  private async record(tx: TransactionSql, entries: WorkerEntry[], ctx: EntryContext): Promise<void> {
+    const byWorker = new Map<string, WorkerEntry[]>();
+    for (const e of entries) {
+      const list = byWorker.get(e.p.workerId);
+      if (list) list.push(e);
+      else byWorker.set(e.p.workerId, [e]);
+    }
+    const ids = [...byWorker.keys()];
+    const rows = z.array(recordRow).parse(
+      await tx`select worker_id, transitions, weights_fetches from billing_sessions where worker_id = any(${ids}) for update`,
+    );
+    const existing = new Map(rows.map((r) => [r.worker_id, r]));
+    for (const [workerId, list] of byWorker) {
+      const row = existing.get(workerId);
+      const transitions = compactTransitions([...(row?.transitions ?? []), ...list.map(transitionOf)]);
+      const reports: WeightsFetchReport[] = [...(row?.weights_fetches ?? [])];
+      for (const e of list) {
+        if (e.p.weightsFetchMs !== undefined && !reports.some((r) => r.seq === e.id)) reports.push({ seq: e.id, durationMs: e.p.weightsFetchMs });
+      }
+      await tx`
+        insert into billing_sessions (worker_id, endpoint_id, tenant_id, transitions, weights_fetches)
+        values (${workerId}, ${ctx.endpointId}, ${ctx.tenantId}, ${JSON.stringify(transitions)}::jsonb, ${JSON.stringify(reports)}::jsonb)
+        on conflict (worker_id) do update set transitions = excluded.transitions, weights_fetches = excluded.weights_fetches, updated_at = now()`;
+    }
+  }
+
+  /** Meters every open session of the endpoint up to `ctx.until` and writes what is due. */
+  private async charge(tx: TransactionSql, ctx: EntryContext): Promise<void> {
+    const open = z.array(openRow).parse(
+      await tx`select worker_id, tenant_id, transitions, weights_fetches, charged_minute, error from billing_sessions
+               where endpoint_id = ${ctx.endpointId} and settled_at is null for update`,
+    );
+    if (open.length === 0) return;
+    // Shared with the admin's exclusive hold while adding a version (core/db/price-versions.ts).
+    await tx`select pg_advisory_xact_lock_shared(hashtext(${PRICE_VERSIONS_LOCK}))`;
+    const table = await readPriceTable(tx, this.defaults);
+    for (const row of open) {
+      try {
+        await tx.savepoint((sp) => this.chargeSession(sp, row, table, ctx));
+      } catch (err) {
+        if (isTransient(err)) throw err;
+        const message = errorFields(err).error.slice(0, 2000);
+        if (row.error !== message) this.options.log({ level: "warn", msg: "worker session not billable", workerId: row.worker_id, endpointId: ctx.endpointId, error: message });
+        await tx`update billing_sessions set error = ${toPgText(message).text}, updated_at = now() where worker_id = ${row.worker_id}`;
+      }
+    }
+  }
+
+  private async chargeSession(sql: TransactionSql, row: z.infer<typeof openRow>, table: PriceTable, ctx: EntryContext): Promise<void> {
+    const input: SessionInput = {
+      workerId: row.worker_id,
+      endpointTenantId: row.tenant_id,
+      transitions: row.transitions as MeterTransition[],
+      weightsFetches: row.weights_fetches,
+    };
+    const meter = meterSession(input, table, ctx.until);
+    if (meter === null) return;
+    const entries = sessionCharges(input, table, ctx.until, row.charged_minute === null ? {} : { fromMinute: row.charged_minute + 1 });
+    if (entries.length > 0) await this.insert(sql, entries, ctx);
+    const through = lastDueBoundary(meter, ctx.until) / MINUTE_MS - 1;
+    const settledAt = meter.end === null ? null : new Date(meter.end).toISOString();
+    if (entries.length === 0 && settledAt === null && row.error === null && row.charged_minute !== null && through <= row.charged_minute) return;
+    await sql`
+      update billing_sessions set
+        charged_minute = greatest(coalesce(charged_minute, ${through}), ${through}),
+        settled_at = ${settledAt}::timestamptz, error = null, updated_at = now()
+      where worker_id = ${row.worker_id}`;
+    if (entries.length > 0) {
+      let tenants = this.charged.get(ctx.endpointId);
+      if (!tenants) this.charged.set(ctx.endpointId, (tenants = new Set()));
+      tenants.add(meter.tenantId);
+    }
+  }
+
+  private async insert(sql: TransactionSql, entries: ChargeEntry[], ctx: EntryContext): Promise<void> {
+    const rows = entries.map((e) => ({
+      tenant_id: e.tenantId,
+      key: e.key,
+      kind: "charge",
+      // A charge takes money: negative; a settlement that takes time back gives it back.
+      amount_micros: String(-e.micros),
+      seconds: e.seconds,
+      endpoint_id: ctx.endpointId,
+      worker_id: e.workerId,
+      gpu_type: e.gpuType,
+      at: new Date(e.at).toISOString(),
+      reason: e.kind === "settle" ? "worker session settled" : "worker time",
+    }));
+    await sql`insert into ledger_entries ${sql(rows)} on conflict (key) do nothing`;
+  }
+}
