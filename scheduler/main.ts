@@ -53,6 +53,8 @@ async function main(): Promise<void> {
     workerSecrets,
     workerEnv,
     defaultMaxWorkers: config.defaultMaxWorkers,
+    defaultSpendPerHourMicros: config.defaultSpendPerHourMicros,
+    billingMode: config.billingMode,
     ...(config.hostWorkerCap !== undefined && { hostWorkerCap: config.hostWorkerCap }),
   });
 

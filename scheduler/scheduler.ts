@@ -20,6 +20,8 @@ import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import { availableParallelism } from "node:os";
 import { defaultHostWorkerCap } from "../core/policy/capacity.ts";
 import { CapacityGate } from "./capacity-gate.ts";
+import { BalanceCache } from "../core/redis/balance-cache.ts";
+import type { BillingMode } from "../core/contracts/billing.ts";
 
 /** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
 const HUNG_STOP_GRACE_MS = 5000;
@@ -59,6 +61,13 @@ export interface SchedulerOptions {
   hostWorkerCap?: number;
   /** maxWorkers of a tenant without an override (HEARTH_DEFAULT_MAX_WORKERS). Default 100. */
   defaultMaxWorkers?: number;
+  /**
+   * HEARTH_BILLING_MODE: under `enforce`, no worker starts for an `enforce` tenant at zero balance
+   * and its idle workers stop. Default `meter` for an embedder; the environment's default is `enforce`.
+   */
+  billingMode?: BillingMode;
+  /** spendPerHourMicros of a tenant without an override (HEARTH_DEFAULT_SPEND_PER_HOUR_MICROS). Default 100_000_000. */
+  defaultSpendPerHourMicros?: number;
   /** Unique per replica; default host:pid:random. */
   id?: string;
   /** Default Date.now. */
@@ -151,6 +160,9 @@ export class Scheduler {
       keys: this.keys,
       hostCap: opts.hostWorkerCap ?? defaultHostWorkerCap(availableParallelism()),
       defaultMaxWorkers: opts.defaultMaxWorkers ?? 100,
+      billingMode: opts.billingMode ?? "meter",
+      defaultSpendPerHourMicros: opts.defaultSpendPerHourMicros ?? 100_000_000,
+      balances: new BalanceCache(opts.redis, opts.db.$client, this.keys),
       reportTtlMs: 3 * this.tickMs + 1000,
     });
     this.converging = new Coalescer((endpointId, endpoint) => this.converge(endpointId, endpoint));
@@ -255,7 +267,7 @@ export class Scheduler {
     let parsed: ParsedEndpoint[];
     try {
       parsed = await loadLiveEndpoints(this.opts.db);
-      await this.capacity.refreshTenantCaps();
+      await this.capacity.refreshTenants(parsed.flatMap((p) => (p.ok ? [p.endpoint.tenantId] : [])));
     } catch (err) {
       this.log({ level: "error", msg: "endpoint read failed", ...errorFields(err) });
       return;
@@ -329,12 +341,16 @@ export class Scheduler {
       }
 
       const now = this.now();
+      await this.capacity.ensureTenant(endpoint.tenantId);
       const provided = this.fleet.running(endpointId);
       const snapshot = await this.observer.observe({ endpointId, provided, stopping: this.fleet.stopping, now });
       const decision = decideScaling(snapshot, endpoint.scaling, now);
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
-      const stop = decision.stop.filter((id) => ours.has(id));
+      // At zero balance idle workers stop at once (workersMin included); busy ones finish their jobs first.
+      const billing = this.capacity.billing(endpoint.tenantId);
+      const unpaid = billing.stopIdle ? snapshot.workers.filter((w) => w.state === "idle").map((w) => w.id) : [];
+      const stop = [...new Set([...decision.stop, ...unpaid])].filter((id) => ours.has(id));
       const replace = decision.replace.filter((id) => ours.has(id));
       if (snapshot.workers.some((w) => w.state === "idle" || w.state === "running")) this.crashes.delete(endpointId);
       const crashes = this.crashes.get(endpointId) ?? NO_CRASHES;

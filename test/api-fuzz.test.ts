@@ -49,7 +49,7 @@ const ADMIN = `fuzz-admin-${randomBytes(12).toString("hex")}`;
 const RUNS = Number(process.env.HEARTH_FUZZ_RUNS ?? 80);
 const SEED = Number(process.env.HEARTH_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const MB = 1024 * 1024;
-const LIMITS: TenantLimits = { maxEndpoints: 100_000, maxWorkers: 10_000, maxWorkersMin: 10_000, maxQueuedJobsPerEndpoint: 10_000_000, maxInputBytes: 20 * MB };
+const LIMITS: TenantLimits = { maxEndpoints: 100_000, maxWorkers: 10_000, maxWorkersMin: 10_000, maxQueuedJobsPerEndpoint: 10_000_000, maxInputBytes: 20 * MB, spendPerHourMicros: 100_000_000 };
 const echoModule = join(defaultHandlerDir, "echo.mjs");
 const echo = { kind: "handler", module: echoModule };
 

@@ -7,7 +7,7 @@ import { examplesDir } from "./support/hearth-stack.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./support/services.ts";
 
 const ADMIN = "limits-admin-token-0123456789";
-const DEFAULTS: TenantLimits = { maxEndpoints: 50, maxWorkers: 40, maxWorkersMin: 10, maxQueuedJobsPerEndpoint: 100_000, maxInputBytes: 10 * 1024 * 1024 };
+const DEFAULTS: TenantLimits = { maxEndpoints: 50, maxWorkers: 40, maxWorkersMin: 10, maxQueuedJobsPerEndpoint: 100_000, maxInputBytes: 10 * 1024 * 1024, spendPerHourMicros: 100_000_000 };
 const echo = { kind: "handler", module: join(examplesDir, "echo.mjs") };
 
 /** The API alone (no scheduler: jobs stay queued), on a clock the test moves. */

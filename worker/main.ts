@@ -40,6 +40,8 @@ async function main(): Promise<void> {
     s3: config.s3,
     ...(secrets.modelCredentials && { tenantCredentials: secrets.modelCredentials }),
   });
+  // Measures its own downloads; the runtime reports their length (not billed) as the worker leaves boot.
+  const models = new ModelStore({ cacheDir: config.modelCacheDir, sources: modelSources.sources });
 
   // A stop requested while the engine is still loading is honoured as soon as the runtime exists.
   let stopReason: string | undefined;
@@ -93,14 +95,12 @@ async function main(): Promise<void> {
       streamLingerMs: config.streamLingerMs,
       engine: createEngine(spec, {
         handlerDirs: config.handlerDirs,
-        models: new ModelStore({
-          cacheDir: config.modelCacheDir,
-          sources: modelSources.sources,
-        }),
+        models,
         endpointEnv: secrets.endpointEnv,
         onEngineState: (state, detail) => log("engine", { state, ...(detail && { detail }) }),
         ...(engineUser && { engineUser }),
       }),
+      weightsFetchMs: () => models.weightsFetchMs,
       redis,
       subscriber,
       onPhase: (phase, detail) => log(phase, detail),

@@ -112,6 +112,8 @@ export interface SchedulerConfig {
   hostWorkerCap?: number;
   /** maxWorkers of tenants without an override (HEARTH_DEFAULT_MAX_WORKERS). */
   defaultMaxWorkers: number;
+  /** spendPerHourMicros of tenants without an override (HEARTH_DEFAULT_SPEND_PER_HOUR_MICROS). */
+  defaultSpendPerHourMicros: number;
   /** HEARTH_BILLING_MODE: under `enforce`, no worker starts for an `enforce` tenant at zero balance, and its idle ones stop. */
   billingMode: BillingMode;
 }
@@ -131,6 +133,7 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     workerRedisAcl: c.HEARTH_WORKER_REDIS_ACL,
     ...(c.HEARTH_HOST_WORKER_CAP !== undefined && { hostWorkerCap: c.HEARTH_HOST_WORKER_CAP }),
     defaultMaxWorkers: loadLimitDefaults(env).maxWorkers,
+    defaultSpendPerHourMicros: loadLimitDefaults(env).spendPerHourMicros,
     billingMode: c.HEARTH_BILLING_MODE,
   };
 }

@@ -13,6 +13,8 @@ const schema = z.object({
   HEARTH_DEFAULT_MAX_QUEUED_JOBS_PER_ENDPOINT: intFrom(1_000_000, 0, 1_000_000_000),
   // RunPod's own body limit on /runsync: by default the operation's limit (10 MB /run, 20 MB /runsync) is the one that binds.
   HEARTH_DEFAULT_MAX_INPUT_BYTES: intFrom(20 * 1024 * 1024, 0, 1 << 30),
+  // $100 an hour: well above a few GPUs (RunPod's H100 flex rate is about $4.2/h), low enough to stop a runaway fleet.
+  HEARTH_DEFAULT_SPEND_PER_HOUR_MICROS: intFrom(100_000_000, 0, 1_000_000_000_000_000),
 });
 
 export function loadLimitDefaults(env: NodeJS.ProcessEnv = process.env): TenantLimits {
@@ -23,5 +25,6 @@ export function loadLimitDefaults(env: NodeJS.ProcessEnv = process.env): TenantL
     maxWorkersMin: c.HEARTH_DEFAULT_MAX_WORKERS_MIN,
     maxQueuedJobsPerEndpoint: c.HEARTH_DEFAULT_MAX_QUEUED_JOBS_PER_ENDPOINT,
     maxInputBytes: c.HEARTH_DEFAULT_MAX_INPUT_BYTES,
+    spendPerHourMicros: c.HEARTH_DEFAULT_SPEND_PER_HOUR_MICROS,
   };
 }

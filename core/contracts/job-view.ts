@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { waitReason } from "../policy/capacity.ts";
 
 /** RunPod job statuses Hearth emits (`RUNNING` is documented but no client uses it, so it is never emitted). */
 export const JOB_STATUSES = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
@@ -31,8 +32,12 @@ export const healthView = z
   .object({
     jobs: z.object({ completed: z.number(), failed: z.number(), inProgress: z.number(), inQueue: z.number(), retried: z.number() }),
     workers: z.object({ idle: z.number(), initializing: z.number(), ready: z.number(), running: z.number(), throttled: z.number(), unhealthy: z.number() }),
-    /** Why `workers.throttled` workers wait: the host is full (`no_capacity`) or the tenant is at its maxWorkers (`tenant_quota`). */
-    waitReason: z.enum(["no_capacity", "tenant_quota"]).optional(),
+    /**
+     * Why `workers.throttled` workers wait: the host is full (`no_capacity`), the tenant is at its
+     * maxWorkers (`tenant_quota`), or its billing holds it (`billing`: zero balance, or its spend per
+     * hour reached; shown even while nothing waits).
+     */
+    waitReason: waitReason.optional(),
   })
   .meta({ id: "Health" });
 export type HealthView = z.infer<typeof healthView>;

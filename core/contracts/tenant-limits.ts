@@ -5,7 +5,7 @@ import { z } from "zod";
  * quota takes the operator's default (environment, core/config/tenant-limit-defaults.ts). Counts
  * are refused with 403 `quota_exceeded`, queue back-pressure with 429, sizes with 413.
  */
-export const LIMIT_NAMES = ["maxEndpoints", "maxWorkers", "maxWorkersMin", "maxQueuedJobsPerEndpoint", "maxInputBytes"] as const;
+export const LIMIT_NAMES = ["maxEndpoints", "maxWorkers", "maxWorkersMin", "maxQueuedJobsPerEndpoint", "maxInputBytes", "spendPerHourMicros"] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 export type TenantLimits = Record<LimitName, number>;
 
@@ -21,6 +21,8 @@ const limitValues = {
   maxQueuedJobsPerEndpoint: count(1_000_000_000),
   /** Bytes of one job request's body (which carries its input); past it 413. */
   maxInputBytes: count(1 << 30),
+  /** µ$ of charges in the last hour past which no new worker starts for the tenant (what runs keeps running). */
+  spendPerHourMicros: count(1_000_000_000_000_000),
 } satisfies Record<LimitName, z.ZodType>;
 
 export const tenantLimits = z.object(limitValues);

@@ -4,7 +4,8 @@ import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import { migrate } from "drizzle-orm/postgres-js/migrator";
 import * as schema from "./schema.ts";
 
-export type Db = PostgresJsDatabase<typeof schema>;
+/** `$client` is the postgres.js pool beneath, for code that speaks SQL directly. */
+export type Db = PostgresJsDatabase<typeof schema> & { $client: postgres.Sql };
 
 export interface DbHandle {
   db: Db;

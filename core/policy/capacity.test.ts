@@ -25,3 +25,11 @@ describe("admitStarts", () => {
     expect(defaultHostWorkerCap(8)).toBe(32);
   });
 });
+
+describe("admitStarts under a billing hold", () => {
+  it("starts nothing and says why, even when nothing waits", () => {
+    const s = { want: 3, hostLive: 0, hostCap: 10, tenantLive: 0, tenantCap: 10, billingHold: true };
+    expect(admitStarts(s)).toEqual({ start: 0, throttled: 3, waitReason: "billing" });
+    expect(admitStarts({ ...s, want: 0 })).toEqual({ start: 0, throttled: 0, waitReason: "billing" });
+  });
+});

@@ -99,14 +99,18 @@ export class BalanceCache {
     return cached ?? (await this.rebuild([tenantId])).get(tenantId);
   }
 
-  /** Every cached balance (the scheduler's per-tick read); entries Redis holds unreadable are left out. */
-  async all(): Promise<Map<string, CachedBalance>> {
-    const raw = await this.redis.hgetall(this.keys.billingBalances());
+  /** The cached balances of these tenants (the scheduler's per-tick read); those Redis lacks are rebuilt from Postgres. */
+  async getMany(tenantIds: readonly string[]): Promise<Map<string, CachedBalance>> {
     const out = new Map<string, CachedBalance>();
-    for (const [tenantId, json] of Object.entries(raw)) {
-      const b = parseCached(json);
-      if (b) out.set(tenantId, b);
-    }
+    if (tenantIds.length === 0) return out;
+    const raw = await this.redis.hmget(this.keys.billingBalances(), ...tenantIds);
+    const missing: string[] = [];
+    tenantIds.forEach((id, i) => {
+      const b = raw[i] == null ? undefined : parseCached(raw[i]!);
+      if (b) out.set(id, b);
+      else missing.push(id);
+    });
+    for (const [id, b] of await this.rebuild(missing)) out.set(id, b);
     return out;
   }
 }

@@ -13,6 +13,7 @@ import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { ControlPlane } from "../../apps/control/control-plane.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { apiClient } from "./api-client.ts";
+import type { BillingMode } from "../../core/contracts/billing.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./services.ts";
 
 export const fixturesDir = fileURLToPath(new URL("../fixtures/handlers", import.meta.url));
@@ -50,6 +51,8 @@ export interface StackOptions {
   operatorS3Env?: Record<string, string>;
   /** The environment the local provider takes workers' allow-listed part from. Default: this process's. */
   workerInheritEnv?: NodeJS.ProcessEnv;
+  /** HEARTH_BILLING_MODE of the API and the scheduler. Default `meter`: tests not about billing need no credit. */
+  billingMode?: BillingMode;
 }
 
 /**
@@ -77,6 +80,7 @@ export async function startStack(options: StackOptions = {}) {
     modelDirs,
     modelAllowList,
     ...(options.secretsKey && { secretsKey: options.secretsKey }),
+    billingMode: options.billingMode ?? "meter",
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
@@ -102,6 +106,7 @@ export async function startStack(options: StackOptions = {}) {
     workerEnv: { HEARTH_MODEL_DIRS: modelDirs.join(":"), HEARTH_MODEL_ALLOWLIST: modelAllowList.entries.join(",") },
     redisPrefix,
     tickMs: options.tickMs ?? 500,
+    billingMode: options.billingMode ?? "meter",
     ...(options.hostWorkerCap !== undefined && { hostWorkerCap: options.hostWorkerCap }),
     drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
     log: () => {},
@@ -128,6 +133,12 @@ export async function startStack(options: StackOptions = {}) {
       const r = await call("POST", "/admin/tenants", { key: ADMIN, body: { name } });
       if (r.status !== 200) throw new Error(`tenant: ${r.status} ${JSON.stringify(r.body)}`);
       return r.body.apiKey as string;
+    },
+    /** A tenant with its id, in the stack's billing mode unless `billingMode` says otherwise. */
+    async tenantWithId(name: string, body: { billingMode?: BillingMode } = {}): Promise<{ id: string; key: string }> {
+      const r = await call("POST", "/admin/tenants", { key: ADMIN, body: { name, ...body } });
+      if (r.status !== 200) throw new Error(`tenant: ${r.status} ${JSON.stringify(r.body)}`);
+      return { id: r.body.id as string, key: r.body.apiKey as string };
     },
     async endpoint(key: string, body: Record<string, unknown>): Promise<string> {
       const r = await call("POST", "/api/v1/endpoints", { key, body: { name: "ep", ...body } });

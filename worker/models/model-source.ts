@@ -3,6 +3,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, isAbsolute, join, relative, sep } from "node:path";
+import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 
@@ -76,6 +77,8 @@ export interface ModelStoreOptions {
   /** Directory holding one entry per model URI (`<cacheDir>/<sha256(uri)[0..16]>/`); created on first use. */
   cacheDir: string;
   sources: ModelSource[];
+  /** Monotonic clock, ms, that `weightsFetchMs` is measured on. Default `performance.now`. */
+  clock?: () => number;
 }
 
 /**
@@ -88,8 +91,26 @@ export interface ModelStoreOptions {
  */
 export class ModelStore {
   private readonly inflight = new Map<string, Promise<string>>();
+  private readonly clock: () => number;
+  private fetching = 0;
+  private busySince = 0;
+  private fetchedMs: number | undefined;
 
-  constructor(private readonly options: ModelStoreOptions) {}
+  constructor(private readonly options: ModelStoreOptions) {
+    this.clock = options.clock ?? (() => performance.now());
+  }
+
+  /**
+   * Whole ms spent making models local (download or cache fill; a cache hit or a local file costs
+   * about nothing), failed attempts included: the time at least one fetch was in flight, so fetches
+   * that overlap count once and sequential ones add up. Undefined until a model was asked for (a
+   * handler worker never does). Billing does not charge this span (the worker reports it).
+   */
+  get weightsFetchMs(): number | undefined {
+    if (this.fetchedMs === undefined) return undefined;
+    const current = this.fetching > 0 ? this.clock() - this.busySince : 0;
+    return Math.round(this.fetchedMs + current);
+  }
 
   /** A local path (file or directory) holding the model named by `uri` (a URL or an absolute path). */
   async materialise(uri: string, signal?: AbortSignal): Promise<string> {
@@ -103,10 +124,21 @@ export class ModelStore {
     const key = cacheKey(source.cacheScope === undefined ? url.href : `${source.cacheScope}\n${url.href}`);
     let pending = this.inflight.get(key);
     if (pending === undefined) {
-      pending = this.fetch(url, source, key, signal).finally(() => this.inflight.delete(key));
+      pending = this.timed(() => this.fetch(url, source, key, signal)).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
     return pending;
+  }
+
+  /** Runs one fetch, adding to `weightsFetchMs` the time it is the only one in flight or shares with others. */
+  private async timed<T>(work: () => Promise<T>): Promise<T> {
+    if (this.fetching++ === 0) this.busySince = this.clock();
+    this.fetchedMs ??= 0;
+    try {
+      return await work();
+    } finally {
+      if (--this.fetching === 0) this.fetchedMs += this.clock() - this.busySince;
+    }
   }
 
   private async fetch(url: URL, source: ModelSource, key: string, signal: AbortSignal | undefined): Promise<string> {

@@ -12,6 +12,9 @@ export interface HeartbeatSnapshot {
   idleSince: number | null;
 }
 
+/** Fields a worker reports once, on a transition's log entry (see `attachToNextTransition`). */
+export type TransitionReport = Pick<WorkerPayload, "weightsFetchMs">;
+
 export interface HeartbeatOptions {
   redis: Redis;
   keys: RedisKeys;
@@ -40,6 +43,7 @@ export class Heartbeat {
   private stopped = false;
   private soon: NodeJS.Timeout | undefined;
   private logged: WorkerState | undefined;
+  private report: TransitionReport | undefined;
   private readonly presence: WorkerPresence;
   private readonly onError: (err: unknown) => void;
   private readonly now: () => number;
@@ -69,6 +73,14 @@ export class Heartbeat {
     }, this.options.coalesceMs ?? 25);
   }
 
+  /**
+   * Adds `report` to the next transition this heartbeat logs, and to that one only (a later call
+   * before it adds to the same report). A write that fails keeps it for the next transition.
+   */
+  attachToNextTransition(report: TransitionReport): void {
+    this.report = { ...this.report, ...report };
+  }
+
   /** Writes the current snapshot now. Never rejects. */
   async beat(): Promise<void> {
     if (this.stopped) return;
@@ -83,11 +95,15 @@ export class Heartbeat {
       idleSince: s.idleSince,
       at: this.now(),
     };
-    const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state };
+    const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state, ...this.report };
+    // Taken now, not after the write: a beat started while this one is in flight must not log it twice.
+    const report = entry && this.report;
+    if (entry) this.report = undefined;
     try {
       await this.presence.beat(endpointId, workerId, JSON.stringify(hb), entry);
       if (entry) this.logged = s.state;
     } catch (err) {
+      if (report) this.report = { ...report, ...this.report };
       this.onError(err);
     }
   }

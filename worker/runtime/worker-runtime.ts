@@ -11,6 +11,9 @@ import { CancelRequests } from "./cancel-requests.ts";
 import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
 import { Lifecycle } from "./lifecycle.ts";
 
+/** The largest `weightsFetchMs` a worker log entry may carry (a week). */
+const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
+
 /** Milestones the composition root logs with timings. */
 export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited";
 
@@ -28,6 +31,13 @@ export interface WorkerRuntimeOptions {
   /** Least ms between two stream writes of one job (see StreamWriter); default 0. */
   streamLingerMs?: number;
   engine: Engine;
+  /**
+   * ms the engine spent fetching its weights (model download or cache fill; worker/main.ts reads
+   * the model store's `weightsFetchMs`), read as the worker leaves `initializing` and logged on that
+   * transition's entry, which billing subtracts from the session. Undefined (or no option, the
+   * default) reports nothing: a handler fetches no model.
+   */
+  weightsFetchMs?: () => number | undefined;
   /** Our commands and BullMQ's (BullMQ duplicates it for its blocking reads). Not closed here. */
   redis: Redis;
   /** A connection of its own for the control channel; unsubscribed on drain, not closed here. */
@@ -82,8 +92,10 @@ export class WorkerRuntime {
       onError: (err) => this.onError(err, "heartbeat"),
     });
     this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
-    this.lifecycle.onChange((to) => {
+    this.lifecycle.onChange((to, from) => {
       this.idleSince = to === "idle" ? this.now() : null;
+      // Attached before the write below, so the first entry out of boot carries it.
+      if (from === "initializing") this.reportWeightsFetch();
       // The busy/idle flip of every job is coalesced; boot, drain and health changes are written at once.
       if (to === "idle" || to === "running") this.heartbeat.beatSoon();
       else void this.heartbeat.beat();
@@ -124,7 +136,8 @@ export class WorkerRuntime {
   private async bootEngineAndQueue(): Promise<void> {
     const { options } = this;
     this.info = await options.engine.start();
-    this.onPhase("engine-ready", { concurrency: this.info.concurrency });
+    const weightsFetchMs = options.weightsFetchMs?.();
+    this.onPhase("engine-ready", { concurrency: this.info.concurrency, ...(weightsFetchMs !== undefined && { weightsFetchMs }) });
 
     const cancels = new CancelRequests();
     const processor = createJobProcessor({
@@ -219,6 +232,14 @@ export class WorkerRuntime {
     await this.heartbeat.stop(reason);
     this.lifecycle.to("exited");
     this.onPhase("exited", { drainMs: this.now() - started, handedBack });
+  }
+
+  /** Hands the weights-fetch length, once known, to the heartbeat for the next transition it logs. */
+  private reportWeightsFetch(): void {
+    const ms = this.options.weightsFetchMs?.();
+    if (ms === undefined || !Number.isFinite(ms)) return;
+    // Within what the log's schema accepts (core/log/log-entry.ts): an entry it refuses would be set aside whole.
+    this.heartbeat.attachToNextTransition({ weightsFetchMs: Math.min(Math.max(0, Math.round(ms)), MAX_WEIGHTS_FETCH_MS) });
   }
 
   /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */

@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { HealthView } from "../../../core/contracts/job-view.ts";
 import { workerHeartbeat, type WorkerHeartbeat } from "../../../core/contracts/worker-state.ts";
 import { countWorkers } from "../../../core/policy/worker-counts.ts";
+import { capacityReport } from "../../../core/policy/capacity.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
 
 /** A heartbeat this old means the worker stopped reporting (ms). Workers beat every second by default. */
@@ -40,8 +41,6 @@ export async function endpointHealth(queues: EndpointQueues, redis: Redis, endpo
     ...(held && { waitReason: held.waitReason }),
   };
 }
-
-const capacityReport = z.object({ throttled: z.number().int().min(1), waitReason: z.enum(["no_capacity", "tenant_quota"]) });
 
 /** What the scheduler holds back for the endpoint (scheduler/capacity-gate.ts), if anything; a damaged value counts as nothing. */
 function parseCapacity(raw: string | null): z.infer<typeof capacityReport> | undefined {
