@@ -36,7 +36,8 @@ const report = (what: string, facts: Record<string, unknown>) => console.log(`[e
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function newTenant(call: Call): Promise<string> {
-  const r = await call("POST", "/admin/tenants", { key: ADMIN, body: { name: "faults" } });
+  // Metered: these tests are not about billing, and a spawned API runs HEARTH_BILLING_MODE's default (enforce).
+  const r = await call("POST", "/admin/tenants", { key: ADMIN, body: { name: "faults", billingMode: "meter" } });
   if (r.status !== 200) throw new Error(`tenant: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body.apiKey as string;
 }

@@ -319,6 +319,10 @@ describe("a Redis whose default user is off, with the README's users", { timeout
       const tenant = await call("POST", "/admin/tenants", { key: adminToken, body: { name: "prod" } });
       expect(tenant.status).toBe(200);
       const key = tenant.body.apiKey as string;
+      // The spawned API bills as production does (HEARTH_BILLING_MODE=enforce): the tenant needs
+      // credit, whose cached balance the API writes under its own Redis user.
+      const credit = await call("POST", `/admin/tenants/${tenant.body.id as string}/credits`, { key: adminToken, body: { amountMicros: 1_000_000, reason: "test" } });
+      expect(credit.status).toBe(200);
       const ep = await call("POST", "/api/v1/endpoints", { key, body: { name: "echo", engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 1 } });
       expect(ep.status).toBe(200);
       const endpointId = ep.body.id as string;

@@ -141,16 +141,19 @@ async function demoEndpoint(base: string, adminToken: string): Promise<Demo> {
     );
     if (ok.every(Boolean)) return saved;
   }
-  const post = async (path: string, token: string, body: unknown) => {
+  const post = async (path: string, token: string, body: unknown, headers: Record<string, string> = {}) => {
     const r = await fetch(`${base}${path}`, {
       method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
       body: JSON.stringify(body),
     });
     if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
     return (await r.json()) as Record<string, string>;
   };
   const tenant = await post("/admin/tenants", adminToken, { name: "demo" });
+  // HEARTH_BILLING_MODE=enforce (the default) starts a tenant at zero: the demo gets $10 of worker
+  // time (about 140 hours at the cpu price), once (the Idempotency-Key).
+  await post(`/admin/tenants/${tenant.id!}/credits`, adminToken, { amountMicros: 10_000_000, reason: "npm start demo credit" }, { "idempotency-key": "demo-credit" });
   const ep = await post("/api/v1/endpoints", tenant.apiKey!, {
     name: "demo-echo",
     engine: { kind: "handler", module: join(defaultHandlerDir, "echo.mjs") },

@@ -130,7 +130,7 @@ export class ModelStore {
     return pending;
   }
 
-  /** Runs one fetch, adding to `weightsFetchMs` the time it is the only one in flight or shares with others. */
+  /** Runs one fetch; `weightsFetchMs` grows while any fetch is in flight. */
   private async timed<T>(work: () => Promise<T>): Promise<T> {
     if (this.fetching++ === 0) this.busySince = this.clock();
     this.fetchedMs ??= 0;

@@ -98,12 +98,17 @@ export class Heartbeat {
     const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state, ...this.report };
     // Taken now, not after the write: a beat started while this one is in flight must not log it twice.
     const report = entry && this.report;
-    if (entry) this.report = undefined;
+    const loggedBefore = this.logged;
+    if (entry) {
+      this.report = undefined;
+      this.logged = s.state;
+    }
     try {
       await this.presence.beat(endpointId, workerId, JSON.stringify(hb), entry);
-      if (entry) this.logged = s.state;
     } catch (err) {
       if (report) this.report = { ...report, ...this.report };
+      // Not logged after all: the next beat logs it, unless a later state was logged meanwhile.
+      if (entry && this.logged === s.state) this.logged = loggedBefore;
       this.onError(err);
     }
   }

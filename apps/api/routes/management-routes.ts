@@ -8,6 +8,8 @@ import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { checkEngine } from "../services/engine-check.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
+import { waitReason } from "../../../core/policy/capacity.ts";
+import { readCapacity } from "../services/endpoint-health.ts";
 
 const keyCreate = z.object({ name: safeText(191).default("key") });
 const idParam = z.object({ id: resourceId });
@@ -29,6 +31,8 @@ const endpointView = z
     flashboot: z.boolean(),
     createdAt: z.string(),
     updatedAt: z.string(),
+    /** On `GET /endpoints/{id}`: why its workers wait, as `/health` says (`billing`: zero balance or the spend per hour). */
+    waitReason: waitReason.optional(),
   })
   .meta({ id: "Endpoint" });
 const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
@@ -143,7 +147,8 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   v1.openapi(routes.getEndpoint, async (c) => {
     const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id);
     if (!ep) throw ApiError.notFound("endpoint");
-    return c.json(ep, 200);
+    const held = await readCapacity(deps.redis, deps.keys, ep.id);
+    return c.json({ ...ep, ...(held && { waitReason: held.waitReason }) }, 200);
   });
   v1.openapi(routes.patchEndpoint, async (c) => {
     const tenantId = c.get("principal").tenantId;

@@ -3,8 +3,9 @@ import { z } from "zod";
 import type { HealthView } from "../../../core/contracts/job-view.ts";
 import { workerHeartbeat, type WorkerHeartbeat } from "../../../core/contracts/worker-state.ts";
 import { countWorkers } from "../../../core/policy/worker-counts.ts";
-import { capacityReport } from "../../../core/policy/capacity.ts";
+import { capacityReport, type CapacityReport } from "../../../core/policy/capacity.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
+import type { RedisKeys } from "../../../core/queue/keys.ts";
 
 /** A heartbeat this old means the worker stopped reporting (ms). Workers beat every second by default. */
 export const HEARTBEAT_STALE_MS = 5000;
@@ -40,6 +41,11 @@ export async function endpointHealth(queues: EndpointQueues, redis: Redis, endpo
     workers: { ...countWorkers(heartbeats, now, HEARTBEAT_STALE_MS), throttled: held?.throttled ?? 0 },
     ...(held && { waitReason: held.waitReason }),
   };
+}
+
+/** What the scheduler holds back for the endpoint now (scheduler/capacity-gate.ts), and why; undefined when nothing. */
+export async function readCapacity(redis: Redis, keys: RedisKeys, endpointId: string): Promise<CapacityReport | undefined> {
+  return parseCapacity(await redis.get(keys.capacity(endpointId)));
 }
 
 /** What the scheduler holds back for the endpoint (scheduler/capacity-gate.ts), if anything; a damaged value counts as nothing. */
