@@ -1,10 +1,10 @@
 import type { Sql, TransactionSql } from "postgres";
 import { z } from "zod";
-import { workerState } from "../../core/contracts/worker-state.ts";
+import { storedMeterTransition, storedWeightsFetch } from "../../core/contracts/usage.ts";
 import { compactTransitions } from "../../core/billing/compact-transitions.ts";
 import { lastDueBoundary, sessionCharges, type ChargeEntry } from "../../core/billing/charges.ts";
 import { DEFAULT_PRICES, type PriceTable } from "../../core/billing/price-table.ts";
-import { meterSession, transitionOf, type MeterTransition, type SessionInput, type WeightsFetchReport } from "../../core/billing/session-meter.ts";
+import { meterSession, transitionOf, type SessionInput, type WeightsFetchReport } from "../../core/billing/session-meter.ts";
 import { pgSafeInt } from "../../core/db/pg-int.ts";
 import { toPgText } from "../../core/db/pg-text.ts";
 import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../core/db/price-versions.ts";
@@ -21,17 +21,8 @@ export interface BillingConsumerOptions {
   defaultPrices?: PriceTable;
 }
 
-// The JSON columns read back: checked as the meter's own types.
-const meterTransition = z.object({
-  seq: z.string(),
-  state: workerState,
-  at: z.number().optional(),
-  tenantId: z.string().optional(),
-  gpuType: z.string().optional(),
-  by: z.enum(["worker", "scheduler"]).optional(),
-});
-const weightsFetch = z.object({ seq: z.string(), durationMs: z.number() });
-const recordRow = z.object({ worker_id: z.string(), transitions: z.array(meterTransition), weights_fetches: z.array(weightsFetch) });
+// The JSON columns read back: checked as the meter's own types (the same schemas the API reads them with).
+const recordRow = z.object({ worker_id: z.string(), transitions: z.array(storedMeterTransition), weights_fetches: z.array(storedWeightsFetch) });
 const openRow = recordRow.extend({ tenant_id: z.string(), charged_minute: pgSafeInt.nullable(), error: z.string().nullable() });
 
 type WorkerEntry = Extract<LogEntry, { kind: "worker" }>;
@@ -140,7 +131,7 @@ export class BillingConsumer implements LogConsumer {
     const input: SessionInput = {
       workerId: row.worker_id,
       endpointTenantId: row.tenant_id,
-      transitions: row.transitions as MeterTransition[],
+      transitions: row.transitions,
       weightsFetches: row.weights_fetches,
     };
     const meter = meterSession(input, table, ctx.until);

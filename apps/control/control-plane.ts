@@ -43,8 +43,8 @@ export class ControlPlane {
   private readonly runners: LogConsumerRunner[];
   private readonly connections: Redis[] = [];
   private readonly trimmer: LogTrimmer;
-  private trimTimer: NodeJS.Timeout | undefined;
-  private balanceTimer: NodeJS.Timeout | undefined;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopped = false;
   readonly balances: BalanceCache;
 
   constructor(private readonly options: ControlPlaneOptions) {
@@ -79,38 +79,31 @@ export class ControlPlane {
 
   start(): void {
     for (const r of this.runners) r.start();
-    const every = this.options.trimIntervalMs ?? 10_000;
-    const trimLoop = () => {
-      this.trimTimer = setTimeout(() => {
-        this.trimmer
-          .trim()
-          .catch((err: unknown) => this.options.log({ level: "warn", msg: "log trim failed", ...errorFields(err) }))
+    this.repeat(this.options.trimIntervalMs ?? 10_000, "log trim failed", () => this.trimmer.trim());
+    this.repeat(this.options.balanceRefreshMs ?? 30_000, "balance cache rebuild failed", () => this.balances.rebuildAll());
+  }
+
+  /** Runs `task` every `ms` after the previous run ended, until `stop()`; a failed run is logged. */
+  private repeat(ms: number, failure: string, task: () => Promise<unknown>): void {
+    const next = () => {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        task()
+          .catch((err: unknown) => this.options.log({ level: "warn", msg: failure, ...errorFields(err) }))
           .finally(() => {
-            if (this.trimTimer) trimLoop();
+            if (!this.stopped) next();
           });
-      }, every);
-      this.trimTimer.unref();
+      }, ms);
+      timer.unref();
+      this.timers.add(timer);
     };
-    trimLoop();
-    const refresh = () => {
-      this.balanceTimer = setTimeout(() => {
-        this.balances
-          .rebuildAll()
-          .catch((err: unknown) => this.options.log({ level: "warn", msg: "balance cache rebuild failed", ...errorFields(err) }))
-          .finally(() => {
-            if (this.balanceTimer) refresh();
-          });
-      }, this.options.balanceRefreshMs ?? 30_000);
-      this.balanceTimer.unref();
-    };
-    refresh();
+    next();
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.trimTimer);
-    this.trimTimer = undefined;
-    clearTimeout(this.balanceTimer);
-    this.balanceTimer = undefined;
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     // A consumer blocked in XREAD returns within its block time; disconnecting wakes it sooner.
     const stopped = Promise.all(this.runners.map((r) => r.stop()));
     await stopped;

@@ -1,5 +1,4 @@
 import type { Sql, TransactionSql } from "postgres";
-import { z } from "zod";
 import { addPriceVersion, DEFAULT_PRICES, isKnownGpuType, priceAt, type PriceTable } from "../../../core/billing/price-table.ts";
 import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../../core/db/price-versions.ts";
 import { ApiError, type IssueDetail } from "../api-error.ts";
