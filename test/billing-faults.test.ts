@@ -1,19 +1,17 @@
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import type { Sql } from "postgres";
-import { z } from "zod";
 import { startApiServer } from "../apps/api/api-server.ts";
 import { ControlPlane } from "../apps/control/control-plane.ts";
-import { EXIT_CONFIRM_GRACE_MS } from "../core/billing/session-meter.ts";
 import { DEFAULT_PRICES, priceAt } from "../core/billing/price-table.ts";
 import { openDb } from "../core/db/client.ts";
-import { compareStreamIds, parseLogEntry, parseStreamId, type WorkerPayload } from "../core/log/log-entry.ts";
+import { compareStreamIds } from "../core/log/log-entry.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { redisNowMs } from "../core/redis/redis-clock.ts";
 import { apiClient } from "./support/api-client.ts";
+import { billedSeconds, ledgerOf, minuteOf, minuteRows, sessionSpan, settledLedger, watchEnd, workerEvents, type LedgerRow, type SessionSpan } from "./support/billing-probe.ts";
 import { pidOfWorker } from "./support/engine-processes.ts";
 import { spawnApi, spawnControl } from "./support/entry-process.ts";
 import { lastLogId, readLog } from "./support/event-log-probe.ts";
@@ -23,8 +21,8 @@ import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor 
 
 /**
  * Billing under faults, with real worker processes (issue 8's fault proof): a worker SIGKILLed, the
- * scheduler SIGKILLed, the ledger consumer (the control plane) killed and restarted, the API killed
- * and restarted, each mid-session. Expectations are read from the event log (Redis' clock) and
+ * scheduler SIGKILLed (its worker left to exit on its own, or killed with it and so lost), the ledger
+ * consumer (the control plane) killed and restarted, the API killed and restarted, each mid-session. Expectations are read from the event log (Redis' clock) and
  * compared with the ledger to the second; nothing is asserted about how fast anything runs.
  */
 
@@ -65,101 +63,6 @@ async function runsync(call: Call, key: string, endpointId: string, input: unkno
   return r.body.id as string;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The log: one session's `hearth:worker` entries, dated by their ids (Redis' clock).
-
-interface WorkerEvent {
-  id: string;
-  ms: number;
-  p: WorkerPayload;
-}
-
-/** Every worker's `hearth:worker` entries on an endpoint's log, in log order. */
-async function workerEvents(redis: Redis, keys: RedisKeys, endpointId: string): Promise<Map<string, WorkerEvent[]>> {
-  const out = new Map<string, WorkerEvent[]>();
-  for (const e of await readLog(redis, keys.log(endpointId))) {
-    let parsed;
-    try {
-      parsed = parseLogEntry(e.id, [...e.fields].flat());
-    } catch {
-      continue;
-    }
-    if (parsed.kind !== "worker") continue;
-    const list = out.get(parsed.p.workerId) ?? [];
-    list.push({ id: e.id, ms: parseStreamId(e.id).ms, p: parsed.p });
-    out.set(parsed.p.workerId, list);
-  }
-  return out;
-}
-
-interface SessionSpan {
-  start: number;
-  /** ms of the first `exited` or `lost`: no minute at or after it is charged as open time. */
-  closingLoggedAt: number;
-  /** The billing end, by the issue's rule (see core/billing/session-meter.ts). */
-  end: number;
-  endedBy: "scheduler exit" | "worker exit" | "lost";
-  /** The weights fetch reported before the end, at most the boot span: not billed (0 for handlers). */
-  weightsFetchMs: number;
-  /** Seconds the session must be billed: ceil of its billable length. */
-  expectedSeconds: number;
-}
-
-/**
- * The session's span as the issue defines it, from its log entries alone: from `requested` to the
- * scheduler's `exited` (the process seen gone), or to the worker's own `exited` when no scheduler's
- * came within EXIT_CONFIRM_GRACE_MS of it, or to a `lost` worker's last heartbeat. Undefined while
- * the end is not known yet (open, or a worker's own exit still within its grace at `now`).
- */
-function sessionSpan(events: readonly WorkerEvent[], now: number): SessionSpan | undefined {
-  const requested = events.find((e) => e.p.state === "requested");
-  if (!requested) return undefined;
-  const after = events.filter((e) => e.ms > requested.ms || (e.ms === requested.ms && e.id > requested.id));
-  const closing = after.find((e) => e.p.state === "exited" || e.p.state === "lost");
-  if (!closing) return undefined;
-  let end: number;
-  let endedBy: SessionSpan["endedBy"];
-  if (closing.p.state === "lost") {
-    end = Math.min(closing.ms, Math.max(requested.ms, Math.floor(closing.p.at ?? closing.ms)));
-    endedBy = "lost";
-  } else {
-    const inGrace = after.filter((e) => e.p.state === "exited" && e.ms >= closing.ms && e.ms <= closing.ms + EXIT_CONFIRM_GRACE_MS);
-    const confirmed = inGrace.find((e) => e.p.by === "scheduler");
-    if (confirmed) {
-      end = confirmed.ms;
-      endedBy = "scheduler exit";
-    } else {
-      if (now <= closing.ms + EXIT_CONFIRM_GRACE_MS) return undefined;
-      end = inGrace[inGrace.length - 1]!.ms;
-      endedBy = "worker exit";
-    }
-  }
-  const ready = after.find((e) => e.ms < end && (e.p.state === "idle" || e.p.state === "running"));
-  const reported = after.filter((e) => e.ms <= closing.ms && e.p.weightsFetchMs !== undefined).reduce((m, e) => Math.max(m, e.p.weightsFetchMs!), 0);
-  const weightsFetchMs = Math.min(reported, (ready?.ms ?? end) - requested.ms);
-  return { start: requested.ms, closingLoggedAt: closing.ms, end, endedBy, weightsFetchMs, expectedSeconds: Math.ceil((end - requested.ms - weightsFetchMs) / 1000) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The ledger.
-
-const ledgerRow = z.object({ key: z.string(), seconds: z.number(), amount_micros: z.coerce.number(), at: z.date(), worker_id: z.string() });
-type LedgerRow = z.infer<typeof ledgerRow>;
-
-async function ledgerOf(sql: Sql, workerId: string): Promise<LedgerRow[]> {
-  return z.array(ledgerRow).parse(await sql`select key, seconds, amount_micros, at, worker_id from ledger_entries where worker_id = ${workerId} order by key`);
-}
-
-/** Waits for the session's settlement on the ledger, then returns all of its entries. */
-async function settledLedger(sql: Sql, workerId: string, timeoutMs: number): Promise<LedgerRow[]> {
-  await waitFor(async () => (await sql`select 1 from ledger_entries where key = ${`session:${workerId}:settle`}`).length === 1, timeoutMs, 100);
-  return ledgerOf(sql, workerId);
-}
-
-const billedSeconds = (rows: readonly LedgerRow[]) => rows.reduce((s, r) => s + r.seconds, 0);
-const minuteOf = (key: string) => Number(/:minute:(\d+)$/.exec(key)?.[1] ?? NaN);
-const minuteRows = (rows: readonly LedgerRow[]) => rows.filter((r) => r.key.includes(":minute:")).sort((a, b) => minuteOf(a.key) - minuteOf(b.key));
-
 /**
  * What every settled session's ledger must show: each key once and its own, one settlement, billed
  * seconds = ceil of its length, money = seconds × the cpu price, and minute charges that tile the
@@ -171,7 +74,7 @@ function expectSettledLedger(rows: readonly LedgerRow[], workerId: string, span:
   for (const r of rows) expect(r.key.startsWith(`session:${workerId}:`), r.key).toBe(true);
   const settles = rows.filter((r) => r.key === `session:${workerId}:settle`);
   expect(settles).toHaveLength(1);
-  expect(settles[0]!.at.getTime()).toBe(span.end);
+  expect(settles[0]!.at).toBe(span.end);
   expect(billedSeconds(rows), JSON.stringify({ span, rows: rows.map((r) => [r.key, r.seconds]) })).toBe(span.expectedSeconds);
   expect(rows.reduce((s, r) => s - r.amount_micros, 0)).toBe(span.expectedSeconds * priceAt(DEFAULT_PRICES, "cpu", span.start)!);
   const minutes = minuteRows(rows);
@@ -179,45 +82,13 @@ function expectSettledLedger(rows: readonly LedgerRow[], workerId: string, span:
   minutes.forEach((r, i) => {
     const n = minuteOf(r.key);
     if (i > 0) expect(n, "minute charges are consecutive").toBe(minuteOf(minutes[i - 1]!.key) + 1);
-    expect(r.at.getTime()).toBe(n * MINUTE_MS);
+    expect(r.at).toBe(n * MINUTE_MS);
     expect(n * MINUTE_MS).toBeGreaterThanOrEqual(Math.floor(span.start / MINUTE_MS) * MINUTE_MS);
     expect((n + 1) * MINUTE_MS).toBeLessThanOrEqual(span.closingLoggedAt);
     through += r.seconds;
     expect(through, `seconds charged through minute ${n}`).toBe(Math.floor(((n + 1) * MINUTE_MS - span.start - span.weightsFetchMs) / 1000));
   });
   expect(rows.length).toBe(minutes.length + 1);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes.
-
-/** False once the process is gone or a zombie (its parent, killed, may leave reaping to an init that is slow or absent). */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Watches a process until it ends and brackets the moment on Redis' clock: it was still running at
- * `lastAliveMs` and gone by `goneByMs` (the true end of the session lies between them).
- */
-async function watchEnd(redis: Redis, pid: number, timeoutMs: number): Promise<{ lastAliveMs: number; goneByMs: number }> {
-  const deadline = Date.now() + timeoutMs;
-  let lastAliveMs = await redisNowMs(redis);
-  for (;;) {
-    const before = await redisNowMs(redis);
-    const running = alive(pid);
-    const after = await redisNowMs(redis);
-    if (!running) return { lastAliveMs, goneByMs: after };
-    lastAliveMs = before;
-    if (Date.now() > deadline) throw new Error(`process ${pid} still running after ${timeoutMs}ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Test-owned clients of the shared servers: a database, a prefix and a Redis connection, all undone after the test. */
@@ -365,6 +236,60 @@ describe("billing under faults", () => {
     expect(events.filter((e) => e.p.state === "requested")).toHaveLength(1);
   }, 180_000);
 
+  it("SIGKILL of the scheduler, then of its worker mid-job (the host dies): lost, billed to its last heartbeat, at most one heartbeat past the true end", async () => {
+    const { db, prefix, keys, redis, sql } = await sharedFixture();
+    const handlerDirs = [examplesDir, fixturesDir];
+    const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs, port: 0, host: "127.0.0.1", adminToken: ADMIN });
+    defer(() => api.close());
+    const control = new ControlPlane({ redis, sql, keys, log: () => {}, blockMs: 100, advanceMs: 500 });
+    control.start();
+    defer(() => control.stop());
+    const schedulerOptions = { databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs };
+    const first = await spawnScheduler(schedulerOptions);
+    defer(() => first.kill());
+    const call = apiClient(api.url);
+    const key = await newTenant(call, "host-dies");
+    const ep = await newEndpoint(call, key, { engine: sleeper });
+    const worker = await readyWorker(redis, keys, ep);
+    const pid = pidOfWorker(worker);
+    // A job it must finish before it exits on its own: it is still there (running or draining) when it is killed.
+    const job = await call("POST", `/v2/${ep}/run`, { key, body: { input: { ms: 4000 } } });
+    expect(job.status).toBe(200);
+    await waitFor(async () => (await readLog(redis, keys.log(ep))).some((e) => e.event === "active" && e.fields.get("jobId") === job.body.id), 30_000, 50);
+
+    const watching = watchEnd(redis, pid, 30_000);
+    await first.kill("SIGKILL");
+    process.kill(pid, "SIGKILL");
+    const trueEnd = await watching;
+    // Its last heartbeat as Redis received it, before anyone declares it lost (which removes it).
+    const lastSeen = Number(await redis.hget(keys.workersSeen(ep), worker));
+    const second = await spawnScheduler(schedulerOptions);
+    defer(() => second.kill("SIGTERM"));
+
+    const rows = await settledLedger(sql, worker, 60_000);
+    const events = (await workerEvents(redis, keys, ep)).get(worker)!;
+    const lost = events.find((e) => e.p.state === "lost");
+    const span = sessionSpan(events, await redisNowMs(redis))!;
+    const billed = billedSeconds(rows);
+    const facts = {
+      transitions: events.map((e) => `${e.p.state}${e.p.by ? ` by ${e.p.by}` : ""}${e.p.reason ? ` (${e.p.reason})` : ""}@${e.ms}${e.p.at ? ` at ${e.p.at}` : ""}`),
+      lastSeen,
+      trueEnd,
+      billedSeconds: billed,
+      expectedSeconds: span.expectedSeconds,
+      billedEndMsPastTrueEnd: span.start + span.weightsFetchMs + billed * 1000 - trueEnd.goneByMs,
+    };
+    report("scheduler and worker SIGKILL", facts);
+    expect(span.endedBy, JSON.stringify(facts)).toBe("lost");
+    expect(lost!.p.at).toBe(lastSeen);
+    expect(span.end).toBe(lastSeen);
+    // A heartbeat is received while the process runs.
+    expect(lastSeen).toBeLessThanOrEqual(trueEnd.goneByMs);
+    expect(events.filter((e) => e.p.state === "exited")).toEqual([]);
+    expectSettledLedger(rows, worker, span);
+    expect(span.start + span.weightsFetchMs + billed * 1000, JSON.stringify(facts)).toBeLessThanOrEqual(trueEnd.goneByMs + HEARTBEAT_MS);
+  }, 120_000);
+
   it("kill -9 of the ledger consumer mid-session, across a minute boundary, then a restart: every minute charged once, the total ceil(length) exactly", async () => {
     const stack = await startStack({ control: false });
     defer(() => stack.close());
@@ -402,8 +327,8 @@ describe("billing under faults", () => {
     expectSettledLedger(rows, worker, span);
     // What the first consumer wrote stands as it was: nothing rewritten, nothing written twice.
     for (const r of atKill) expect(rows.find((x) => x.key === r.key)).toEqual(r);
-    const [session] = await stack.sql<{ settled_at: Date | null; error: string | null }[]>`select settled_at, error from billing_sessions where worker_id = ${worker}`;
-    expect(session?.settled_at?.getTime()).toBe(span.end);
+    const [session] = await stack.sql<{ settled_ms: string | null; error: string | null }[]>`select round(extract(epoch from settled_at) * 1000)::bigint::text as settled_ms, error from billing_sessions where worker_id = ${worker}`;
+    expect(Number(session?.settled_ms)).toBe(span.end);
     expect(session?.error).toBeNull();
     const [dead] = await stack.sql<{ n: number }[]>`select count(*)::int as n from log_dead_letters where consumer = 'billing'`;
     expect(dead!.n).toBe(0);
