@@ -77,7 +77,8 @@ describe("billing enforcement", () => {
       const r = await stack.call("POST", `/v2/${sleepEp}/run`, { key: tenant.key, body: { input: { ms: 1 } } });
       return r.status === 402 ? r : undefined;
     }, 10_000, 100);
-    expect(refused.body.balanceMicros).toBe(0);
+    // Zero, or below once the running session's next minute (or settlement) is charged meanwhile.
+    expect(refused.body.balanceMicros).toBeLessThanOrEqual(0);
     // The job already running finishes.
     const done = await waitFor(async () => {
       const s = await stack.call("GET", `/v2/${sleepEp}/status/${long.body.id}`, { key: tenant.key });

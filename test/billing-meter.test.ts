@@ -25,11 +25,12 @@ async function sessionSpan(stack: Stack, endpointId: string, workerId: string) {
 describe("billing: worker sessions become charges on the ledger", () => {
   let stack: Stack;
   let key: string;
+  let tenantId: string;
   let endpointId: string;
 
   beforeAll(async () => {
     stack = await startStack();
-    key = await stack.tenant("billed");
+    ({ id: tenantId, key } = await stack.tenantWithId("billed"));
     endpointId = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMax: 1, idleTimeout: 1 });
   }, 60_000);
   afterAll(async () => stack?.close());
@@ -59,5 +60,19 @@ describe("billing: worker sessions become charges on the ledger", () => {
     expect(new Set(charges.map((c) => c.gpu_type))).toEqual(new Set(["cpu"]));
     const balance = await stack.call("GET", "/api/v1/billing/balance", { key });
     expect(balance.body.chargedMicros).toBe(micros);
+    // The cached balance the job path reads was rebuilt from the same entries.
+    const cached = JSON.parse((await stack.redis.hget(new RedisKeys(stack.redisPrefix).billingBalances(), tenantId)) ?? "null");
+    expect(cached).toMatchObject({ balanceMicros: -micros });
+    // Usage, grouped any way, and the month's invoice agree with the ledger to the micro-dollar.
+    const month = new Date(span.requested!).toISOString().slice(0, 7);
+    const from = `${month}-01T00:00:00Z`;
+    for (const groupBy of ["endpoint", "day", "gpuType"]) {
+      const usage = await stack.call("GET", `/api/v1/usage?from=${from}&groupBy=${groupBy}`, { key });
+      expect(usage.status).toBe(200);
+      expect({ seconds: usage.body.totalSeconds, micros: usage.body.totalCostMicros }).toEqual({ seconds, micros });
+    }
+    const invoice = await stack.call("GET", `/api/v1/invoices/${month}`, { key });
+    expect(invoice.body.totalMicros).toBe(micros);
+    expect(invoice.body.lines).toEqual([{ endpointId, gpuType: "cpu", seconds, costMicros: micros }]);
   }, 90_000);
 });

@@ -173,7 +173,10 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
 
   app.openapi(routes.createTenant, async (c) => {
     const body = c.req.valid("json");
-    return c.json(await deps.tenants.createTenant(body.name, body.billingMode ?? deps.billingMode), 200);
+    const tenant = await deps.tenants.createTenant(body.name, body.billingMode ?? deps.billingMode);
+    // Its (zero) balance in the cache now, so that its first job is judged without reading Postgres.
+    await refreshBalance(deps, tenant.id);
+    return c.json(tenant, 200);
   });
   app.openapi(routes.setBillingMode, async (c) => {
     const { id } = c.req.valid("param");
