@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { ModelSourcePolicy } from "../../core/engine/model-source-policy.ts";
+import type { UrlPolicy } from "../../core/net/url-policy.ts";
 import type { SecretBox } from "../../core/secrets/secret-box.ts";
 import type { EndpointStore } from "./services/endpoint-store.ts";
 import type { EndpointQueues } from "./services/endpoint-queues.ts";
@@ -17,6 +18,8 @@ import type { SyncRuns } from "./services/sync-runs.ts";
 import type { PriceStore } from "./services/price-store.ts";
 import type { Ledger } from "./services/ledger.ts";
 import type { BillingGate } from "./services/billing-gate.ts";
+import type { WebhookDeliveries } from "./services/webhook-deliveries.ts";
+import type { WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import type { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import type { UsageReports } from "./services/usage-report.ts";
@@ -30,6 +33,8 @@ export interface ApiDeps {
   handlerDirs: string[];
   /** Where endpoint models may come from (HEARTH_MODEL_DIRS, HEARTH_MODEL_ALLOWLIST). */
   modelPolicy: ModelSourcePolicy;
+  /** Where jobs' webhooks may point (HEARTH_EGRESS_ALLOW_HTTP, HEARTH_EGRESS_ALLOWLIST), checked at submission. */
+  egress: UrlPolicy;
   /** Seals endpoint secrets (HEARTH_SECRETS_KEY); absent, secrets are refused with 400 `secrets_unavailable`. */
   secrets?: SecretBox;
   redis: Redis;
@@ -60,6 +65,12 @@ export interface ApiDeps {
   balances: BalanceCache;
   /** 402 for new jobs of `enforce` tenants at zero balance. */
   billing: BillingGate;
+  /** Jobs' webhook deliveries and endpoints' receiver health (written by the control plane). */
+  webhooks: WebhookDeliveries;
+  /** Endpoints' webhook signing secrets. */
+  webhookSecrets: WebhookSecretStore;
+  /** How long a rotated-out webhook secret keeps signing (ms). */
+  webhookSecretGraceMs: number;
   /** Tenants' usage and invoices, from the ledger's charges. */
   usage: UsageReports;
   /** Jobs' shares of their sessions' cost, and a session's bill line by line. */

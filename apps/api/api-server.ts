@@ -1,6 +1,7 @@
 import { serve, type ServerType } from "@hono/node-server";
 import type { ApiConfig } from "../../core/config/process-configs.ts";
 import { defaultModelDir } from "../../core/config/model-sources.ts";
+import { egressPolicy } from "../../core/config/egress.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { openDb } from "../../core/db/client.ts";
@@ -27,6 +28,8 @@ import { JobRecords } from "./services/job-records.ts";
 import { LogAdmin } from "./services/log-admin.ts";
 import { SyncRuns } from "./services/sync-runs.ts";
 import { BillingGate } from "./services/billing-gate.ts";
+import { WebhookDeliveries } from "./services/webhook-deliveries.ts";
+import { DEFAULT_WEBHOOK_SECRET_GRACE_MS, WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import { PriceStore } from "./services/price-store.ts";
@@ -43,9 +46,12 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Model sources default to HEARTH_MODEL_DIRS' default and an empty allow-list; secrets to none (refused). */
+/**
+ * Model sources default to HEARTH_MODEL_DIRS' default and an empty allow-list; secrets to none
+ * (refused); webhooks to https:// towards public addresses only (no http, empty egress allow-list).
+ */
 type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken"> &
-  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey">> & {
+  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
     /**
@@ -108,6 +114,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,
     modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
+    egress: egressPolicy(config.egressAllowHttp ?? false, config.egressAllowList ?? EMPTY_ALLOW_LIST),
     ...(secrets && { secrets }),
     redis,
     keys,
@@ -127,6 +134,9 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     billingMode,
     balances,
     billing: new BillingGate({ mode: billingMode, balances, now }),
+    webhooks: new WebhookDeliveries(dbh.sql),
+    webhookSecrets: new WebhookSecretStore(dbh.sql, secrets),
+    webhookSecretGraceMs: DEFAULT_WEBHOOK_SECRET_GRACE_MS,
     usage: new UsageReports(dbh.sql),
     sessionCosts: new SessionCosts({ sql: dbh.sql, prices }),
     reconcile: new ReconcileReports({ sql: dbh.sql, prices }),

@@ -10,6 +10,7 @@ import { managementRoutes } from "./routes/management-routes.ts";
 import { adminRoutes } from "./routes/admin-routes.ts";
 import { billingRoutes } from "./routes/billing-routes.ts";
 import { reconcileRoutes, usageRoutes } from "./routes/usage-routes.ts";
+import { webhookRoutes } from "./routes/webhook-routes.ts";
 import { recordRoutes } from "./routes/record-routes.ts";
 import { apiRouter, registerSecuritySchemes } from "./routes/route-kit.ts";
 
@@ -50,6 +51,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   v1.route("/", managementRoutes(deps));
   v1.route("/", billingRoutes(deps));
   v1.route("/", usageRoutes(deps));
+  v1.route("/", webhookRoutes(deps));
   app.route("/api/v1", v1);
   app.route("/v2", jobRoutes(deps));
 

@@ -9,6 +9,15 @@ import { LOG_CONSUMERS } from "../../core/log/log-stream.ts";
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { PriceTable } from "../../core/billing/price-table.ts";
 import { BillingConsumer } from "./billing-consumer.ts";
+import { WebhookConsumer } from "./webhook-consumer.ts";
+import { WebhookDispatcher } from "./webhook-dispatcher.ts";
+import { WebhookSender } from "./webhook-sender.ts";
+import { WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
+import type { SecretBox } from "../../core/secrets/secret-box.ts";
+import type { UrlPolicy } from "../../core/net/url-policy.ts";
+import { egressPolicy } from "../../core/config/egress.ts";
+import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
+import { DEFAULT_RETRY_SCHEDULE_S } from "../../core/webhooks/retry-schedule.ts";
 
 export interface ControlPlaneOptions {
   /** For XTRIM; each consumer gets a duplicate of it (they block in XREAD). Not closed here. */
@@ -31,6 +40,14 @@ export interface ControlPlaneOptions {
   balanceRefreshMs?: number;
   /** Seed of the price table (tests). Default core/billing's DEFAULT_PRICES. */
   defaultPrices?: PriceTable;
+  /** Where webhooks may go (HEARTH_EGRESS_ALLOW_HTTP, HEARTH_EGRESS_ALLOWLIST). Default: https to public addresses only. */
+  egress?: UrlPolicy;
+  /** HEARTH_WEBHOOK_RETRY_SCHEDULE, seconds before each attempt. Default core/webhooks' DEFAULT_RETRY_SCHEDULE_S. */
+  webhookScheduleS?: readonly number[];
+  /** Opens endpoints' sealed webhook secrets (HEARTH_SECRETS_KEY). */
+  secretsBox?: SecretBox;
+  /** Timeout of one webhook attempt (ms). Default 15000. */
+  webhookTimeoutMs?: number;
 }
 
 
@@ -46,11 +63,20 @@ export class ControlPlane {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   readonly balances: BalanceCache;
+  private readonly dispatcher: WebhookDispatcher;
 
   constructor(private readonly options: ControlPlaneOptions) {
     this.balances = new BalanceCache(options.redis, options.sql, options.keys);
     const billing = new BillingConsumer({ balances: this.balances, log: options.log, ...(options.defaultPrices && { defaultPrices: options.defaultPrices }) });
-    const consumers: LogConsumer[] = [new RecordsProjector(), billing];
+    this.dispatcher = new WebhookDispatcher({
+      sql: options.sql,
+      sender: new WebhookSender({ policy: options.egress ?? egressPolicy(false, EMPTY_ALLOW_LIST), ...(options.webhookTimeoutMs !== undefined && { timeoutMs: options.webhookTimeoutMs }) }),
+      secrets: new WebhookSecretStore(options.sql, options.secretsBox),
+      scheduleS: options.webhookScheduleS ?? DEFAULT_RETRY_SCHEDULE_S,
+      log: options.log,
+    });
+    const webhooks = new WebhookConsumer({ redis: options.redis, keys: options.keys, log: options.log, onDeliveries: () => this.dispatcher.wake() });
+    const consumers: LogConsumer[] = [new RecordsProjector(), billing, webhooks];
     this.runners = consumers.map((consumer) => {
       const redis = options.redis.duplicate();
       redis.on("error", () => {}); // reconnects by itself; the runner logs failed rounds
@@ -79,6 +105,7 @@ export class ControlPlane {
 
   start(): void {
     for (const r of this.runners) r.start();
+    this.dispatcher.start();
     this.repeat(this.options.trimIntervalMs ?? 10_000, "log trim failed", () => this.trimmer.trim());
     this.repeat(this.options.balanceRefreshMs ?? 30_000, "balance cache rebuild failed", () => this.balances.rebuildAll());
   }
@@ -105,7 +132,7 @@ export class ControlPlane {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     // A consumer blocked in XREAD returns within its block time; disconnecting wakes it sooner.
-    const stopped = Promise.all(this.runners.map((r) => r.stop()));
+    const stopped = Promise.all([...this.runners.map((r) => r.stop()), this.dispatcher.stop()]);
     await stopped;
     for (const c of this.connections) c.disconnect();
   }

@@ -55,6 +55,9 @@ export class LogTrimmer {
     await sql`delete from worker_sessions where ended_at < ${cutoff}::timestamptz`;
     // The ledger keeps the money; a settled session's billing record is only how it was reached.
     await sql`delete from billing_sessions where settled_at < ${cutoff}::timestamptz`;
+    // Webhooks: finished deliveries (their attempts cascade), and jobs that never ended within the retention.
+    await sql`delete from webhook_deliveries where state <> 'pending' and created_at < ${cutoff}::timestamptz`;
+    await sql`delete from webhook_jobs where created_at < ${cutoff}::timestamptz`;
     return trimmed;
   }
 }

@@ -6,6 +6,8 @@ import { connectRedis } from "../../core/redis/connect.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
 import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.ts";
 import { ControlPlane } from "./control-plane.ts";
+import { egressPolicy } from "../../core/config/egress.ts";
+import { SecretBox } from "../../core/secrets/secret-box.ts";
 
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -22,6 +24,9 @@ async function main(): Promise<void> {
     log,
     logRetentionMs: config.logRetentionMs,
     recordRetentionMs: config.recordRetentionMs,
+    egress: egressPolicy(config.egressAllowHttp, config.egressAllowList),
+    webhookScheduleS: config.webhookRetryScheduleS,
+    ...(config.secretsKey && { secretsBox: new SecretBox(config.secretsKey) }),
   });
   control.start();
   log({ msg: "control plane started", prefix: config.redisPrefix });

@@ -7,6 +7,8 @@ import { handlerDirs } from "./handler-dirs.ts";
 import { loadLimitDefaults } from "./tenant-limit-defaults.ts";
 import { modelAllowList, modelDirs } from "./model-sources.ts";
 import { secretsKey } from "./secrets-key.ts";
+import { egressEnv } from "./egress.ts";
+import { webhookRetrySchedule } from "../webhooks/retry-schedule.ts";
 import type { AllowList } from "../net/url-policy.ts";
 import { billingMode, type BillingMode } from "../contracts/billing.ts";
 
@@ -34,6 +36,7 @@ const apiSchema = z.object({
   HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
   HEARTH_ADMIN_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
   HEARTH_BILLING_MODE: billingModeVar,
+  ...egressEnv,
 });
 
 export interface ApiConfig {
@@ -54,6 +57,10 @@ export interface ApiConfig {
   adminTokenGenerated: boolean;
   /** HEARTH_BILLING_MODE: what new tenants get; `meter` refuses nothing for anyone. */
   billingMode: BillingMode;
+  /** HEARTH_EGRESS_ALLOW_HTTP: webhooks may be plain http:// (checked at submission). Default false. */
+  egressAllowHttp: boolean;
+  /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts webhooks may reach. Default empty. */
+  egressAllowList: AllowList;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
@@ -72,6 +79,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     adminToken: c.HEARTH_ADMIN_TOKEN ?? newAdminToken(),
     adminTokenGenerated: generated,
     billingMode: c.HEARTH_BILLING_MODE,
+    egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
+    egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
   };
 }
 
@@ -144,6 +153,10 @@ const controlSchema = z.object({
   HEARTH_LOG_RETENTION_MS: intFrom(3_600_000, 0, 30 * 24 * 3_600_000),
   /** Finished job records and ended worker sessions are deleted after this many days. */
   HEARTH_RECORD_RETENTION_DAYS: intFrom(90, 1, 3650),
+  ...egressEnv,
+  HEARTH_WEBHOOK_RETRY_SCHEDULE: webhookRetrySchedule,
+  /** Opens endpoints' sealed webhook signing secrets. */
+  HEARTH_SECRETS_KEY: secretsKey,
 });
 
 export interface ControlConfig {
@@ -152,6 +165,14 @@ export interface ControlConfig {
   redisPrefix: string;
   logRetentionMs: number;
   recordRetentionMs: number;
+  /** HEARTH_EGRESS_ALLOW_HTTP: webhooks may be sent over plain http://. Default false. */
+  egressAllowHttp: boolean;
+  /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts webhooks may reach. Default empty. */
+  egressAllowList: AllowList;
+  /** HEARTH_WEBHOOK_RETRY_SCHEDULE: delays in seconds before each webhook attempt. */
+  webhookRetryScheduleS: number[];
+  /** HEARTH_SECRETS_KEY: opens webhook signing secrets the API sealed. */
+  secretsKey?: Buffer;
 }
 
 export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig {
@@ -162,6 +183,10 @@ export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): Control
     redisPrefix: c.HEARTH_REDIS_PREFIX,
     logRetentionMs: c.HEARTH_LOG_RETENTION_MS,
     recordRetentionMs: c.HEARTH_RECORD_RETENTION_DAYS * 24 * 3_600_000,
+    egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
+    egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
+    webhookRetryScheduleS: c.HEARTH_WEBHOOK_RETRY_SCHEDULE,
+    ...(c.HEARTH_SECRETS_KEY !== undefined && { secretsKey: c.HEARTH_SECRETS_KEY }),
   };
 }
 

@@ -274,3 +274,89 @@ export const billingSessions = pgTable(
   },
   (t) => [index("billing_sessions_open_idx").on(t.endpointId).where(sql`${t.settledAt} is null`)],
 );
+
+/**
+ * Each endpoint's webhook signing secrets (Standard Webhooks `whsec_…`), sealed with
+ * HEARTH_SECRETS_KEY when one is set. Deliveries are signed with every secret not yet expired: a
+ * rotation sets `expires_at` on the old one (its grace), so receivers may switch at leisure.
+ */
+export const webhookSecrets = pgTable(
+  "webhook_secrets",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    endpointId: text("endpoint_id").notNull().references(() => endpoints.id, { onDelete: "cascade" }),
+    /** `sealed:<SecretBox value>` or, without HEARTH_SECRETS_KEY, `plain:whsec_…`. */
+    secret: text("secret").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+  },
+  (t) => [index("webhook_secrets_endpoint_idx").on(t.endpointId)],
+);
+
+/**
+ * What the webhook consumer must remember of an accepted job with a webhook until it ends: where to
+ * deliver and what the log's terminal entry does not carry (its input: a cancelled job's hash is
+ * gone by then). Only jobs with webhooks are here, and only until their deliveries are made.
+ */
+export const webhookJobs = pgTable("webhook_jobs", {
+  jobId: text("job_id").primaryKey(),
+  endpointId: text("endpoint_id").notNull(),
+  tenantId: text("tenant_id").notNull(),
+  webhook: text("webhook"),
+  webhookV2: text("webhook_v2"),
+  submittedAt: bigint("submitted_at", { mode: "number" }).notNull(),
+  retries: integer("retries").notNull().default(0),
+  /** The job's input as JSON text, read from its BullMQ hash when the consumer saw it accepted; null once Redis no longer had it. */
+  inputJson: text("input_json"),
+  removalReason: text("removal_reason"),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * One webhook to deliver: a job's terminal state to one URL. `id` is the Standard Webhooks
+ * `webhook-id`, the same on every attempt; `payload` the exact bytes every attempt sends.
+ */
+export const webhookDeliveries = pgTable(
+  "webhook_deliveries",
+  {
+    id: text("id").primaryKey(),
+    jobId: text("job_id").notNull(),
+    endpointId: text("endpoint_id").notNull(),
+    tenantId: text("tenant_id").notNull(),
+    /** `webhook` or `webhookV2`: the request field the URL came from. */
+    field: text("field").notNull(),
+    url: text("url").notNull(),
+    payload: text("payload").notNull(),
+    /** pending → delivered | failed (a 4xx or a refused address: not retried) | exhausted (the schedule ran out). */
+    state: text("state").$type<"pending" | "delivered" | "failed" | "exhausted">().notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    /** Attempts made before the last manual retry: the schedule restarts after them. */
+    scheduleOffset: integer("schedule_offset").notNull().default(0),
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true, precision: 3 }),
+    lastStatus: integer("last_status"),
+    lastError: text("last_error"),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true, precision: 3 }),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [
+    index("webhook_deliveries_due_idx").on(t.nextAttemptAt).where(sql`${t.state} = 'pending'`),
+    index("webhook_deliveries_job_idx").on(t.jobId),
+    index("webhook_deliveries_endpoint_idx").on(t.endpointId, t.createdAt),
+  ],
+);
+
+/** Every attempt of a delivery: when, the receiver's status, how long, what went wrong. */
+export const webhookAttempts = pgTable(
+  "webhook_attempts",
+  {
+    deliveryId: text("delivery_id").notNull().references(() => webhookDeliveries.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    /** in_flight (a deliverer that died mid-attempt leaves it so), delivered, retry, stop. */
+    outcome: text("outcome").notNull(),
+    status: integer("status"),
+    latencyMs: integer("latency_ms"),
+    error: text("error"),
+  },
+  (t) => [primaryKey({ columns: [t.deliveryId, t.attempt] })],
+);

@@ -46,7 +46,12 @@ export function acceptedJobName(p: AcceptedPayload): string {
 
 export const removalReason = z.enum(["cancelled", "purged", "expired"]);
 export type RemovalReason = z.infer<typeof removalReason>;
-export const removingPayload = z.object({ jobId: z.string(), reason: removalReason });
+export const removingPayload = z.object({
+  jobId: z.string(),
+  reason: removalReason,
+  /** A job with a webhook takes its input along: its hash is gone once removed, and the webhook carries it. */
+  input: z.unknown().optional(),
+});
 
 export const retriedPayload = z.object({ jobId: z.string(), retries: z.number().int().min(0) });
 

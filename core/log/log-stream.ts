@@ -10,4 +10,4 @@ export const LOG_STREAM_MAX_LEN = 1_000_000_000_000;
  * Every consumer of the log, by the name its cursor is saved under: the trimmer waits for all of
  * them, and `/admin/log` reports each one's lag.
  */
-export const LOG_CONSUMERS = ["records", "billing"] as const;
+export const LOG_CONSUMERS = ["records", "billing", "webhooks"] as const;

@@ -124,9 +124,9 @@ export async function spawnApi(options: ApiProcessOptions): Promise<EntryProcess
 }
 
 /** apps/control/main.ts as a process; resolves once it has started its consumers. */
-export function spawnControl(options: { databaseUrl: string; redisUrl: string; redisPrefix: string }): Promise<EntryProcess> {
+export function spawnControl(options: { databaseUrl: string; redisUrl: string; redisPrefix: string; env?: Record<string, string> }): Promise<EntryProcess> {
   return spawnEntry(controlMain, {
-    env: { DATABASE_URL: options.databaseUrl, REDIS_URL: options.redisUrl, HEARTH_REDIS_PREFIX: options.redisPrefix },
+    env: { DATABASE_URL: options.databaseUrl, REDIS_URL: options.redisUrl, HEARTH_REDIS_PREFIX: options.redisPrefix, ...options.env },
     readyLine: /"msg":"control plane started"/,
   });
 }

@@ -13,6 +13,7 @@ import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { ControlPlane } from "../../apps/control/control-plane.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { apiClient } from "./api-client.ts";
+import { egressPolicy } from "../../core/config/egress.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./services.ts";
 
@@ -51,8 +52,19 @@ export interface StackOptions {
   operatorS3Env?: Record<string, string>;
   /** The environment the local provider takes workers' allow-listed part from. Default: this process's. */
   workerInheritEnv?: NodeJS.ProcessEnv;
+  /** HEARTH_WEBHOOK_RETRY_SCHEDULE of the control plane (seconds). Default the production schedule. */
+  webhookScheduleS?: number[];
+  /** Timeout of one webhook attempt (ms). Default 15000. */
+  webhookTimeoutMs?: number;
   /** HEARTH_BILLING_MODE of the API and the scheduler. Default `meter`: tests not about billing need no credit. */
   billingMode?: BillingMode;
+  /**
+   * HEARTH_EGRESS_ALLOW_HTTP of the stack. Default true, unlike production (off): tests' webhook
+   * receivers are plain http:// servers on loopback.
+   */
+  egressAllowHttp?: boolean;
+  /** HEARTH_EGRESS_ALLOWLIST of the stack. Default `127.0.0.0/8` (production: empty), for the same receivers. */
+  egressAllowList?: string;
 }
 
 /**
@@ -69,6 +81,10 @@ export async function startStack(options: StackOptions = {}) {
   const parsedAllowList = parseAllowList(options.modelAllowList ?? "");
   if (!parsedAllowList.ok) throw new Error(`modelAllowList: ${parsedAllowList.errors.join("; ")}`);
   const modelAllowList = parsedAllowList.allow;
+  const parsedEgress = parseAllowList(options.egressAllowList ?? "127.0.0.0/8");
+  if (!parsedEgress.ok) throw new Error(`egressAllowList: ${parsedEgress.errors.join("; ")}`);
+  const egressAllowList = parsedEgress.allow;
+  const egressAllowHttp = options.egressAllowHttp ?? true;
   const api: RunningApi = await startApiServer({
     databaseUrl: database.url,
     redisUrl,
@@ -81,6 +97,8 @@ export async function startStack(options: StackOptions = {}) {
     modelAllowList,
     ...(options.secretsKey && { secretsKey: options.secretsKey }),
     billingMode: options.billingMode ?? "meter",
+    egressAllowHttp,
+    egressAllowList,
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
@@ -113,7 +131,21 @@ export async function startStack(options: StackOptions = {}) {
   });
   await scheduler.start();
   // The control plane in this process, reading the log often so tests wait little for records.
-  const control = options.control === false ? undefined : new ControlPlane({ redis, sql: dbh.sql, keys: new RedisKeys(redisPrefix), log: () => {}, blockMs: 100, trimIntervalMs: 1000 });
+  const control =
+    options.control === false
+      ? undefined
+      : new ControlPlane({
+          redis,
+          sql: dbh.sql,
+          keys: new RedisKeys(redisPrefix),
+          log: () => {},
+          blockMs: 100,
+          trimIntervalMs: 1000,
+          egress: egressPolicy(egressAllowHttp, egressAllowList),
+          ...(options.webhookScheduleS && { webhookScheduleS: options.webhookScheduleS }),
+          ...(options.secretsKey && { secretsBox: new SecretBox(options.secretsKey) }),
+          ...(options.webhookTimeoutMs !== undefined && { webhookTimeoutMs: options.webhookTimeoutMs }),
+        });
   control?.start();
   const call = apiClient(api.url);
 

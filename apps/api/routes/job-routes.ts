@@ -2,7 +2,9 @@ import { createRoute, type OpenAPIHono, type RouteConfig } from "@hono/zod-opena
 import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
-import { runRequest } from "../../../core/contracts/job-request.ts";
+import { runRequest, type RunRequest } from "../../../core/contracts/job-request.ts";
+import { checkUrlAtSubmission } from "../../../core/net/host-resolution.ts";
+import type { UrlPolicy } from "../../../core/net/url-policy.ts";
 import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
@@ -109,6 +111,31 @@ const buildRoutes = (deps: ApiDeps) => ({
   }),
 });
 
+/**
+ * 400 naming `webhook`/`webhookV2` when one points where the egress policy forbids (scheme, literal
+ * address, a name that resolves to a forbidden address from here). A resolver failure counts as
+ * "does not resolve here": the sender checks the address it connects to anyway.
+ */
+async function checkWebhooks(req: RunRequest, egress: UrlPolicy): Promise<void> {
+  const fields = (["webhook", "webhookV2"] as const).filter((f) => req[f] !== undefined);
+  const verdicts = await Promise.all(
+    fields.map(async (f) => {
+      let url: URL;
+      try {
+        url = new URL(req[f]!);
+      } catch {
+        return { ok: false, reason: "must be an http(s) URL" } as const;
+      }
+      return checkUrlAtSubmission(url, egress).catch(() => ({ ok: true }) as const);
+    }),
+  );
+  const issues = fields.flatMap((path, i) => {
+    const v = verdicts[i]!;
+    return v.ok ? [] : [{ path, message: v.reason }];
+  });
+  if (issues.length > 0) throw ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+}
+
 /** The RunPod job API: `/v2/:endpointId/...`, exactly as runpod-contract.md §1. Every success is HTTP 200. */
 export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   const app = apiRouter<JobEnv>();
@@ -128,6 +155,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   hotRoute(app, routes.run, async (c, input) => {
     const idempotencyKey = input.header["idempotency-key"];
     const req = input.json;
+    if (req.webhook !== undefined || req.webhookV2 !== undefined) await checkWebhooks(req, deps.egress);
     const ep = c.get("endpoint");
     const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: ASYNC_RETENTION_MS, ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
@@ -142,6 +170,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const { wait } = input.query;
     const idempotencyKey = input.header["idempotency-key"];
     const req = input.json;
+    if (req.webhook !== undefined || req.webhookV2 !== undefined) await checkWebhooks(req, deps.egress);
     const ep = c.get("endpoint");
     const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs: syncRetentionMs(wait), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);

@@ -51,7 +51,12 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { body: jsonRequest(endpointCreate) },
-    responses: { ...okJson(endpointView, "The endpoint as stored."), 400: errors[400], 401: errors[401], 403: quotaError },
+    responses: {
+      ...okJson(endpointView.extend({ webhookSecret: z.string().describe("The endpoint's webhook signing secret (`whsec_…`), shown once.") }), "The endpoint as stored."),
+      400: errors[400],
+      401: errors[401],
+      403: quotaError,
+    },
   }),
   listEndpoints: createRoute({
     method: "get",
@@ -141,7 +146,10 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     await deps.prices.checkGpuTypes(body.gpuTypeIds, "gpuTypeIds");
     await deps.policy.checkGrants(tenantId, body.engine, "engine");
     await deps.policy.checkEndpoint(tenantId, body);
-    return c.json(await deps.endpoints.create(tenantId, body), 200);
+    const ep = await deps.endpoints.create(tenantId, body);
+    // Shown once: the tenant verifies its webhooks with it (rotate for a new one).
+    const webhookSecret = await deps.webhookSecrets.create(ep.id);
+    return c.json({ ...ep, webhookSecret }, 200);
   });
   v1.openapi(routes.listEndpoints, async (c) => c.json(await deps.endpoints.list(c.get("principal").tenantId), 200));
   v1.openapi(routes.getEndpoint, async (c) => {

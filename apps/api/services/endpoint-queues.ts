@@ -136,7 +136,10 @@ export class EndpointQueues {
    * nothing to the log's readers). Returns false when the job is locked by a worker.
    */
   async remove(endpointId: string, job: Job, reason: RemovalReason): Promise<boolean> {
-    await this.redis.xadd(this.keys.log(endpointId), "*", ...hearthEntry(HEARTH_EVENTS.removing, { jobId: job.id!, reason }));
+    const data = jobData.safeParse(job.data);
+    const hooked = data.success && (data.data.webhook !== undefined || data.data.webhookV2 !== undefined);
+    const entry = { jobId: job.id!, reason, ...(hooked && { input: data.data.input }) };
+    await this.redis.xadd(this.keys.log(endpointId), "*", ...hearthEntry(HEARTH_EVENTS.removing, entry));
     return job.remove().then(
       () => true,
       () => false,
