@@ -22,6 +22,7 @@ import type { WebhookDeliveries } from "./services/webhook-deliveries.ts";
 import type { WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import type { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
+import type { ResultRetention } from "../../core/policy/retention.ts";
 import type { UsageReports } from "./services/usage-report.ts";
 import type { SessionCosts } from "./services/session-costs.ts";
 import type { ReconcileReports } from "./services/reconcile-report.ts";
@@ -71,6 +72,8 @@ export interface ApiDeps {
   webhookSecrets: WebhookSecretStore;
   /** How long a rotated-out webhook secret keeps signing (ms). */
   webhookSecretGraceMs: number;
+  /** How long finished results stay readable through `/status` (HEARTH_RETENTION_ASYNC_S, HEARTH_RETENTION_SYNC_S). */
+  retention: ResultRetention;
   /** Tenants' usage and invoices, from the ledger's charges. */
   usage: UsageReports;
   /** Jobs' shares of their sessions' cost, and a session's bill line by line. */

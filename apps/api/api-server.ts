@@ -32,6 +32,7 @@ import { WebhookDeliveries } from "./services/webhook-deliveries.ts";
 import { DEFAULT_WEBHOOK_SECRET_GRACE_MS, WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
+import { DEFAULT_RETENTION, type ResultRetention } from "../../core/policy/retention.ts";
 import { PriceStore } from "./services/price-store.ts";
 import { Ledger } from "./services/ledger.ts";
 import { UsageReports } from "./services/usage-report.ts";
@@ -59,6 +60,8 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
      * then opts into refusals; the environment's default (loadApiConfig) is `enforce`.
      */
     billingMode?: BillingMode;
+    /** HEARTH_RETENTION_ASYNC_S, HEARTH_RETENTION_SYNC_S. Default core/policy's DEFAULT_RETENTION (30 min, 1 min). */
+    retention?: ResultRetention;
   };
 
 /**
@@ -109,6 +112,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const syncRuns = new SyncRuns({ submitter, reader });
   const prices = new PriceStore({ sql: dbh.sql, now });
   const billingMode = config.billingMode ?? "meter";
+  const retention = config.retention ?? DEFAULT_RETENTION;
   const balances = new BalanceCache(redis, dbh.sql, keys);
   const deps: ApiDeps = {
     adminToken: config.adminToken,
@@ -137,11 +141,12 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     webhooks: new WebhookDeliveries(dbh.sql),
     webhookSecrets: new WebhookSecretStore(dbh.sql, secrets),
     webhookSecretGraceMs: DEFAULT_WEBHOOK_SECRET_GRACE_MS,
+    retention,
     usage: new UsageReports(dbh.sql),
     sessionCosts: new SessionCosts({ sql: dbh.sql, prices }),
     reconcile: new ReconcileReports({ sql: dbh.sql, prices }),
     logNow: () => redisNowMs(redis),
-    openai: new OpenAIRelay({ submitter, reader, events, control, syncRuns, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
+    openai: new OpenAIRelay({ submitter, reader, events, control, syncRuns, retention, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
     checkReady: async () => {
       const [r, p] = await Promise.all([
         redis.ping().then(() => true, () => false),

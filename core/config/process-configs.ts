@@ -11,6 +11,7 @@ import { egressEnv } from "./egress.ts";
 import { webhookRetrySchedule } from "../webhooks/retry-schedule.ts";
 import type { AllowList } from "../net/url-policy.ts";
 import { billingMode, type BillingMode } from "../contracts/billing.ts";
+import type { ResultRetention } from "../policy/retention.ts";
 
 const shared = {
   DATABASE_URL: databaseUrl,
@@ -37,6 +38,9 @@ const apiSchema = z.object({
   HEARTH_ADMIN_TOKEN: optionalString.pipe(z.string().min(16, "must be at least 16 characters").optional()),
   HEARTH_BILLING_MODE: billingModeVar,
   ...egressEnv,
+  /** How long a finished result stays readable through /status: after /run, after /runsync (up to 5 min with `wait`). */
+  HEARTH_RETENTION_ASYNC_S: intFrom(1800, 1, 7 * 86_400),
+  HEARTH_RETENTION_SYNC_S: intFrom(60, 1, 7 * 86_400),
 });
 
 export interface ApiConfig {
@@ -57,6 +61,8 @@ export interface ApiConfig {
   adminTokenGenerated: boolean;
   /** HEARTH_BILLING_MODE: what new tenants get; `meter` refuses nothing for anyone. */
   billingMode: BillingMode;
+  /** HEARTH_RETENTION_ASYNC_S and HEARTH_RETENTION_SYNC_S, in ms. */
+  retention: ResultRetention;
   /** HEARTH_EGRESS_ALLOW_HTTP: webhooks may be plain http:// (checked at submission). Default false. */
   egressAllowHttp: boolean;
   /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts webhooks may reach. Default empty. */
@@ -79,6 +85,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     adminToken: c.HEARTH_ADMIN_TOKEN ?? newAdminToken(),
     adminTokenGenerated: generated,
     billingMode: c.HEARTH_BILLING_MODE,
+    retention: { asyncMs: c.HEARTH_RETENTION_ASYNC_S * 1000, syncMs: c.HEARTH_RETENTION_SYNC_S * 1000 },
     egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
     egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
   };

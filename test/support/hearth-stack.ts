@@ -15,6 +15,7 @@ import { RedisKeys } from "../../core/queue/keys.ts";
 import { apiClient } from "./api-client.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
+import type { ResultRetention } from "../../core/policy/retention.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./services.ts";
 
 export const fixturesDir = fileURLToPath(new URL("../fixtures/handlers", import.meta.url));
@@ -52,6 +53,8 @@ export interface StackOptions {
   operatorS3Env?: Record<string, string>;
   /** The environment the local provider takes workers' allow-listed part from. Default: this process's. */
   workerInheritEnv?: NodeJS.ProcessEnv;
+  /** HEARTH_RETENTION_ASYNC_S / HEARTH_RETENTION_SYNC_S of the API (in ms here). Default 30 min / 1 min. */
+  retention?: ResultRetention;
   /** HEARTH_WEBHOOK_RETRY_SCHEDULE of the control plane (seconds). Default the production schedule. */
   webhookScheduleS?: number[];
   /** Timeout of one webhook attempt (ms). Default 15000. */
@@ -99,6 +102,7 @@ export async function startStack(options: StackOptions = {}) {
     billingMode: options.billingMode ?? "meter",
     egressAllowHttp,
     egressAllowList,
+    ...(options.retention && { retention: options.retention }),
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });

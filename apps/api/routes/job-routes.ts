@@ -10,7 +10,7 @@ import { healthView, jobStatus, jobView, streamPage } from "../../../core/contra
 import { ApiError } from "../api-error.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
-import { ASYNC_RETENTION_MS, syncRetentionMs } from "../services/job-submitter.ts";
+import { syncRetentionMs } from "../../../core/policy/retention.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { openaiRoutes } from "./openai-routes.ts";
@@ -22,6 +22,10 @@ const MB = 1024 * 1024;
 const waitQuery = (dflt: number, min: number, max: number, what: string) =>
   z.object({ wait: z.coerce.number().int().min(min).max(max).default(dflt).describe(what) });
 const syncWait = waitQuery(90_000, 1000, 300_000, "How long to wait for the job to finish, ms (default 90000).");
+/** `/runsync`'s: whether the caller gave `wait` decides how long the result stays (core/policy/retention.ts). */
+const runsyncWait = z.object({
+  wait: z.coerce.number().int().min(1000).max(300_000).optional().describe("How long to wait for the job to finish, ms (default 90000); the result then stays readable that long (at least HEARTH_RETENTION_SYNC_S, at most 5 min)."),
+});
 /** `/stream` holds a poll briefly when nothing is buffered, so a client polling without pause (runpod-sdk) does not spin. */
 const streamWait = waitQuery(1000, 0, 10_000, "How long to hold the poll when nothing is buffered, ms (default 1000).");
 
@@ -56,7 +60,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     path: "/{ep}/runsync",
     summary: "Run a job and wait for its result",
     middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 20 * MB })] as const,
-    request: { params: epParam, query: syncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
+    request: { params: epParam, query: runsyncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: {
       ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
       ...errors,
@@ -157,7 +161,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const req = input.json;
     if (req.webhook !== undefined || req.webhookV2 !== undefined) await checkWebhooks(req, deps.egress);
     const ep = c.get("endpoint");
-    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: ASYNC_RETENTION_MS, ...(idempotencyKey !== undefined && { idempotencyKey }) });
+    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
       // The first submission's job, as it is now (RunPod answers /run with id and status only).
       const view = await deps.reader.view(ep.id, submitted.id);
@@ -167,12 +171,14 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   });
 
   hotRoute(app, routes.runsync, async (c, input) => {
-    const { wait } = input.query;
+    const asked = input.query.wait;
+    const wait = asked ?? 90_000;
     const idempotencyKey = input.header["idempotency-key"];
     const req = input.json;
     if (req.webhook !== undefined || req.webhookV2 !== undefined) await checkWebhooks(req, deps.egress);
     const ep = c.get("endpoint");
-    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs: syncRetentionMs(wait), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
+    const retentionMs = asked === undefined ? deps.retention.syncMs : syncRetentionMs(deps.retention, asked);
+    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);
   });
 

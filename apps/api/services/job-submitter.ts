@@ -7,12 +7,6 @@ import type { AcceptedPayload } from "../../../core/log/log-entry.ts";
 import { newJobId } from "../../../core/ids/random-id.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
 
-/** How long a finished result stays readable (RunPod: 30 min for /run; 1 min for /runsync, up to 5 min with `wait`). */
-export const ASYNC_RETENTION_MS = 30 * 60_000;
-export function syncRetentionMs(waitMs: number): number {
-  return Math.min(5 * 60_000, Math.max(60_000, waitMs));
-}
-
 /** How long an `Idempotency-Key` keeps answering with the job it first created. */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 

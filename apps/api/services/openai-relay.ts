@@ -5,7 +5,8 @@ import type { JobEvent } from "../../../core/queue/messages.ts";
 import { jobFailure } from "../openai-error.ts";
 import type { JobControl } from "./job-control.ts";
 import type { JobEvents } from "./job-events.ts";
-import { syncRetentionMs, type JobSubmitter } from "./job-submitter.ts";
+import type { JobSubmitter } from "./job-submitter.ts";
+import { DEFAULT_RETENTION, syncRetentionMs, type ResultRetention } from "../../../core/policy/retention.ts";
 import type { JobReader } from "./job-reader.ts";
 import type { SyncRuns } from "./sync-runs.ts";
 
@@ -20,6 +21,8 @@ export interface OpenAIRelayOptions {
   heartbeatMs?: number;
   /** Longest a request waits for its job (ms); OpenAI's own clients wait 10 minutes. Default 600000. */
   maxWaitMs?: number;
+  /** How long results stay readable (HEARTH_RETENTION_*). Default core/policy's DEFAULT_RETENTION. */
+  retention?: ResultRetention;
 }
 
 const encoder = new TextEncoder();
@@ -50,7 +53,7 @@ export class OpenAIRelay {
     };
     signal.addEventListener("abort", cancelIfGone, { once: true });
     try {
-      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(wait) }, wait, signal, (submittedId) => {
+      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait) }, wait, signal, (submittedId) => {
         jobId = submittedId;
         if (signal.aborted) cancelIfGone(); // gone while the job was being queued
       });
@@ -139,7 +142,7 @@ export class OpenAIRelay {
     }, wait);
 
     try {
-      await submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(wait), id: jobId });
+      await submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), id: jobId });
     } catch (err) {
       stopListening();
       clearInterval(ticker);
