@@ -23,6 +23,7 @@ import type { WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import type { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import type { ResultRetention } from "../../core/policy/retention.ts";
+import type { ObjectStore } from "../../core/objects/object-store.ts";
 import type { UsageReports } from "./services/usage-report.ts";
 import type { SessionCosts } from "./services/session-costs.ts";
 import type { ReconcileReports } from "./services/reconcile-report.ts";
@@ -74,6 +75,8 @@ export interface ApiDeps {
   webhookSecretGraceMs: number;
   /** How long finished results stay readable through `/status` (HEARTH_RETENTION_ASYNC_S, HEARTH_RETENTION_SYNC_S). */
   retention: ResultRetention;
+  /** Where the control plane keeps outputs over 256 KB; `GET /api/v1/jobs/:id/output` serves them. */
+  objects: ObjectStore;
   /** Tenants' usage and invoices, from the ledger's charges. */
   usage: UsageReports;
   /** Jobs' shares of their sessions' cost, and a session's bill line by line. */

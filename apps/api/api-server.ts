@@ -33,6 +33,8 @@ import { DEFAULT_WEBHOOK_SECRET_GRACE_MS, WebhookSecretStore } from "../../core/
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import { DEFAULT_RETENTION, type ResultRetention } from "../../core/policy/retention.ts";
+import { createObjectStore } from "../../core/objects/object-store-config.ts";
+import { defaultObjectDir, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 import { PriceStore } from "./services/price-store.ts";
 import { Ledger } from "./services/ledger.ts";
 import { UsageReports } from "./services/usage-report.ts";
@@ -62,6 +64,8 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
     billingMode?: BillingMode;
     /** HEARTH_RETENTION_ASYNC_S, HEARTH_RETENTION_SYNC_S. Default core/policy's DEFAULT_RETENTION (30 min, 1 min). */
     retention?: ResultRetention;
+    /** Where large outputs are (must be the control plane's). Default the local directory HEARTH_OBJECT_DIR's default. */
+    objects?: ObjectStoreSettings;
   };
 
 /**
@@ -142,6 +146,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     webhookSecrets: new WebhookSecretStore(dbh.sql, secrets),
     webhookSecretGraceMs: DEFAULT_WEBHOOK_SECRET_GRACE_MS,
     retention,
+    objects: createObjectStore(config.objects ?? { objectDir: defaultObjectDir, s3Region: "us-east-1" }),
     usage: new UsageReports(dbh.sql),
     sessionCosts: new SessionCosts({ sql: dbh.sql, prices }),
     reconcile: new ReconcileReports({ sql: dbh.sql, prices }),

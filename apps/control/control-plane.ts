@@ -14,6 +14,7 @@ import { WebhookDispatcher } from "./webhook-dispatcher.ts";
 import { WebhookSender } from "./webhook-sender.ts";
 import { WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import type { SecretBox } from "../../core/secrets/secret-box.ts";
+import type { ObjectStore } from "../../core/objects/object-store.ts";
 import type { UrlPolicy } from "../../core/net/url-policy.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
@@ -48,6 +49,8 @@ export interface ControlPlaneOptions {
   secretsBox?: SecretBox;
   /** Timeout of one webhook attempt (ms). Default 15000. */
   webhookTimeoutMs?: number;
+  /** Where outputs over 256 KB are kept; without one they stay in Redis only, for their retention. */
+  objects?: ObjectStore;
 }
 
 
@@ -76,7 +79,8 @@ export class ControlPlane {
       log: options.log,
     });
     const webhooks = new WebhookConsumer({ redis: options.redis, keys: options.keys, log: options.log, onDeliveries: () => this.dispatcher.wake() });
-    const consumers: LogConsumer[] = [new RecordsProjector(), billing, webhooks];
+    const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log });
+    const consumers: LogConsumer[] = [records, billing, webhooks];
     this.runners = consumers.map((consumer) => {
       const redis = options.redis.duplicate();
       redis.on("error", () => {}); // reconnects by itself; the runner logs failed rounds

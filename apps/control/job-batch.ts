@@ -34,9 +34,10 @@ const FOLDABLE = /^(accepted|added)?(active)?(completed|failed)?$/;
  * Splits a batch into jobs whose entries fold into one row each (the common life of a job under
  * load: accepted, started and finished, or any part of that, within one read) and the entries that
  * go one by one (worker
- * transitions, removals, retries, and any job whose entries take another shape).
+ * transitions, removals, retries, and any job whose entries take another shape). `storedOutputs`:
+ * the object-store references of large outputs, by the entry id of their `completed` entry.
  */
-export function foldJobs(entries: LogEntry[], ctx: EntryContext): { folded: FoldedJob[]; single: LogEntry[] } {
+export function foldJobs(entries: LogEntry[], ctx: EntryContext, storedOutputs: ReadonlyMap<string, string> = new Map()): { folded: FoldedJob[]; single: LogEntry[] } {
   const byJob = new Map<string, JobEntry[]>();
   const single: LogEntry[] = [];
   const jobIdOf = (e: LogEntry): string | undefined => {
@@ -61,7 +62,7 @@ export function foldJobs(entries: LogEntry[], ctx: EntryContext): { folded: Fold
   const foldedIds = new Set<string>();
   for (const [id, list] of byJob) {
     if (!FOLDABLE.test(list.map((e) => e.kind).join(""))) continue;
-    folded.push(fold(id, list, ctx));
+    folded.push(fold(id, list, ctx, storedOutputs));
     foldedIds.add(id);
   }
   for (const e of entries) {
@@ -71,7 +72,7 @@ export function foldJobs(entries: LogEntry[], ctx: EntryContext): { folded: Fold
   return { folded, single };
 }
 
-function fold(id: string, list: JobEntry[], ctx: EntryContext): FoldedJob {
+function fold(id: string, list: JobEntry[], ctx: EntryContext, storedOutputs: ReadonlyMap<string, string>): FoldedJob {
   const last = parseStreamId(list[list.length - 1]!.id);
   const row: FoldedJob = { id, tenant_id: ctx.tenantId, endpoint_id: ctx.endpointId, status: "IN_QUEUE", seq_ms: last.ms, seq_n: last.n, accepted: false, finished: false };
   for (const e of list) {
@@ -89,7 +90,7 @@ function fold(id: string, list: JobEntry[], ctx: EntryContext): FoldedJob {
         Object.assign(row, { status: "IN_PROGRESS", started_at: at, started_ms: parseStreamId(e.id).ms });
         break;
       case "completed":
-        Object.assign(row, { ...resultColumns(e.result), finished: true, finished_at: at });
+        Object.assign(row, { ...resultColumns(e.result, storedOutputs.get(e.id)), finished: true, finished_at: at });
         break;
       case "failed": {
         const error = toPgText(e.reason);

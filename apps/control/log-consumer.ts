@@ -26,6 +26,8 @@ export interface EntryContext {
  */
 export interface LogConsumer {
   readonly name: string;
+  /** Its own pause after a short read (ms), where latency matters more than batching; the runner's `lingerMs` wins. */
+  readonly lingerMs?: number;
   apply(tx: TransactionSql, entry: LogEntry, ctx: EntryContext): Promise<void>;
   /** Applies a batch at once where that is cheaper; must leave what `apply` one by one would. */
   applyBatch?(tx: TransactionSql, entries: LogEntry[], ctx: EntryContext): Promise<void>;
@@ -117,7 +119,7 @@ export class LogConsumerRunner {
     while (!this.stopping) {
       try {
         const n = await this.round();
-        if (n > 0 && n < this.batchSize) await sleep(this.options.lingerMs ?? 100);
+        if (n > 0 && n < this.batchSize) await sleep(this.options.lingerMs ?? this.options.consumer.lingerMs ?? 100);
       } catch (err) {
         this.options.log({ level: "warn", msg: "log consumer round failed; retrying", consumer: this.name, error: errorText(err) });
         await sleep(this.options.retryMs ?? 1000);

@@ -8,6 +8,7 @@ import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.
 import { ControlPlane } from "./control-plane.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
+import { createObjectStore } from "../../core/objects/object-store-config.ts";
 
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
     egress: egressPolicy(config.egressAllowHttp, config.egressAllowList),
     webhookScheduleS: config.webhookRetryScheduleS,
     ...(config.secretsKey && { secretsBox: new SecretBox(config.secretsKey) }),
+    objects: createObjectStore(config.objects),
   });
   control.start();
   log({ msg: "control plane started", prefix: config.redisPrefix });

@@ -4,7 +4,10 @@ import { toPgText } from "../../core/db/pg-text.ts";
 import { FINAL_WORKER_STATES } from "../../core/contracts/worker-state.ts";
 import type { EntryContext, LogConsumer } from "./log-consumer.ts";
 import { foldJobs, upsertFolded } from "./job-batch.ts";
-import { EMPTY_FINISH, resultColumns, type FinishColumns } from "./job-columns.ts";
+import { EMPTY_FINISH, largeOutputJson, resultColumns, type FinishColumns } from "./job-columns.ts";
+import { createHash } from "node:crypto";
+import type { ObjectStore } from "../../core/objects/object-store.ts";
+import { errorFields, type Log } from "../../core/log/process-log.ts";
 
 
 /** Error text of a job removed from its queue, by reason (CANCELLED has none, as RunPod). */
@@ -25,16 +28,49 @@ type Tx = TransactionSql;
 export class RecordsProjector implements LogConsumer {
   readonly name = "records";
 
+  /** `objects`: where outputs over 256 KB are kept (without one they stay in Redis only, for their retention). */
+  constructor(private readonly options: { objects?: ObjectStore; log?: Log } = {}) {}
+
   /**
    * A whole batch: jobs whose entries fold into one row each go in one statement (under load most
    * jobs are accepted, started and finished within one read), the rest entry by entry, in order.
    */
   async applyBatch(tx: Tx, entries: LogEntry[], ctx: EntryContext): Promise<void> {
-    const { folded, single } = foldJobs(entries, ctx);
-    await Promise.all([upsertFolded(tx, folded), ...single.map((e) => this.apply(tx, e, ctx))]);
+    const stored = await this.storeLargeOutputs(entries, ctx);
+    const { folded, single } = foldJobs(entries, ctx, stored);
+    await Promise.all([upsertFolded(tx, folded), ...single.map((e) => this.applyOne(tx, e, ctx, stored))]);
   }
 
   async apply(tx: Tx, entry: LogEntry, ctx: EntryContext): Promise<void> {
+    return this.applyOne(tx, entry, ctx, await this.storeLargeOutputs([entry], ctx));
+  }
+
+  /**
+   * Writes the outputs too large for Postgres to the object store (before the records that point at
+   * them commit; a replay writes the same key again), returning their references by entry id. A store
+   * that fails is an outage, not a bad record: the batch is retried until it is back (nothing
+   * recorded without its output).
+   */
+  private async storeLargeOutputs(entries: LogEntry[], ctx: EntryContext): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    const { objects } = this.options;
+    if (!objects) return out;
+    for (const e of entries) {
+      if (e.kind !== "completed") continue;
+      const json = largeOutputJson(e.result);
+      if (json === undefined) continue;
+      const key = `outputs/${ctx.endpointId}/${createHash("sha256").update(e.jobId).digest("hex").slice(0, 32)}-${e.id}.json`;
+      try {
+        out.set(e.id, JSON.stringify(await objects.put(key, Buffer.from(json, "utf8"), "application/json")));
+      } catch (err) {
+        this.options.log?.({ level: "warn", msg: "large output not stored; retrying the batch", endpointId: ctx.endpointId, jobId: e.jobId, ...errorFields(err) });
+        throw Object.assign(new Error(`object store: ${errorFields(err).error}`), { code: "EOBJECTSTORE" });
+      }
+    }
+    return out;
+  }
+
+  private async applyOne(tx: Tx, entry: LogEntry, ctx: EntryContext, stored: ReadonlyMap<string, string>): Promise<void> {
     const { ms, n } = parseStreamId(entry.id);
     // Times go as ISO text with a cast: postgres.js cannot always infer a Date parameter's type.
     const at = new Date(ms).toISOString();
@@ -88,7 +124,7 @@ export class RecordsProjector implements LogConsumer {
         await tx`update jobs set removal_reason = ${entry.p.reason} where id = ${entry.p.jobId}`;
         return;
       case "completed":
-        return this.finished(tx, entry.jobId, ms, n, ctx, resultColumns(entry.result));
+        return this.finished(tx, entry.jobId, ms, n, ctx, resultColumns(entry.result, stored.get(entry.id)));
       case "failed": {
         const error = toPgText(entry.reason);
         return this.finished(tx, entry.jobId, ms, n, ctx, { status: "FAILED", error: error.text, error_exact: error.exact });

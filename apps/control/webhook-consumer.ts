@@ -37,6 +37,11 @@ type Terminal = { entryId: string; jobId: string; end: TerminalState };
  */
 export class WebhookConsumer implements LogConsumer {
   readonly name = "webhooks";
+  /**
+   * A first attempt is due within 100 ms of a job's end: the runner's usual 100 ms pause after a
+   * short read (which batches records) would spend all of it. Past 5 ms, batching gains little here.
+   */
+  readonly lingerMs = 5;
   private readonly created = new Set<string>();
 
   constructor(private readonly options: WebhookConsumerOptions) {}

@@ -3,7 +3,7 @@ import { z } from "zod";
 const posInt = (dflt: number, max: number) =>
   z.preprocess((v) => (v === "" || v === undefined ? dflt : Number(v)), z.number().int().min(1).max(max));
 
-export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream"] as const;
+export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream", "webhook-latency"] as const;
 export type BenchName = (typeof BENCH_NAMES)[number];
 
 const schema = z.object({
@@ -20,6 +20,8 @@ const schema = z.object({
   BENCH_LLM_REQUESTS: posInt(20, 10_000),
   /** llm-stream: `max_tokens` of each completion (the tiny model's context is 1024 tokens). */
   BENCH_LLM_TOKENS: posInt(200, 1000),
+  /** webhook-latency: measured sequential /run jobs with a webhook (and floor entries) per side; each takes ~0.1 s. */
+  BENCH_WEBHOOK_JOBS: posInt(200, 100_000),
   /** Comma-separated subset of the benchmarks; all when unset. */
   BENCH_ONLY: z.preprocess(
     (v) => (v === "" || v === undefined ? BENCH_NAMES.join(",") : v),
@@ -47,6 +49,7 @@ export interface BenchConfig {
   connections: number;
   llmRequests: number;
   llmTokens: number;
+  webhookJobs: number;
   only: BenchName[];
   cpuProfDir: string | undefined;
   verbose: boolean;
@@ -70,6 +73,7 @@ export function loadBenchConfig(env: NodeJS.ProcessEnv): BenchConfig {
     connections: c.BENCH_CONNECTIONS,
     llmRequests: c.BENCH_LLM_REQUESTS,
     llmTokens: c.BENCH_LLM_TOKENS,
+    webhookJobs: c.BENCH_WEBHOOK_JOBS,
     only: c.BENCH_ONLY,
     cpuProfDir: c.BENCH_CPU_PROF,
     verbose: c.BENCH_VERBOSE,

@@ -18,6 +18,8 @@ export interface HearthOptions {
   /** Node flags for the API child only (e.g. `--cpu-prof`). */
   apiNodeArgs?: string[];
   echo?: boolean;
+  /** Extra variables for every child (e.g. the egress settings a webhook benchmark needs); they win over the defaults. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Hearth as it is deployed: the API, the control plane and the scheduler (which runs the workers) as separate processes. */
@@ -62,7 +64,7 @@ export function apiProfileWindow(dir: string | undefined, bench: string, api: { 
 }
 
 /** Hearth for one benchmark of a run: the run's database and Redis prefix, its cleanup, and the API profiled when asked. */
-export function startHearthFor(ctx: BenchContext, bench: string): Promise<RunningHearth> {
+export function startHearthFor(ctx: BenchContext, bench: string, env?: NodeJS.ProcessEnv): Promise<RunningHearth> {
   const { config, isolation, cleanup } = ctx;
   return startHearth({
     databaseUrl: isolation.databaseUrl,
@@ -71,6 +73,7 @@ export function startHearthFor(ctx: BenchContext, bench: string): Promise<Runnin
     cleanup,
     apiNodeArgs: apiProfileArgs(config.cpuProfDir, bench),
     echo: config.verbose,
+    env,
   });
 }
 
@@ -86,6 +89,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     HEARTH_MODEL_DIRS: process.env.HEARTH_MODEL_DIRS || join(tmpdir(), "hearth-bench"),
     PORT: "0",
     HOST: "127.0.0.1",
+    ...options.env,
   };
   // The API migrates (and creates) the database, so the scheduler starts only once it listens.
   const api = await startChild(

@@ -12,6 +12,7 @@ import { webhookRetrySchedule } from "../webhooks/retry-schedule.ts";
 import type { AllowList } from "../net/url-policy.ts";
 import { billingMode, type BillingMode } from "../contracts/billing.ts";
 import type { ResultRetention } from "../policy/retention.ts";
+import { objectStoreEnv, objectStoreSettings, type ObjectStoreSettings } from "./object-store-env.ts";
 
 const shared = {
   DATABASE_URL: databaseUrl,
@@ -41,6 +42,7 @@ const apiSchema = z.object({
   /** How long a finished result stays readable through /status: after /run, after /runsync (up to 5 min with `wait`). */
   HEARTH_RETENTION_ASYNC_S: intFrom(1800, 1, 7 * 86_400),
   HEARTH_RETENTION_SYNC_S: intFrom(60, 1, 7 * 86_400),
+  ...objectStoreEnv,
 });
 
 export interface ApiConfig {
@@ -63,6 +65,8 @@ export interface ApiConfig {
   billingMode: BillingMode;
   /** HEARTH_RETENTION_ASYNC_S and HEARTH_RETENTION_SYNC_S, in ms. */
   retention: ResultRetention;
+  /** Where large outputs are (HEARTH_OBJECT_DIR, HEARTH_OUTPUT_BUCKET, HEARTH_S3_*): the API serves them. */
+  objects: ObjectStoreSettings;
   /** HEARTH_EGRESS_ALLOW_HTTP: webhooks may be plain http:// (checked at submission). Default false. */
   egressAllowHttp: boolean;
   /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts webhooks may reach. Default empty. */
@@ -86,6 +90,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     adminTokenGenerated: generated,
     billingMode: c.HEARTH_BILLING_MODE,
     retention: { asyncMs: c.HEARTH_RETENTION_ASYNC_S * 1000, syncMs: c.HEARTH_RETENTION_SYNC_S * 1000 },
+    objects: objectStoreSettings(c),
     egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
     egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
   };
@@ -164,6 +169,7 @@ const controlSchema = z.object({
   HEARTH_WEBHOOK_RETRY_SCHEDULE: webhookRetrySchedule,
   /** Opens endpoints' sealed webhook signing secrets. */
   HEARTH_SECRETS_KEY: secretsKey,
+  ...objectStoreEnv,
 });
 
 export interface ControlConfig {
@@ -180,6 +186,8 @@ export interface ControlConfig {
   webhookRetryScheduleS: number[];
   /** HEARTH_SECRETS_KEY: opens webhook signing secrets the API sealed. */
   secretsKey?: Buffer;
+  /** Where outputs too large for Postgres are written (HEARTH_OBJECT_DIR, HEARTH_OUTPUT_BUCKET, HEARTH_S3_*). */
+  objects: ObjectStoreSettings;
 }
 
 export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig {
@@ -194,6 +202,7 @@ export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): Control
     egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
     webhookRetryScheduleS: c.HEARTH_WEBHOOK_RETRY_SCHEDULE,
     ...(c.HEARTH_SECRETS_KEY !== undefined && { secretsKey: c.HEARTH_SECRETS_KEY }),
+    objects: objectStoreSettings(c),
   };
 }
 

@@ -1,4 +1,8 @@
 import { tmpdir } from "node:os";
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { LocalObjectStore } from "../../core/objects/local-object-store.ts";
 import { fileURLToPath } from "node:url";
 import { startApiServer, type RunningApi } from "../../apps/api/api-server.ts";
 import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
@@ -84,6 +88,8 @@ export async function startStack(options: StackOptions = {}) {
   const parsedAllowList = parseAllowList(options.modelAllowList ?? "");
   if (!parsedAllowList.ok) throw new Error(`modelAllowList: ${parsedAllowList.errors.join("; ")}`);
   const modelAllowList = parsedAllowList.allow;
+  // The API and the control plane share one object store: a directory of this stack's own.
+  const objectDir = join(tmpdir(), `hearth-objects-${randomBytes(6).toString("hex")}`);
   const parsedEgress = parseAllowList(options.egressAllowList ?? "127.0.0.0/8");
   if (!parsedEgress.ok) throw new Error(`egressAllowList: ${parsedEgress.errors.join("; ")}`);
   const egressAllowList = parsedEgress.allow;
@@ -103,6 +109,7 @@ export async function startStack(options: StackOptions = {}) {
     egressAllowHttp,
     egressAllowList,
     ...(options.retention && { retention: options.retention }),
+    objects: { objectDir, s3Region: "us-east-1" },
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
@@ -149,6 +156,7 @@ export async function startStack(options: StackOptions = {}) {
           ...(options.webhookScheduleS && { webhookScheduleS: options.webhookScheduleS }),
           ...(options.secretsKey && { secretsBox: new SecretBox(options.secretsKey) }),
           ...(options.webhookTimeoutMs !== undefined && { webhookTimeoutMs: options.webhookTimeoutMs }),
+          objects: new LocalObjectStore(objectDir),
         });
   control?.start();
   const call = apiClient(api.url);
@@ -188,6 +196,7 @@ export async function startStack(options: StackOptions = {}) {
       redis.disconnect();
       await dbh.close();
       await database.drop();
+      await rm(objectDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
+import type { JobRecordView } from "../services/job-records.ts";
 import { JOB_STATUSES } from "../../../core/contracts/job-view.ts";
 import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { ApiError } from "../api-error.ts";
@@ -40,6 +41,18 @@ const routes = {
     request: { params: idParam },
     responses: { ...okJson(jobRecordView, "The record."), ...errors },
   }),
+  output: createRoute({
+    method: "get",
+    path: "/jobs/{id}/output",
+    summary: "A job's output kept in the object store (over 256 KB), as JSON",
+    tags: ["records"],
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: {
+      200: { description: "The output as JSON, byte for byte as the worker returned it (`outputRef.sha256` is its hash).", content: { "application/json": { schema: z.unknown() } } },
+      ...errors,
+    },
+  }),
   workers: createRoute({
     method: "get",
     path: "/endpoints/{id}/workers",
@@ -63,13 +76,26 @@ export function recordRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     if (q.endpointId !== undefined && !(await deps.endpoints.getOwned(tenantId, q.endpointId))) throw ApiError.notFound("endpoint");
     const page = await deps.records.list({ tenantId, ...definedOnly(q) });
     // One more indexed read per page (the sessions' GPU types): the listing shows the same costs as the record.
-    return c.json({ ...page, items: await deps.sessionCosts.withJobCosts(page.items) }, 200);
+    const items = await deps.sessionCosts.withJobCosts(page.items);
+    return c.json({ ...page, items: items.map((r) => absoluteOutputUrl(r, c.req.url)) }, 200);
   });
 
   app.openapi(routes.getJob, async (c) => {
     const record = await deps.records.get(c.get("principal").tenantId, c.req.valid("param").id);
     if (!record) throw ApiError.notFound("job");
-    return c.json((await deps.sessionCosts.withJobCosts([record]))[0]!, 200);
+    const [priced] = await deps.sessionCosts.withJobCosts([record]);
+    return c.json(absoluteOutputUrl(priced!, c.req.url), 200);
+  });
+
+  app.openapi(routes.output, async (c) => {
+    const ref = await deps.records.storedOutput(c.get("principal").tenantId, c.req.valid("param").id);
+    if (!ref) throw ApiError.notFound("stored output of this job");
+    // A record written by a control plane with another store (S3 here, local there) cannot be read from this one.
+    if (ref.store !== deps.objects.kind) throw new ApiError(404, "not_found", `the output is in the ${ref.store} object store; this API reads the ${deps.objects.kind} one`);
+    const bytes = await deps.objects.get(ref.key);
+    if (!bytes) throw ApiError.notFound("stored output of this job");
+    // The stored bytes as they are (not re-serialised): the route's typing expects a JSON value, hence the cast.
+    return c.body(new Uint8Array(bytes), 200, { "content-type": "application/json", "x-content-sha256": ref.sha256 }) as never;
   });
 
   app.openapi(routes.workers, async (c) => {
@@ -84,4 +110,11 @@ export function recordRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
 
 function definedOnly<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
+}
+
+/** A stored output's `url` on this API's own origin (the record keeps it relative). */
+function absoluteOutputUrl(r: JobRecordView, requestUrl: string): JobRecordView {
+  const ref = r.outputRef;
+  if (ref === null || ref === "redis") return r;
+  return { ...r, outputRef: { ...ref, url: new URL(ref.url, requestUrl).href } };
 }

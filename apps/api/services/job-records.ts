@@ -1,6 +1,12 @@
 import type { Sql } from "postgres";
 import { z } from "zod";
+import type { StoredObject } from "../../../core/objects/object-store.ts";
 import { fromPgText } from "../../../core/db/pg-text.ts";
+
+/** A stored output as the record shows it: `url` is the API's own route for it (relative to the API). */
+const outputObjectRef = z
+  .object({ url: z.string(), store: z.enum(["local", "s3"]), bucket: z.string().optional(), key: z.string(), bytes: z.number(), sha256: z.string() })
+  .meta({ id: "OutputRef" });
 
 /** A job's durable record as the API returns it: RunPod's field names where they exist. */
 export const jobRecordView = z
@@ -20,8 +26,12 @@ export const jobRecordView = z
     finishedAt: z.string().nullable(),
     /** Present in a single record's view when the output was small enough to keep (256 KB). */
     output: z.unknown().optional(),
-    /** "redis" when the output was too large to keep here: readable from `/status` for its retention. */
-    outputRef: z.string().nullable(),
+    /**
+     * Where an output too large to keep inline (256 KB) is: the object store (`url` serves it with
+     * the tenant's key), or `"redis"` for a record written without one (readable from `/status` for
+     * its retention only).
+     */
+    outputRef: z.union([z.literal("redis"), outputObjectRef]).nullable(),
     promptTokens: z.number().nullable(),
     completionTokens: z.number().nullable(),
     ttftMs: z.number().nullable(),
@@ -151,6 +161,12 @@ export class JobRecords {
   }
 
   /** One of the tenant's jobs with its output, or undefined (→ 404) when unknown or another tenant's. */
+  /** Where the object store keeps the job's large output; undefined when the job is not the tenant's or has none there. */
+  async storedOutput(tenantId: string, jobId: string): Promise<StoredObject | undefined> {
+    const rows = z.array(z.object({ output_ref: z.string().nullable() })).parse(await this.sql`select output_ref from jobs where id = ${jobId} and tenant_id = ${tenantId}`);
+    return parseStoredRef(rows[0]?.output_ref ?? null);
+  }
+
   async get(tenantId: string, jobId: string): Promise<JobRecordView | undefined> {
     const { sql } = this;
     const rows = await sql`select ${sql.unsafe(COLUMNS)}, output_json from jobs where id = ${jobId} and tenant_id = ${tenantId}`;
@@ -209,7 +225,7 @@ function toView(r: z.infer<typeof jobRow>): JobRecordView {
     submittedAt: iso(r.submitted_at),
     startedAt: iso(r.started_at),
     finishedAt: iso(r.finished_at),
-    outputRef: r.output_ref,
+    outputRef: toOutputRef(r.id, r.output_ref),
     promptTokens: r.prompt_tokens,
     completionTokens: r.completion_tokens,
     ttftMs: r.ttft_ms,
@@ -226,4 +242,24 @@ function toView(r: z.infer<typeof jobRow>): JobRecordView {
     }
   }
   return view;
+}
+
+
+const storedObject = z.object({ store: z.enum(["local", "s3"]), bucket: z.string().optional(), key: z.string(), bytes: z.number().int().min(0), sha256: z.string() });
+
+/** The `output_ref` column read back: JSON of core/objects' StoredObject, or a legacy marker. */
+function parseStoredRef(raw: string | null): StoredObject | undefined {
+  if (raw === null || !raw.startsWith("{")) return undefined;
+  try {
+    const r = storedObject.safeParse(JSON.parse(raw));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function toOutputRef(jobId: string, raw: string | null): z.infer<typeof outputObjectRef> | "redis" | null {
+  if (raw === null) return null;
+  const stored = parseStoredRef(raw);
+  return stored ? { url: `/api/v1/jobs/${encodeURIComponent(jobId)}/output`, ...stored } : "redis";
 }
