@@ -113,16 +113,7 @@ async function hearthSide(ctx: BenchContext) {
   const hearth = await startHearthFor(ctx, NAME);
   let measured;
   try {
-    const apiKey = await hearth.createTenant("bench-runsync");
-    // workersMax 1: exactly one warm worker, as the floor has exactly one.
-    const endpointId = await hearth.createEndpoint(apiKey, {
-      name: "bench-noop",
-      engine: { kind: "handler", module: noopHandler },
-      workersMin: 1,
-      workersMax: 1,
-    });
-    ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker`);
-    await hearth.waitIdleWorkers(apiKey, endpointId, 1);
+    const { apiKey, endpointId } = await hearth.oneWarmWorker("bench-runsync", "bench-noop", noopHandler);
 
     const client = keepAlivePoster(hearth.url, { authorization: `Bearer ${apiKey}`, "content-type": "application/json" }, TRIP_TIMEOUT_MS);
     const path = `/v2/${endpointId}/runsync`;

@@ -199,15 +199,7 @@ async function hearthSide(ctx: BenchContext, receiver: WebhookReceiver) {
   const { config, isolation } = ctx;
   const hearth = await startHearthFor(ctx, NAME, EGRESS_ENV);
   try {
-    const apiKey = await hearth.createTenant("bench-webhooks");
-    const endpointId = await hearth.createEndpoint(apiKey, {
-      name: "bench-echo",
-      engine: { kind: "handler", module: echoHandler },
-      workersMin: 1,
-      workersMax: 1,
-    });
-    ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker`);
-    await hearth.waitIdleWorkers(apiKey, endpointId, 1);
+    const { apiKey, endpointId } = await hearth.oneWarmWorker("bench-webhooks", "bench-echo", echoHandler);
 
     const client = keepAlivePoster(hearth.url, { authorization: `Bearer ${apiKey}`, "content-type": "application/json" }, ARRIVAL_TIMEOUT_MS);
     const path = `/v2/${endpointId}/run`;

@@ -19,6 +19,12 @@ export interface BillingConsumerOptions {
   log: Log;
   /** The seed of the price table. Default core/billing's DEFAULT_PRICES. */
   defaultPrices?: PriceTable;
+  /**
+   * Least log time (ms) between two metering passes over an endpoint whose batches hold no worker
+   * transition (a busy log of jobs): charges only fall due at minute boundaries, and a pass costs a
+   * few queries. Default 5000.
+   */
+  passEveryMs?: number;
 }
 
 // The JSON columns read back: checked as the meter's own types (the same schemas the API reads them with).
@@ -43,6 +49,10 @@ export class BillingConsumer implements LogConsumer {
   private readonly defaults: PriceTable;
   /** Tenants charged by the transaction in flight, per endpoint: their cached balances are rebuilt once it commits. */
   private readonly charged = new Map<string, Set<string>>();
+  /** Endpoints whose batch in flight holds worker transitions: their sessions are metered at its end. */
+  private readonly transitioned = new Set<string>();
+  /** Per endpoint, the log position (ms) of its last metering pass: a busy log meters at most every `passEveryMs`. */
+  private readonly lastPass = new Map<string, number>();
 
   constructor(private readonly options: BillingConsumerOptions) {
     this.defaults = options.defaultPrices ?? DEFAULT_PRICES;
@@ -57,8 +67,22 @@ export class BillingConsumer implements LogConsumer {
     if (workers.length > 0) await this.record(tx, workers, ctx);
   }
 
-  finishBatch(tx: TransactionSql, ctx: EntryContext): Promise<void> {
-    return this.charge(tx, ctx);
+  /**
+   * Meters the endpoint's open sessions when the batch changed one, when a minute boundary passed
+   * since the last pass, or every `passEveryMs` of log time otherwise (a session waiting out its exit
+   * grace). The throttle is memory only: a restarted consumer meters at its first batch.
+   */
+  async finishBatch(tx: TransactionSql, ctx: EntryContext): Promise<void> {
+    const last = this.lastPass.get(ctx.endpointId);
+    const due =
+      this.transitioned.has(ctx.endpointId) ||
+      last === undefined ||
+      Math.floor(ctx.until / MINUTE_MS) > Math.floor(last / MINUTE_MS) ||
+      ctx.until - last >= (this.options.passEveryMs ?? 5000);
+    this.transitioned.delete(ctx.endpointId);
+    if (!due) return;
+    await this.charge(tx, ctx);
+    this.lastPass.set(ctx.endpointId, ctx.until);
   }
 
   async advance(sql: Sql, ctx: EntryContext): Promise<void> {
@@ -80,6 +104,7 @@ export class BillingConsumer implements LogConsumer {
 
   /** Adds the entries' transitions and weights reports to their sessions' billing records. */
   private async record(tx: TransactionSql, entries: WorkerEntry[], ctx: EntryContext): Promise<void> {
+    this.transitioned.add(ctx.endpointId);
     const byWorker = new Map<string, WorkerEntry[]>();
     for (const e of entries) {
       const list = byWorker.get(e.p.workerId);

@@ -38,6 +38,8 @@ export interface RunningHearth {
   /** The new endpoint's id. */
   createEndpoint(apiKey: string, body: Record<string, unknown>): Promise<string>;
   waitIdleWorkers(apiKey: string, endpointId: string, atLeast: number, timeoutMs?: number): Promise<void>;
+  /** A tenant (credited) and a handler endpoint with exactly one worker, warm: the setup the latency benchmarks share. */
+  oneWarmWorker(tenant: string, name: string, module: string): Promise<{ apiKey: string; endpointId: string }>;
   /** Scheduler first (it drains its workers), then the control plane and the API. */
   stop(): Promise<void>;
 }
@@ -138,7 +140,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
   const post = (path: string, token: string, body: unknown) => call("POST", path, token, body);
   const get = (path: string, token: string) => call("GET", path, token);
 
-  return {
+  const running: RunningHearth = {
     url,
     adminToken,
     api,
@@ -153,6 +155,13 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
       return t.apiKey as string;
     },
     createEndpoint: async (apiKey, body) => (await post("/api/v1/endpoints", apiKey, body)).id as string,
+    oneWarmWorker: async (tenant, name, module) => {
+      const apiKey = await running.createTenant(tenant);
+      // workersMax 1: exactly one warm worker, as the floors have exactly one consumer.
+      const endpointId = await running.createEndpoint(apiKey, { name, engine: { kind: "handler", module }, workersMin: 1, workersMax: 1 });
+      await running.waitIdleWorkers(apiKey, endpointId, 1);
+      return { apiKey, endpointId };
+    },
     waitIdleWorkers: async (apiKey, endpointId, atLeast, timeoutMs = 60_000) => {
       const deadline = Date.now() + timeoutMs;
       let last: unknown;
@@ -170,4 +179,5 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
       await api.stop();
     },
   };
+  return running;
 }
