@@ -73,16 +73,21 @@ export class BillingConsumer implements LogConsumer {
    * grace). The throttle is memory only: a restarted consumer meters at its first batch.
    */
   async finishBatch(tx: TransactionSql, ctx: EntryContext): Promise<void> {
-    const last = this.lastPass.get(ctx.endpointId);
-    const due =
-      this.transitioned.has(ctx.endpointId) ||
-      last === undefined ||
-      Math.floor(ctx.until / MINUTE_MS) > Math.floor(last / MINUTE_MS) ||
-      ctx.until - last >= (this.options.passEveryMs ?? 5000);
+    const due = this.transitioned.has(ctx.endpointId) || this.meteringDue(ctx);
     this.transitioned.delete(ctx.endpointId);
     if (!due) return;
     await this.charge(tx, ctx);
     this.lastPass.set(ctx.endpointId, ctx.until);
+  }
+
+  /** A batch without worker transitions, read while no metering pass is due, changes nothing here. */
+  needsTransaction(entries: readonly LogEntry[], ctx: EntryContext): boolean {
+    return entries.some((e) => e.kind === "worker") || this.meteringDue(ctx);
+  }
+
+  private meteringDue(ctx: EntryContext): boolean {
+    const last = this.lastPass.get(ctx.endpointId);
+    return last === undefined || Math.floor(ctx.until / MINUTE_MS) > Math.floor(last / MINUTE_MS) || ctx.until - last >= (this.options.passEveryMs ?? 5000);
   }
 
   async advance(sql: Sql, ctx: EntryContext): Promise<void> {

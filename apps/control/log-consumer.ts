@@ -44,6 +44,12 @@ export interface LogConsumer {
   advance?(sql: Sql, ctx: EntryContext): Promise<void>;
   /** Once a batch's transaction committed (caches of what it wrote may be refreshed now). Must not throw. */
   committed?(ctx: EntryContext): void;
+  /**
+   * False when a batch (every entry readable) would change nothing of this consumer's: the runner
+   * then opens no transaction and saves its cursor at most every `cursorSaveMs` (a crash replays
+   * such entries, which change nothing again). Speed only: say true whenever unsure.
+   */
+  needsTransaction?(entries: readonly LogEntry[], ctx: EntryContext): boolean;
 }
 
 export interface LogConsumerRunnerOptions {
@@ -65,6 +71,8 @@ export interface LogConsumerRunnerOptions {
   lagWarnMs?: number;
   /** Least ms between two `advance` calls of one endpoint. Default 5000. */
   advanceMs?: number;
+  /** Least ms between two saves of a cursor moved by batches that needed no transaction. Default 1000. */
+  cursorSaveMs?: number;
   /**
    * After a round that read less than a full batch, wait this long before the next (ms). Default
    * 100: a steady trickle then costs one transaction per interval, not one per entry or two.
@@ -93,6 +101,8 @@ export class LogConsumerRunner {
   private stopping = false;
   private lastLagWarning = 0;
   private readonly advancedAt = new Map<string, number>();
+  /** When each endpoint's cursor was last saved (ms, this process's clock: pacing only). */
+  private readonly savedAt = new Map<string, number>();
   private readonly batchSize: number;
   private readonly blockMs: number;
 
@@ -184,6 +194,14 @@ export class LogConsumerRunner {
       }
     });
     const { sql, consumer } = this.options;
+    if (consumer.needsTransaction && parsed.every((p) => p.entry) && !consumer.needsTransaction(parsed.map((p) => p.entry!), ctx)) {
+      this.cursors.set(endpointId, lastId);
+      if (Date.now() - (this.savedAt.get(endpointId) ?? -Infinity) >= (this.options.cursorSaveMs ?? 1000)) {
+        await this.saveCursor(sql, endpointId, lastId);
+        this.savedAt.set(endpointId, Date.now());
+      }
+      return;
+    }
     try {
       // Fast path: the whole batch in one transaction, statements pipelined.
       await sql.begin(async (tx) => {
@@ -216,10 +234,11 @@ export class LogConsumerRunner {
       });
     }
     this.cursors.set(endpointId, lastId);
+    this.savedAt.set(endpointId, Date.now());
     consumer.committed?.(ctx);
   }
 
-  private async saveCursor(tx: TransactionSql, endpointId: string, lastId: string): Promise<void> {
+  private async saveCursor(tx: TransactionSql | Sql, endpointId: string, lastId: string): Promise<void> {
     await tx`
       insert into log_cursors (consumer, endpoint_id, last_id, updated_at) values (${this.name}, ${endpointId}, ${lastId}, now())
       on conflict (consumer, endpoint_id) do update set last_id = excluded.last_id, updated_at = now()`;

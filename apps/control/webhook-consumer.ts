@@ -28,6 +28,9 @@ const jobRow = z.object({
   removal_reason: z.enum(["cancelled", "purged", "expired"]).nullable(),
 });
 
+/** How often an endpoint's set of jobs awaiting delivery is read again from Postgres (ms). */
+const RESEED_MS = 30_000;
+
 type Terminal = { entryId: string; jobId: string; end: TerminalState };
 
 /**
@@ -44,14 +47,55 @@ export class WebhookConsumer implements LogConsumer {
    */
   readonly lingerMs = 20;
   private readonly created = new Set<string>();
+  /**
+   * Per endpoint, the jobs that may have a webhook not yet delivered: `webhook_jobs` as read from
+   * Postgres, plus every one seen accepted since. A batch touching none of them needs no transaction.
+   * Speed only, and only ever too large: ids are never removed in memory (a transaction that rolled
+   * back must not lose one); the set is read again from Postgres every `RESEED_MS`, which drops the
+   * delivered ones.
+   */
+  private readonly inFlight = new Map<string, { jobs: Set<string>; readAt: number }>();
 
   constructor(private readonly options: WebhookConsumerOptions) {}
+
+  needsTransaction(entries: readonly LogEntry[], ctx: EntryContext): boolean {
+    const known = this.inFlight.get(ctx.endpointId);
+    if (!known || Date.now() - known.readAt >= RESEED_MS) {
+      this.inFlight.delete(ctx.endpointId);
+      return true; // read (again) from Postgres in the batch's transaction
+    }
+    const jobs = known.jobs;
+    return entries.some((e) => {
+      switch (e.kind) {
+        case "accepted":
+          return e.p.webhook !== undefined || e.p.webhookV2 !== undefined;
+        case "removing":
+        case "retried":
+          return true;
+        case "completed":
+        case "failed":
+        case "removed":
+          return jobs.has(e.jobId);
+        default:
+          return false;
+      }
+    });
+  }
 
   apply(tx: TransactionSql, entry: LogEntry, ctx: EntryContext): Promise<void> {
     return this.applyBatch(tx, [entry], ctx);
   }
 
   async applyBatch(tx: TransactionSql, entries: LogEntry[], ctx: EntryContext): Promise<void> {
+    let known = this.inFlight.get(ctx.endpointId);
+    if (!known) {
+      const readAt = Date.now();
+      const rows = z.array(z.object({ job_id: z.string() })).parse(await tx`select job_id from webhook_jobs where endpoint_id = ${ctx.endpointId}`);
+      known = { jobs: new Set(rows.map((r) => r.job_id)), readAt };
+      this.inFlight.set(ctx.endpointId, known);
+    }
+    const jobs = known.jobs;
+    for (const e of entries) if (e.kind === "accepted" && (e.p.webhook !== undefined || e.p.webhookV2 !== undefined)) jobs.add(e.p.jobId);
     // The jobs' data while Redis still holds it: a cancelled or purged job's hash is gone by its end.
     const wanted = entries.flatMap((e) => (e.kind === "accepted" && (e.p.webhook !== undefined || e.p.webhookV2 !== undefined) ? [e.p.jobId] : e.kind === "retried" ? [e.p.jobId] : []));
     const stored = wanted.length > 0 ? await this.jobData(ctx.endpointId, wanted) : new Map<string, JobData>();
@@ -73,6 +117,7 @@ export class WebhookConsumer implements LogConsumer {
           // Its row went with its first deliveries: the job is back in Redis, with its webhooks.
           const data = stored.get(e.p.jobId);
           if (data && (data.webhook !== undefined || data.webhookV2 !== undefined)) {
+            jobs.add(e.p.jobId);
             await this.remember(tx, ctx, { jobId: e.p.jobId, tenantId: data.tenantId, webhook: data.webhook, webhookV2: data.webhookV2, submittedAt: data.submittedAt, retries: e.p.retries, data });
           }
           break;

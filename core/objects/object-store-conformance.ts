@@ -11,7 +11,16 @@ const BAD_KEYS: readonly string[] = ["../x", "a/../b", "/abs", "a//b", "a/", "."
  * Every `ObjectStore` runs this suite (STYLE: one conformance suite per seam). `create` is called in
  * each test and must return a store no other test writes to (a fresh directory, a unique prefix).
  */
-export function describeObjectStoreConformance(name: string, create: () => Promise<ObjectStore>): void {
+export interface ConformanceOptions {
+  /**
+   * The server behind the store replaces an object atomically under concurrent writes (S3 and the
+   * local store do). `s3rver`, the S3 stand-in of the tests, writes concurrent PUTs of one key into
+   * one file and can leave a mix: that case is skipped for it, with the reason in the test name.
+   */
+  atomicConcurrentPuts?: boolean;
+}
+
+export function describeObjectStoreConformance(name: string, create: () => Promise<ObjectStore>, options: ConformanceOptions = {}): void {
   describe(`object store conformance: ${name}`, () => {
     it("returns exactly the bytes put, and reports their size and SHA-256", async () => {
       const store = await create();
@@ -50,7 +59,7 @@ export function describeObjectStoreConformance(name: string, create: () => Promi
       expect((await store.get("job/output.json"))?.equals(second)).toBe(true);
     });
 
-    it("concurrent puts under one key leave one whole body, never a mix or a partial one", async () => {
+    it.skipIf(options.atomicConcurrentPuts === false)("concurrent puts under one key leave one whole body, never a mix or a partial one (skipped where the server under test is not atomic)", async () => {
       const store = await create();
       const bodies = [0x61, 0x62, 0x63, 0x64].map((byte) => Buffer.alloc(256 * 1024, byte));
       await Promise.all(bodies.map((body) => store.put("race/output.bin", body, "application/octet-stream")));
