@@ -5,19 +5,18 @@ import type { Sql } from "postgres";
 import { startApiServer } from "../apps/api/api-server.ts";
 import { ControlPlane } from "../apps/control/control-plane.ts";
 import { DEFAULT_PRICES, priceAt } from "../core/billing/price-table.ts";
-import { openDb } from "../core/db/client.ts";
 import { compareStreamIds } from "../core/log/log-entry.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
-import { connectRedis } from "../core/redis/connect.ts";
 import { redisNowMs } from "../core/redis/redis-clock.ts";
 import { apiClient } from "./support/api-client.ts";
+import { sharedFixture } from "./support/shared-fixture.ts";
 import { billedSeconds, ledgerOf, minuteOf, minuteRows, sessionSpan, settledLedger, watchEnd, workerEvents, type LedgerRow, type SessionSpan } from "./support/billing-probe.ts";
 import { pidOfWorker } from "./support/engine-processes.ts";
 import { spawnApi, spawnControl } from "./support/entry-process.ts";
 import { lastLogId, readLog } from "./support/event-log-probe.ts";
 import { examplesDir, fixturesDir, STACK_ADMIN_TOKEN, startStack } from "./support/hearth-stack.ts";
 import { spawnScheduler } from "./support/scheduler-process.ts";
-import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+import { TEST_REDIS_URL, waitFor } from "./support/services.ts";
 
 /**
  * Billing under faults, with real worker processes (issue 8's fault proof): a worker SIGKILLed, the
@@ -91,21 +90,6 @@ function expectSettledLedger(rows: readonly LedgerRow[], workerId: string, span:
   expect(rows.length).toBe(minutes.length + 1);
 }
 
-/** Test-owned clients of the shared servers: a database, a prefix and a Redis connection, all undone after the test. */
-async function sharedFixture() {
-  const db = await createTestDatabase();
-  defer(db.drop);
-  const prefix = uniquePrefix();
-  const redis = connectRedis(TEST_REDIS_URL);
-  defer(async () => {
-    await clearPrefix(redis, prefix);
-    redis.disconnect();
-  });
-  const dbh = openDb(db.url, { max: 3 });
-  defer(() => dbh.close());
-  return { db, prefix, keys: new RedisKeys(prefix), redis, sql: dbh.sql };
-}
-
 /** The one worker whose session has a `requested` entry and reached `idle`, other than `except`. */
 async function readyWorker(redis: Redis, keys: RedisKeys, endpointId: string, except: readonly string[] = [], timeoutMs = 60_000): Promise<string> {
   return waitFor(async () => {
@@ -170,7 +154,7 @@ describe("billing under faults", () => {
   }, 120_000);
 
   it("SIGKILL of the scheduler mid-job: an observed exit is billed ceil(length) exactly; a lost worker at most one heartbeat past its true end", async () => {
-    const { db, prefix, keys, redis, sql } = await sharedFixture();
+    const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
     const handlerDirs = [examplesDir, fixturesDir];
     const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs, port: 0, host: "127.0.0.1", adminToken: ADMIN });
     defer(() => api.close());
@@ -237,7 +221,7 @@ describe("billing under faults", () => {
   }, 180_000);
 
   it("SIGKILL of the scheduler, then of its worker mid-job (the host dies): lost, billed to its last heartbeat, at most one heartbeat past the true end", async () => {
-    const { db, prefix, keys, redis, sql } = await sharedFixture();
+    const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
     const handlerDirs = [examplesDir, fixturesDir];
     const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs, port: 0, host: "127.0.0.1", adminToken: ADMIN });
     defer(() => api.close());

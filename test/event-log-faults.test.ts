@@ -3,16 +3,16 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Sql } from "postgres";
 import { startApiServer } from "../apps/api/api-server.ts";
 import { ControlPlane } from "../apps/control/control-plane.ts";
-import { migrateDb, openDb } from "../core/db/client.ts";
+import { migrateDb } from "../core/db/client.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
-import { connectRedis } from "../core/redis/connect.ts";
 import { apiClient } from "./support/api-client.ts";
+import { sharedFixture } from "./support/shared-fixture.ts";
 import { spawnApi, spawnControl } from "./support/entry-process.ts";
 import { acceptedJobIds, lastLogId, readLog, recordsCursor, statusesOf, waitForJobStatus } from "./support/event-log-probe.ts";
 import { examplesDir, fixturesDir, startStack } from "./support/hearth-stack.ts";
 import { startOwnPostgres } from "./support/own-postgres.ts";
 import { startOwnRedis } from "./support/own-redis.ts";
-import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+import { TEST_REDIS_URL, waitFor } from "./support/services.ts";
 
 /**
  * The event log under faults, with real processes: an API killed right after answering, a control
@@ -46,21 +46,6 @@ async function newEndpoint(call: Call, key: string, body: Record<string, unknown
   const r = await call("POST", "/api/v1/endpoints", { key, body: { name: "faults", ...body } });
   if (r.status !== 200) throw new Error(`endpoint: ${r.status} ${JSON.stringify(r.body)}`);
   return r.body.id as string;
-}
-
-/** Test-owned clients of the shared servers: a database, a prefix and a Redis connection, all undone after the test. */
-async function sharedFixture() {
-  const db = await createTestDatabase();
-  defer(db.drop);
-  const prefix = uniquePrefix();
-  const redis = connectRedis(TEST_REDIS_URL);
-  defer(async () => {
-    await clearPrefix(redis, prefix);
-    redis.disconnect();
-  });
-  const dbh = openDb(db.url, { max: 3 });
-  defer(() => dbh.close());
-  return { db, prefix, keys: new RedisKeys(prefix), redis, sql: dbh.sql };
 }
 
 /** Waits until the records consumer has committed its cursor at `lastId` (everything up to it is projected). */
@@ -133,7 +118,7 @@ function tally<T>(items: T[], keyOf: (t: T) => string): Record<string, number> {
 
 describe("event log under faults", () => {
   it("kill -9 of the API right after 200 accepted /run: each job is in the log and reaches jobs exactly once", async () => {
-    const { db, prefix, keys, redis, sql } = await sharedFixture();
+    const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
     const api = await spawnApi({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs: [examplesDir], adminToken: ADMIN });
     defer(() => api.kill());
     const call = apiClient(api.url);
@@ -165,7 +150,7 @@ describe("event log under faults", () => {
 
   it("kill -9 of the control plane mid-batch, then a restart: every job has one CANCELLED row and is counted once", async () => {
     const JOBS = 3000;
-    const { db, prefix, keys, redis, sql } = await sharedFixture();
+    const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
     const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs: [examplesDir], port: 0, host: "127.0.0.1", adminToken: ADMIN });
     defer(() => api.close());
     const call = apiClient(api.url);
