@@ -27,6 +27,7 @@ import type { ObjectStore } from "../../core/objects/object-store.ts";
 import type { UsageReports } from "./services/usage-report.ts";
 import type { SessionCosts } from "./services/session-costs.ts";
 import type { ReconcileReports } from "./services/reconcile-report.ts";
+import type { SubmissionCheckContext } from "./services/submission-checks.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -37,6 +38,8 @@ export interface ApiDeps {
   modelPolicy: ModelSourcePolicy;
   /** Where jobs' webhooks may point (HEARTH_EGRESS_ALLOW_HTTP, HEARTH_EGRESS_ALLOWLIST), checked at submission. */
   egress: UrlPolicy;
+  /** What `/run` and `/runsync` check beyond the schema (URLs, s3Config, inputRef). */
+  submissionChecks: SubmissionCheckContext;
   /** Seals endpoint secrets (HEARTH_SECRETS_KEY); absent, secrets are refused with 400 `secrets_unavailable`. */
   secrets?: SecretBox;
   redis: Redis;

@@ -33,8 +33,8 @@ import { DEFAULT_WEBHOOK_SECRET_GRACE_MS, WebhookSecretStore } from "../../core/
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import { DEFAULT_RETENTION, type ResultRetention } from "../../core/policy/retention.ts";
-import { createObjectStore } from "../../core/objects/object-store-config.ts";
-import { defaultObjectDir, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
+import { createObjectStore, parseOutputBucket } from "../../core/objects/object-store-config.ts";
+import { DEFAULT_OFFLOAD_BYTES, defaultObjectDir, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 import { PriceStore } from "./services/price-store.ts";
 import { Ledger } from "./services/ledger.ts";
 import { UsageReports } from "./services/usage-report.ts";
@@ -110,19 +110,29 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   });
   await subscriber.subscribe(keys.apiChannel());
 
-  const submitter = new JobSubmitter({ queues, redis, now });
+  const objectSettings = config.objects ?? { objectDir: defaultObjectDir, s3Region: "us-east-1", offloadBytes: DEFAULT_OFFLOAD_BYTES };
+  const platformBucket = objectSettings.outputBucket === undefined ? undefined : parseOutputBucket(objectSettings.outputBucket).bucket;
+  const submitter = new JobSubmitter({
+    queues,
+    redis,
+    now,
+    ...(secrets && { secrets }),
+    offload: { bytes: objectSettings.offloadBytes, platformBucket: platformBucket !== undefined },
+  });
   const reader = new JobReader({ queues, events, redis, now });
   const control = new JobControl({ queues, events, redis, submitter, now });
   const syncRuns = new SyncRuns({ submitter, reader });
   const prices = new PriceStore({ sql: dbh.sql, now });
   const billingMode = config.billingMode ?? "meter";
+  const egress = egressPolicy(config.egressAllowHttp ?? false, config.egressAllowList ?? EMPTY_ALLOW_LIST);
   const retention = config.retention ?? DEFAULT_RETENTION;
   const balances = new BalanceCache(redis, dbh.sql, keys);
   const deps: ApiDeps = {
     adminToken: config.adminToken,
     handlerDirs: config.handlerDirs,
     modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
-    egress: egressPolicy(config.egressAllowHttp ?? false, config.egressAllowList ?? EMPTY_ALLOW_LIST),
+    egress,
+    submissionChecks: { egress, ...(secrets && { secrets }), ...(platformBucket !== undefined && { platformBucket }) },
     ...(secrets && { secrets }),
     redis,
     keys,
@@ -146,7 +156,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     webhookSecrets: new WebhookSecretStore(dbh.sql, secrets),
     webhookSecretGraceMs: DEFAULT_WEBHOOK_SECRET_GRACE_MS,
     retention,
-    objects: createObjectStore(config.objects ?? { objectDir: defaultObjectDir, s3Region: "us-east-1" }),
+    objects: createObjectStore(objectSettings),
     usage: new UsageReports(dbh.sql),
     sessionCosts: new SessionCosts({ sql: dbh.sql, prices }),
     reconcile: new ReconcileReports({ sql: dbh.sql, prices }),

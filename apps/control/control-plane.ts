@@ -19,6 +19,8 @@ import type { UrlPolicy } from "../../core/net/url-policy.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
 import { DEFAULT_RETRY_SCHEDULE_S } from "../../core/webhooks/retry-schedule.ts";
+import { OffloadBroker } from "./offload-broker.ts";
+import type { S3ObjectStoreOptions } from "../../core/objects/s3-object-store.ts";
 
 export interface ControlPlaneOptions {
   /** For XTRIM; each consumer gets a duplicate of it (they block in XREAD). Not closed here. */
@@ -51,6 +53,8 @@ export interface ControlPlaneOptions {
   webhookTimeoutMs?: number;
   /** Where outputs over 256 KB are kept; without one they stay in Redis only, for their retention. */
   objects?: ObjectStore;
+  /** HEARTH_OUTPUT_BUCKET, where jobs without `s3Config` offload; without it only `s3Config` jobs do. */
+  platformBucket?: S3ObjectStoreOptions;
 }
 
 
@@ -67,6 +71,7 @@ export class ControlPlane {
   private stopped = false;
   readonly balances: BalanceCache;
   private readonly dispatcher: WebhookDispatcher;
+  private readonly offload: OffloadBroker;
 
   constructor(private readonly options: ControlPlaneOptions) {
     this.balances = new BalanceCache(options.redis, options.sql, options.keys);
@@ -77,6 +82,14 @@ export class ControlPlane {
       secrets: new WebhookSecretStore(options.sql, options.secretsBox),
       scheduleS: options.webhookScheduleS ?? DEFAULT_RETRY_SCHEDULE_S,
       log: options.log,
+    });
+    this.offload = new OffloadBroker({
+      redis: options.redis,
+      keys: options.keys,
+      log: options.log,
+      egress: options.egress ?? egressPolicy(false, EMPTY_ALLOW_LIST),
+      ...(options.secretsBox && { secrets: options.secretsBox }),
+      ...(options.platformBucket && { platform: options.platformBucket }),
     });
     const webhooks = new WebhookConsumer({ redis: options.redis, keys: options.keys, log: options.log, onDeliveries: () => this.dispatcher.wake() });
     const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log });
@@ -110,6 +123,7 @@ export class ControlPlane {
   start(): void {
     for (const r of this.runners) r.start();
     this.dispatcher.start();
+    this.offload.start();
     this.repeat(this.options.trimIntervalMs ?? 10_000, "log trim failed", () => this.trimmer.trim());
     this.repeat(this.options.balanceRefreshMs ?? 30_000, "balance cache rebuild failed", () => this.balances.rebuildAll());
   }
@@ -136,7 +150,7 @@ export class ControlPlane {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     // A consumer blocked in XREAD returns within its block time; disconnecting wakes it sooner.
-    const stopped = Promise.all([...this.runners.map((r) => r.stop()), this.dispatcher.stop()]);
+    const stopped = Promise.all([...this.runners.map((r) => r.stop()), this.dispatcher.stop(), this.offload.stop()]);
     await stopped;
     for (const c of this.connections) c.disconnect();
   }

@@ -8,7 +8,7 @@ import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.
 import { ControlPlane } from "./control-plane.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
-import { createObjectStore } from "../../core/objects/object-store-config.ts";
+import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";
 
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -18,6 +18,7 @@ async function main(): Promise<void> {
   const dbh = openDb(config.databaseUrl, { max: 4 });
   void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
   void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => log({ level: "warn", msg }));
+  const platform = platformBucket(config.objects);
   const control = new ControlPlane({
     redis,
     sql: dbh.sql,
@@ -28,7 +29,8 @@ async function main(): Promise<void> {
     egress: egressPolicy(config.egressAllowHttp, config.egressAllowList),
     webhookScheduleS: config.webhookRetryScheduleS,
     ...(config.secretsKey && { secretsBox: new SecretBox(config.secretsKey) }),
-    objects: createObjectStore(config.objects),
+    objects: createObjectStore(config.objects, platform),
+    ...(platform && { platformBucket: platform }),
   });
   control.start();
   log({ msg: "control plane started", prefix: config.redisPrefix });

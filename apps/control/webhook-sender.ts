@@ -3,8 +3,8 @@ import https from "node:https";
 import type { LookupFunction } from "node:net";
 import { performance } from "node:perf_hooks";
 import { Webhook } from "standardwebhooks";
-import { guardedLookup, lookupWith, systemResolveAll, type ResolveAll } from "../../core/net/host-resolution.ts";
-import { checkUrl, type UrlPolicy } from "../../core/net/url-policy.ts";
+import { connectionLookup, systemResolveAll, type ResolveAll } from "../../core/net/host-resolution.ts";
+import type { UrlPolicy } from "../../core/net/url-policy.ts";
 import { parseRetryAfterMs } from "../../core/webhooks/retry-schedule.ts";
 
 export interface WebhookAttemptRequest {
@@ -83,11 +83,9 @@ export class WebhookSender {
     } catch {
       return stop("the webhook is not a valid URL");
     }
-    const verdict = checkUrl(url, this.policy);
+    const verdict = connectionLookup(url, this.policy, this.resolve);
     if (!verdict.ok) return stop(`refused: ${verdict.reason}`);
-    // Literal addresses were judged just now and never reach a lookup; a name the allow-list trusts
-    // may resolve anywhere; any other name is judged on each address it resolves to, at connect.
-    const lookup = verdict.resolve ? guardedLookup(this.policy, verdict.allowListedOnly, this.resolve) : lookupWith(this.resolve);
+    const lookup = verdict.lookup;
 
     let headers: Record<string, string>;
     try {

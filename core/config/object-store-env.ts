@@ -2,10 +2,13 @@ import { fileURLToPath } from "node:url";
 import { isAbsolute } from "node:path";
 import { z } from "zod";
 import { parseOutputBucket } from "../objects/object-store-config.ts";
-import { optionalString } from "./parse-env.ts";
+import { intFrom, optionalString } from "./parse-env.ts";
 
 /** Where the local object store keeps large outputs by default: beside the demo model, in the checkout. */
 export const defaultObjectDir = fileURLToPath(new URL("../../.hearth/objects", import.meta.url));
+
+/** HEARTH_OFFLOAD_BYTES' default: 1 MB. */
+export const DEFAULT_OFFLOAD_BYTES = 1_048_576;
 
 /**
  * Where job outputs too large for Postgres go, read by the control plane (which writes them) and the
@@ -30,6 +33,8 @@ export const objectStoreEnv = {
   ),
   HEARTH_S3_ENDPOINT: optionalString.pipe(z.url().optional()),
   HEARTH_S3_REGION: z.preprocess((v) => (v === "" || v === undefined ? "us-east-1" : v), z.string()),
+  /** Outputs and stream chunks whose JSON is longer go to the job's bucket (s3Config, else HEARTH_OUTPUT_BUCKET) when there is one. */
+  HEARTH_OFFLOAD_BYTES: intFrom(DEFAULT_OFFLOAD_BYTES, 1024, 512 * 1_048_576),
 };
 
 export interface ObjectStoreSettings {
@@ -37,13 +42,16 @@ export interface ObjectStoreSettings {
   outputBucket?: string;
   s3Endpoint?: string;
   s3Region: string;
+  /** HEARTH_OFFLOAD_BYTES. */
+  offloadBytes: number;
 }
 
-export function objectStoreSettings(c: { HEARTH_OBJECT_DIR: string; HEARTH_OUTPUT_BUCKET?: string | undefined; HEARTH_S3_ENDPOINT?: string | undefined; HEARTH_S3_REGION: string }): ObjectStoreSettings {
+export function objectStoreSettings(c: { HEARTH_OBJECT_DIR: string; HEARTH_OUTPUT_BUCKET?: string | undefined; HEARTH_S3_ENDPOINT?: string | undefined; HEARTH_S3_REGION: string; HEARTH_OFFLOAD_BYTES: number }): ObjectStoreSettings {
   return {
     objectDir: c.HEARTH_OBJECT_DIR,
     ...(c.HEARTH_OUTPUT_BUCKET !== undefined && { outputBucket: c.HEARTH_OUTPUT_BUCKET }),
     ...(c.HEARTH_S3_ENDPOINT !== undefined && { s3Endpoint: c.HEARTH_S3_ENDPOINT }),
     s3Region: c.HEARTH_S3_REGION,
+    offloadBytes: c.HEARTH_OFFLOAD_BYTES,
   };
 }

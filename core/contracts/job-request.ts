@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { depthMessage, withinDepth } from "./safe-text.ts";
+import { depthMessage, safeText, withinDepth } from "./safe-text.ts";
+import { S3_BUCKET_NAME, isKeyPath } from "../objects/s3-names.ts";
 
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -15,15 +16,31 @@ export const jobPolicy = z
   })
   .optional();
 
-export const s3Config = z
-  .object({
-    accessId: z.string(),
-    accessSecret: z.string(),
-    bucketName: z.string(),
-    endpointUrl: z.string(),
-    objectPath: z.string().optional(),
-  })
-  .optional();
+/**
+ * RunPod's per-request bucket for large outputs (and `inputRef` inputs). Held sealed with
+ * HEARTH_SECRETS_KEY for the job's life and opened only by the control plane, which hands workers
+ * presigned URLs (core/contracts/offload.ts).
+ */
+export const s3ConfigValue = z.object({
+  accessId: safeText(256),
+  accessSecret: safeText(1024),
+  bucketName: z.string().regex(S3_BUCKET_NAME, "is not a valid S3 bucket name"),
+  /** The S3 API endpoint, addressed path-style (https://s3.us-east-1.amazonaws.com, a MinIO or R2 URL). */
+  endpointUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).max(2048),
+  /** Keys are `<objectPath>/<job id>/<name>`: `[A-Za-z0-9._-]` segments joined by `/`. */
+  objectPath: z
+    .string()
+    .max(512)
+    .refine((s) => trimSlashes(s) === "" || isKeyPath(trimSlashes(s)), "must be [A-Za-z0-9._-] segments joined by /")
+    .optional(),
+});
+/** `objectPath` without leading or trailing slashes (RunPod's examples write both forms). */
+export function trimSlashes(s: string): string {
+  return s.replace(/^\/+|\/+$/g, "");
+}
+
+export type S3ConfigValue = z.infer<typeof s3ConfigValue>;
+export const s3Config = s3ConfigValue.optional();
 
 const webhookUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional();
 

@@ -92,3 +92,15 @@ export function lookupWith(resolve: ResolveAll, refuse: (hostname: string, addre
     );
   };
 }
+
+/**
+ * The check at connect time for a URL a tenant named: its scheme and literal address now, and a
+ * `lookup` for its sockets that judges every address its name resolves to (a name the allow-list
+ * trusts may resolve anywhere).
+ */
+export function connectionLookup(url: URL, policy: UrlPolicy, resolve: ResolveAll = systemResolveAll): { ok: true; lookup: LookupFunction } | Refusal {
+  const verdict = checkUrl(url, policy);
+  if (!verdict.ok) return verdict;
+  // Literal addresses were judged just now and never reach a lookup.
+  return { ok: true, lookup: verdict.resolve ? guardedLookup(policy, verdict.allowListedOnly, resolve) : lookupWith(resolve) };
+}

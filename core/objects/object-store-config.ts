@@ -2,11 +2,11 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { ConfigError } from "../config/parse-env.ts";
 import { LocalObjectStore } from "./local-object-store.ts";
 import type { ObjectStore } from "./object-store.ts";
-import { S3ObjectStore } from "./s3-object-store.ts";
+import { S3ObjectStore, type S3ObjectStoreOptions } from "./s3-object-store.ts";
+import { KEY_SEGMENT, S3_BUCKET_NAME } from "./s3-names.ts";
 
-// S3's bucket naming rules (3–63 characters; lower case, digits, dots, hyphens; alphanumeric at both ends).
-const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-const PREFIX_SEGMENT = /^[A-Za-z0-9._-]+$/;
+const BUCKET = S3_BUCKET_NAME;
+const PREFIX_SEGMENT = KEY_SEGMENT;
 
 /**
  * `s3://bucket` or `s3://bucket/some/prefix` (HEARTH_OUTPUT_BUCKET) → the bucket and a prefix that is
@@ -40,15 +40,20 @@ export interface ObjectStoreConfig {
 }
 
 /**
- * The control plane's object store: S3 when an output bucket is configured, with credentials from the
- * AWS SDK's default chain (env, shared files, container and instance roles), else a local directory.
+ * HEARTH_OUTPUT_BUCKET on the AWS SDK's default credential chain (env, shared files, container and
+ * instance roles), path-style on HEARTH_S3_ENDPOINT when set; undefined without a bucket.
  */
-export function createObjectStore(opts: ObjectStoreConfig): ObjectStore {
-  if (opts.outputBucket === undefined) return new LocalObjectStore(opts.objectDir);
+export function platformBucket(opts: ObjectStoreConfig): S3ObjectStoreOptions | undefined {
+  if (opts.outputBucket === undefined) return undefined;
   const { bucket, prefix } = parseOutputBucket(opts.outputBucket);
   const client = new S3Client({
     region: opts.s3Region,
     ...(opts.s3Endpoint !== undefined && { endpoint: opts.s3Endpoint, forcePathStyle: true }),
   });
-  return new S3ObjectStore({ bucket, prefix, client });
+  return { bucket, prefix, client };
+}
+
+/** The control plane's object store: the platform bucket when one is configured, else a local directory. */
+export function createObjectStore(opts: ObjectStoreConfig, platform = platformBucket(opts)): ObjectStore {
+  return platform === undefined ? new LocalObjectStore(opts.objectDir) : new S3ObjectStore(platform);
 }

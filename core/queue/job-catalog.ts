@@ -10,7 +10,16 @@ export const jobData = z.object({
   input: z.unknown(),
   webhook: z.string().optional(),
   webhookV2: z.string().optional(),
-  s3Config: z.record(z.string(), z.unknown()).optional(),
+  /** The request's `s3Config`, sealed for this job (core/secrets/job-secrets.ts); only the control plane opens it. */
+  s3ConfigSealed: z.string().optional(),
+  /**
+   * Set when the job has somewhere to offload to (its `s3Config`, or the platform's bucket): outputs
+   * and stream chunks whose JSON is longer than this many bytes go to the bucket through presigned
+   * URLs from the control plane (HEARTH_OFFLOAD_BYTES).
+   */
+  offloadBytes: z.number().int().positive().optional(),
+  /** `s3://bucket/key` when the input is `{"inputRef": …}`: the worker fetches it and the handler gets its JSON. */
+  inputRef: z.string().optional(),
   /** Resolved execution timeout (policy, else the endpoint's). */
   executionTimeoutMs: z.number().int().positive(),
   lowPriority: z.boolean(),

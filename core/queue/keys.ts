@@ -38,6 +38,21 @@ export class RedisKeys {
   jobLock(endpointId: string, jobId: string): string {
     return `${this.queuePrefix(endpointId)}:${jobId}:lock`;
   }
+  /** BullMQ's hash of one job (fields `data`, `processedOn`, …). */
+  job(endpointId: string, jobId: string): string {
+    return `${this.queuePrefix(endpointId)}:${jobId}`;
+  }
+  /**
+   * Workers' requests for presigned offload URLs (core/contracts/offload.ts): one list for all
+   * endpoints, which a worker may push to and never read (its ACL grants it write-only).
+   */
+  offloadRequests(): string {
+    return `${this.prefix}:offload:requests`;
+  }
+  /** The broker's answer to one offload request, readable only by the asking endpoint's workers. */
+  offloadReply(endpointId: string, requestId: string): string {
+    return this.own(endpointId, `offload:${requestId}`);
+  }
   private own(endpointId: string, name: string): string {
     return `${this.queuePrefix(endpointId)}:x:${name}`;
   }

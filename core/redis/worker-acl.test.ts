@@ -18,7 +18,7 @@ describe("worker ACL users", () => {
 
   it("limits keys and channels to the endpoint's own, and starts from nothing", () => {
     const rules = workerAclRules(new RedisKeys("{hearth}"), "abc123", PASSWORD);
-    expect(rules.slice(0, 7)).toEqual(["reset", "resetkeys", "resetchannels", "on", `>${PASSWORD}`, "~{hearth}:ep.abc123:*", "&{hearth}:ep.abc123:*"]);
+    expect(rules.slice(0, 8)).toEqual(["reset", "resetkeys", "resetchannels", "on", `>${PASSWORD}`, "~{hearth}:ep.abc123:*", "%W~{hearth}:offload:requests", "&{hearth}:ep.abc123:*"]);
     expect(rules).toContain("-@all");
     expect(rules.indexOf("-@dangerous")).toBeLessThan(rules.indexOf("+info"));
     for (const denied of ["-scan", "-randomkey", "-pubsub", "-function", "-client|tracking"]) expect(rules).toContain(denied);

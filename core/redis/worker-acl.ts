@@ -95,13 +95,15 @@ export function globLiteral(s: string): string {
 
 /**
  * ACL SETUSER arguments after the user name: reset (a re-run replaces, never widens, an existing
- * user), enabled, one password, the endpoint's keys and channels, the commands.
+ * user), enabled, one password, the endpoint's keys and channels, write-only the offload request
+ * list, the commands.
  */
 export function workerAclRules(keys: RedisKeys, endpointId: string, password: string): string[] {
   if (password.length < 32 || /\s/.test(password)) throw new Error("a worker's Redis password must be at least 32 characters without spaces");
   const pattern = `${globLiteral(keys.queuePrefix(endpointId))}:*`;
   // resetchannels too: `reset` leaves every channel open where acl-pubsub-default is allchannels.
-  return ["reset", "resetkeys", "resetchannels", "on", `>${password}`, `~${pattern}`, `&${pattern}`, ...WORKER_COMMAND_RULES];
+  // `%W~`: the offload request list is shared by every endpoint, so workers may push to it but never read it.
+  return ["reset", "resetkeys", "resetchannels", "on", `>${password}`, `~${pattern}`, `%W~${globLiteral(keys.offloadRequests())}`, `&${pattern}`, ...WORKER_COMMAND_RULES];
 }
 
 /** `redisUrl` (the scheduler's: host, port, TLS, database) with the worker's user and password instead of its own. */

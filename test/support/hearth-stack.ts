@@ -2,7 +2,8 @@ import { tmpdir } from "node:os";
 import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { LocalObjectStore } from "../../core/objects/local-object-store.ts";
+import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";
+import { DEFAULT_OFFLOAD_BYTES, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 import { fileURLToPath } from "node:url";
 import { startApiServer, type RunningApi } from "../../apps/api/api-server.ts";
 import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
@@ -18,6 +19,7 @@ import { ControlPlane } from "../../apps/control/control-plane.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { apiClient } from "./api-client.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
+import type { Log } from "../../core/log/process-log.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import type { ResultRetention } from "../../core/policy/retention.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix } from "./services.ts";
@@ -72,6 +74,16 @@ export interface StackOptions {
   egressAllowHttp?: boolean;
   /** HEARTH_EGRESS_ALLOWLIST of the stack. Default `127.0.0.0/8` (production: empty), for the same receivers. */
   egressAllowList?: string;
+  /** HEARTH_OFFLOAD_BYTES of the API. Default 1 MB. */
+  offloadBytes?: number;
+  /**
+   * HEARTH_OUTPUT_BUCKET (`s3://bucket/prefix`) and HEARTH_S3_ENDPOINT of the API and the control
+   * plane, on the SDK's credential chain (the test sets AWS_* in its environment). Default: none,
+   * the local object store.
+   */
+  outputBucket?: { url: string; endpoint: string };
+  /** The control plane's log lines. Default: dropped. */
+  controlLog?: Log;
 }
 
 /**
@@ -94,6 +106,13 @@ export async function startStack(options: StackOptions = {}) {
   if (!parsedEgress.ok) throw new Error(`egressAllowList: ${parsedEgress.errors.join("; ")}`);
   const egressAllowList = parsedEgress.allow;
   const egressAllowHttp = options.egressAllowHttp ?? true;
+  const objectSettings: ObjectStoreSettings = {
+    objectDir,
+    s3Region: "us-east-1",
+    offloadBytes: options.offloadBytes ?? DEFAULT_OFFLOAD_BYTES,
+    ...(options.outputBucket && { outputBucket: options.outputBucket.url, s3Endpoint: options.outputBucket.endpoint }),
+  };
+  const platform = platformBucket(objectSettings);
   const api: RunningApi = await startApiServer({
     databaseUrl: database.url,
     redisUrl,
@@ -109,7 +128,7 @@ export async function startStack(options: StackOptions = {}) {
     egressAllowHttp,
     egressAllowList,
     ...(options.retention && { retention: options.retention }),
-    objects: { objectDir, s3Region: "us-east-1" },
+    objects: objectSettings,
   }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
@@ -149,14 +168,15 @@ export async function startStack(options: StackOptions = {}) {
           redis,
           sql: dbh.sql,
           keys: new RedisKeys(redisPrefix),
-          log: () => {},
+          log: options.controlLog ?? (() => {}),
           blockMs: 100,
           trimIntervalMs: 1000,
           egress: egressPolicy(egressAllowHttp, egressAllowList),
           ...(options.webhookScheduleS && { webhookScheduleS: options.webhookScheduleS }),
           ...(options.secretsKey && { secretsBox: new SecretBox(options.secretsKey) }),
           ...(options.webhookTimeoutMs !== undefined && { webhookTimeoutMs: options.webhookTimeoutMs }),
-          objects: new LocalObjectStore(objectDir),
+          objects: createObjectStore(objectSettings, platform),
+          ...(platform && { platformBucket: platform }),
         });
   control?.start();
   const call = apiClient(api.url);

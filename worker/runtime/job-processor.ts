@@ -5,6 +5,8 @@ import { jobData, type JobData, type JobResult } from "../../core/queue/job-cata
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { Engine, EngineInfo, EngineResult } from "../engines/engine.ts";
 import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
+import { OffloadError, type OffloadClient } from "./offload-client.ts";
+import { JobOffload, type AggregateUpload, type JobOffloadOptions } from "./job-offload.ts";
 
 /**
  * The abort reason the runtime gives BullMQ (`worker.cancelAllJobs(DRAIN_REASON)`) when a drain
@@ -27,6 +29,10 @@ export interface JobProcessorOptions {
   handingBack?: () => boolean;
   /** Least ms between two stream writes of one job (see StreamWriter); default 0. */
   streamLingerMs?: number;
+  /** Asks the control plane for presigned URLs (jobs with `offloadBytes` or `inputRef`); without it such jobs fail. */
+  offload?: OffloadClient;
+  /** One call per part and per object uploaded (the worker logs it). */
+  onOffloadProgress?: JobOffloadOptions["onProgress"];
   now?: () => number;
 }
 
@@ -91,11 +97,8 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
       setTimeout(() => fire("timeout", `execution timeout of ${data.executionTimeoutMs} ms exceeded`), timerMs(data.executionTimeoutMs)),
       setTimeout(() => fire("ttl", "ttl expired"), timerMs(data.expiresAt - startedAt)),
     ];
-    // Raced against every engine step, so a handler that ignores its signal cannot hold the job.
-    const aborted = new Promise<typeof ABORTED>((resolve) => {
-      if (controller.signal.aborted) resolve(ABORTED);
-      controller.signal.addEventListener("abort", () => resolve(ABORTED), { once: true });
-    });
+    // Raced against every engine step (raceAbort), so a handler that ignores its signal cannot hold the job.
+    const aborted = controller.signal;
     const deadline = Math.min(startedAt + data.executionTimeoutMs, data.expiresAt);
     const stream = new StreamWriter({
       redis,
@@ -106,32 +109,69 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
       lingerMs: options.streamLingerMs ?? 0,
     });
 
+    // Jobs with a bucket (s3Config, or the platform's) upload what is large; see JobOffload.
+    const offload =
+      (data.offloadBytes !== undefined || data.inputRef !== undefined) && options.offload
+        ? new JobOffload({
+            client: options.offload,
+            jobId,
+            thresholdBytes: data.offloadBytes ?? Number.POSITIVE_INFINITY,
+            ...(options.onOffloadProgress && { onProgress: options.onOffloadProgress }),
+          })
+        : undefined;
+    let aggregate: AggregateUpload | undefined;
     let outcome: Outcome | undefined;
     let generation: EngineResult["generation"];
     let iterator: AsyncIterator<unknown> | undefined;
     let exhausted = false;
     try {
-      const result = await raceAbort(engine.run({ id: jobId, input: data.input }, controller.signal), aborted);
+      let input = data.input;
+      if (data.inputRef !== undefined) {
+        if (!offload) throw new OffloadError(`inputRef ${data.inputRef}: this worker has no way to the control plane's offload broker`);
+        const fetched = await raceAbort(labelled(`inputRef ${data.inputRef}`, offload.input()), aborted);
+        if (fetched === ABORTED) throw controller.signal.reason;
+        input = fetched;
+      }
+      const result = await raceAbort(engine.run({ id: jobId, input }, controller.signal), aborted);
       if (result !== ABORTED) {
         generation = result.generation;
-        if (result.kind === "value") outcome = valueOutcome(result.value);
-        else {
+        if (result.kind === "value") {
+          outcome = valueOutcome(result.value);
+          if (offload && outcome.output !== undefined) {
+            const output = await raceAbort(labelled("output upload failed", offload.value(outcome.output)), aborted);
+            if (output !== ABORTED) outcome = { ...outcome, output };
+          }
+        } else {
           iterator = result.chunks[Symbol.asyncIterator]();
           const all: unknown[] = [];
-          for (;;) {
+          if (offload && engineInfo.returnAggregateStream) aggregate = offload.aggregate();
+          for (let n = 0; ; n++) {
             const step = await raceAbort(iterator.next(), aborted);
             if (step === ABORTED) break;
             if (step.done) {
               exhausted = true;
               break;
             }
-            const backlog = stream.add(step.value);
+            let chunk = step.value;
+            if (offload) {
+              const sent = await raceAbort(labelled("stream chunk upload failed", offload.chunk(n, chunk)), aborted);
+              if (sent === ABORTED) break;
+              chunk = sent;
+            }
+            const backlog = stream.add(chunk);
             if (backlog && (await raceAbort(backlog, aborted)) === ABORTED) break;
-            if (engineInfo.returnAggregateStream) all.push(step.value);
+            if (aggregate) {
+              const uploading = aggregate.add(step.value);
+              if (uploading && (await raceAbort(labelled("output upload failed", uploading), aborted)) === ABORTED) break;
+            } else if (engineInfo.returnAggregateStream) all.push(step.value);
           }
           // Every chunk is in Redis before the job is reported finished (the relay's order).
           await stream.flush();
-          if (cause === undefined) outcome = { status: "COMPLETED", output: engineInfo.returnAggregateStream ? all : undefined };
+          if (cause === undefined) {
+            let output: unknown = engineInfo.returnAggregateStream ? all : undefined;
+            if (aggregate) output = await raceAbort(labelled("output upload failed", aggregate.finish()), aborted);
+            if (output !== ABORTED) outcome = { status: "COMPLETED", output };
+          }
         }
       }
     } catch (err) {
@@ -142,6 +182,8 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
       for (const t of timers) clearTimeout(t);
       // A stream left early (abort, failed write) still gets to run its `finally` blocks; not awaited.
       if (iterator && !exhausted) void Promise.resolve(iterator.return?.()).catch(() => {});
+      // An aggregate not finished (abort, failure) leaves no parts behind; finished, this is a no-op.
+      if (aggregate && outcome?.status !== "COMPLETED") void aggregate.abort();
     }
 
     // Chunks produced before an abort are still delivered, ahead of the finish.
@@ -213,10 +255,38 @@ function timerMs(ms: number): number {
   return Math.min(Math.max(0, ms), 2 ** 31 - 1);
 }
 
-/** Settles with `p` or with ABORTED, whichever is first; a late rejection of `p` is swallowed. */
-function raceAbort<T>(p: Promise<T>, aborted: Promise<typeof ABORTED>): Promise<T | typeof ABORTED> {
+/** An offload failure, said as what it failed to do; other errors pass unchanged. */
+async function labelled<T>(what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw err instanceof OffloadError ? new OffloadError(`${what}: ${err.message}`) : err;
+  }
+}
+
+/**
+ * Settles with `p` or with ABORTED once `signal` aborts, whichever is first; a late rejection of `p`
+ * is swallowed. Not Promise.race against one long-lived "aborted" promise: each race leaves a
+ * reaction on it that keeps the race's value alive until that promise settles, which kept every
+ * chunk of a stream (64 MB of them, measured) in memory until the job ended.
+ */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T | typeof ABORTED> {
   p.catch(() => {});
-  return Promise.race([p, aborted]);
+  if (signal.aborted) return Promise.resolve(ABORTED);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(ABORTED);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

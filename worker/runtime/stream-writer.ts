@@ -7,6 +7,15 @@ export const STREAM_MARGIN_MS = 60_000;
 
 /** Chunks added while a write is in flight, past which `add` asks the caller to wait (backpressure). */
 const MAX_BACKLOG = 512;
+/** The same in bytes of JSON: a stream of large chunks holds about this much in the worker, not 512 chunks' worth. */
+const MAX_BACKLOG_BYTES = 1024 * 1024;
+/**
+ * The most bytes of chunks one write carries (one chunk at least). A write builds strings of its
+ * size (the event, the command); past V8's regular object size (128 KB) they land in its large
+ * object space, which only a full GC frees: 1 MB writes let a 256 MB stream leave hundreds of MB of
+ * garbage in the worker before one ran.
+ */
+const MAX_WRITE_BYTES = 48 * 1024;
 
 export interface StreamWriterOptions {
   redis: Redis;
@@ -36,6 +45,7 @@ export interface StreamWriterOptions {
 export class StreamWriter {
   private count = 0;
   private pending: string[] = [];
+  private pendingBytes = 0;
   private inFlight: Promise<void> | undefined;
   private failure: unknown;
   private lastWriteAt = -Infinity;
@@ -55,9 +65,11 @@ export class StreamWriter {
    */
   add(chunk: unknown): Promise<void> | undefined {
     if (this.failure !== undefined) throw this.failure;
-    this.pending.push(JSON.stringify({ output: chunk }));
+    const json = JSON.stringify({ output: chunk });
+    this.pending.push(json);
+    this.pendingBytes += json.length;
     this.kick();
-    return this.pending.length >= MAX_BACKLOG ? this.flush() : undefined;
+    return this.pending.length >= MAX_BACKLOG || this.pendingBytes >= MAX_BACKLOG_BYTES ? this.flush() : undefined;
   }
 
   private now(): number {
@@ -116,8 +128,7 @@ export class StreamWriter {
       while (this.pending.length > 0) {
         if (!force && linger > 0 && now() - this.lastWriteAt < linger) break; // kick() sets the timer
         this.lastWriteAt = now();
-        const batch = this.pending;
-        this.pending = [];
+        const batch = this.takeBatch();
         // The chunk event, built around payloads that are JSON already (see JobEvent "chunk").
         const event = `{"type":"chunk","jobId":${JSON.stringify(jobId)},"endpointId":${JSON.stringify(endpointId)},"chunks":[${batch.join(",")}]}`;
         await withWorkerScripts(redis).hearthPushChunks(
@@ -132,6 +143,18 @@ export class StreamWriter {
     } catch (err) {
       this.failure = err;
       this.pending = [];
+      this.pendingBytes = 0;
     }
+  }
+
+  /** The oldest pending chunks, up to MAX_WRITE_BYTES of them (at least one). */
+  private takeBatch(): string[] {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && (n === 0 || bytes + this.pending[n]!.length <= MAX_WRITE_BYTES)) bytes += this.pending[n++]!.length;
+    const batch = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+    this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+    this.pendingBytes -= bytes;
+    return batch;
   }
 }

@@ -10,12 +10,13 @@ import { Heartbeat } from "./heartbeat.ts";
 import { CancelRequests } from "./cancel-requests.ts";
 import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
 import { Lifecycle } from "./lifecycle.ts";
+import { OffloadClient } from "./offload-client.ts";
 
 /** The largest `weightsFetchMs` a worker log entry may carry (a week). */
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
 
 /** Milestones the composition root logs with timings. */
-export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited";
+export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited" | "offload";
 
 export interface WorkerRuntimeOptions {
   endpointId: string;
@@ -59,6 +60,7 @@ export class WorkerRuntime {
   private readonly keys: RedisKeys;
   private readonly heartbeat: Heartbeat;
   private readonly finisher: FinishReporter;
+  private readonly offload: OffloadClient;
   private readonly onPhase: NonNullable<WorkerRuntimeOptions["onPhase"]>;
   private readonly onError: NonNullable<WorkerRuntimeOptions["onError"]>;
   private readonly now: () => number;
@@ -92,6 +94,7 @@ export class WorkerRuntime {
       onError: (err) => this.onError(err, "heartbeat"),
     });
     this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
+    this.offload = new OffloadClient({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
     this.lifecycle.onChange((to, from) => {
       this.idleSince = to === "idle" ? this.now() : null;
       // Attached before the write below, so the first entry out of boot carries it.
@@ -150,6 +153,8 @@ export class WorkerRuntime {
       workerId: options.workerId,
       handingBack: () => this.handingBack,
       ...(options.streamLingerMs !== undefined && { streamLingerMs: options.streamLingerMs }),
+      offload: this.offload,
+      onOffloadProgress: (detail) => this.onPhase("offload", detail),
       now: this.now,
     });
     const worker = new Worker(this.keys.queueName(options.endpointId), this.counted(processor), {
@@ -228,6 +233,7 @@ export class WorkerRuntime {
     }
     await this.options.subscriber.unsubscribe(this.keys.controlChannel(this.options.endpointId)).catch((err) => this.onError(err, "unsubscribe"));
     await Promise.allSettled([...this.pending]);
+    this.offload.close();
     await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
     await this.heartbeat.stop(reason);
     this.lifecycle.to("exited");

@@ -2,9 +2,7 @@ import { createRoute, type OpenAPIHono, type RouteConfig } from "@hono/zod-opena
 import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
-import { runRequest, type RunRequest } from "../../../core/contracts/job-request.ts";
-import { checkUrlAtSubmission } from "../../../core/net/host-resolution.ts";
-import type { UrlPolicy } from "../../../core/net/url-policy.ts";
+import { runRequest } from "../../../core/contracts/job-request.ts";
 import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
@@ -12,6 +10,7 @@ import { jobAdmission } from "../middleware/job-admission.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { syncRetentionMs } from "../../../core/policy/retention.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
+import { checkSubmission } from "../services/submission-checks.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { openaiRoutes } from "./openai-routes.ts";
 import { apiRouter, commonErrors, hotRoute, idempotencyKey, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
@@ -115,31 +114,6 @@ const buildRoutes = (deps: ApiDeps) => ({
   }),
 });
 
-/**
- * 400 naming `webhook`/`webhookV2` when one points where the egress policy forbids (scheme, literal
- * address, a name that resolves to a forbidden address from here). A resolver failure counts as
- * "does not resolve here": the sender checks the address it connects to anyway.
- */
-async function checkWebhooks(req: RunRequest, egress: UrlPolicy): Promise<void> {
-  const fields = (["webhook", "webhookV2"] as const).filter((f) => req[f] !== undefined);
-  const verdicts = await Promise.all(
-    fields.map(async (f) => {
-      let url: URL;
-      try {
-        url = new URL(req[f]!);
-      } catch {
-        return { ok: false, reason: "must be an http(s) URL" } as const;
-      }
-      return checkUrlAtSubmission(url, egress).catch(() => ({ ok: true }) as const);
-    }),
-  );
-  const issues = fields.flatMap((path, i) => {
-    const v = verdicts[i]!;
-    return v.ok ? [] : [{ path, message: v.reason }];
-  });
-  if (issues.length > 0) throw ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
-}
-
 /** The RunPod job API: `/v2/:endpointId/...`, exactly as runpod-contract.md §1. Every success is HTTP 200. */
 export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   const app = apiRouter<JobEnv>();
@@ -159,7 +133,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   hotRoute(app, routes.run, async (c, input) => {
     const idempotencyKey = input.header["idempotency-key"];
     const req = input.json;
-    if (req.webhook !== undefined || req.webhookV2 !== undefined) await checkWebhooks(req, deps.egress);
+    await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
     const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
@@ -175,7 +149,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const wait = asked ?? 90_000;
     const idempotencyKey = input.header["idempotency-key"];
     const req = input.json;
-    if (req.webhook !== undefined || req.webhookV2 !== undefined) await checkWebhooks(req, deps.egress);
+    await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
     const retentionMs = asked === undefined ? deps.retention.syncMs : syncRetentionMs(deps.retention, asked);
     const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);

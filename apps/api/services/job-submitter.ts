@@ -6,6 +6,9 @@ import { LOW_PRIORITY, type JobData } from "../../../core/queue/job-catalog.ts";
 import type { AcceptedPayload } from "../../../core/log/log-entry.ts";
 import { newJobId } from "../../../core/ids/random-id.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
+import type { SecretBox } from "../../../core/secrets/secret-box.ts";
+import { sealS3Config } from "../../../core/secrets/job-secrets.ts";
+import { inputRefUri } from "./submission-checks.ts";
 
 /** How long an `Idempotency-Key` keeps answering with the job it first created. */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -19,6 +22,10 @@ export interface JobSubmitterOptions {
    * every wake would make the scheduler re-read the endpoint for nothing.
    */
   wakeIntervalMs?: number;
+  /** Seals a request's `s3Config` into the job (the route refuses one when there is no box). */
+  secrets?: SecretBox;
+  /** HEARTH_OFFLOAD_BYTES, and whether the platform has a bucket (HEARTH_OUTPUT_BUCKET) for jobs without `s3Config`. */
+  offload?: { bytes: number; platformBucket: boolean };
   now?: () => number;
 }
 
@@ -68,7 +75,15 @@ export class JobSubmitter {
     };
     if (req.webhook) data.webhook = req.webhook;
     if (req.webhookV2) data.webhookV2 = req.webhookV2;
-    if (req.s3Config) data.s3Config = req.s3Config;
+    if (req.s3Config) {
+      // The route checked there is a box; a request reaching here without one is a bug, not the caller's.
+      if (!this.options.secrets) throw new Error("s3Config reached the submitter without HEARTH_SECRETS_KEY");
+      data.s3ConfigSealed = sealS3Config(this.options.secrets, id, req.s3Config);
+    }
+    const offload = this.options.offload;
+    if (offload && (req.s3Config || offload.platformBucket)) data.offloadBytes = offload.bytes;
+    const inputRef = inputRefUri(req.input);
+    if (inputRef !== undefined) data.inputRef = inputRef;
 
     let idemKey: string | undefined;
     let idemHash: string | undefined;
