@@ -6,6 +6,11 @@ import type { LogLine } from "../core/log/process-log.ts";
 import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { S3RVER_CREDENTIALS, startS3, type TestS3 } from "./support/s3rver.ts";
 import { waitFor } from "./support/services.ts";
+import { ControlPlane } from "../apps/control/control-plane.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { SecretBox } from "../core/secrets/secret-box.ts";
+import { egressPolicy } from "../core/config/egress.ts";
+import { parseAllowList, type AllowList } from "../core/net/url-policy.ts";
 
 const KB = 1024;
 const OFFLOAD_BYTES = 64 * KB;
@@ -244,4 +249,52 @@ describe("S3 offload to the platform bucket (HEARTH_OUTPUT_BUCKET)", () => {
     const other = await stack.call("POST", `/v2/${otherEp}/runsync`, { key: otherKey, body: { input: { inputRef: `s3://platform/${inputKey}` } } });
     expect(other.body).toMatchObject({ status: "FAILED", error: expect.stringContaining("is not one of this tenant's objects") });
   }, 60_000);
+});
+
+describe("S3 offload while the control plane is away", () => {
+  let s3: TestS3;
+  let stack: Stack;
+  let key: string;
+  let ep: string;
+  const secretsKey = randomBytes(32);
+  const s3Config = () => ({ accessId: S3RVER_CREDENTIALS.accessKeyId, accessSecret: S3RVER_CREDENTIALS.secretAccessKey, bucketName: BUCKET, endpointUrl: s3.endpoint });
+
+  beforeAll(async () => {
+    s3 = await startS3();
+    await s3.createBucket(BUCKET);
+    stack = await startStack({ secretsKey, offloadBytes: OFFLOAD_BYTES, control: false });
+    key = await stack.tenant("away");
+    ep = await stack.endpoint(key, { engine: { kind: "handler", module: join(fixturesDir, "bulk-output.mjs") }, workersMin: 1, workersMax: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.close();
+    await s3?.close();
+  });
+
+  it("answers a request left in Redis when the control plane comes back in time, and fails the job with the reason when it does not", async () => {
+    const late = await stack.call("POST", `/v2/${ep}/run`, { key, body: { input: { bytes: 100 * KB }, s3Config: s3Config() } });
+    // The worker's request waits in Redis; a control plane started 2 s later answers it.
+    await new Promise((r) => setTimeout(r, 2000));
+    const control = new ControlPlane({
+      redis: stack.redis,
+      sql: stack.sql,
+      keys: new RedisKeys(stack.redisPrefix),
+      log: () => {},
+      blockMs: 100,
+      secretsBox: new SecretBox(secretsKey),
+      egress: egressPolicy(true, (parseAllowList("127.0.0.0/8") as { ok: true; allow: AllowList }).allow),
+    });
+    control.start();
+    try {
+      const job = await finished(stack, key, ep, late.body.id);
+      expect(job).toMatchObject({ status: "COMPLETED", output: { outputRef: { bucket: BUCKET, bytes: 100 * KB + 2 } } });
+    } finally {
+      await control.stop();
+    }
+    // With no control plane at all the worker gives up after 15 s: the job fails, saying why.
+    const never = await stack.call("POST", `/v2/${ep}/run`, { key, body: { input: { bytes: 100 * KB }, s3Config: s3Config() } });
+    const failed = await finished(stack, key, ep, never.body.id, 40_000);
+    expect(failed).toMatchObject({ status: "FAILED", error: "output upload failed: the control plane did not answer within 15000 ms" });
+    expect(failed.output).toBeUndefined();
+  }, 90_000);
 });
