@@ -5,7 +5,7 @@ import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { findEngineProcesses, type EngineProcess } from "../test/support/engine-processes.ts";
 import { compare, noiseWarnings, type BenchContext, type BenchResult, type Comparison } from "./support/bench-result.ts";
 import { CpuAccumulator, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
-import { apiProfileWindow, startHearthFor } from "./support/hearth-processes.ts";
+import { apiProfileWindow, hearthCpuRoles, startHearthFor } from "./support/hearth-processes.ts";
 import { round } from "./support/latency-stats.ts";
 import { sseTimingClient, type StreamTiming } from "./support/sse-timing-client.ts";
 import { tokenStreamStats, type TokenStreamStats } from "./support/token-stream-stats.ts";
@@ -142,16 +142,7 @@ async function openHearth(ctx: BenchContext) {
     const side: Side = {
       close: () => client.close(),
       stream: () => client.stream(`/v2/${endpointId}/openai/v1/completions`, body),
-      roles: {
-        bench: { self: process.pid },
-        api: { self: hearth.api.pid },
-        scheduler: { self: hearth.scheduler.pid },
-        control: { self: hearth.control.pid },
-        worker: { self: engine.parentPid },
-        engine: { self: engine.pid },
-        redis: { comm: "redis-server" },
-        postgres: { comm: "postgres" },
-      },
+      roles: { ...hearthCpuRoles(hearth), worker: { self: engine.parentPid }, engine: { self: engine.pid } },
     };
     return {
       side,

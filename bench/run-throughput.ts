@@ -3,7 +3,7 @@ import autocannon from "autocannon";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
 import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts";
-import { apiProfileWindow, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
+import { apiProfileWindow, hearthCpuRoles, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 
 const honoFloorEntry = fileURLToPath(new URL("./floors/bare-hono-server.ts", import.meta.url));
 const NAME = "run-throughput";
@@ -99,14 +99,7 @@ async function hearthSide(ctx: BenchContext) {
     if (typeof probe.id !== "string" || probe.status !== "IN_QUEUE") throw new Error(`unexpected /run answer ${JSON.stringify(probe)}`);
 
     ctx.log(`hearth: ${config.warmupSeconds} s warm-up + ${config.seconds} s at ${config.connections} connections`);
-    const run = await load(ctx, `${hearth.url}/v2/${endpointId}/run`, { ...JSON_HEADERS, authorization: `Bearer ${apiKey}` }, {
-      bench: { self: process.pid },
-      api: { self: hearth.api.pid },
-      scheduler: { self: hearth.scheduler.pid },
-      control: { self: hearth.control.pid },
-      redis: { comm: "redis-server" },
-      postgres: { comm: "postgres" },
-    });
+    const run = await load(ctx, `${hearth.url}/v2/${endpointId}/run`, { ...JSON_HEADERS, authorization: `Bearer ${apiKey}` }, hearthCpuRoles(hearth));
     const problems = loadProblems("hearth", run);
     // Every accepted job must be in the queue: a 200 that queued nothing would be a fast lie. autocannon does
     // not count requests still in flight when a phase ends (up to one per connection); the server queues them.

@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
 import { CpuMeter, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
-import { apiProfileWindow, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
+import { apiProfileWindow, hearthCpuRoles, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 import { summarize } from "./support/latency-stats.ts";
 import { keepAlivePoster } from "./support/keepalive-post.ts";
 
@@ -130,15 +130,7 @@ async function hearthSide(ctx: BenchContext) {
       return undefined;
     };
     ctx.log(`hearth: ${config.warmup} warm-up + ${config.n} measured round trips`);
-    const roles: Record<string, CpuRole> = {
-      bench: { self: process.pid },
-      api: { self: hearth.api.pid },
-      scheduler: { self: hearth.scheduler.pid },
-      control: { self: hearth.control.pid },
-      workers: { descendants: hearth.scheduler.pid },
-      redis: { comm: "redis-server" },
-      postgres: { comm: "postgres" },
-    };
+    const roles: Record<string, CpuRole> = { ...hearthCpuRoles(hearth), workers: { descendants: hearth.scheduler.pid } };
     const run = await measure(config.warmup, config.n, trip, roles, () => {
       delayTimes.length = 0;
       executionTimes.length = 0;

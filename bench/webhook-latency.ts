@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import postgres from "postgres";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { CpuMeter, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
-import { repoRoot, startHearthFor } from "./support/hearth-processes.ts";
+import { hearthCpuRoles, repoRoot, startHearthFor } from "./support/hearth-processes.ts";
 import { keepAlivePoster } from "./support/keepalive-post.ts";
 import { round, summarize } from "./support/latency-stats.ts";
 import { redisClockOffset, streamIdMs, type ClockOffset } from "./support/redis-clock-offset.ts";
@@ -210,15 +210,7 @@ async function hearthSide(ctx: BenchContext, receiver: WebhookReceiver) {
       return typeof id === "string" ? { id } : { problem: `no job id in ${res.text.slice(0, 300)}` };
     };
     ctx.log(`hearth: ${config.warmup} warm-up + ${config.webhookJobs} measured jobs, one at a time`);
-    const run = await measure(ctx, receiver, submit, {
-      bench: { self: process.pid },
-      api: { self: hearth.api.pid },
-      scheduler: { self: hearth.scheduler.pid },
-      control: { self: hearth.control.pid },
-      workers: { descendants: hearth.scheduler.pid },
-      redis: { comm: "redis-server" },
-      postgres: { comm: "postgres" },
-    });
+    const run = await measure(ctx, receiver, submit, { ...hearthCpuRoles(hearth), workers: { descendants: hearth.scheduler.pid } });
     client.close();
     const times = await logTimes(ctx.redis, `${isolation.redisPrefix}:ep.${endpointId}:events`);
     const deliveries = await deliveryTimes(isolation.databaseUrl, endpointId);

@@ -56,6 +56,29 @@ async function newEndpoint(call: Call, key: string, body: Record<string, unknown
   return r.body.id as string;
 }
 
+/**
+ * What the scheduler-kill tests share: the API and the ledger consumer in this process (the consumer
+ * passing over quiet endpoints every 500 ms: the grace ends on a quiet log), a scheduler process to
+ * kill, and a tenant's sleeper endpoint with its one worker ready.
+ */
+async function schedulerRig(tenant: string) {
+  const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
+  const handlerDirs = [examplesDir, fixturesDir];
+  const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs, port: 0, host: "127.0.0.1", adminToken: ADMIN });
+  defer(() => api.close());
+  const control = new ControlPlane({ redis, sql, keys, log: () => {}, blockMs: 100, advanceMs: 500 });
+  control.start();
+  defer(() => control.stop());
+  const schedulerOptions = { databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs };
+  const first = await spawnScheduler(schedulerOptions);
+  defer(() => first.kill());
+  const call = apiClient(api.url);
+  const key = await newTenant(call, tenant);
+  const ep = await newEndpoint(call, key, { engine: sleeper });
+  const worker = await readyWorker(redis, keys, ep);
+  return { keys, redis, sql, schedulerOptions, first, call, key, ep, worker, pid: pidOfWorker(worker) };
+}
+
 async function runsync(call: Call, key: string, endpointId: string, input: unknown): Promise<string> {
   const r = await call("POST", `/v2/${endpointId}/runsync`, { key, body: { input } });
   if (r.status !== 200 || r.body?.status !== "COMPLETED") throw new Error(`runsync: ${r.status} ${JSON.stringify(r.body)}`);
@@ -154,22 +177,7 @@ describe("billing under faults", () => {
   }, 120_000);
 
   it("SIGKILL of the scheduler mid-job: an observed exit is billed ceil(length) exactly; a lost worker at most one heartbeat past its true end", async () => {
-    const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
-    const handlerDirs = [examplesDir, fixturesDir];
-    const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs, port: 0, host: "127.0.0.1", adminToken: ADMIN });
-    defer(() => api.close());
-    // The ledger consumer in this process, passing over quiet endpoints every 500 ms (the grace ends on a quiet log).
-    const control = new ControlPlane({ redis, sql, keys, log: () => {}, blockMs: 100, advanceMs: 500 });
-    control.start();
-    defer(() => control.stop());
-    const schedulerOptions = { databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs };
-    const first = await spawnScheduler(schedulerOptions);
-    defer(() => first.kill());
-    const call = apiClient(api.url);
-    const key = await newTenant(call, "sigkill-scheduler");
-    const ep = await newEndpoint(call, key, { engine: sleeper });
-    const worker = await readyWorker(redis, keys, ep);
-    const pid = pidOfWorker(worker);
+    const { keys, redis, sql, schedulerOptions, first, call, key, ep, worker, pid } = await schedulerRig("sigkill-scheduler");
 
     // A job in flight when the scheduler dies.
     const job = await call("POST", `/v2/${ep}/run`, { key, body: { input: { ms: 3000 } } });
@@ -221,21 +229,7 @@ describe("billing under faults", () => {
   }, 180_000);
 
   it("SIGKILL of the scheduler, then of its worker mid-job (the host dies): lost, billed to its last heartbeat, at most one heartbeat past the true end", async () => {
-    const { db, prefix, keys, redis, sql } = await sharedFixture(defer);
-    const handlerDirs = [examplesDir, fixturesDir];
-    const api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs, port: 0, host: "127.0.0.1", adminToken: ADMIN });
-    defer(() => api.close());
-    const control = new ControlPlane({ redis, sql, keys, log: () => {}, blockMs: 100, advanceMs: 500 });
-    control.start();
-    defer(() => control.stop());
-    const schedulerOptions = { databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs };
-    const first = await spawnScheduler(schedulerOptions);
-    defer(() => first.kill());
-    const call = apiClient(api.url);
-    const key = await newTenant(call, "host-dies");
-    const ep = await newEndpoint(call, key, { engine: sleeper });
-    const worker = await readyWorker(redis, keys, ep);
-    const pid = pidOfWorker(worker);
+    const { keys, redis, sql, schedulerOptions, first, call, key, ep, worker, pid } = await schedulerRig("host-dies");
     // A job it must finish before it exits on its own: it is still there (running or draining) when it is killed.
     const job = await call("POST", `/v2/${ep}/run`, { key, body: { input: { ms: 4000 } } });
     expect(job.status).toBe(200);

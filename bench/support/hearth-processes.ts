@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import type { BenchContext } from "./bench-result.ts";
 import type { CleanupStack } from "./cleanup-stack.ts";
 import { jsonLine, startChild, type RunningChild } from "./child-process.ts";
+import type { CpuRole } from "./cpu-usage.ts";
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 export const noopHandler = fileURLToPath(new URL("../../images/handler/examples/noop.mjs", import.meta.url));
@@ -42,6 +43,21 @@ export interface RunningHearth {
   oneWarmWorker(tenant: string, name: string, module: string): Promise<{ apiKey: string; endpointId: string }>;
   /** Scheduler first (it drains its workers), then the control plane and the API. */
   stop(): Promise<void>;
+}
+
+/**
+ * Whose CPU a benchmark of Hearth counts, by role: itself, each Hearth process, Redis and Postgres.
+ * Benchmarks add where their workers run (`workers`, or a `worker` and its `engine`).
+ */
+export function hearthCpuRoles(hearth: RunningHearth): Record<string, CpuRole> {
+  return {
+    bench: { self: process.pid },
+    api: { self: hearth.api.pid },
+    scheduler: { self: hearth.scheduler.pid },
+    control: { self: hearth.control.pid },
+    redis: { comm: "redis-server" },
+    postgres: { comm: "postgres" },
+  };
 }
 
 /** Node flags that make the API write V8 CPU profiles into `<dir>/<bench>` (one per thread; tsx adds a loader thread). */

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { isAbsolute } from "node:path";
 import { z } from "zod";
-import { parseOutputBucket } from "../objects/object-store-config.ts";
+import { parseOutputBucket, type ObjectStoreConfig } from "../objects/object-store-config.ts";
 import { intFrom, optionalString } from "./parse-env.ts";
 
 /** Where the local object store keeps large outputs by default: beside the demo model, in the checkout. */
@@ -37,11 +37,8 @@ export const objectStoreEnv = {
   HEARTH_OFFLOAD_BYTES: intFrom(DEFAULT_OFFLOAD_BYTES, 1024, 512 * 1_048_576),
 };
 
-export interface ObjectStoreSettings {
-  objectDir: string;
-  outputBucket?: string;
-  s3Endpoint?: string;
-  s3Region: string;
+/** The object store's settings (core/objects) and the offload threshold the API writes into jobs. */
+export interface ObjectStoreSettings extends ObjectStoreConfig {
   /** HEARTH_OFFLOAD_BYTES. */
   offloadBytes: number;
 }
