@@ -205,6 +205,11 @@ describe("workers and engines started by the scheduler", { timeout: 180_000 }, (
       await expect(as.publish(keys.wakeChannel(), "{}")).rejects.toThrow(/NOPERM/);
       await expect(as.subscribe(keys.controlChannel(other))).rejects.toThrow(/NOPERM/);
       await expect(as.scan("0")).rejects.toThrow(/NOPERM/);
+      // The offload request list is shared by every endpoint: a worker may push to it, never read it.
+      expect(await as.rpush(keys.offloadRequests(), "{}")).toBeGreaterThan(0);
+      await expect(as.lrange(keys.offloadRequests(), 0, -1)).rejects.toThrow(/NOPERM/);
+      await expect(as.lpop(keys.offloadRequests())).rejects.toThrow(/NOPERM/);
+      await redis.del(keys.offloadRequests());
     } finally {
       as.disconnect();
     }
