@@ -6,6 +6,7 @@ import type { LogLine } from "../core/log/process-log.ts";
 import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { S3RVER_CREDENTIALS, startS3, type TestS3 } from "./support/s3rver.ts";
 import { waitFor } from "./support/services.ts";
+import { pidOfWorker } from "./support/engine-processes.ts";
 import { ControlPlane } from "../apps/control/control-plane.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { SecretBox } from "../core/secrets/secret-box.ts";
@@ -297,4 +298,43 @@ describe("S3 offload while the control plane is away", () => {
     expect(failed).toMatchObject({ status: "FAILED", error: "output upload failed: the control plane did not answer within 15000 ms" });
     expect(failed.output).toBeUndefined();
   }, 90_000);
+});
+
+describe("S3 offload when the worker is SIGKILLed mid-upload", () => {
+  let s3: TestS3;
+  let stack: Stack;
+  let key: string;
+  let ep: string;
+  const s3Config = () => ({ accessId: S3RVER_CREDENTIALS.accessKeyId, accessSecret: S3RVER_CREDENTIALS.secretAccessKey, bucketName: BUCKET, endpointUrl: s3.endpoint });
+
+  beforeAll(async () => {
+    s3 = await startS3();
+    await s3.createBucket(BUCKET);
+    // A short lock: the killed worker's job is taken again within seconds.
+    stack = await startStack({ secretsKey: randomBytes(32), offloadBytes: OFFLOAD_BYTES, workerLockMs: 3000, retention: { asyncMs: 10_000, syncMs: 10_000 } });
+    key = await stack.tenant("sigkill");
+    ep = await stack.endpoint(key, { engine: { kind: "handler", module: join(fixturesDir, "bulk-output.mjs") }, workersMin: 1, workersMax: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await stack?.close();
+    await s3?.close();
+  });
+
+  it("runs the job again on the replacement worker, whose upload is the whole output, in order", async () => {
+    const chunks = 4096; // 128 MB: long enough to be killed in the middle of its parts
+    const run = await stack.call("POST", `/v2/${ep}/run`, { key, body: { input: { chunks, chunkBytes: 32 * KB }, s3Config: s3Config() } });
+    const streamKey = new RedisKeys(stack.redisPrefix).stream(ep, run.body.id);
+    // Past the threshold and several parts in: the multipart upload is under way.
+    await waitFor(async () => ((await stack.redis.llen(streamKey)) > 800 ? true : undefined), 60_000, 20);
+    const workers = await stack.redis.hkeys(new RedisKeys(stack.redisPrefix).workers(ep));
+    expect(workers).toHaveLength(1);
+    const victim = pidOfWorker(workers[0]!);
+    process.kill(victim, "SIGKILL");
+    const job = await finished(stack, key, ep, run.body.id, 120_000);
+    expect(job.status).toBe("COMPLETED");
+    expect(job.workerId).not.toBe(workers[0]);
+    const array = JSON.parse((await fetchRef(job.output.outputRef)).toString()) as string[];
+    expect(array).toHaveLength(chunks);
+    array.forEach((c, i) => expect(c.startsWith(`${i}:`)).toBe(true));
+  }, 180_000);
 });
