@@ -83,9 +83,9 @@ async function floorSide(ctx: BenchContext) {
 }
 
 /** Hearth: API + scheduler, an endpoint that may run no worker, so every accepted job stays queued. */
-async function hearthSide(ctx: BenchContext) {
+async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv) {
   const { config } = ctx;
-  const hearth = await startHearthFor(ctx, NAME);
+  const hearth = await startHearthFor(ctx, NAME, env);
   let measured;
   try {
     const apiKey = await hearth.createTenant("bench-run");
@@ -149,6 +149,30 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
       ...(hearth.apiProfile ? { apiProfile: hearth.apiProfile } : {}),
     },
     floor: { ...f, warmUp: floor.run.warm },
+    cpu,
+  };
+}
+
+/**
+ * The cost of the API's metrics on the hot path: `/run` throughput with metrics on (every request
+ * counted and timed, `/metrics` served) against the same Hearth with `HEARTH_METRICS=off`, one after
+ * the other in one run. Target: on ≥ 95 % of off.
+ */
+export async function metricsOverhead(ctx: BenchContext): Promise<BenchResult> {
+  const { config } = ctx;
+  ctx.log("floor: Hearth with HEARTH_METRICS=off");
+  const off = await hearthSide(ctx, { HEARTH_METRICS: "off" });
+  ctx.log("hearth: Hearth with metrics on (the default)");
+  const on = await hearthSide(ctx);
+  const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
+  return {
+    name: "metrics-overhead",
+    comparison: compare("/run requests/s, metrics on vs off", "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: 0.95 }),
+    problems: [...off.problems, ...on.problems],
+    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
+    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0 },
+    hearth: { ...on.run.measured, warmUp: on.run.warm },
+    floor: { ...off.run.measured, warmUp: off.run.warm },
     cpu,
   };
 }

@@ -19,7 +19,7 @@
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { llmStream } from "./llm-stream.ts";
-import { runThroughput } from "./run-throughput.ts";
+import { metricsOverhead, runThroughput } from "./run-throughput.ts";
 import { runsyncLatency } from "./runsync-latency.ts";
 import { webhookLatency } from "./webhook-latency.ts";
 import { loadBenchConfig, type BenchName } from "./support/bench-config.ts";
@@ -35,6 +35,7 @@ const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult |
   "run-throughput": runThroughput,
   "llm-stream": llmStream,
   "webhook-latency": webhookLatency,
+  "metrics-overhead": metricsOverhead,
 };
 
 const cleanup = new CleanupStack();

@@ -28,6 +28,7 @@ import type { UsageReports } from "./services/usage-report.ts";
 import type { SessionCosts } from "./services/session-costs.ts";
 import type { ReconcileReports } from "./services/reconcile-report.ts";
 import type { SubmissionCheckContext } from "./services/submission-checks.ts";
+import type { ApiMetrics } from "./metrics/api-metrics.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -38,6 +39,10 @@ export interface ApiDeps {
   modelPolicy: ModelSourcePolicy;
   /** Where jobs' webhooks may point (HEARTH_EGRESS_ALLOW_HTTP, HEARTH_EGRESS_ALLOWLIST), checked at submission. */
   egress: UrlPolicy;
+  /** The process's Prometheus registry and request metrics; absent, `/metrics` is 404 and nothing is counted. */
+  metrics?: ApiMetrics;
+  /** HEARTH_METRICS_PUBLIC: `/metrics` without the admin token. */
+  metricsPublic?: boolean;
   /** What `/run` and `/runsync` check beyond the schema (URLs, s3Config, inputRef). */
   submissionChecks: SubmissionCheckContext;
   /** Seals endpoint secrets (HEARTH_SECRETS_KEY); absent, secrets are refused with 400 `secrets_unavailable`. */

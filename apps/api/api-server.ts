@@ -33,6 +33,8 @@ import { DEFAULT_WEBHOOK_SECRET_GRACE_MS, WebhookSecretStore } from "../../core/
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import { DEFAULT_RETENTION, type ResultRetention } from "../../core/policy/retention.ts";
+import { ApiMetrics } from "./metrics/api-metrics.ts";
+import { endpointSampler } from "./metrics/endpoint-samples.ts";
 import { createObjectStore, parseOutputBucket } from "../../core/objects/object-store-config.ts";
 import { DEFAULT_OFFLOAD_BYTES, defaultObjectDir, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 import { PriceStore } from "./services/price-store.ts";
@@ -54,7 +56,7 @@ export interface RunningApi {
  * (refused); webhooks to https:// towards public addresses only (no http, empty egress allow-list).
  */
 type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken"> &
-  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList">> & {
+  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
     /**
@@ -129,6 +131,8 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const balances = new BalanceCache(redis, dbh.sql, keys);
   const deps: ApiDeps = {
     adminToken: config.adminToken,
+    ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
+    metricsPublic: config.metricsPublic ?? false,
     handlerDirs: config.handlerDirs,
     modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
     egress,

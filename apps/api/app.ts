@@ -4,7 +4,8 @@ import { ApiError } from "./api-error.ts";
 import type { ApiDeps } from "./api-deps.ts";
 import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
-import { tenantAuth, type TenantEnv } from "./middleware/tenant-auth.ts";
+import { adminAuth, tenantAuth, type TenantEnv } from "./middleware/tenant-auth.ts";
+import type { MiddlewareHandler } from "hono";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 import { adminRoutes } from "./routes/admin-routes.ts";
@@ -34,6 +35,17 @@ const httpErrorMessage = (err: HTTPException) => (err.status === 415 ? "send the
 export function createApp(deps: ApiDeps): OpenAPIHono {
   const app = apiRouter();
   registerSecuritySchemes(app);
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.use("*", metrics.middleware());
+    // Prometheus' text format; the admin token as a bearer token (Prometheus' `authorization`), or open with HEARTH_METRICS_PUBLIC.
+    const scrape: MiddlewareHandler = async (c) => {
+      const { contentType, body } = await metrics.render();
+      return c.body(body, 200, { "content-type": contentType });
+    };
+    if (deps.metricsPublic) app.get("/metrics", scrape);
+    else app.get("/metrics", adminAuth({ adminToken: deps.adminToken }), scrape);
+  }
 
   app.get("/healthz", (c) => c.json({ ok: true }, 200));
   app.get("/readyz", async (c) => {

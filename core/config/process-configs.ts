@@ -43,6 +43,10 @@ const apiSchema = z.object({
   HEARTH_RETENTION_ASYNC_S: intFrom(1800, 1, 7 * 86_400),
   HEARTH_RETENTION_SYNC_S: intFrom(60, 1, 7 * 86_400),
   ...objectStoreEnv,
+  /** `/metrics` without the admin token (for a Prometheus on a private network). */
+  HEARTH_METRICS_PUBLIC: onOff(false),
+  /** `off`: no request metrics and no `/metrics` (the benchmark's baseline). */
+  HEARTH_METRICS: onOff(true),
 });
 
 export interface ApiConfig {
@@ -71,6 +75,10 @@ export interface ApiConfig {
   egressAllowHttp: boolean;
   /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts webhooks may reach. Default empty. */
   egressAllowList: AllowList;
+  /** HEARTH_METRICS_PUBLIC: `/metrics` answers without the admin token. Default false. */
+  metricsPublic: boolean;
+  /** HEARTH_METRICS: request metrics and `/metrics`. Default true. */
+  metrics: boolean;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
@@ -93,6 +101,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     objects: objectStoreSettings(c),
     egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
     egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
+    metricsPublic: c.HEARTH_METRICS_PUBLIC,
+    metrics: c.HEARTH_METRICS,
   };
 }
 

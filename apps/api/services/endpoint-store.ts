@@ -52,6 +52,12 @@ export class EndpointStore {
     return rows.map(toEndpoint);
   }
 
+  /** Ids of live endpoints, every tenant's, at most `limit` (the metrics scrape). */
+  async liveIds(limit: number): Promise<string[]> {
+    const rows = await this.db.select({ id: endpoints.id }).from(endpoints).where(isNull(endpoints.deletedAt)).orderBy(endpoints.id).limit(limit);
+    return rows.map((r) => r.id);
+  }
+
   /** The endpoint if it exists and belongs to `tenantId`; otherwise undefined (callers answer 404 either way). */
   async getOwned(tenantId: string, id: string, options: { includeDeleted?: boolean } = {}): Promise<Endpoint | undefined> {
     const ep = options.includeDeleted ? await this.getEvenDeleted(id) : await this.get(id);

@@ -1,0 +1,87 @@
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../apps/api/app.ts";
+import type { ApiDeps } from "../apps/api/api-deps.ts";
+import { ApiMetrics } from "../apps/api/metrics/api-metrics.ts";
+import { examplesDir, STACK_ADMIN_TOKEN, startStack, type Stack } from "./support/hearth-stack.ts";
+import { parsePrometheusText, valueOf } from "./support/prometheus-text.ts";
+
+/** The API's /metrics, scraped and parsed after real traffic through the whole stack. */
+describe("API metrics", () => {
+  let stack: Stack;
+  let key: string;
+  let ep: string;
+  let parked: string;
+
+  const scrape = async (token?: string) => {
+    const res = await fetch(`${stack.api.url}/metrics`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+    return { status: res.status, type: res.headers.get("content-type"), text: await res.text() };
+  };
+
+  beforeAll(async () => {
+    stack = await startStack();
+    key = await stack.tenant("metrics");
+    ep = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 1, workersMax: 1 });
+    // No worker may ever start here: its jobs wait, and the oldest one ages.
+    parked = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 0, workersMax: 0 });
+  }, 60_000);
+  afterAll(async () => stack?.close());
+
+  it("is the admin's: 401 without the token", async () => {
+    expect((await scrape()).status).toBe(401);
+    expect((await scrape(key)).status).toBe(401);
+  });
+
+  it("counts each job once and each request by its route pattern, with its latency, and reads queues and workers at scrape time", async () => {
+    for (let i = 0; i < 3; i++) expect((await stack.call("POST", `/v2/${ep}/runsync`, { key, body: { input: { i } } })).body.status).toBe("COMPLETED");
+    expect((await stack.call("POST", `/v2/${ep}/runsync`, { key, body: { nope: 1 } })).status).toBe(400);
+    expect((await stack.call("GET", `/no/such/${ep}/path`, { key })).status).toBe(404);
+    const waiting = await stack.call("POST", `/v2/${parked}/run`, { key, body: { input: "waits" } });
+    expect(waiting.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1200));
+
+    const res = await scrape(STACK_ADMIN_TOKEN);
+    expect(res.status).toBe(200);
+    expect(res.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    const { samples, types } = parsePrometheusText(res.text);
+
+    expect(types.get("hearth_jobs_total")).toBe("counter");
+    expect(valueOf(samples, "hearth_jobs_total", { endpoint: ep, status: "completed" })).toBe(3);
+    expect(valueOf(samples, "hearth_jobs_total", { endpoint: ep, status: "failed" })).toBe(0);
+    const runsync = { method: "POST", route: "/v2/:ep/runsync" };
+    expect(types.get("hearth_http_request_duration_seconds")).toBe("histogram");
+    expect(valueOf(samples, "hearth_http_request_duration_seconds_count", { ...runsync, status: "200" })).toBe(3);
+    expect(valueOf(samples, "hearth_http_request_duration_seconds_count", { ...runsync, status: "400" })).toBe(1);
+    expect(valueOf(samples, "hearth_http_request_duration_seconds_sum", { ...runsync, status: "200" })).toBeGreaterThan(0);
+    expect(valueOf(samples, "hearth_http_request_duration_seconds_bucket", { ...runsync, status: "200", le: "+Inf" })).toBe(3);
+    expect(valueOf(samples, "hearth_http_request_duration_seconds_count", { method: "GET", route: "unmatched", status: "404" })).toBe(1);
+    // Labels are patterns and ids Hearth issued: no path, job id or body reaches them.
+    const httpRoutes = new Set(samples.filter((s) => s.name.startsWith("hearth_http_")).map((s) => s.labels.route));
+    for (const r of httpRoutes) expect(r === undefined || r.includes(ep) || r.includes(parked), r).toBe(false);
+
+    expect(valueOf(samples, "hearth_queue_jobs", { endpoint: parked, state: "queued" })).toBe(1);
+    expect(valueOf(samples, "hearth_queue_jobs", { endpoint: ep, state: "queued" })).toBe(0);
+    expect(valueOf(samples, "hearth_queue_oldest_job_age_seconds", { endpoint: parked })).toBeGreaterThanOrEqual(1);
+    expect(valueOf(samples, "hearth_queue_oldest_job_age_seconds", { endpoint: ep })).toBe(0);
+    const workers = samples.filter((s) => s.name === "hearth_workers" && s.labels.endpoint === ep).reduce((n, s) => n + s.value, 0);
+    expect(workers).toBe(1);
+    expect(valueOf(samples, "process_cpu_user_seconds_total")).toBeGreaterThan(0);
+    expect(valueOf(samples, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("drops a deleted endpoint's series", async () => {
+    expect((await stack.call("DELETE", `/api/v1/endpoints/${parked}`, { key })).status).toBe(200);
+    const { samples } = parsePrometheusText((await scrape(STACK_ADMIN_TOKEN)).text);
+    expect(samples.some((s) => s.labels.endpoint === parked)).toBe(false);
+  }, 30_000);
+});
+
+describe("HEARTH_METRICS_PUBLIC", () => {
+  it("serves /metrics without a token when set, and only with the admin token when not", async () => {
+    const deps = (metricsPublic: boolean) => ({ adminToken: "a".repeat(32), handlerDirs: [], metrics: new ApiMetrics({ sampleEndpoints: async () => [] }), metricsPublic }) as unknown as ApiDeps;
+    const open = await createApp(deps(true)).request("/metrics");
+    expect(open.status).toBe(200);
+    expect(await open.text()).toContain("# TYPE hearth_http_request_duration_seconds histogram");
+    expect((await createApp(deps(false)).request("/metrics")).status).toBe(401);
+  });
+});
