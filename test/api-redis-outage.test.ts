@@ -54,9 +54,14 @@ describe("API while Redis is down", () => {
     expect(down.body.code).toBe("unavailable");
     expect((await call("GET", "/readyz")).status).toBe(503);
     expect((await call("GET", "/healthz")).status).toBe(200); // the process itself is fine
+    // A scrape needs Redis for the per-endpoint series: 503 too, never a 500.
+    const scrape = await call("GET", "/metrics", { key: ADMIN });
+    expect(scrape.status).toBe(503);
+    expect(scrape.headers.get("retry-after")).toBe("1");
 
     redisProc = startRedis(port);
     await waitFor(async () => (await call("POST", `/v2/${ep}/run`, { key, body: { input: 3 } })).status === 200, 30_000);
     expect((await call("GET", "/readyz")).status).toBe(200);
+    expect((await call("GET", "/metrics", { key: ADMIN })).status).toBe(200);
   });
 });
