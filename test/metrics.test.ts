@@ -4,7 +4,11 @@ import { createApp } from "../apps/api/app.ts";
 import type { ApiDeps } from "../apps/api/api-deps.ts";
 import { ApiMetrics } from "../apps/api/metrics/api-metrics.ts";
 import { examplesDir, STACK_ADMIN_TOKEN, startStack, type Stack } from "./support/hearth-stack.ts";
+import { spawnControl } from "./support/entry-process.ts";
+import { createTestDatabase, TEST_REDIS_URL, uniquePrefix, waitFor } from "./support/services.ts";
 import { parsePrometheusText, valueOf } from "./support/prometheus-text.ts";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 
 /** The API's /metrics, scraped and parsed after real traffic through the whole stack. */
 describe("API metrics", () => {
@@ -69,6 +73,33 @@ describe("API metrics", () => {
     expect(valueOf(samples, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
   }, 60_000);
 
+  it("has the control plane observe each finished job once and each webhook attempt by outcome", async () => {
+    const received: string[] = [];
+    const receiver = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        received.push(String(req.headers["webhook-id"]));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+      expect((await stack.call("POST", `/v2/${ep}/runsync`, { key, body: { input: "hooked", webhook: url } })).body.status).toBe("COMPLETED");
+      await waitFor(() => (received.length === 1 ? true : undefined), 20_000);
+      // The four jobs of this endpoint, each once, however often their status was read.
+      const control = async () => parsePrometheusText(await stack.control!.metrics.registry.metrics()).samples;
+      const samples = await waitFor(async () => {
+        const s = await control();
+        return valueOf(s, "hearth_webhook_attempt_seconds_count", { outcome: "delivered" }) === 1 ? s : undefined;
+      }, 20_000);
+      expect(valueOf(samples, "hearth_job_execution_seconds_count", { endpoint: ep, status: "completed" })).toBe(4);
+      expect(valueOf(samples, "hearth_job_execution_seconds_count", { endpoint: parked, status: "completed" })).toBeUndefined();
+    } finally {
+      await new Promise((r) => receiver.close(r));
+    }
+  }, 60_000);
+
   it("drops a deleted endpoint's series", async () => {
     expect((await stack.call("DELETE", `/api/v1/endpoints/${parked}`, { key })).status).toBe(200);
     const { samples } = parsePrometheusText((await scrape(STACK_ADMIN_TOKEN)).text);
@@ -84,4 +115,24 @@ describe("HEARTH_METRICS_PUBLIC", () => {
     expect(await open.text()).toContain("# TYPE hearth_http_request_duration_seconds histogram");
     expect((await createApp(deps(false)).request("/metrics")).status).toBe(401);
   });
+});
+
+describe("the control plane's metrics listener", () => {
+  it("serves /metrics on HEARTH_CONTROL_METRICS_PORT and nothing else there", async () => {
+    const db = await createTestDatabase();
+    const control = await spawnControl({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix: uniquePrefix(), env: { HEARTH_CONTROL_METRICS_PORT: "0" } });
+    try {
+      const url = /"metrics":"([^"]+)"/.exec(control.output())?.[1];
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      const res = await fetch(url!);
+      expect(res.status).toBe(200);
+      const { types } = parsePrometheusText(await res.text());
+      expect(types.get("hearth_job_execution_seconds")).toBe("histogram");
+      expect(types.get("hearth_webhook_attempt_seconds")).toBe("histogram");
+      expect((await fetch(url!.replace("/metrics", "/other"))).status).toBe(404);
+    } finally {
+      await control.kill();
+      await db.drop();
+    }
+  }, 60_000);
 });

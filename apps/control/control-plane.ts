@@ -20,6 +20,7 @@ import { egressPolicy } from "../../core/config/egress.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
 import { DEFAULT_RETRY_SCHEDULE_S } from "../../core/webhooks/retry-schedule.ts";
 import { OffloadBroker } from "./offload-broker.ts";
+import { ControlMetrics } from "./control-metrics.ts";
 import type { S3ObjectStoreOptions } from "../../core/objects/s3-object-store.ts";
 
 export interface ControlPlaneOptions {
@@ -72,6 +73,8 @@ export class ControlPlane {
   readonly balances: BalanceCache;
   private readonly dispatcher: WebhookDispatcher;
   private readonly offload: OffloadBroker;
+  /** What the control plane observes, for its `/metrics` (apps/control/metrics-server.ts). */
+  readonly metrics = new ControlMetrics();
 
   constructor(private readonly options: ControlPlaneOptions) {
     this.balances = new BalanceCache(options.redis, options.sql, options.keys);
@@ -82,6 +85,7 @@ export class ControlPlane {
       secrets: new WebhookSecretStore(options.sql, options.secretsBox),
       scheduleS: options.webhookScheduleS ?? DEFAULT_RETRY_SCHEDULE_S,
       log: options.log,
+      metrics: this.metrics,
     });
     this.offload = new OffloadBroker({
       redis: options.redis,
@@ -92,7 +96,7 @@ export class ControlPlane {
       ...(options.platformBucket && { platform: options.platformBucket }),
     });
     const webhooks = new WebhookConsumer({ redis: options.redis, keys: options.keys, log: options.log, onDeliveries: () => this.dispatcher.wake() });
-    const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log });
+    const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log, metrics: this.metrics });
     const consumers: LogConsumer[] = [records, billing, webhooks];
     this.runners = consumers.map((consumer) => {
       const redis = options.redis.duplicate();

@@ -42,8 +42,8 @@ export interface LogConsumer {
    * catches up here. Effects must be idempotent (no cursor moves with them).
    */
   advance?(sql: Sql, ctx: EntryContext): Promise<void>;
-  /** Once a batch's transaction committed (caches of what it wrote may be refreshed now). Must not throw. */
-  committed?(ctx: EntryContext): void;
+  /** Once a batch's transaction committed, with the batch's readable entries (caches and metrics may be updated now). Must not throw. */
+  committed?(ctx: EntryContext, entries: readonly LogEntry[]): void;
   /**
    * False when a batch (every entry readable) would change nothing of this consumer's: the runner
    * then opens no transaction and saves its cursor at most every `cursorSaveMs` (a crash replays
@@ -202,10 +202,10 @@ export class LogConsumerRunner {
       }
       return;
     }
+    const valid = parsed.flatMap((p) => (p.entry ? [p.entry] : []));
     try {
       // Fast path: the whole batch in one transaction, statements pipelined.
       await sql.begin(async (tx) => {
-        const valid = parsed.flatMap((p) => (p.entry ? [p.entry] : []));
         const applied = consumer.applyBatch ? consumer.applyBatch(tx, valid, ctx) : Promise.all(valid.map((e) => consumer.apply(tx, e, ctx)));
         await Promise.all([applied, ...parsed.filter((p) => !p.entry).map((p) => this.deadLetter(tx, endpointId, p.id, p.fields, p.invalid ?? "invalid"))]);
         await consumer.finishBatch?.(tx, ctx);
@@ -235,7 +235,7 @@ export class LogConsumerRunner {
     }
     this.cursors.set(endpointId, lastId);
     this.savedAt.set(endpointId, Date.now());
-    consumer.committed?.(ctx);
+    consumer.committed?.(ctx, valid);
   }
 
   private async saveCursor(tx: TransactionSql | Sql, endpointId: string, lastId: string): Promise<void> {

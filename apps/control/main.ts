@@ -6,6 +6,7 @@ import { connectRedis } from "../../core/redis/connect.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
 import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.ts";
 import { ControlPlane } from "./control-plane.ts";
+import { serveMetrics } from "./metrics-server.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";
@@ -33,7 +34,8 @@ async function main(): Promise<void> {
     ...(platform && { platformBucket: platform }),
   });
   control.start();
-  log({ msg: "control plane started", prefix: config.redisPrefix });
+  const metrics = config.metricsListen && (await serveMetrics(control.metrics.registry, config.metricsListen.host, config.metricsListen.port));
+  log({ msg: "control plane started", prefix: config.redisPrefix, ...(metrics && { metrics: metrics.url }) });
 
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -42,7 +44,7 @@ async function main(): Promise<void> {
     log({ msg: "shutting down", signal });
     control
       .stop()
-      .then(() => Promise.all([redis.quit(), dbh.close()]))
+      .then(() => Promise.all([redis.quit(), dbh.close(), metrics?.close()]))
       .then(
         () => process.exit(0),
         (err: unknown) => {

@@ -8,6 +8,7 @@ import { EMPTY_FINISH, largeOutputJson, resultColumns, type FinishColumns } from
 import { createHash } from "node:crypto";
 import type { ObjectStore } from "../../core/objects/object-store.ts";
 import { errorFields, type Log } from "../../core/log/process-log.ts";
+import type { ControlMetrics } from "./control-metrics.ts";
 
 
 /** Error text of a job removed from its queue, by reason (CANCELLED has none, as RunPod). */
@@ -29,7 +30,12 @@ export class RecordsProjector implements LogConsumer {
   readonly name = "records";
 
   /** `objects`: where outputs over 256 KB are kept (without one they stay in Redis only, for their retention). */
-  constructor(private readonly options: { objects?: ObjectStore; log?: Log } = {}) {}
+  constructor(private readonly options: { objects?: ObjectStore; log?: Log; metrics?: ControlMetrics } = {}) {}
+
+  /** Finished jobs reach the metrics once their records committed. */
+  committed(ctx: EntryContext, entries: readonly LogEntry[]): void {
+    this.options.metrics?.observeJobs(ctx.endpointId, entries);
+  }
 
   /**
    * A whole batch: jobs whose entries fold into one row each go in one statement (under load most

@@ -4,6 +4,7 @@ import { toPgText } from "../../core/db/pg-text.ts";
 import type { WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
 import { errorFields, type Log } from "../../core/log/process-log.ts";
 import { nextAttemptDelayMs } from "../../core/webhooks/retry-schedule.ts";
+import type { ControlMetrics } from "./control-metrics.ts";
 import type { AttemptOutcome, WebhookSender } from "./webhook-sender.ts";
 
 export interface WebhookDispatcherOptions {
@@ -23,6 +24,8 @@ export interface WebhookDispatcherOptions {
    */
   leaseMs?: number;
   random?: () => number;
+  /** Counts and times each attempt by outcome. */
+  metrics?: Pick<ControlMetrics, "webhookAttempt">;
 }
 
 const claimedRow = z.object({
@@ -145,6 +148,7 @@ export class WebhookDispatcher {
     } catch (err) {
       outcome = { kind: "retry", latencyMs: 0, error: `delivery failed before sending: ${errorFields(err).error}` };
     }
+    this.options.metrics?.webhookAttempt(outcome.kind, outcome.latencyMs);
     const error = "error" in outcome ? toPgText(outcome.error.slice(0, 2000)).text : null;
     const status = outcome.status ?? null;
     let state: "pending" | "delivered" | "failed" | "exhausted" = outcome.kind === "delivered" ? "delivered" : outcome.kind === "stop" ? "failed" : "pending";

@@ -180,6 +180,9 @@ const controlSchema = z.object({
   /** Opens endpoints' sealed webhook signing secrets. */
   HEARTH_SECRETS_KEY: secretsKey,
   ...objectStoreEnv,
+  /** Serve the control plane's `/metrics` on this port (0: any free one); unset: no listener. */
+  HEARTH_CONTROL_METRICS_PORT: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(0).max(65535).optional()),
+  HEARTH_CONTROL_METRICS_HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
 });
 
 export interface ControlConfig {
@@ -198,6 +201,8 @@ export interface ControlConfig {
   secretsKey?: Buffer;
   /** Where outputs too large for Postgres are written (HEARTH_OBJECT_DIR, HEARTH_OUTPUT_BUCKET, HEARTH_S3_*). */
   objects: ObjectStoreSettings;
+  /** HEARTH_CONTROL_METRICS_HOST and HEARTH_CONTROL_METRICS_PORT; absent: no `/metrics` listener. */
+  metricsListen?: { host: string; port: number };
 }
 
 export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): ControlConfig {
@@ -213,6 +218,7 @@ export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): Control
     webhookRetryScheduleS: c.HEARTH_WEBHOOK_RETRY_SCHEDULE,
     ...(c.HEARTH_SECRETS_KEY !== undefined && { secretsKey: c.HEARTH_SECRETS_KEY }),
     objects: objectStoreSettings(c),
+    ...(c.HEARTH_CONTROL_METRICS_PORT !== undefined && { metricsListen: { host: c.HEARTH_CONTROL_METRICS_HOST, port: c.HEARTH_CONTROL_METRICS_PORT } }),
   };
 }
 
