@@ -3,18 +3,19 @@ import { openDb } from "../core/db/client.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { LocalProvider } from "./providers/local-provider.ts";
 import { Scheduler } from "./scheduler.ts";
-import { errorFields, jsonLineLog } from "../core/log/process-log.ts";
+import { errorFields, processLog } from "../core/log/process-log.ts";
 import { warnIfRedisDoesNotPersist } from "../core/redis/persistence.ts";
 import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { WorkerRedisUsers } from "./worker-redis-users.ts";
+import { WorkerOutput } from "./worker-output.ts";
 import { SecretBox } from "../core/secrets/secret-box.ts";
 import { WorkerSecrets } from "./worker-secrets.ts";
 
 // The composition root: the only place that reads the environment and names concrete classes.
 async function main(): Promise<void> {
   const config = loadSchedulerConfig(process.env);
-  const log = jsonLineLog("scheduler");
+  const log = processLog("scheduler", { level: config.logLevel });
   const redis = connectRedis(config.redisUrl);
   const dbh = openDb(config.databaseUrl, { max: 4 });
   void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
@@ -27,11 +28,15 @@ async function main(): Promise<void> {
     enabled: config.workerRedisAcl,
     log,
   });
+  // Workers' last lines, for the logs routes (bounded per worker and per job, 24 h).
+  const output = new WorkerOutput({ redis, keys: new RedisKeys(config.redisPrefix), log });
   const provider = new LocalProvider({
+    onOutput: (worker, stream, line) => output.add(worker, stream, line),
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
     handlerDirs: config.handlerDirs,
     workerLockMs: config.workerLockMs,
+    log,
   });
   if (config.secretsKey === undefined) log({ level: "warn", msg: "HEARTH_SECRETS_KEY is not set: endpoints with secrets cannot start workers" });
   const workerSecrets = new WorkerSecrets({
@@ -66,6 +71,7 @@ async function main(): Promise<void> {
     try {
       // Waits for every worker to drain and exit: no orphans are left behind.
       await scheduler.close();
+      await output.close();
       await Promise.all([redis.quit(), dbh.close()]);
       process.exit(0);
     } catch (err) {
@@ -81,6 +87,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`scheduler failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  processLog("scheduler", { destination: process.stderr })({ level: "fatal", msg: "cannot start", ...errorFields(err) });
   process.exit(1);
 });

@@ -12,7 +12,7 @@ import { Coalescer } from "./coalescer.ts";
 import { loadLiveEndpoint, loadLiveEndpoints, loadOpenSessions, type ParsedEndpoint, type SchedulableEndpoint } from "./endpoints.ts";
 import { Fleet } from "./fleet.ts";
 import { LeaderLock } from "./leader-lock.ts";
-import { jsonLineLog, errorFields, type Log } from "../core/log/process-log.ts";
+import { processLog, errorFields, type Log } from "../core/log/process-log.ts";
 import { EndpointObserver } from "./observe.ts";
 import type { WorkerRedisUsers } from "./worker-redis-users.ts";
 import type { WorkerSecrets } from "./worker-secrets.ts";
@@ -109,7 +109,7 @@ export class Scheduler {
     this.keys = new RedisKeys(opts.redisPrefix);
     this.tickMs = opts.tickMs ?? 1000;
     this.now = opts.now ?? Date.now;
-    this.log = opts.log ?? jsonLineLog("scheduler");
+    this.log = opts.log ?? processLog("scheduler");
     const heartbeatMs = opts.heartbeatMs ?? 1000;
     const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
     this.staleHeartbeatMs = 3 * heartbeatMs;

@@ -1,3 +1,4 @@
+import type { LogLine } from "../core/log/process-log.ts";
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,7 +84,7 @@ describe("local provider", () => {
     expect(await redis.hget(keys.workers(spec.endpointId), spec.workerId)).toBeNull();
   });
 
-  it("forwards each output line prefixed with the worker id", async () => {
+  it("forwards each worker's JSON log lines, which carry its worker id", async () => {
     const lines: string[] = [];
     const write = process.stdout.write.bind(process.stdout);
     vi.spyOn(process.stdout, "write").mockImplementation(((chunk: string | Uint8Array, ...rest: never[]) => {
@@ -93,7 +94,25 @@ describe("local provider", () => {
     const p = provider({ output: "forward" });
     const spec = echoSpec();
     await p.start(spec);
-    await waitFor(() => lines.some((l) => l.startsWith(`[${spec.workerId}] {`)));
+    await waitFor(() => lines.some((l) => l.startsWith("{") && l.includes(`"workerId":"${spec.workerId}"`) && l.includes('"phase":"ready"')));
+  });
+
+  it("logs a worker's plain-text lines (a crash's stack, a handler's own writes) with its ids", async () => {
+    const entry = join(scratch, "plain-text.mjs");
+    writeFileSync(entry, "process.stdout.write('plain words\\n'); process.stderr.write('Error: boom\\n    at x (y.js:1:1)\\n'); process.exit(1);\n");
+    const logged: LogLine[] = [];
+    const p = provider({ workerEntry: entry, output: "forward", log: (l) => void logged.push(l) });
+    const spec = echoSpec();
+    await p.start(spec);
+    await waitFor(() => logged.length === 3);
+    const ids = { msg: "worker output", workerId: spec.workerId, endpointId: spec.endpointId };
+    expect(logged).toEqual(
+      expect.arrayContaining([
+        { ...ids, stream: "stdout", line: "plain words" },
+        { ...ids, stream: "stderr", line: "Error: boom" },
+        { ...ids, stream: "stderr", line: "    at x (y.js:1:1)" },
+      ]),
+    );
   });
 
   it("reports the exit code of a worker that ends on its own", async () => {

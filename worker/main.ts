@@ -1,7 +1,8 @@
 /**
  * Composition root of a worker process: config → clients → engine → runtime → jobs, and a clean
  * drain on SIGTERM/SIGINT or when the parent (the scheduler, over IPC) goes away. Every phase is
- * logged as one JSON line, `{"t":"worker","phase":…,"ms":…}`, with ms since the process started.
+ * logged (pino, one JSON line) with `phase` and `ms` since the process started; every line carries
+ * the worker's `workerId` and `endpointId`, and a job's lines its `jobId` and `traceId`.
  */
 import { performance } from "node:perf_hooks";
 import { z } from "zod";
@@ -16,15 +17,25 @@ import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../c
 import { ModelStore } from "./models/model-source.ts";
 import { createModelSources } from "./models/model-sources.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
+import { routeConsole } from "./runtime/job-log-context.ts";
+import { processLog, type Log } from "../core/log/process-log.ts";
+import { startTracing } from "../core/trace/tracing.ts";
+
+/** Until the config is read: the level's default and no worker fields. */
+let processLines: Log = processLog("worker");
 
 function log(phase: string, detail: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ t: "worker", phase, ms: Math.round(performance.now()), ...detail })}\n`);
+  processLines({ msg: phase, phase, ms: Math.round(performance.now()), ...detail });
 }
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env);
+  processLines = processLog("worker", { level: config.logLevel, fields: { workerId: config.workerId, endpointId: config.endpointId } });
+  // A handler's console output is logged as structured lines, tagged with the job it ran for.
+  routeConsole(processLines);
+  const tracing = startTracing("hearth-worker");
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
-  log("boot", { workerId: config.workerId, endpointId: config.endpointId, engine: spec.kind });
+  log("boot", { engine: spec.kind });
   // Only engine processes switch users; a handler runs in this process. Fails here, naming the variable.
   const engineUser = spec.kind === "openai" ? resolveEngineUser(config.engineUser) : undefined;
   if (engineUser) log("engine-user", { user: engineUser.name, uid: engineUser.uid, gid: engineUser.gid });
@@ -80,6 +91,7 @@ async function main(): Promise<void> {
       code = 1;
     }
     await closeClients();
+    await tracing.shutdown().catch(() => {});
     log("exit", { reason, code });
     process.exit(code);
   }
@@ -98,6 +110,8 @@ async function main(): Promise<void> {
         models,
         endpointEnv: secrets.endpointEnv,
         onEngineState: (state, detail) => log("engine", { state, ...(detail && { detail }) }),
+        // The engine's own lines, tagged with this worker's fields; a JSON line (the embedded engine's pino) stays an object.
+        onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
         ...(engineUser && { engineUser }),
       }),
       weightsFetchMs: () => models.weightsFetchMs,
@@ -105,6 +119,8 @@ async function main(): Promise<void> {
       subscriber,
       onPhase: (phase, detail) => log(phase, detail),
       onError: (err, context) => logError(context, err),
+      log: processLines,
+      ...(tracing.tracer && { tracer: tracing.tracer }),
     });
   } catch (err) {
     await closeClients();
@@ -122,7 +138,19 @@ function logError(context: string, err: unknown): void {
     parts.push((e instanceof Error ? e.message.split("\n")[0]! : String(e)).slice(0, 200));
     e = e instanceof Error ? e.cause : undefined;
   }
-  process.stderr.write(`${JSON.stringify({ t: "worker", error: context, message: parts.join(": ") })}\n`);
+  processLines({ level: "error", msg: `${context} failed`, context, error: parts.join(": ") });
+}
+
+function engineLine(line: string): { engine: Record<string, unknown> } | { line: string } {
+  if (line.startsWith("{")) {
+    try {
+      const parsed: unknown = JSON.parse(line);
+      if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) return { engine: parsed as Record<string, unknown> };
+    } catch {
+      // not JSON after all: kept as text
+    }
+  }
+  return { line };
 }
 
 function parseJson(s: string, ctx: z.RefinementCtx): unknown {

@@ -1,3 +1,6 @@
+import type { Tracer } from "@opentelemetry/api";
+import type { OutputLogs } from "./services/output-logs.ts";
+import type { Log } from "../../core/log/process-log.ts";
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { ModelSourcePolicy } from "../../core/engine/model-source-policy.ts";
@@ -32,6 +35,10 @@ import type { ApiMetrics } from "./metrics/api-metrics.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
+  /** The process log (pino); request lines carry `requestId` and, for jobs, `traceId`. */
+  log: Log;
+  /** OpenTelemetry tracer when spans are exported (OTEL_EXPORTER_OTLP_ENDPOINT); without it, trace ids still travel with jobs. */
+  tracer?: Tracer;
   adminToken: string;
   /** Directories an endpoint's handler module must live in. */
   handlerDirs: string[];
@@ -61,6 +68,8 @@ export interface ApiDeps {
   control: JobControl;
   /** Submit-and-wait (`/runsync`). */
   syncRuns: SyncRuns;
+  /** Workers' and jobs' output lines the scheduler keeps (Redis). */
+  outputLogs: OutputLogs;
   /** Durable job records and worker sessions (Postgres). */
   records: JobRecords;
   /** The event log's consumers and dead letters, for the operator. */

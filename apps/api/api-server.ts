@@ -11,6 +11,8 @@ import { connectRedis, whenReady } from "../../core/redis/connect.ts";
 import { redisNowMs } from "../../core/redis/redis-clock.ts";
 import { coalesceWrites } from "../../core/redis/write-coalescing.ts";
 import { createApp } from "./app.ts";
+import { processLog, type Log } from "../../core/log/process-log.ts";
+import type { Tracer } from "@opentelemetry/api";
 import type { ApiDeps } from "./api-deps.ts";
 import { EndpointQueues } from "./services/endpoint-queues.ts";
 import { EndpointStore } from "./services/endpoint-store.ts";
@@ -25,6 +27,7 @@ import { loadLimitDefaults } from "../../core/config/tenant-limit-defaults.ts";
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
 import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
+import { OutputLogs } from "./services/output-logs.ts";
 import { LogAdmin } from "./services/log-admin.ts";
 import { SyncRuns } from "./services/sync-runs.ts";
 import { BillingGate } from "./services/billing-gate.ts";
@@ -56,7 +59,7 @@ export interface RunningApi {
  * (refused); webhooks to https:// towards public addresses only (no http, empty egress allow-list).
  */
 type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken"> &
-  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics">> & {
+  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics" | "logLevel">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
     /**
@@ -72,9 +75,10 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
 
 /**
  * Builds the API's clients and services from config and serves it. The database must be migrated already.
- * `now` is the clock of job timing and TTLs (tests move it forward instead of sleeping).
+ * `now` is the clock of job timing and TTLs (tests move it forward instead of sleeping); `log`
+ * defaults to the process log at `config.logLevel`.
  */
-export async function startApiServer(config: ServerConfig, options: { now?: () => number; sseHeartbeatMs?: number } = {}): Promise<RunningApi> {
+export async function startApiServer(config: ServerConfig, options: { now?: () => number; sseHeartbeatMs?: number; log?: Log; tracer?: Tracer } = {}): Promise<RunningApi> {
   const now = options.now ?? Date.now;
   const dbh = openDb(config.databaseUrl);
   // No ioredis auto-pipelining: each batch builds a Pipeline that copies every script BullMQ defines
@@ -130,6 +134,8 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const retention = config.retention ?? DEFAULT_RETENTION;
   const balances = new BalanceCache(redis, dbh.sql, keys);
   const deps: ApiDeps = {
+    log: options.log ?? processLog("api", { level: config.logLevel ?? "info" }),
+    ...(options.tracer && { tracer: options.tracer }),
     adminToken: config.adminToken,
     ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
     metricsPublic: config.metricsPublic ?? false,
@@ -150,6 +156,7 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     control,
     syncRuns,
     records: new JobRecords(dbh.sql),
+    outputLogs: new OutputLogs(redis, dbh.sql, keys),
     logAdmin: new LogAdmin(redis, dbh.sql, keys),
     prices,
     ledger: new Ledger({ sql: dbh.sql, now }),

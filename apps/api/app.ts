@@ -13,7 +13,9 @@ import { billingRoutes } from "./routes/billing-routes.ts";
 import { reconcileRoutes, usageRoutes } from "./routes/usage-routes.ts";
 import { webhookRoutes } from "./routes/webhook-routes.ts";
 import { recordRoutes } from "./routes/record-routes.ts";
+import { logRoutes } from "./routes/log-routes.ts";
 import { apiRouter, registerSecuritySchemes } from "./routes/route-kit.ts";
+import { requestContext, type RequestEnv } from "./middleware/request-context.ts";
 
 const isOpenAIPath = (path: string) => /^\/v2\/[^/]+\/openai\//.test(path);
 
@@ -32,9 +34,10 @@ const HTTP_ERROR_CODES: Record<number, string> = { 400: "invalid_request", 413: 
 const httpErrorMessage = (err: HTTPException) => (err.status === 415 ? "send the body as JSON with Content-Type: application/json" : err.message);
 
 /** The whole HTTP API as one Hono app; entry points only wire dependencies and serve it. */
-export function createApp(deps: ApiDeps): OpenAPIHono {
-  const app = apiRouter();
+export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
+  const app = apiRouter<RequestEnv>();
   registerSecuritySchemes(app);
+  app.use("*", requestContext({ ...(deps.tracer && { tracer: deps.tracer }) }));
   const metrics = deps.metrics;
   if (metrics) {
     app.use("*", metrics.middleware());
@@ -64,6 +67,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
   v1.route("/", billingRoutes(deps));
   v1.route("/", usageRoutes(deps));
   v1.route("/", webhookRoutes(deps));
+  v1.route("/", logRoutes(deps));
   app.route("/api/v1", v1);
   app.route("/v2", jobRoutes(deps));
 
@@ -87,7 +91,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono {
     if (isBackendUnavailable(err)) {
       return c.json({ error: "a backing store (Redis or PostgreSQL) is unreachable; retry shortly", code: "unavailable" }, 503, { "Retry-After": "1" });
     }
-    console.error(JSON.stringify({ t: "api", level: "error", path: c.req.path, error: String(err?.stack ?? err) }));
+    deps.log({ level: "error", msg: "internal error", method: c.req.method, path: c.req.path, requestId: c.get("requestId"), traceId: c.get("trace")?.traceId, error: String(err?.stack ?? err) });
     return c.json({ error: "internal error", code: "internal" }, 500);
   });
   return app;

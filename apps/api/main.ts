@@ -1,28 +1,33 @@
 import { loadApiConfig } from "../../core/config/process-configs.ts";
 import { migrateDb } from "../../core/db/client.ts";
+import { errorFields, processLog } from "../../core/log/process-log.ts";
 import { startApiServer } from "./api-server.ts";
+import { startTracing } from "../../core/trace/tracing.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
 import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.ts";
 
 /** Composition root of the API process: config → migrate → serve → close on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   const config = loadApiConfig(process.env);
+  const log = processLog("api", { level: config.logLevel });
   await migrateDb(config.databaseUrl);
-  const api = await startApiServer(config);
-  console.log(JSON.stringify({ t: "api", msg: "listening", url: api.url }));
-  if (config.adminTokenGenerated) console.log(`HEARTH_ADMIN_TOKEN=${config.adminToken}`);
-  void warnIfRedisDoesNotPersist(api.deps.redis, (msg) => console.warn(JSON.stringify({ t: "api", level: "warn", msg })));
-  void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => console.warn(JSON.stringify({ t: "api", level: "warn", msg })));
+  const tracing = startTracing("hearth-api");
+  const api = await startApiServer(config, { log, ...(tracing.tracer && { tracer: tracing.tracer }) });
+  log({ msg: "listening", url: api.url });
+  // For the operator's eyes, on a line of its own that a shell can `eval`: never in the structured log.
+  if (config.adminTokenGenerated) process.stdout.write(`HEARTH_ADMIN_TOKEN=${config.adminToken}\n`);
+  void warnIfRedisDoesNotPersist(api.deps.redis, (msg) => log({ level: "warn", msg }));
+  void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => log({ level: "warn", msg }));
 
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    console.log(JSON.stringify({ t: "api", msg: "shutting down", signal }));
-    api.close().then(
+    log({ msg: "shutting down", signal });
+    api.close().then(() => tracing.shutdown().catch(() => {})).then(
       () => process.exit(0),
-      (err) => {
-        console.error(err);
+      (err: unknown) => {
+        log({ level: "error", msg: "shutdown failed", ...errorFields(err) });
         process.exit(1);
       },
     );
@@ -31,7 +36,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-main().catch((err) => {
-  console.error(err instanceof Error ? err.message : err);
+main().catch((err: unknown) => {
+  processLog("api", { destination: process.stderr })({ level: "fatal", msg: "cannot start", ...errorFields(err) });
   process.exit(1);
 });

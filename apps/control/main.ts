@@ -1,6 +1,6 @@
 import { loadControlConfig } from "../../core/config/process-configs.ts";
 import { openDb } from "../../core/db/client.ts";
-import { jsonLineLog, errorFields } from "../../core/log/process-log.ts";
+import { processLog, errorFields } from "../../core/log/process-log.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
@@ -14,7 +14,7 @@ import { createObjectStore, platformBucket } from "../../core/objects/object-sto
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   const config = loadControlConfig(process.env);
-  const log = jsonLineLog("control");
+  const log = processLog("control", { level: config.logLevel });
   const redis = connectRedis(config.redisUrl);
   const dbh = openDb(config.databaseUrl, { max: 4 });
   void warnIfRedisDoesNotPersist(redis, (msg) => log({ level: "warn", msg }));
@@ -58,6 +58,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`control plane failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  processLog("control", { destination: process.stderr })({ level: "fatal", msg: "cannot start", ...errorFields(err) });
   process.exit(1);
 });

@@ -9,6 +9,7 @@ import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
 import { migrateDb } from "../../core/db/client.ts";
 import { ensureTinyLlamaFile } from "../../core/gguf/tiny-llama-file.ts";
 import { ensureLocalServices } from "./local-services.ts";
+import { errorFields, logLevel, processLog } from "../../core/log/process-log.ts";
 
 /**
  * `npm start`: Hearth's embedded default on one machine. Starts Redis/Postgres if they are
@@ -18,7 +19,9 @@ import { ensureLocalServices } from "./local-services.ts";
  * Ctrl-C stops everything; the scheduler drains and stops its workers before it exits.
  */
 const root = fileURLToPath(new URL("../..", import.meta.url));
-const log = (msg: string) => console.log(`[hearth] ${msg}`);
+// Lines about the launcher itself, as structured as its children's; the quick-start banner below is for people and printed as text.
+const lines = processLog("local", { level: logLevel.catch("info").parse(process.env.HEARTH_LOG_LEVEL?.toLowerCase() || "info") });
+const log = (msg: string) => lines({ msg });
 
 async function main(): Promise<void> {
   const env = { ...process.env };
@@ -172,6 +175,6 @@ async function demoEndpoint(base: string, adminToken: string): Promise<Demo> {
 }
 
 main().catch((err) => {
-  console.error(`[hearth] ${err instanceof Error ? err.message : String(err)}`);
+  lines({ level: "fatal", msg: "cannot start", ...errorFields(err) });
   process.exit(1);
 });

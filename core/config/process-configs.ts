@@ -2,6 +2,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newAdminToken } from "../ids/random-id.ts";
 import { z } from "zod";
+import { logLevel, type LogLevel } from "../log/process-log.ts";
 import { databaseUrl, intFrom, onOff, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
 import { handlerDirs } from "./handler-dirs.ts";
 import { loadLimitDefaults } from "./tenant-limit-defaults.ts";
@@ -14,11 +15,15 @@ import { billingMode, type BillingMode } from "../contracts/billing.ts";
 import type { ResultRetention } from "../policy/retention.ts";
 import { objectStoreEnv, objectStoreSettings, type ObjectStoreSettings } from "./object-store-env.ts";
 
+/** HEARTH_LOG_LEVEL: trace, debug, info (default), warn, error, fatal or silent; every process reads it and passes it to its workers. */
+const logLevelVar = z.preprocess((v) => (v === "" || v === undefined ? "info" : String(v).toLowerCase()), logLevel);
+
 const shared = {
   DATABASE_URL: databaseUrl,
   REDIS_URL: redisUrl,
   HEARTH_REDIS_PREFIX: redisPrefix,
   HEARTH_HANDLER_DIRS: handlerDirs,
+  HEARTH_LOG_LEVEL: logLevelVar,
 };
 
 /** HEARTH_BILLING_MODE: `enforce` (default: tenants need credit) or `meter` (record and show, refuse nothing). Read by the API and the scheduler. */
@@ -53,6 +58,8 @@ export interface ApiConfig {
   databaseUrl: string;
   redisUrl: string;
   redisPrefix: string;
+  /** HEARTH_LOG_LEVEL: the least level written (default `info`). */
+  logLevel: LogLevel;
   handlerDirs: string[];
   /** HEARTH_MODEL_DIRS: directories local models must resolve inside. */
   modelDirs: string[];
@@ -88,6 +95,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     databaseUrl: c.DATABASE_URL,
     redisUrl: c.REDIS_URL,
     redisPrefix: c.HEARTH_REDIS_PREFIX,
+    logLevel: c.HEARTH_LOG_LEVEL,
     handlerDirs: c.HEARTH_HANDLER_DIRS,
     modelDirs: c.HEARTH_MODEL_DIRS,
     modelAllowList: c.HEARTH_MODEL_ALLOWLIST,
@@ -123,6 +131,8 @@ export interface SchedulerConfig {
   databaseUrl: string;
   redisUrl: string;
   redisPrefix: string;
+  /** HEARTH_LOG_LEVEL: the least level written (default `info`). */
+  logLevel: LogLevel;
   handlerDirs: string[];
   /** Period of the converge loop; an enqueue wakes it sooner. */
   tickMs: number;
@@ -155,6 +165,7 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     databaseUrl: c.DATABASE_URL,
     redisUrl: c.REDIS_URL,
     redisPrefix: c.HEARTH_REDIS_PREFIX,
+    logLevel: c.HEARTH_LOG_LEVEL,
     handlerDirs: c.HEARTH_HANDLER_DIRS,
     tickMs: c.HEARTH_SCHEDULER_TICK_MS,
     workerLockMs: c.HEARTH_WORKER_LOCK_MS,
@@ -189,6 +200,8 @@ export interface ControlConfig {
   databaseUrl: string;
   redisUrl: string;
   redisPrefix: string;
+  /** HEARTH_LOG_LEVEL: the least level written (default `info`). */
+  logLevel: LogLevel;
   logRetentionMs: number;
   recordRetentionMs: number;
   /** HEARTH_EGRESS_ALLOW_HTTP: webhooks may be sent over plain http://. Default false. */
@@ -211,6 +224,7 @@ export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): Control
     databaseUrl: c.DATABASE_URL,
     redisUrl: c.REDIS_URL,
     redisPrefix: c.HEARTH_REDIS_PREFIX,
+    logLevel: c.HEARTH_LOG_LEVEL,
     logRetentionMs: c.HEARTH_LOG_RETENTION_MS,
     recordRetentionMs: c.HEARTH_RECORD_RETENTION_DAYS * 24 * 3_600_000,
     egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
@@ -252,6 +266,8 @@ export const WORKER_CONFIG_NAMES: readonly string[] = Object.keys(workerSchema.s
 export interface WorkerConfig {
   redisUrl: string;
   redisPrefix: string;
+  /** HEARTH_LOG_LEVEL: the least level written (default `info`). */
+  logLevel: LogLevel;
   handlerDirs: string[];
   endpointId: string;
   workerId: string;
@@ -280,6 +296,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   return {
     redisUrl: c.REDIS_URL,
     redisPrefix: c.HEARTH_REDIS_PREFIX,
+    logLevel: c.HEARTH_LOG_LEVEL,
     handlerDirs: c.HEARTH_HANDLER_DIRS,
     endpointId: c.HEARTH_ENDPOINT_ID,
     workerId: c.HEARTH_WORKER_ID,

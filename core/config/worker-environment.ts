@@ -7,7 +7,7 @@ import { WORKER_CONFIG_NAMES } from "./process-configs.ts";
  * (DATABASE_URL, HEARTH_ADMIN_TOKEN, HEARTH_SECRETS_KEY, AWS_*, provider credentials). Pure.
  */
 
-/** Running node and tsx, locale, temp files, TLS trust, proxies for model downloads. */
+/** Running node and tsx, locale, temp files, TLS trust, proxies for model downloads, the trace collector. */
 const PROCESS = [
   "PATH",
   "HOME",
@@ -26,6 +26,9 @@ const PROCESS = [
   "http_proxy",
   "https_proxy",
   "no_proxy",
+  // Where job spans go. Not OTEL_EXPORTER_OTLP_HEADERS: the collector's credentials would be readable by the tenant's handler.
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 ] as const;
 
 /**

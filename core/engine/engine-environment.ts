@@ -35,7 +35,8 @@ const ALLOWED: Readonly<Record<EngineProfile, ProfileAllowList>> = {
   sglang: { names: [...COMMON, ...HF_CACHE, ...PYTHON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
   trtllm: { names: [...COMMON, ...HF_CACHE, ...PYTHON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
   llamacpp: { names: [...COMMON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
-  embedded: { names: [...COMMON], prefixes: [...COMMON_PREFIXES] },
+  // HEARTH_LOG_LEVEL: the embedded engine is Hearth's own process and logs as the others do.
+  embedded: { names: [...COMMON, "HEARTH_LOG_LEVEL"], prefixes: [...COMMON_PREFIXES] },
 };
 
 /** Names the platform sets itself: neither the worker's environment nor an endpoint may change them. */

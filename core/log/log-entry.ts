@@ -36,6 +36,8 @@ export const acceptedPayload = z.object({
   executionTimeoutMs: z.number().int().positive(),
   /** The job's Idempotency-Key hash, if it was given one. */
   idempotencyKey: z.string().optional(),
+  /** The trace the job belongs to (W3C trace id of the submitting request). */
+  traceId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
 });
 export type AcceptedPayload = z.infer<typeof acceptedPayload>;
 

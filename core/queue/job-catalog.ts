@@ -29,6 +29,8 @@ export const jobData = z.object({
   /** How long a finished result stays readable (30 min for /run, 1–5 min for /runsync). */
   retentionMs: z.number().int().positive(),
   retries: z.number().int().min(0),
+  /** W3C `traceparent` of the API request that submitted the job: the worker's span for it is a child of this one. */
+  traceparent: z.string().max(128).optional(),
 });
 export type JobData = z.infer<typeof jobData>;
 

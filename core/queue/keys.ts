@@ -92,6 +92,17 @@ export class RedisKeys {
   controlChannel(endpointId: string): string {
     return this.own(endpointId, "ch:control");
   }
+  /**
+   * List of a worker's last output lines (core/contracts/output-line.ts), kept by the scheduler that
+   * runs it. Outside the endpoint's prefix: no worker can read or rewrite what it printed.
+   */
+  workerOutput(endpointId: string, workerId: string): string {
+    return `${this.prefix}:output:${endpointId}:w:${workerId}`;
+  }
+  /** List of the output lines one job's worker logged with its `jobId` (see `workerOutput`). */
+  jobOutput(endpointId: string, jobId: string): string {
+    return `${this.prefix}:output:${endpointId}:j:${jobId}`;
+  }
   /** Scheduler leadership lock. */
   schedulerLock(): string {
     return `${this.prefix}:scheduler:leader`;

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants } from "node:os";
 import { createInterface } from "node:readline";
-import type { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { workerEnvironment } from "../../core/config/worker-environment.ts";
+import { processLog, withFields, type Log } from "../../core/log/process-log.ts";
 import {
   ProviderClosedError,
   type ExitListener,
@@ -33,8 +34,16 @@ export interface LocalProviderOptions {
    * DATABASE_URL, HEARTH_ADMIN_TOKEN, AWS_* or anything else not listed. Default: this process's environment.
    */
   inheritEnv?: NodeJS.ProcessEnv;
-  /** "forward" (default): each output line goes to this process's stdout/stderr prefixed with `[workerId]`; "silent": dropped. */
+  /**
+   * "forward" (default): a worker's JSON lines (its pino log, which names the worker) go to this
+   * process's stdout unchanged, and any other line (a crash's stack, a handler writing to stdout
+   * itself) is logged through `log` with the worker's ids; "silent": dropped.
+   */
   output?: "forward" | "silent";
+  /** Where a worker's non-JSON lines are logged; default this process's log. */
+  log?: Log;
+  /** Every line of every worker, whatever `output` says (the scheduler keeps them for the logs routes). */
+  onOutput?: (worker: { endpointId: string; workerId: string }, stream: "stdout" | "stderr", line: string) => void;
   /** Drain allowance per worker when `close()` stops them all. Default 40_000 (a worker's default drain is 30 s). */
   closeGraceMs?: number;
 }
@@ -62,7 +71,11 @@ export class LocalProvider implements Provider {
   private readonly listeners = new Set<ExitListener>();
   private closed = false;
 
-  constructor(private readonly opts: LocalProviderOptions) {}
+  private readonly log: Log;
+
+  constructor(private readonly opts: LocalProviderOptions) {
+    this.log = opts.log ?? processLog("scheduler");
+  }
 
   async start(spec: WorkerSpec): Promise<ProvidedWorker> {
     if (this.closed) throw new ProviderClosedError(this.name);
@@ -80,8 +93,8 @@ export class LocalProvider implements Provider {
     const entry: Child = { process: child, info, exited: new Promise((r) => (markExited = r)) };
     this.children.set(spec.workerId, entry);
 
-    this.pipeOutput(spec.workerId, child.stdout, process.stdout);
-    this.pipeOutput(spec.workerId, child.stderr, process.stderr);
+    this.pipeOutput(spec, "stdout", child.stdout);
+    this.pipeOutput(spec, "stderr", child.stderr);
     child.once("exit", (code, signal) => {
       // Whatever the worker left in its group (an engine, the engine's own children) goes with it.
       killGroup(child, "SIGKILL");
@@ -159,14 +172,28 @@ export class LocalProvider implements Provider {
     };
   }
 
-  private pipeOutput(workerId: string, from: Readable | null, to: Writable): void {
+  private pipeOutput(spec: WorkerSpec, stream: "stdout" | "stderr", from: Readable | null): void {
     if (!from) return;
-    if (this.opts.output === "silent") {
+    const { onOutput } = this.opts;
+    const forward = this.opts.output !== "silent";
+    if (!forward && !onOutput) {
       from.resume(); // keep draining the pipe, or a chatty worker blocks on a full buffer
       return;
     }
-    createInterface({ input: from, crlfDelay: Infinity }).on("line", (line) => to.write(`[${workerId}] ${line}\n`));
+    const worker = { workerId: spec.workerId, endpointId: spec.endpointId };
+    const log = withFields(this.log, { ...worker, stream });
+    createInterface({ input: from, crlfDelay: Infinity }).on("line", (line) => {
+      onOutput?.(worker, stream, line);
+      if (!forward) return;
+      if (isJsonObjectLine(line)) process.stdout.write(`${line}\n`);
+      else log({ msg: "worker output", line });
+    });
   }
+}
+
+/** A line that is already one JSON object (a pino line): cheap test, no parse. */
+function isJsonObjectLine(line: string): boolean {
+  return line.startsWith("{") && line.endsWith("}");
 }
 
 /** Signals the process group a worker leads; a group already empty (ESRCH) is fine. */

@@ -10,6 +10,8 @@ import type { GenerationStats } from "../../core/queue/job-catalog.ts";
 export interface EngineJob {
   id: string;
   input: unknown;
+  /** W3C `traceparent` of the worker's span for the job: engines that make requests send it on. */
+  traceparent?: string;
 }
 
 /**

@@ -7,6 +7,11 @@ import type { Engine, EngineInfo, EngineResult } from "../engines/engine.ts";
 import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
 import { OffloadError, type OffloadClient } from "./offload-client.ts";
 import { JobOffload, type AggregateUpload, type JobOffloadOptions } from "./job-offload.ts";
+import type { Tracer } from "@opentelemetry/api";
+import { withFields, type Log } from "../../core/log/process-log.ts";
+import { formatTraceparent, parseTraceparent } from "../../core/trace/trace-context.ts";
+import { SpanKind, startSpan } from "../../core/trace/tracing.ts";
+import { jobLogContext } from "./job-log-context.ts";
 
 /**
  * The abort reason the runtime gives BullMQ (`worker.cancelAllJobs(DRAIN_REASON)`) when a drain
@@ -33,6 +38,10 @@ export interface JobProcessorOptions {
   offload?: OffloadClient;
   /** One call per part and per object uploaded (the worker logs it). */
   onOffloadProgress?: JobOffloadOptions["onProgress"];
+  /** The worker's log: a line as each job ends (debug: as it starts), with its jobId and traceId. Default none. */
+  log?: Log;
+  /** Exports each job's span when tracing is on (see core/trace/tracing.ts). */
+  tracer?: Tracer;
   now?: () => number;
 }
 
@@ -57,18 +66,38 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
   const now = options.now ?? Date.now;
   const handingBack = options.handingBack ?? (() => false);
 
+  const log = options.log ?? (() => {});
+
   return async function processJob(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<JobResult> {
     const startedAt = now();
+    // The job's span is a child of the submitting request's (the trace id the API records); read before the job data is validated, so even a job that fails validation is in its trace.
+    const given: unknown = (job.data as { traceparent?: unknown } | undefined)?.traceparent;
+    const span = startSpan(options.tracer, "job", parseTraceparent(typeof given === "string" ? given : undefined), SpanKind.CONSUMER, {
+      "hearth.job_id": job.id ?? "",
+      "hearth.endpoint_id": endpointId,
+      "hearth.worker_id": workerId,
+    });
+    const jobLog = withFields(log, { jobId: job.id, traceId: span.context.traceId });
+    jobLog({ level: "debug", msg: "job started" });
+    let result: JobResult;
     try {
-      return await run(job, token, signal, startedAt);
+      result = await jobLogContext.run({ jobId: job.id ?? "", traceId: span.context.traceId }, () => run(job, token, signal, startedAt, formatTraceparent(span.context)));
     } catch (err) {
-      if (err instanceof WaitingError) throw err;
+      if (err instanceof WaitingError) {
+        jobLog({ msg: "job handed back" });
+        span.end({ "hearth.status": "HANDED_BACK" });
+        throw err;
+      }
       // Only our own Redis calls can get here; the job still finishes, with the reason.
-      return { status: "FAILED", error: `worker error: ${errorMessage(err)}`, workerId, startedAt, finishedAt: now() };
+      result = { status: "FAILED", error: `worker error: ${errorMessage(err)}`, workerId, startedAt, finishedAt: now() };
     }
+    const failed = result.status !== "COMPLETED" && result.status !== "CANCELLED";
+    jobLog({ level: failed ? "warn" : "info", msg: "job finished", status: result.status, ms: result.finishedAt - result.startedAt, ...(failed && result.error !== undefined && { error: result.error.slice(0, 500) }) });
+    span.end({ "hearth.status": result.status }, failed ? (result.error ?? result.status) : undefined);
+    return result;
   };
 
-  async function run(job: Job, token: string | undefined, signal: AbortSignal | undefined, startedAt: number): Promise<JobResult> {
+  async function run(job: Job, token: string | undefined, signal: AbortSignal | undefined, startedAt: number, traceparent: string): Promise<JobResult> {
     const envelope = (o: Outcome, finishedAt = now()): JobResult => ({ ...definedOnly(o), workerId, startedAt, finishedAt });
 
     const parsed = jobData.safeParse(job.data);
@@ -132,7 +161,7 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
         if (fetched === ABORTED) throw controller.signal.reason;
         input = fetched;
       }
-      const result = await raceAbort(engine.run({ id: jobId, input }, controller.signal), aborted);
+      const result = await raceAbort(engine.run({ id: jobId, input, traceparent }, controller.signal), aborted);
       if (result !== ABORTED) {
         generation = result.generation;
         if (result.kind === "value") {

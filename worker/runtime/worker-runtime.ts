@@ -11,6 +11,8 @@ import { CancelRequests } from "./cancel-requests.ts";
 import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { OffloadClient } from "./offload-client.ts";
+import type { Tracer } from "@opentelemetry/api";
+import type { Log } from "../../core/log/process-log.ts";
 
 /** The largest `weightsFetchMs` a worker log entry may carry (a week). */
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
@@ -46,6 +48,10 @@ export interface WorkerRuntimeOptions {
   onPhase?: (phase: RuntimePhase, detail?: Record<string, unknown>) => void;
   /** Errors that do not stop the worker (Redis hiccups, a failed heartbeat); default stderr. */
   onError?: (err: unknown, context: string) => void;
+  /** The worker's log, for the lines about each job (see JobProcessorOptions.log). Default none. */
+  log?: Log;
+  /** Exports job spans when tracing is on. */
+  tracer?: Tracer;
   now?: () => number;
 }
 
@@ -155,6 +161,8 @@ export class WorkerRuntime {
       ...(options.streamLingerMs !== undefined && { streamLingerMs: options.streamLingerMs }),
       offload: this.offload,
       onOffloadProgress: (detail) => this.onPhase("offload", detail),
+      ...(options.log && { log: options.log }),
+      ...(options.tracer && { tracer: options.tracer }),
       now: this.now,
     });
     const worker = new Worker(this.keys.queueName(options.endpointId), this.counted(processor), {

@@ -2,8 +2,9 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "../api-error.ts";
 import type { Principal, TenantStore } from "../services/tenant-store.ts";
+import type { RequestVariables } from "./request-context.ts";
 
-export type TenantEnv = { Variables: { principal: Principal } };
+export type TenantEnv = { Variables: { principal: Principal } & RequestVariables };
 
 /** The key from `Authorization: Bearer <key>` or, as RunPod's own docs and workers send it, the raw key. */
 export function presentedKey(header: string | undefined): string | undefined {

@@ -1,3 +1,4 @@
+import { errorFields } from "../../../core/log/process-log.ts";
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { billingMode, creditRequest, priceVersionUpdate } from "../../../core/contracts/billing.ts";
@@ -249,7 +250,7 @@ async function refreshBalance(deps: ApiDeps, tenantId: string): Promise<void> {
   try {
     await deps.balances.rebuild([tenantId]);
   } catch (err) {
-    console.warn(JSON.stringify({ t: "api", level: "warn", msg: "balance cache rebuild failed", tenantId, error: String(err) }));
+    deps.log({ level: "warn", msg: "balance cache rebuild failed", tenantId, ...errorFields(err) });
   }
   deps.billing.forget(tenantId);
 }

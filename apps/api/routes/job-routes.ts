@@ -135,7 +135,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const req = input.json;
     await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
-    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, ...(idempotencyKey !== undefined && { idempotencyKey }) });
+    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, trace: c.get("trace"), ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
       // The first submission's job, as it is now (RunPod answers /run with id and status only).
       const view = await deps.reader.view(ep.id, submitted.id);
@@ -152,7 +152,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
     const retentionMs = asked === undefined ? deps.retention.syncMs : syncRetentionMs(deps.retention, asked);
-    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
+    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, trace: c.get("trace"), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);
   });
 

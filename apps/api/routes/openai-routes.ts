@@ -85,13 +85,13 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: Open
     const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
     if (body.stream === true) {
-      const stream = await relay.stream(ep, target, body, c.req.raw.signal);
+      const stream = await relay.stream(ep, target, body, c.req.raw.signal, c.get("trace"));
       return new Response(stream, {
         status: 200,
         headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
       });
     }
-    const r = await relay.complete(ep, target, body, c.req.raw.signal);
+    const r = await relay.complete(ep, target, body, c.req.raw.signal, c.get("trace"));
     return c.json(r.body as Record<string, unknown>, r.status as 200);
   };
 

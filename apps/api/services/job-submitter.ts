@@ -1,3 +1,4 @@
+import { formatTraceparent, type TraceParent } from "../../../core/trace/trace-context.ts";
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
@@ -35,6 +36,8 @@ export interface SubmitMode {
   id?: string;
   /** The caller's `Idempotency-Key` header, if any. */
   idempotencyKey?: string;
+  /** The submitting request's span (see apps/api/middleware/request-context.ts); the job carries it to the worker. */
+  trace?: TraceParent;
 }
 
 export interface Submitted {
@@ -73,6 +76,7 @@ export class JobSubmitter {
       retentionMs: mode.retentionMs,
       retries: 0,
     };
+    if (mode.trace) data.traceparent = formatTraceparent(mode.trace);
     if (req.webhook) data.webhook = req.webhook;
     if (req.webhookV2) data.webhookV2 = req.webhookV2;
     if (req.s3Config) {
@@ -106,6 +110,7 @@ export class JobSubmitter {
       ...(req.webhook !== undefined && { webhook: req.webhook }),
       ...(req.webhookV2 !== undefined && { webhookV2: req.webhookV2 }),
       ...(idemHash !== undefined && { idempotencyKey: idemHash }),
+      ...(mode.trace && { traceId: mode.trace.traceId }),
     };
     const keepSeconds = Math.ceil(mode.retentionMs / 1000);
     try {

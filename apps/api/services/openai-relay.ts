@@ -1,3 +1,4 @@
+import type { TraceParent } from "../../../core/trace/trace-context.ts";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { isTerminal, type JobView } from "../../../core/contracts/job-view.ts";
 import { newJobId } from "../../../core/ids/random-id.ts";
@@ -45,7 +46,7 @@ export class OpenAIRelay {
   }
 
   /** Runs the request to completion: the engine's JSON on success, an OpenAI error otherwise. */
-  async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
+  async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal, trace?: TraceParent): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
     const wait = this.waitMs(ep);
     let jobId: string | undefined;
     const cancelIfGone = () => {
@@ -53,7 +54,7 @@ export class OpenAIRelay {
     };
     signal.addEventListener("abort", cancelIfGone, { once: true });
     try {
-      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait) }, wait, signal, (submittedId) => {
+      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), ...(trace && { trace }) }, wait, signal, (submittedId) => {
         jobId = submittedId;
         if (signal.aborted) cancelIfGone(); // gone while the job was being queued
       });
@@ -70,7 +71,7 @@ export class OpenAIRelay {
    * written as `data: <chunk>` the moment its message arrives (no polling), then `data: [DONE]`.
    * A job that fails mid-stream ends with an OpenAI error event, which OpenAI's clients raise.
    */
-  async stream(ep: Endpoint, route: string, body: Record<string, unknown>, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+  async stream(ep: Endpoint, route: string, body: Record<string, unknown>, signal: AbortSignal, trace?: TraceParent): Promise<ReadableStream<Uint8Array>> {
     const { submitter, events, control, reader } = this.options;
     const jobId = newJobId(true);
     const wait = this.waitMs(ep);
@@ -142,7 +143,7 @@ export class OpenAIRelay {
     }, wait);
 
     try {
-      await submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), id: jobId });
+      await submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), id: jobId, ...(trace && { trace }) });
     } catch (err) {
       stopListening();
       clearInterval(ticker);

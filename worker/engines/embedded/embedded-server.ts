@@ -2,10 +2,13 @@ import { basename } from "node:path";
 import type { Hono } from "hono";
 import { LlamaGenerator, type GenerationStats, type LlamaGeneratorOptions } from "./llama-generator.ts";
 import { openAiApp } from "./openai-routes.ts";
+import type { Log } from "../../../core/log/process-log.ts";
 
 export interface EmbeddedEngineOptions extends LlamaGeneratorOptions {
   /** The model id `/v1/models` lists and every response echoes. Default: the file's name without `.gguf`. */
   servedModelName?: string;
+  /** The engine process's log (errors, and each request at debug); default none. */
+  log?: Log;
 }
 
 /** A loaded model behind an OpenAI-compatible HTTP API, ready to be served. */
@@ -30,7 +33,7 @@ export async function createEmbeddedEngine(options: EmbeddedEngineOptions): Prom
   const generator = await LlamaGenerator.load(options);
   const servedModelName = options.servedModelName ?? basename(options.modelPath).replace(/\.gguf$/i, "");
   return {
-    app: openAiApp({ generator, servedModelName, loadedAtSeconds: Math.floor(Date.now() / 1000) }),
+    app: openAiApp({ generator, servedModelName, loadedAtSeconds: Math.floor(Date.now() / 1000), ...(options.log && { log: options.log }) }),
     servedModelName,
     contextSize: generator.contextSize,
     chatFormat: generator.chatWrapper.wrapperName,

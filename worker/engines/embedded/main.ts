@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { errorFields, logLevel, processLog } from "../../../core/log/process-log.ts";
 import type { Server } from "node:http";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
@@ -59,9 +60,8 @@ function parseFlags(argv: string[]): z.output<typeof flagsSchema> {
   throw new TypeError(result.error.issues.map((i) => `--${i.path.join(".")}: ${i.message}`).join("\n"));
 }
 
-function log(fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ t: "embedded-engine", ...fields }));
-}
+// HEARTH_LOG_LEVEL: passed on by the worker (core/engine/engine-environment.ts); a bad value means info, not a failed engine.
+const log = processLog("embedded-engine", { level: logLevel.catch("info").parse(process.env.HEARTH_LOG_LEVEL?.toLowerCase() || "info") });
 
 async function main(): Promise<void> {
   let flags: z.output<typeof flagsSchema>;
@@ -84,6 +84,7 @@ async function main(): Promise<void> {
     contextSize: flags["ctx-size"],
     threads,
     servedModelName: flags["served-model-name"],
+    log,
   });
 
   // Listening only after the model is loaded: `/health` answering means ready to serve.
@@ -99,7 +100,7 @@ async function main(): Promise<void> {
     });
   }) as Server;
   server.on("error", (err) => {
-    console.error(JSON.stringify({ t: "embedded-engine", level: "error", msg: "cannot serve", error: err.message }));
+    log({ level: "error", msg: "cannot serve", error: err.message });
     process.exit(1);
   });
 
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.on(signal, () => {
       shutdown(signal).catch((err: unknown) => {
-        console.error(err);
+        log({ level: "error", msg: "shutdown failed", ...errorFields(err) });
         process.exit(1);
       });
     });
@@ -131,6 +132,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  console.error(JSON.stringify({ t: "embedded-engine", level: "error", msg: "cannot start", error: err instanceof Error ? err.message : String(err) }));
+  log({ level: "fatal", msg: "cannot start", ...errorFields(err) });
   process.exit(1);
 });

@@ -8,6 +8,8 @@ import { OpenAiError } from "./openai-error.ts";
 import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
 import { sseResponse } from "./sse-response.ts";
+import type { Log } from "../../../core/log/process-log.ts";
+import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
 export interface OpenAiAppDeps {
   generator: LlamaGenerator;
@@ -15,6 +17,8 @@ export interface OpenAiAppDeps {
   servedModelName: string;
   /** `created` of the listed model (seconds): when the engine loaded it. */
   loadedAtSeconds: number;
+  /** The engine process's log; default none. */
+  log?: Log;
 }
 
 type FinishReason = GenerationResult["finishReason"];
@@ -66,8 +70,8 @@ function usage(result: GenerationResult) {
   return { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, total_tokens: result.promptTokens + result.completionTokens };
 }
 
-function serverError(err: unknown): OpenAIErrorBody {
-  console.error(JSON.stringify({ t: "embedded-engine", level: "error", error: String(err instanceof Error ? (err.stack ?? err.message) : err) }));
+function serverError(err: unknown, log: Log, c: Context): OpenAIErrorBody {
+  log({ level: "error", msg: "generation failed", path: c.req.path, traceId: parseTraceparent(c.req.header("traceparent"))?.traceId, error: String(err instanceof Error ? (err.stack ?? err.message) : err) });
   const message = err instanceof Error ? err.message : String(err);
   return new OpenAiError(500, "server_error", `the engine failed: ${message}`).toBody();
 }
@@ -78,7 +82,14 @@ function serverError(err: unknown): OpenAIErrorBody {
  */
 export function openAiApp(deps: OpenAiAppDeps): Hono {
   const { generator, servedModelName } = deps;
+  const log = deps.log ?? (() => {});
   const app = new Hono();
+  // Each request's trace (the worker's job span sent it as `traceparent`) in a debug line, and in the error line if it fails.
+  app.use("/v1/*", async function requestLine(c, next) {
+    const started = performance.now();
+    await next();
+    log({ level: "debug", msg: "request", method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started), traceId: parseTraceparent(c.req.header("traceparent"))?.traceId });
+  });
 
   const modelCard = { id: servedModelName, object: "model", created: deps.loadedAtSeconds, owned_by: "hearth" };
 
@@ -146,7 +157,7 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
       onCancel: () => cancelled.abort(new Error("the client stopped reading the stream")),
       errorEvent: (err) => {
         if (err instanceof GenerationAbortedError) return undefined; // nobody is reading
-        return err instanceof OpenAiError ? err.toBody() : serverError(err);
+        return err instanceof OpenAiError ? err.toBody() : serverError(err, log, c);
       },
     });
   }
@@ -159,7 +170,7 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     // The client is gone; this status is only seen in logs.
     if (err instanceof GenerationAbortedError) return new Response(null, { status: 499 });
     if (err instanceof HTTPException) return c.json(new OpenAiError(err.status, "invalid_request_error", err.message).toBody(), err.status);
-    return c.json(serverError(err), 500);
+    return c.json(serverError(err, log, c), 500);
   });
   return app;
 }

@@ -166,7 +166,8 @@ export class OpenAIEngine implements Engine {
       res = await fetch(`${supervisor.baseUrl}${request.route}`, {
         method: request.method,
         signal: both,
-        ...(request.method === "POST" && { headers: { "content-type": "application/json" }, body: JSON.stringify(request.body) }),
+        headers: { ...(request.method === "POST" && { "content-type": "application/json" }), ...(job.traceparent && { traceparent: job.traceparent }) },
+        ...(request.method === "POST" && { body: JSON.stringify(request.body) }),
       });
     } catch (err) {
       throw await lostOr(lost, err);
