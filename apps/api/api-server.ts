@@ -42,6 +42,8 @@ import { Ledger } from "./services/ledger.ts";
 import { UsageReports } from "./services/usage-report.ts";
 import { SessionCosts } from "./services/session-costs.ts";
 import { ReconcileReports } from "./services/reconcile-report.ts";
+import { AdminKeyStore } from "./services/admin-key-store.ts";
+import { AuditTrail } from "./services/audit-trail.ts";
 
 export interface RunningApi {
   url: string;
@@ -131,6 +133,8 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   const balances = new BalanceCache(redis, dbh.sql, keys);
   const deps: ApiDeps = {
     adminToken: config.adminToken,
+    adminKeys: new AdminKeyStore(dbh.sql),
+    audit: new AuditTrail(dbh.sql),
     ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
     metricsPublic: config.metricsPublic ?? false,
     handlerDirs: config.handlerDirs,

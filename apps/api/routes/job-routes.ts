@@ -9,6 +9,7 @@ import { ApiError } from "../api-error.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
 import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { syncRetentionMs } from "../../../core/policy/retention.ts";
+import { jobRouteScope } from "../../../core/policy/key-scopes.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
 import { checkSubmission } from "../services/submission-checks.ts";
 import type { ApiDeps } from "../api-deps.ts";
@@ -119,7 +120,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   const app = apiRouter<JobEnv>();
   const routes = buildRoutes(deps);
 
-  app.use("/:ep/*", tenantAuth({ tenants: deps.tenants }), async function endpointOwnership(c, next) {
+  app.use("/:ep/*", tenantAuth({ tenants: deps.tenants, scope: (c) => jobRouteScope(c.req.method, c.req.path) }), async function endpointOwnership(c, next) {
     // Another tenant's endpoint is indistinguishable from a missing one, and so is an id that cannot exist.
     const id = c.req.param("ep")!;
     const ep = resourceId.safeParse(id).success ? await deps.endpoints.getOwned(c.get("principal").tenantId, id) : undefined;
