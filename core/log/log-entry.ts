@@ -36,6 +36,12 @@ export const acceptedPayload = z.object({
   executionTimeoutMs: z.number().int().positive(),
   /** The job's Idempotency-Key hash, if it was given one. */
   idempotencyKey: z.string().optional(),
+  /** For the audit log (few bytes: this rides every job): the API key that submitted it, */
+  keyId: z.string().max(128).optional(),
+  /** the client's socket address, */
+  source: z.string().max(64).optional(),
+  /** and the endpoint's revision (its `updated_at`, ms), by which the control plane names the model it ran on. */
+  epRev: z.number().int().optional(),
 });
 export type AcceptedPayload = z.infer<typeof acceptedPayload>;
 

@@ -3,6 +3,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { ApiError } from "../api-error.ts";
 import type { Principal, TenantStore } from "../services/tenant-store.ts";
 import type { AdminKeyStore } from "../services/admin-key-store.ts";
+import type { JobOrigin } from "../services/job-submitter.ts";
 import type { AuditBy } from "../../../core/db/audit-writes.ts";
 import { BOOTSTRAP_ACTOR } from "../../../core/contracts/audit.ts";
 import type { KeyScope } from "../../../core/contracts/key-scope.ts";
@@ -44,6 +45,9 @@ export function tenantAuth(options: TenantAuthOptions): MiddlewareHandler<Tenant
     await next();
   };
 }
+
+/** Who submits a job and from where, for its acceptance record (and so the audit log). */
+export const originOf = (c: { get(key: "principal"): Principal; get(key: "audit"): AuditBy }): JobOrigin => ({ keyId: c.get("principal").keyId, sourceAddress: c.get("audit").sourceAddress });
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
 

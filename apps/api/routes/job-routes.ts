@@ -7,7 +7,7 @@ import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
-import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
+import { originOf, tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { syncRetentionMs } from "../../../core/policy/retention.ts";
 import { jobRouteScope } from "../../../core/policy/key-scopes.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
@@ -136,7 +136,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const req = input.json;
     await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
-    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, ...(idempotencyKey !== undefined && { idempotencyKey }) });
+    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, origin: originOf(c), ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
       // The first submission's job, as it is now (RunPod answers /run with id and status only).
       const view = await deps.reader.view(ep.id, submitted.id);
@@ -153,7 +153,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
     const retentionMs = asked === undefined ? deps.retention.syncMs : syncRetentionMs(deps.retention, asked);
-    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
+    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, origin: originOf(c), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);
   });
 

@@ -5,7 +5,7 @@ import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { depthMessage, resourceId, withinDepth } from "../../../core/contracts/safe-text.ts";
 import { servedModelName } from "../../../core/engine/served-model-name.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
-import type { TenantEnv } from "../middleware/tenant-auth.ts";
+import { originOf, type TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
@@ -85,13 +85,13 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: Open
     const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
     if (body.stream === true) {
-      const stream = await relay.stream(ep, target, body, c.req.raw.signal);
+      const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c));
       return new Response(stream, {
         status: 200,
         headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
       });
     }
-    const r = await relay.complete(ep, target, body, c.req.raw.signal);
+    const r = await relay.complete(ep, target, body, c.req.raw.signal, originOf(c));
     return c.json(r.body as Record<string, unknown>, r.status as 200);
   };
 

@@ -35,6 +35,13 @@ export interface SubmitMode {
   id?: string;
   /** The caller's `Idempotency-Key` header, if any. */
   idempotencyKey?: string;
+  /** Who submitted it and from where, carried by the acceptance record into the audit log. */
+  origin?: JobOrigin;
+}
+
+export interface JobOrigin {
+  keyId: string;
+  sourceAddress: string | null;
 }
 
 export interface Submitted {
@@ -106,6 +113,9 @@ export class JobSubmitter {
       ...(req.webhook !== undefined && { webhook: req.webhook }),
       ...(req.webhookV2 !== undefined && { webhookV2: req.webhookV2 }),
       ...(idemHash !== undefined && { idempotencyKey: idemHash }),
+      ...(mode.origin !== undefined && { keyId: mode.origin.keyId }),
+      ...(mode.origin?.sourceAddress != null && { source: mode.origin.sourceAddress }),
+      epRev: Date.parse(endpoint.updatedAt),
     };
     const keepSeconds = Math.ceil(mode.retentionMs / 1000);
     try {
