@@ -38,6 +38,7 @@ const idempotencyHeaders = z.object({
 
 const tags = ["jobs (RunPod)"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+const runErrors = { ...errors, 403: commonErrors[403] };
 const tooLarge = (mb: number) => ({
   413: { ...commonErrors[400], description: `The body is larger than ${mb} MB or the tenant's maxInputBytes.` },
   429: { ...commonErrors[400], description: "The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds." },
@@ -53,7 +54,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     summary: "Queue a job (asynchronous)",
     middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 10 * MB })] as const,
     request: { params: epParam, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
-    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...errors, ...tooLarge(10) },
+    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...runErrors, ...tooLarge(10) },
   }),
   runsync: route({
     method: "post",
@@ -63,7 +64,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     request: { params: epParam, query: runsyncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: {
       ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
-      ...errors,
+      ...runErrors,
       ...tooLarge(20),
     },
   }),
@@ -90,21 +91,21 @@ const buildRoutes = (deps: ApiDeps) => ({
     path: "/{ep}/cancel/{id}",
     summary: "Cancel a job",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job after the cancel."), ...errors },
+    responses: { ...okJson(jobView, "The job after the cancel."), ...runErrors },
   }),
   retry: route({
     method: "post",
     path: "/{ep}/retry/{id}",
     summary: "Queue a failed or timed-out job again",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job, queued again."), ...errors },
+    responses: { ...okJson(jobView, "The job, queued again."), ...runErrors },
   }),
   purge: route({
     method: "post",
     path: "/{ep}/purge-queue",
     summary: "Remove every queued job (running ones finish)",
     request: { params: epParam },
-    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed."), ...errors },
+    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed."), ...runErrors },
   }),
   health: route({
     method: "get",

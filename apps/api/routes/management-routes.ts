@@ -45,7 +45,11 @@ const tags = ["endpoints"];
 const keyTags = ["keys"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
 
-const quotaError = { ...commonErrors[400], description: "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value." };
+const quotaError = {
+  ...commonErrors[400],
+  description: "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value; or the key is not `full`: `insufficient_scope`.",
+};
+const scopeError = { 403: commonErrors[403] };
 
 const routes = {
   createEndpoint: createRoute({
@@ -95,7 +99,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors },
+    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors, ...scopeError },
   }),
   limits: createRoute({
     method: "get",
@@ -118,7 +122,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { body: jsonRequest(keyCreate, { required: false }) },
-    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: errors[400], 401: errors[401] },
+    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: errors[400], 401: errors[401], ...scopeError },
   }),
   listKeys: createRoute({
     method: "get",
@@ -135,7 +139,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL."), ...errors },
+    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL."), ...errors, ...scopeError },
   }),
 };
 

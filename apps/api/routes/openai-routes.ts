@@ -59,6 +59,7 @@ const generation = (admission: Admission, path: string, summary: string, schema:
       413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
       429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds."),
       401: errorAnswer("No API key, or an unknown one."),
+      403: errorAnswer("The API key's scope is `read`: completions need a `run` or `full` key (`insufficient_scope`)."),
       404: errorAnswer("No such endpoint for this tenant."),
     },
   });

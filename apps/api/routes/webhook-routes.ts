@@ -35,7 +35,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(deliveries, "The deliveries, pending again (same webhook-id)."), ...errors },
+    responses: { ...okJson(deliveries, "The deliveries, pending again (same webhook-id)."), ...errors, 403: commonErrors[403] },
   }),
   rotate: createRoute({
     method: "post",
@@ -44,7 +44,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(rotated, "The new secret."), ...errors },
+    responses: { ...okJson(rotated, "The new secret."), ...errors, 403: commonErrors[403] },
   }),
   health: createRoute({
     method: "get",
