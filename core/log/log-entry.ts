@@ -37,9 +37,9 @@ export const acceptedPayload = z.object({
   /** The job's Idempotency-Key hash, if it was given one. */
   idempotencyKey: z.string().optional(),
   /** For the audit log (few bytes: this rides every job): the API key that submitted it, */
-  keyId: z.string().max(128).optional(),
+  keyId: z.string().optional(),
   /** the client's socket address, */
-  source: z.string().max(64).optional(),
+  source: z.string().optional(),
   /** and the endpoint's revision (its `updated_at`, ms), by which the control plane names the model it ran on. */
   epRev: z.number().int().optional(),
 });
