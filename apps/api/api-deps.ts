@@ -32,6 +32,8 @@ import type { SessionCosts } from "./services/session-costs.ts";
 import type { ReconcileReports } from "./services/reconcile-report.ts";
 import type { SubmissionCheckContext } from "./services/submission-checks.ts";
 import type { ApiMetrics } from "./metrics/api-metrics.ts";
+import type { AdminKeyStore } from "./services/admin-key-store.ts";
+import type { AuditTrail } from "./services/audit-trail.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -39,7 +41,12 @@ export interface ApiDeps {
   log: Log;
   /** OpenTelemetry tracer when spans are exported (OTEL_EXPORTER_OTLP_ENDPOINT); without it, trace ids still travel with jobs. */
   tracer?: Tracer;
+  /** The bootstrap token (HEARTH_ADMIN_TOKEN): every /admin route, and the only one that makes and revokes admin keys. */
   adminToken: string;
+  /** The operator's named admin keys, accepted beside the bootstrap token. */
+  adminKeys: AdminKeyStore;
+  /** The audit log, for reading (writes happen in the stores' own transactions). */
+  audit: AuditTrail;
   /** Directories an endpoint's handler module must live in. */
   handlerDirs: string[];
   /** Where endpoint models may come from (HEARTH_MODEL_DIRS, HEARTH_MODEL_ALLOWLIST). */

@@ -45,6 +45,8 @@ import { Ledger } from "./services/ledger.ts";
 import { UsageReports } from "./services/usage-report.ts";
 import { SessionCosts } from "./services/session-costs.ts";
 import { ReconcileReports } from "./services/reconcile-report.ts";
+import { AdminKeyStore } from "./services/admin-key-store.ts";
+import { AuditTrail } from "./services/audit-trail.ts";
 
 export interface RunningApi {
   url: string;
@@ -137,6 +139,8 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
     log: options.log ?? processLog("api", { level: config.logLevel ?? "info" }),
     ...(options.tracer && { tracer: options.tracer }),
     adminToken: config.adminToken,
+    adminKeys: new AdminKeyStore(dbh.sql),
+    audit: new AuditTrail(dbh.sql),
     ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
     metricsPublic: config.metricsPublic ?? false,
     handlerDirs: config.handlerDirs,

@@ -6,6 +6,8 @@ import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
 import { adminAuth, tenantAuth, type TenantEnv } from "./middleware/tenant-auth.ts";
 import type { MiddlewareHandler } from "hono";
+import { jobRouteScope, managementScope } from "../../core/policy/key-scopes.ts";
+import { adminAccessRoutes, tenantAuditRoutes } from "./routes/audit-routes.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";
 import { adminRoutes } from "./routes/admin-routes.ts";
@@ -41,13 +43,13 @@ export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
   const metrics = deps.metrics;
   if (metrics) {
     app.use("*", metrics.middleware());
-    // Prometheus' text format; the admin token as a bearer token (Prometheus' `authorization`), or open with HEARTH_METRICS_PUBLIC.
+    // Prometheus' text format; the admin token or an admin key as a bearer token (Prometheus' `authorization`), or open with HEARTH_METRICS_PUBLIC.
     const scrape: MiddlewareHandler = async (c) => {
       const { contentType, body } = await metrics.render();
       return c.body(body, 200, { "content-type": contentType });
     };
     if (deps.metricsPublic) app.get("/metrics", scrape);
-    else app.get("/metrics", adminAuth({ adminToken: deps.adminToken }), scrape);
+    else app.get("/metrics", adminAuth({ adminToken: deps.adminToken, adminKeys: deps.adminKeys }), scrape);
   }
 
   app.get("/healthz", (c) => c.json({ ok: true }, 200));
@@ -57,17 +59,21 @@ export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
   });
   app.get("/openapi.json", (c) => c.json(app.getOpenAPI31Document(DOCUMENT_INFO), 200));
 
+  // One admin authentication for every /admin route: the bootstrap token or a live admin key, which names the actor.
+  app.use("/admin/*", adminAuth({ adminToken: deps.adminToken, adminKeys: deps.adminKeys }));
   app.route("/admin", adminRoutes(deps));
   app.route("/admin", reconcileRoutes(deps));
-  // Every /api/v1 route is the tenant's: one authentication for all of them.
+  app.route("/admin", adminAccessRoutes(deps));
+  // Every /api/v1 route is the tenant's: one authentication for all of them; reading needs a `read` key, changing a `full` one.
   const v1 = apiRouter<TenantEnv>();
-  v1.use("*", tenantAuth({ tenants: deps.tenants }));
+  v1.use("*", tenantAuth({ tenants: deps.tenants, scope: (c) => managementScope(c.req.method) }));
   v1.route("/", recordRoutes(deps));
   v1.route("/", managementRoutes(deps));
   v1.route("/", billingRoutes(deps));
   v1.route("/", usageRoutes(deps));
   v1.route("/", webhookRoutes(deps));
   v1.route("/", logRoutes(deps));
+  v1.route("/", tenantAuditRoutes(deps));
   app.route("/api/v1", v1);
   app.route("/v2", jobRoutes(deps));
 

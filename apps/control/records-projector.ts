@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import type { ObjectStore } from "../../core/objects/object-store.ts";
 import { errorFields, type Log } from "../../core/log/process-log.ts";
 import type { ControlMetrics } from "./control-metrics.ts";
+import { auditSubmissions } from "./submission-audit.ts";
 
 
 /** Error text of a job removed from its queue, by reason (CANCELLED has none, as RunPod). */
@@ -44,10 +45,12 @@ export class RecordsProjector implements LogConsumer {
   async applyBatch(tx: Tx, entries: LogEntry[], ctx: EntryContext): Promise<void> {
     const stored = await this.storeLargeOutputs(entries, ctx);
     const { folded, single } = foldJobs(entries, ctx, stored);
-    await Promise.all([upsertFolded(tx, folded), ...single.map((e) => this.applyOne(tx, e, ctx, stored))]);
+    // Acceptances also reach the audit log, in this same transaction (Postgres stays off the /run path).
+    await Promise.all([upsertFolded(tx, folded), ...single.map((e) => this.applyOne(tx, e, ctx, stored)), auditSubmissions(tx, entries, ctx)]);
   }
 
   async apply(tx: Tx, entry: LogEntry, ctx: EntryContext): Promise<void> {
+    await auditSubmissions(tx, [entry], ctx);
     return this.applyOne(tx, entry, ctx, await this.storeLargeOutputs([entry], ctx));
   }
 

@@ -1,6 +1,8 @@
 import { sql } from "drizzle-orm";
-import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp } from "drizzle-orm/pg-core";
+import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, primaryKey, real, text, timestamp, uniqueIndex } from "drizzle-orm/pg-core";
 import type { BillingMode, LedgerKind } from "../contracts/billing.ts";
+import type { KeyScope } from "../contracts/key-scope.ts";
+import type { AuditActorKind } from "../contracts/audit.ts";
 import type { StoredEngineSpec } from "../contracts/endpoint.ts";
 
 export const tenants = pgTable("tenants", {
@@ -28,10 +30,65 @@ export const apiKeys = pgTable(
     /** First characters of the key, so a user can tell keys apart in a listing. */
     displayPrefix: text("display_prefix").notNull(),
     hash: text("hash").notNull().unique(),
+    /** What the key may do (core/policy/key-scopes.ts): `read` ⊂ `run` ⊂ `full`; keys made before scopes are `full`. */
+    scope: text("scope").$type<KeyScope>().notNull().default("full"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
   },
-  (t) => [index("api_keys_tenant_idx").on(t.tenantId)],
+  (t) => [index("api_keys_tenant_idx").on(t.tenantId), check("api_keys_scope_check", sql`${t.scope} in ('read', 'run', 'full')`)],
+);
+
+/**
+ * The operator's named admin keys (`POST /admin/keys`, made with the bootstrap HEARTH_ADMIN_TOKEN):
+ * stored as SHA-256 hashes, the plaintext shown once. Every /admin action then has an actor.
+ */
+export const adminKeys = pgTable("admin_keys", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  displayPrefix: text("display_prefix").notNull(),
+  hash: text("hash").notNull().unique(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  revokedAt: timestamp("revoked_at", { withTimezone: true }),
+});
+
+/**
+ * Who did what to what, append-only (migration 0007's trigger refuses UPDATE and DELETE, and
+ * TRUNCATE). Management actions are written in the transaction of the change they record; job
+ * submissions are projected from the log's acceptance records by the control plane, `log_entry_id`
+ * (unique per endpoint's log) making a replayed batch write nothing twice.
+ */
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    /** The database's clock when the entry was written (a job submission's log time is in `detail.acceptedAt`). */
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    actorKind: text("actor_kind").$type<AuditActorKind>().notNull(),
+    /** `bootstrap`, an admin key's id or a tenant API key's id. */
+    actorId: text("actor_id").notNull(),
+    tenantId: text("tenant_id"),
+    endpointId: text("endpoint_id"),
+    modelName: text("model_name"),
+    modelVersion: text("model_version"),
+    /** The tenant API key the action came with (null for admin actors). */
+    keyId: text("key_id"),
+    /** The client's socket address, null where the runtime does not expose it. */
+    sourceAddress: text("source_address"),
+    /** `tenant.create`, `key.revoke`, `endpoint.update`, `job.submit`… (core/contracts/audit.ts). */
+    action: text("action").notNull(),
+    targetId: text("target_id"),
+    /** Small and never secret: ids, counts, settings' names and values, no keys, secrets or job input. */
+    detail: jsonb("detail").$type<Record<string, unknown>>().notNull().default({}),
+    /** The log entry a projected entry came from (`<ms>-<n>`, unique within its endpoint's log). */
+    logEntryId: text("log_entry_id"),
+  },
+  (t) => [
+    index("audit_log_tenant_idx").on(t.tenantId, t.id),
+    index("audit_log_endpoint_idx").on(t.endpointId, t.id),
+    index("audit_log_at_idx").on(t.at),
+    uniqueIndex("audit_log_entry_idx").on(t.endpointId, t.logEntryId).where(sql`${t.logEntryId} is not null`),
+    check("audit_log_actor_kind_check", sql`${t.actorKind} in ('bootstrap', 'admin_key', 'api_key')`),
+  ],
 );
 
 export const endpoints = pgTable(

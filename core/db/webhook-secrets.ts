@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Sql, TransactionSql } from "postgres";
 import { z } from "zod";
 import type { SecretBox } from "../secrets/secret-box.ts";
+import { appendAudit, auditRow, type AuditBy } from "./audit-writes.ts";
 
 /** How long a rotated-out secret keeps signing beside the new one. Default 24 h. */
 export const DEFAULT_WEBHOOK_SECRET_GRACE_MS = 24 * 3_600_000;
@@ -35,12 +36,14 @@ export class WebhookSecretStore {
    * A new secret; the ones still signing keep signing for `graceMs` more (so receivers can switch).
    * Returns when the old ones stop.
    */
-  async rotate(endpointId: string, graceMs: number): Promise<{ secret: string; previousExpiresAt: string }> {
+  async rotate(endpointId: string, graceMs: number, audit: { by: AuditBy; tenantId: string }): Promise<{ secret: string; previousExpiresAt: string }> {
     const secret = newWebhookSecret();
     const previousExpiresAt = await this.sql.begin(async (tx) => {
       const [row] = z.array(z.object({ at: z.coerce.date() })).parse(await tx`select now() + ${`${graceMs} milliseconds`}::interval as at`);
       await tx`update webhook_secrets set expires_at = ${row!.at.toISOString()}::timestamptz where endpoint_id = ${endpointId} and (expires_at is null or expires_at > ${row!.at.toISOString()}::timestamptz)`;
       await tx`insert into webhook_secrets (endpoint_id, secret) values (${endpointId}, ${this.store(endpointId, secret)})`;
+      // Never the secret itself: when the old one stops signing is what an auditor needs.
+      await appendAudit(tx, [auditRow(audit.by, { action: "webhook_secret.rotate", tenantId: audit.tenantId, endpointId, targetId: endpointId, detail: { previousExpiresAt: row!.at.toISOString() } })]);
       return row!.at.toISOString();
     });
     return { secret, previousExpiresAt };

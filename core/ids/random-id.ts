@@ -21,3 +21,6 @@ export const newJobId = (sync: boolean) => (sync ? `sync-${randomUUID()}-u1` : `
 export const newApiKey = () => `hk_${randomBytes(24).toString("base64url")}`;
 /** The operator's admin token, when none is configured. */
 export const newAdminToken = () => `hadm_${randomBytes(24).toString("base64url")}`;
+export const newAdminKeyId = () => `adk_${randomAlnum(12)}`;
+/** An admin key: shown once, stored hashed; `hak_` tells it from tenant keys (`hk_`) and the bootstrap token (`hadm_`). */
+export const newAdminKey = () => `hak_${randomBytes(24).toString("base64url")}`;

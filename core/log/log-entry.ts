@@ -38,6 +38,12 @@ export const acceptedPayload = z.object({
   idempotencyKey: z.string().optional(),
   /** The trace the job belongs to (W3C trace id of the submitting request). */
   traceId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  /** For the audit log (few bytes: this rides every job): the API key that submitted it, */
+  keyId: z.string().optional(),
+  /** the client's socket address, */
+  source: z.string().optional(),
+  /** and the endpoint's revision (its `updated_at`, ms), by which the control plane names the model it ran on. */
+  epRev: z.number().int().optional(),
 });
 export type AcceptedPayload = z.infer<typeof acceptedPayload>;
 

@@ -5,7 +5,7 @@ import { billingMode, creditRequest, priceVersionUpdate } from "../../../core/co
 import { hasUnstorableChars, resourceId, safeText } from "../../../core/contracts/safe-text.ts";
 import { grantsUpdate, limitsUpdate, tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
-import { adminAuth } from "../middleware/tenant-auth.ts";
+import type { AdminEnv } from "../middleware/tenant-auth.ts";
 import { decodeLedgerCursor, ledgerEntryView } from "../services/ledger.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { adminSecurity, apiRouter, commonErrors, idempotencyKey, jsonRequest, okJson, optionalQuery } from "./route-kit.ts";
@@ -167,21 +167,23 @@ const routes = {
   }),
 };
 
-/** The operator's routes (`/admin/...`, admin token): tenants, their quotas, grants and money, prices, and the event log's state. */
-export function adminRoutes(deps: ApiDeps): OpenAPIHono {
-  const app = apiRouter();
-  app.use("*", adminAuth({ adminToken: deps.adminToken }));
+/**
+ * The operator's routes (`/admin/...`, behind app.ts' admin authentication): tenants, their quotas,
+ * grants and money, prices, and the event log's state. Every change is audited with its actor.
+ */
+export function adminRoutes(deps: ApiDeps): OpenAPIHono<AdminEnv> {
+  const app = apiRouter<AdminEnv>();
 
   app.openapi(routes.createTenant, async (c) => {
     const body = c.req.valid("json");
-    const tenant = await deps.tenants.createTenant(body.name, body.billingMode ?? deps.billingMode);
+    const tenant = await deps.tenants.createTenant(body.name, body.billingMode ?? deps.billingMode, c.get("audit"));
     // Its (zero) balance in the cache now, so that its first job is judged without reading Postgres.
     await refreshBalance(deps, tenant.id);
     return c.json(tenant, 200);
   });
   app.openapi(routes.setBillingMode, async (c) => {
     const { id } = c.req.valid("param");
-    const mode = await deps.policy.setBillingMode(id, c.req.valid("json").billingMode);
+    const mode = await deps.policy.setBillingMode(id, c.req.valid("json").billingMode, c.get("audit"));
     if (!mode) throw ApiError.notFound("tenant");
     await refreshBalance(deps, id);
     return c.json({ tenantId: id, billingMode: mode }, 200);
@@ -194,13 +196,13 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   });
   app.openapi(routes.setLimits, async (c) => {
     const { id } = c.req.valid("param");
-    const r = await deps.policy.setLimits(id, c.req.valid("json"));
+    const r = await deps.policy.setLimits(id, c.req.valid("json"), c.get("audit"));
     if (!r) throw ApiError.notFound("tenant");
     return c.json({ tenantId: id, ...r }, 200);
   });
   app.openapi(routes.setGrants, async (c) => {
     const { id } = c.req.valid("param");
-    const grants = await deps.policy.setGrants(id, c.req.valid("json"));
+    const grants = await deps.policy.setGrants(id, c.req.valid("json"), c.get("audit"));
     if (!grants) throw ApiError.notFound("tenant");
     return c.json({ tenantId: id, grants }, 200);
   });
@@ -208,12 +210,12 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   app.openapi(routes.putPrices, async (c) => {
     const { effectiveFrom, prices, adds } = c.req.valid("json");
     // "Not before now" on the log's clock, which dates the sessions these prices will bill.
-    const versions = await deps.prices.addVersion({ effectiveFrom: Date.parse(effectiveFrom), prices, ...(adds !== undefined && { adds }) }, deps.logNow);
+    const versions = await deps.prices.addVersion({ effectiveFrom: Date.parse(effectiveFrom), prices, ...(adds !== undefined && { adds }) }, deps.logNow, c.get("audit"));
     return c.json({ versions }, 200);
   });
   app.openapi(routes.credit, async (c) => {
     const { id } = c.req.valid("param");
-    const r = await deps.ledger.credit(id, c.req.valid("json"), c.req.valid("header")["idempotency-key"]);
+    const r = await deps.ledger.credit(id, c.req.valid("json"), c.get("audit"), c.req.valid("header")["idempotency-key"]);
     if (!r) throw ApiError.notFound("tenant");
     await refreshBalance(deps, id);
     return c.json(r.entry, 200, r.replayed ? { "Idempotent-Replayed": "true" } : {});
@@ -230,12 +232,12 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono {
   app.openapi(routes.logStatus, async (c) => c.json(await deps.logAdmin.status(), 200));
   app.openapi(routes.retryDeadLetter, async (c) => {
     const { id } = c.req.valid("param");
-    if (!(await deps.logAdmin.retry(id))) throw ApiError.notFound("open dead letter");
+    if (!(await deps.logAdmin.retry(id, c.get("audit")))) throw ApiError.notFound("open dead letter");
     return c.json({ id, state: "retrying" as const }, 200);
   });
   app.openapi(routes.discardDeadLetter, async (c) => {
     const { id } = c.req.valid("param");
-    if (!(await deps.logAdmin.discard(id))) throw ApiError.notFound("open dead letter");
+    if (!(await deps.logAdmin.discard(id, c.get("audit")))) throw ApiError.notFound("open dead letter");
     return c.json({ id, state: "discarded" as const }, 200);
   });
   return app;

@@ -7,8 +7,9 @@ import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
-import { tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
+import { originOf, tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { syncRetentionMs } from "../../../core/policy/retention.ts";
+import { jobRouteScope } from "../../../core/policy/key-scopes.ts";
 import { endpointHealth } from "../services/endpoint-health.ts";
 import { checkSubmission } from "../services/submission-checks.ts";
 import type { ApiDeps } from "../api-deps.ts";
@@ -37,6 +38,7 @@ const idempotencyHeaders = z.object({
 
 const tags = ["jobs (RunPod)"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+const runErrors = { ...errors, 403: commonErrors[403] };
 const tooLarge = (mb: number) => ({
   413: { ...commonErrors[400], description: `The body is larger than ${mb} MB or the tenant's maxInputBytes.` },
   429: { ...commonErrors[400], description: "The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds." },
@@ -52,7 +54,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     summary: "Queue a job (asynchronous)",
     middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 10 * MB })] as const,
     request: { params: epParam, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
-    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...errors, ...tooLarge(10) },
+    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...runErrors, ...tooLarge(10) },
   }),
   runsync: route({
     method: "post",
@@ -62,7 +64,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     request: { params: epParam, query: runsyncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: {
       ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
-      ...errors,
+      ...runErrors,
       ...tooLarge(20),
     },
   }),
@@ -89,21 +91,21 @@ const buildRoutes = (deps: ApiDeps) => ({
     path: "/{ep}/cancel/{id}",
     summary: "Cancel a job",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job after the cancel."), ...errors },
+    responses: { ...okJson(jobView, "The job after the cancel."), ...runErrors },
   }),
   retry: route({
     method: "post",
     path: "/{ep}/retry/{id}",
     summary: "Queue a failed or timed-out job again",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job, queued again."), ...errors },
+    responses: { ...okJson(jobView, "The job, queued again."), ...runErrors },
   }),
   purge: route({
     method: "post",
     path: "/{ep}/purge-queue",
     summary: "Remove every queued job (running ones finish)",
     request: { params: epParam },
-    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed."), ...errors },
+    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed."), ...runErrors },
   }),
   health: route({
     method: "get",
@@ -119,7 +121,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   const app = apiRouter<JobEnv>();
   const routes = buildRoutes(deps);
 
-  app.use("/:ep/*", tenantAuth({ tenants: deps.tenants }), async function endpointOwnership(c, next) {
+  app.use("/:ep/*", tenantAuth({ tenants: deps.tenants, scope: (c) => jobRouteScope(c.req.method, c.req.path) }), async function endpointOwnership(c, next) {
     // Another tenant's endpoint is indistinguishable from a missing one, and so is an id that cannot exist.
     const id = c.req.param("ep")!;
     const ep = resourceId.safeParse(id).success ? await deps.endpoints.getOwned(c.get("principal").tenantId, id) : undefined;
@@ -135,7 +137,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const req = input.json;
     await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
-    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, trace: c.get("trace"), ...(idempotencyKey !== undefined && { idempotencyKey }) });
+    const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, origin: originOf(c), ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
       // The first submission's job, as it is now (RunPod answers /run with id and status only).
       const view = await deps.reader.view(ep.id, submitted.id);
@@ -152,7 +154,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
     const retentionMs = asked === undefined ? deps.retention.syncMs : syncRetentionMs(deps.retention, asked);
-    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, trace: c.get("trace"), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
+    const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, origin: originOf(c), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);
   });
 

@@ -2,6 +2,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { endpointCreate, endpointPatch } from "../../../core/contracts/endpoint.ts";
 import { resourceId, safeText } from "../../../core/contracts/safe-text.ts";
+import { keyScope } from "../../../core/contracts/key-scope.ts";
 import { tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
@@ -11,7 +12,10 @@ import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./
 import { waitReason } from "../../../core/policy/capacity.ts";
 import { readCapacity } from "../services/endpoint-health.ts";
 
-const keyCreate = z.object({ name: safeText(191).default("key") });
+const keyCreate = z.object({
+  name: safeText(191).default("key"),
+  scope: keyScope.default("full").describe("`read`: statuses, streams, health and listings; `run`: also submitting and cancelling jobs; `full` (default): also management."),
+});
 const idParam = z.object({ id: resourceId });
 
 /** An endpoint as the API returns it; the engine is described by `engine` in the create body. */
@@ -35,13 +39,17 @@ const endpointView = z
     waitReason: waitReason.optional(),
   })
   .meta({ id: "Endpoint" });
-const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
+const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), scope: keyScope, createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
 
 const tags = ["endpoints"];
 const keyTags = ["keys"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
 
-const quotaError = { ...commonErrors[400], description: "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value." };
+const quotaError = {
+  ...commonErrors[400],
+  description: "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value; or the key is not `full`: `insufficient_scope`.",
+};
+const scopeError = { 403: commonErrors[403] };
 
 const routes = {
   createEndpoint: createRoute({
@@ -91,7 +99,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors },
+    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors, ...scopeError },
   }),
   limits: createRoute({
     method: "get",
@@ -114,7 +122,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { body: jsonRequest(keyCreate, { required: false }) },
-    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: errors[400], 401: errors[401] },
+    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: errors[400], 401: errors[401], ...scopeError },
   }),
   listKeys: createRoute({
     method: "get",
@@ -131,7 +139,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL."), ...errors },
+    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL."), ...errors, ...scopeError },
   }),
 };
 
@@ -146,7 +154,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     await deps.prices.checkGpuTypes(body.gpuTypeIds, "gpuTypeIds");
     await deps.policy.checkGrants(tenantId, body.engine, "engine");
     await deps.policy.checkEndpoint(tenantId, body);
-    const ep = await deps.endpoints.create(tenantId, body);
+    const ep = await deps.endpoints.create(tenantId, body, c.get("audit"));
     // Shown once: the tenant verifies its webhooks with it (rotate for a new one).
     const webhookSecret = await deps.webhookSecrets.create(ep.id);
     return c.json({ ...ep, webhookSecret }, 200);
@@ -172,7 +180,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     const max = patch.workersMax ?? current.workersMax;
     if (min > max) throw ApiError.badRequest("workersMin: must not exceed workersMax", [{ path: "workersMin", message: "must not exceed workersMax" }]);
     await deps.policy.checkEndpoint(tenantId, { workersMin: min, workersMax: max }, current.id);
-    const updated = await deps.endpoints.update(tenantId, current.id, patch);
+    const updated = await deps.endpoints.update(tenantId, current.id, patch, c.get("audit"));
     if (!updated) throw ApiError.notFound("endpoint");
     void deps.invalidations.announce({ type: "invalidate-endpoint", endpointId: updated.id });
     deps.submitter.wake(updated.id, { force: true }); // new min/max take effect now, not at the next tick
@@ -180,7 +188,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   });
   v1.openapi(routes.deleteEndpoint, async (c) => {
     const { id } = c.req.valid("param");
-    if (!(await deps.endpoints.softDelete(c.get("principal").tenantId, id))) throw ApiError.notFound("endpoint");
+    if (!(await deps.endpoints.softDelete(c.get("principal").tenantId, id, c.get("audit")))) throw ApiError.notFound("endpoint");
     void deps.invalidations.announce({ type: "invalidate-endpoint", endpointId: id });
     deps.submitter.wake(id, { force: true });
     return c.json({ id, deleted: true as const }, 200);
@@ -195,12 +203,12 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   v1.openapi(routes.createKey, async (c) => {
     // An empty body stands for `{}`: the default name.
     const body = keyCreate.parse(c.req.valid("json") ?? {});
-    return c.json(await deps.tenants.createKey(c.get("principal").tenantId, body.name), 200);
+    return c.json(await deps.tenants.createKey(c.get("principal").tenantId, body.name, body.scope, c.get("audit")), 200);
   });
   v1.openapi(routes.listKeys, async (c) => c.json(await deps.tenants.listKeys(c.get("principal").tenantId), 200));
   v1.openapi(routes.revokeKey, async (c) => {
     const { id } = c.req.valid("param");
-    const hash = await deps.tenants.revokeKey(c.get("principal").tenantId, id);
+    const hash = await deps.tenants.revokeKey(c.get("principal").tenantId, id, c.get("audit"));
     if (!hash) throw ApiError.notFound("key");
     return c.json({ id, revoked: true as const }, 200);
   });

@@ -5,7 +5,7 @@ import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { depthMessage, resourceId, withinDepth } from "../../../core/contracts/safe-text.ts";
 import { servedModelName } from "../../../core/engine/served-model-name.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
-import type { TenantEnv } from "../middleware/tenant-auth.ts";
+import { originOf, type TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
@@ -59,6 +59,7 @@ const generation = (admission: Admission, path: string, summary: string, schema:
       413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
       429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds."),
       401: errorAnswer("No API key, or an unknown one."),
+      403: errorAnswer("The API key's scope is `read`: completions need a `run` or `full` key (`insufficient_scope`)."),
       404: errorAnswer("No such endpoint for this tenant."),
     },
   });
@@ -85,13 +86,13 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: Open
     const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
     if (body.stream === true) {
-      const stream = await relay.stream(ep, target, body, c.req.raw.signal, c.get("trace"));
+      const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c));
       return new Response(stream, {
         status: 200,
         headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
       });
     }
-    const r = await relay.complete(ep, target, body, c.req.raw.signal, c.get("trace"));
+    const r = await relay.complete(ep, target, body, c.req.raw.signal, originOf(c));
     return c.json(r.body as Record<string, unknown>, r.status as 200);
   };
 

@@ -26,6 +26,7 @@ const error = (description: string) => ({ description, content: { "application/j
 export const commonErrors = {
   400: error("The request is malformed; `issues` names each offending field."),
   401: error("No API key, or an unknown or revoked one."),
+  403: error("The API key's scope does not reach this route (`insufficient_scope`): `read` < `run` (jobs) < `full` (management)."),
   404: error("No such resource for this tenant (another tenant's ids are indistinguishable from missing ones)."),
 } as const;
 
@@ -141,5 +142,9 @@ export function registerSecuritySchemes(app: OpenAPIHono<any>): void {
     scheme: "bearer",
     description: "A tenant API key (`POST /api/v1/keys`); RunPod clients may also send the raw key without `Bearer`.",
   });
-  app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", { type: "http", scheme: "bearer", description: "The operator's HEARTH_ADMIN_TOKEN." });
+  app.openAPIRegistry.registerComponent("securitySchemes", "adminToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "The operator's bootstrap HEARTH_ADMIN_TOKEN, or a named admin key (`POST /admin/keys`); each action is audited with which.",
+  });
 }

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { billingSessionView, invoice, MAX_REPORT_RANGE_MS, parseMonth, reconcileReport, reportInstant, usageGroupBy, usageReport } from "../../../core/contracts/usage.ts";
 import { ApiError } from "../api-error.ts";
-import { adminAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
+import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { invoiceCsv, type ReportRange } from "../services/usage-report.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { adminSecurity, apiRouter, commonErrors, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
@@ -119,10 +119,9 @@ export function usageRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   return app;
 }
 
-/** The operator's reconciliation (`/admin/billing/reconcile`, admin token). */
+/** The operator's reconciliation (`/admin/billing/reconcile`, behind app.ts' admin authentication). */
 export function reconcileRoutes(deps: ApiDeps): OpenAPIHono {
   const app = apiRouter();
-  app.use("/billing/*", adminAuth({ adminToken: deps.adminToken }));
   app.openapi(routes.reconcile, async (c) => {
     const now = await deps.logNow();
     return c.json(await deps.reconcile.report(reportRange(c.req.valid("query"), now), now), 200);

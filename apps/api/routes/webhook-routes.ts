@@ -35,7 +35,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(deliveries, "The deliveries, pending again (same webhook-id)."), ...errors },
+    responses: { ...okJson(deliveries, "The deliveries, pending again (same webhook-id)."), ...errors, 403: commonErrors[403] },
   }),
   rotate: createRoute({
     method: "post",
@@ -44,7 +44,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(rotated, "The new secret."), ...errors },
+    responses: { ...okJson(rotated, "The new secret."), ...errors, 403: commonErrors[403] },
   }),
   health: createRoute({
     method: "get",
@@ -66,14 +66,14 @@ export function webhookRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     return c.json({ items }, 200);
   });
   app.openapi(routes.retry, async (c) => {
-    const items = await deps.webhooks.retry(c.get("principal").tenantId, c.req.valid("param").id);
+    const items = await deps.webhooks.retry(c.get("principal").tenantId, c.req.valid("param").id, c.get("audit"));
     if (!items) throw ApiError.notFound("webhook deliveries of this job");
     return c.json({ items }, 200);
   });
   app.openapi(routes.rotate, async (c) => {
     const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id);
     if (!ep) throw ApiError.notFound("endpoint");
-    const { secret, previousExpiresAt } = await deps.webhookSecrets.rotate(ep.id, deps.webhookSecretGraceMs);
+    const { secret, previousExpiresAt } = await deps.webhookSecrets.rotate(ep.id, deps.webhookSecretGraceMs, { by: c.get("audit"), tenantId: ep.tenantId });
     return c.json({ webhookSecret: secret, previousExpiresAt }, 200);
   });
   app.openapi(routes.health, async (c) => {

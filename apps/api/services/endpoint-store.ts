@@ -1,6 +1,8 @@
 import { and, eq, isNull } from "drizzle-orm";
 import type { Db } from "../../../core/db/client.ts";
-import { endpoints } from "../../../core/db/schema.ts";
+import { auditLog, endpoints } from "../../../core/db/schema.ts";
+import { auditRow, type AuditBy, type AuditWhat } from "../../../core/db/audit-writes.ts";
+import { modelIdentity } from "../../../core/engine/model-identity.ts";
 import { storedEngineSpec, type Endpoint, type EndpointCreate, type EndpointPatch, type EngineSpec, type StoredEngineSpec } from "../../../core/contracts/endpoint.ts";
 import { sealEngine, viewEngine } from "../../../core/secrets/endpoint-secrets.ts";
 import type { SecretBox } from "../../../core/secrets/secret-box.ts";
@@ -32,15 +34,16 @@ export class EndpointStore {
     this.cache = new TtlCache(options.cacheMs ?? 30_000);
   }
 
-  async create(tenantId: string, input: EndpointCreate): Promise<Endpoint> {
+  async create(tenantId: string, input: EndpointCreate, by: AuditBy): Promise<Endpoint> {
     // The id first: each sealed value is bound to its endpoint.
     const id = newEndpointId();
     const engine = this.seal(input.engine, id, undefined);
-    const [row] = await this.db
-      .insert(endpoints)
-      .values({ id, tenantId, ...input, engine })
-      .returning();
-    return toEndpoint(row!);
+    const row = await this.db.transaction(async (tx) => {
+      const [inserted] = await tx.insert(endpoints).values({ id, tenantId, ...input, engine }).returning();
+      await tx.insert(auditLog).values(auditRow(by, endpointAudit("endpoint.create", inserted!, { name: input.name })));
+      return inserted!;
+    });
+    return toEndpoint(row);
   }
 
   async list(tenantId: string): Promise<Endpoint[]> {
@@ -90,24 +93,26 @@ export class EndpointStore {
     return ep;
   }
 
-  async update(tenantId: string, id: string, patch: EndpointPatch): Promise<Endpoint | undefined> {
+  async update(tenantId: string, id: string, patch: EndpointPatch, by: AuditBy): Promise<Endpoint | undefined> {
     const owned = and(eq(endpoints.id, id), eq(endpoints.tenantId, tenantId), isNull(endpoints.deletedAt));
     const { engine: requested, ...settings } = patch;
-    const row =
-      requested === undefined
-        ? (await this.db.update(endpoints).set({ ...settings, updatedAt: new Date() }).where(owned).returning())[0]
-        : await this.db.transaction(async (tx) => {
-            // A new engine may keep secrets of the stored one (`{"secret": true}`): read it under a row lock.
-            const [current] = await tx.select({ engine: endpoints.engine }).from(endpoints).where(owned).for("update");
-            if (current === undefined) return undefined;
-            const engine = this.seal(requested, id, parseStoredEngine(current.engine, id));
-            const [updated] = await tx
-              .update(endpoints)
-              .set({ ...settings, engine, updatedAt: new Date() })
-              .where(owned)
-              .returning();
-            return updated;
-          });
+    const row = await this.db.transaction(async (tx) => {
+      let engine: StoredEngineSpec | undefined;
+      if (requested !== undefined) {
+        // A new engine may keep secrets of the stored one (`{"secret": true}`): read it under a row lock.
+        const [current] = await tx.select({ engine: endpoints.engine }).from(endpoints).where(owned).for("update");
+        if (current === undefined) return undefined;
+        engine = this.seal(requested, id, parseStoredEngine(current.engine, id));
+      }
+      const [updated] = await tx
+        .update(endpoints)
+        .set({ ...settings, ...(engine !== undefined && { engine }), updatedAt: new Date() })
+        .where(owned)
+        .returning();
+      // Which fields changed, with the settings' new values; of an engine only its kind and profile (its env may hold secrets).
+      if (updated) await tx.insert(auditLog).values(auditRow(by, endpointAudit("endpoint.update", updated, { changed: Object.keys(patch).sort(), settings })));
+      return updated;
+    });
     this.cache.delete(id);
     return row ? toEndpoint(row) : undefined;
   }
@@ -121,19 +126,40 @@ export class EndpointStore {
     throw new ApiError(400, code, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
   }
 
-  async softDelete(tenantId: string, id: string): Promise<boolean> {
-    const rows = await this.db
-      .update(endpoints)
-      .set({ deletedAt: new Date() })
-      .where(and(eq(endpoints.id, id), eq(endpoints.tenantId, tenantId), isNull(endpoints.deletedAt)))
-      .returning({ id: endpoints.id });
+  async softDelete(tenantId: string, id: string, by: AuditBy): Promise<boolean> {
+    const deleted = await this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(endpoints)
+        .set({ deletedAt: new Date() })
+        .where(and(eq(endpoints.id, id), eq(endpoints.tenantId, tenantId), isNull(endpoints.deletedAt)))
+        .returning();
+      if (row) await tx.insert(auditLog).values(auditRow(by, endpointAudit("endpoint.delete", row, {})));
+      return row !== undefined;
+    });
     this.cache.delete(id);
-    return rows.length > 0;
+    return deleted;
   }
 
   forget(id: string): void {
     this.cache.delete(id);
   }
+}
+
+/**
+ * An endpoint change's audit entry: its model as it is after the change, its engine's kind and
+ * profile (never its env or credentials), and its revision (`updated_at` in ms), by which the
+ * control plane names the model of jobs submitted under this revision.
+ */
+function endpointAudit(action: AuditWhat["action"], row: typeof endpoints.$inferSelect, detail: Record<string, unknown>): AuditWhat {
+  const engine = row.engine as { kind: string; profile?: unknown; model?: unknown; servedModelName?: unknown };
+  return {
+    action,
+    tenantId: row.tenantId,
+    endpointId: row.id,
+    targetId: row.id,
+    model: modelIdentity(engine),
+    detail: { ...detail, engine: { kind: engine.kind, ...(typeof engine.profile === "string" && { profile: engine.profile }) }, revision: row.updatedAt.getTime() },
+  };
 }
 
 export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {

@@ -36,7 +36,14 @@ export interface SubmitMode {
   id?: string;
   /** The caller's `Idempotency-Key` header, if any. */
   idempotencyKey?: string;
-  /** The submitting request's span (see apps/api/middleware/request-context.ts); the job carries it to the worker. */
+  /** Who submitted it and from where, carried by the acceptance record into the audit log. */
+  origin?: JobOrigin;
+}
+
+export interface JobOrigin {
+  keyId: string;
+  sourceAddress: string | null;
+  /** The submitting request's span (apps/api/middleware/request-context.ts): the job carries it to the worker. */
   trace?: TraceParent;
 }
 
@@ -76,7 +83,7 @@ export class JobSubmitter {
       retentionMs: mode.retentionMs,
       retries: 0,
     };
-    if (mode.trace) data.traceparent = formatTraceparent(mode.trace);
+    if (mode.origin?.trace) data.traceparent = formatTraceparent(mode.origin.trace);
     if (req.webhook) data.webhook = req.webhook;
     if (req.webhookV2) data.webhookV2 = req.webhookV2;
     if (req.s3Config) {
@@ -110,7 +117,10 @@ export class JobSubmitter {
       ...(req.webhook !== undefined && { webhook: req.webhook }),
       ...(req.webhookV2 !== undefined && { webhookV2: req.webhookV2 }),
       ...(idemHash !== undefined && { idempotencyKey: idemHash }),
-      ...(mode.trace && { traceId: mode.trace.traceId }),
+      ...(mode.origin !== undefined && { keyId: mode.origin.keyId }),
+      ...(mode.origin?.sourceAddress != null && { source: mode.origin.sourceAddress }),
+      epRev: Date.parse(endpoint.updatedAt),
+      ...(mode.origin?.trace && { traceId: mode.origin.trace.traceId }),
     };
     const keepSeconds = Math.ceil(mode.retentionMs / 1000);
     try {

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { billingMode, ledgerKind, type BillingMode, type CreditRequest } from "../../../core/contracts/billing.ts";
 import { pgSafeInt } from "../../../core/db/pg-int.ts";
 import { ApiError } from "../api-error.ts";
+import { appendAudit, auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 
 export interface LedgerOptions {
   sql: Sql;
@@ -92,7 +93,7 @@ export class Ledger {
    * Refused with 400 naming `amountMicros` when the tenant's credits would pass the largest exact
    * amount (2^53 − 1 µ$), so that every balance stays an exact integer. Undefined for an unknown tenant.
    */
-  async credit(tenantId: string, request: CreditRequest, idempotencyKey?: string): Promise<{ entry: LedgerEntryView; replayed: boolean } | undefined> {
+  async credit(tenantId: string, request: CreditRequest, by: AuditBy, idempotencyKey?: string): Promise<{ entry: LedgerEntryView; replayed: boolean } | undefined> {
     const key = idempotencyKey === undefined ? `credit:${tenantId}:once:${randomUUID()}` : `credit:${tenantId}:key:${idempotencyKey}`;
     const at = new Date(this.now()).toISOString();
     return this.options.sql.begin(async (tx) => {
@@ -113,7 +114,12 @@ export class Ledger {
         values (${tenantId}, ${key}, 'credit', ${String(request.amountMicros)}::bigint, ${at}::timestamptz, ${request.reason})
         on conflict (key) do nothing
         returning ${tx.unsafe(COLUMNS)}`;
-      if (rows[0]) return { entry: toView(entryRow.parse(rows[0])), replayed: false };
+      if (rows[0]) {
+        const entry = toView(entryRow.parse(rows[0]));
+        // A replayed Idempotency-Key credits nothing, so it is not audited again.
+        await appendAudit(tx, [auditRow(by, { action: "credit.add", tenantId, targetId: String(entry.id), detail: { amountMicros: entry.amountMicros, ledgerKey: entry.key } })]);
+        return { entry, replayed: false };
+      }
       // Only a writer that skipped the tenant lock could have taken the key meanwhile; its entry stands.
       const raced = await this.byKey(tx, key);
       return raced && { entry: raced, replayed: true };

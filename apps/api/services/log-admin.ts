@@ -1,8 +1,11 @@
 import type { Redis } from "ioredis";
 import type { Sql } from "postgres";
 import { z } from "zod";
+import { appendAudit, auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 import type { RedisKeys } from "../../../core/queue/keys.ts";
 import { LOG_CONSUMERS } from "../../../core/log/log-stream.ts";
+
+const deadLetterRef = z.object({ endpoint_id: z.string() });
 
 
 /** Lag past this many entries per endpoint is reported as this number ("at least"). */
@@ -73,14 +76,20 @@ export class LogAdmin {
   }
 
   /** Asks the consumer to apply the entry again (it does so on its next round); false when unknown or already closed. */
-  async retry(id: string): Promise<boolean> {
-    const rows = await this.sql`update log_dead_letters set state = 'retrying' where id = ${id} and state in ('open', 'retrying') returning id`;
-    return rows.length > 0;
+  async retry(id: string, by: AuditBy): Promise<boolean> {
+    return this.sql.begin(async (tx) => {
+      const rows = z.array(deadLetterRef).parse(await tx`update log_dead_letters set state = 'retrying' where id = ${id} and state in ('open', 'retrying') returning endpoint_id`);
+      if (rows[0]) await appendAudit(tx, [auditRow(by, { action: "dead_letter.retry", endpointId: rows[0].endpoint_id, targetId: id })]);
+      return rows.length > 0;
+    });
   }
 
-  async discard(id: string): Promise<boolean> {
-    const rows = await this.sql`update log_dead_letters set state = 'discarded', resolved_at = now() where id = ${id} and state in ('open', 'retrying') returning id`;
-    return rows.length > 0;
+  async discard(id: string, by: AuditBy): Promise<boolean> {
+    return this.sql.begin(async (tx) => {
+      const rows = z.array(deadLetterRef).parse(await tx`update log_dead_letters set state = 'discarded', resolved_at = now() where id = ${id} and state in ('open', 'retrying') returning endpoint_id`);
+      if (rows[0]) await appendAudit(tx, [auditRow(by, { action: "dead_letter.discard", endpointId: rows[0].endpoint_id, targetId: id })]);
+      return rows.length > 0;
+    });
   }
 }
 

@@ -1,4 +1,3 @@
-import type { TraceParent } from "../../../core/trace/trace-context.ts";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { isTerminal, type JobView } from "../../../core/contracts/job-view.ts";
 import { newJobId } from "../../../core/ids/random-id.ts";
@@ -6,7 +5,7 @@ import type { JobEvent } from "../../../core/queue/messages.ts";
 import { jobFailure } from "../openai-error.ts";
 import type { JobControl } from "./job-control.ts";
 import type { JobEvents } from "./job-events.ts";
-import type { JobSubmitter } from "./job-submitter.ts";
+import type { JobOrigin, JobSubmitter } from "./job-submitter.ts";
 import { DEFAULT_RETENTION, syncRetentionMs, type ResultRetention } from "../../../core/policy/retention.ts";
 import type { JobReader } from "./job-reader.ts";
 import type { SyncRuns } from "./sync-runs.ts";
@@ -46,7 +45,7 @@ export class OpenAIRelay {
   }
 
   /** Runs the request to completion: the engine's JSON on success, an OpenAI error otherwise. */
-  async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal, trace?: TraceParent): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
+  async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal, origin?: JobOrigin): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
     const wait = this.waitMs(ep);
     let jobId: string | undefined;
     const cancelIfGone = () => {
@@ -54,7 +53,7 @@ export class OpenAIRelay {
     };
     signal.addEventListener("abort", cancelIfGone, { once: true });
     try {
-      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), ...(trace && { trace }) }, wait, signal, (submittedId) => {
+      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), ...(origin && { origin }) }, wait, signal, (submittedId) => {
         jobId = submittedId;
         if (signal.aborted) cancelIfGone(); // gone while the job was being queued
       });
@@ -71,7 +70,7 @@ export class OpenAIRelay {
    * written as `data: <chunk>` the moment its message arrives (no polling), then `data: [DONE]`.
    * A job that fails mid-stream ends with an OpenAI error event, which OpenAI's clients raise.
    */
-  async stream(ep: Endpoint, route: string, body: Record<string, unknown>, signal: AbortSignal, trace?: TraceParent): Promise<ReadableStream<Uint8Array>> {
+  async stream(ep: Endpoint, route: string, body: Record<string, unknown>, signal: AbortSignal, origin?: JobOrigin): Promise<ReadableStream<Uint8Array>> {
     const { submitter, events, control, reader } = this.options;
     const jobId = newJobId(true);
     const wait = this.waitMs(ep);
@@ -143,7 +142,7 @@ export class OpenAIRelay {
     }, wait);
 
     try {
-      await submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), id: jobId, ...(trace && { trace }) });
+      await submitter.submit(ep, ep.tenantId, { input: passthrough(route, body) }, { sync: true, retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), id: jobId, ...(origin && { origin }) });
     } catch (err) {
       stopListening();
       clearInterval(ticker);

@@ -3,6 +3,7 @@ import { addPriceVersion, DEFAULT_PRICES, isKnownGpuType, priceAt, type PriceTab
 import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../../core/db/price-versions.ts";
 import { ApiError, type IssueDetail } from "../api-error.ts";
 import { TtlCache } from "./ttl-cache.ts";
+import { appendAudit, auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 
 export interface PriceStoreOptions {
   sql: Sql;
@@ -62,7 +63,7 @@ export class PriceStore {
    * at `now()` (ms epoch on the log's clock, read once the lock is held): 400 naming each offending
    * field. Returns the new table.
    */
-  async addVersion(candidate: { effectiveFrom: number; prices: Record<string, number>; adds?: string[] }, now: () => Promise<number>): Promise<PriceVersionView[]> {
+  async addVersion(candidate: { effectiveFrom: number; prices: Record<string, number>; adds?: string[] }, now: () => Promise<number>, by: AuditBy): Promise<PriceVersionView[]> {
     const result = await this.options.sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(hashtext(${PRICE_VERSIONS_LOCK}))`;
       const current = await this.read(tx);
@@ -72,6 +73,8 @@ export class PriceStore {
       const v = update.table.versions.find((x) => x.effectiveFrom === candidate.effectiveFrom)!;
       await tx`insert into price_versions (effective_from, prices, adds)
                values (${new Date(v.effectiveFrom).toISOString()}::timestamptz, ${JSON.stringify(v.prices)}::jsonb, ${v.adds === undefined ? null : JSON.stringify(v.adds)}::jsonb)`;
+      const effectiveFrom = new Date(v.effectiveFrom).toISOString();
+      await appendAudit(tx, [auditRow(by, { action: "price.add", targetId: effectiveFrom, detail: { effectiveFrom, prices: v.prices, ...(v.adds !== undefined && { adds: v.adds }) } })]);
       return { ok: true as const, effective: { table: update.table, defaults: current.defaults } };
     });
     if (!result.ok) throw refused(result.issues.map((i) => ({ path: i.path.length > 0 ? i.path.join(".") : "(body)", message: i.message })));

@@ -19,6 +19,7 @@ import { billingMode, type BillingMode } from "../../../core/contracts/billing.t
 import { ApiError } from "../api-error.ts";
 import { isBackendUnavailable } from "../backend-unavailable.ts";
 import { TtlCache } from "./ttl-cache.ts";
+import { appendAudit, auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 
 export interface TenantPolicyOptions {
   sql: Sql;
@@ -110,30 +111,39 @@ export class TenantPolicy {
   }
 
   /** Sets how the tenant pays; undefined for an unknown tenant. Replicas see it within `cacheMs`. */
-  async setBillingMode(tenantId: string, mode: BillingMode): Promise<BillingMode | undefined> {
-    const rows = await this.options.sql`update tenants set billing_mode = ${mode} where id = ${tenantId} returning id`;
+  async setBillingMode(tenantId: string, mode: BillingMode, by: AuditBy): Promise<BillingMode | undefined> {
+    const found = await this.options.sql.begin(async (tx) => {
+      const rows = await tx`update tenants set billing_mode = ${mode} where id = ${tenantId} returning id`;
+      if (rows.length > 0) await appendAudit(tx, [auditRow(by, { action: "tenant.billing_mode.update", tenantId, targetId: tenantId, detail: { billingMode: mode } })]);
+      return rows.length > 0;
+    });
     this.cache.delete(tenantId);
-    return rows.length > 0 ? mode : undefined;
+    return found ? mode : undefined;
   }
 
-  async setLimits(tenantId: string, update: LimitsUpdate): Promise<{ limits: TenantLimits; overrides: StoredLimits } | undefined> {
+  async setLimits(tenantId: string, update: LimitsUpdate, by: AuditBy): Promise<{ limits: TenantLimits; overrides: StoredLimits } | undefined> {
     const { sql } = this.options;
     const next = await sql.begin(async (tx) => {
       const rows = z.array(z.object({ limits: z.unknown() })).parse(await tx`select limits from tenants where id = ${tenantId} for update`);
       if (!rows[0]) return undefined;
       const overrides = applyLimitsUpdate(storedLimits.catch({}).parse(rows[0].limits), update);
       await tx`update tenants set limits = ${JSON.stringify(overrides)}::jsonb where id = ${tenantId}`;
+      await appendAudit(tx, [auditRow(by, { action: "tenant.limits.update", tenantId, targetId: tenantId, detail: { update, overrides } })]);
       return overrides;
     });
     this.cache.delete(tenantId);
     return next && { limits: effectiveLimits(this.options.defaults, next), overrides: next };
   }
 
-  async setGrants(tenantId: string, update: z.infer<typeof grantsUpdate>): Promise<TenantGrants | undefined> {
+  async setGrants(tenantId: string, update: z.infer<typeof grantsUpdate>, by: AuditBy): Promise<TenantGrants | undefined> {
     const { sql } = this.options;
-    const rows = z.array(z.object({ grants: z.unknown() })).parse(
-      await sql`update tenants set grants = grants || ${JSON.stringify(update)}::jsonb where id = ${tenantId} returning grants`,
-    );
+    const rows = await sql.begin(async (tx) => {
+      const updated = z.array(z.object({ grants: z.unknown() })).parse(
+        await tx`update tenants set grants = grants || ${JSON.stringify(update)}::jsonb where id = ${tenantId} returning grants`,
+      );
+      if (updated[0]) await appendAudit(tx, [auditRow(by, { action: "tenant.grants.update", tenantId, targetId: tenantId, detail: { update } })]);
+      return updated;
+    });
     this.cache.delete(tenantId);
     return rows[0] ? tenantGrants.parse(rows[0].grants) : undefined;
   }

@@ -6,6 +6,9 @@ import { newApiKey } from "../../../core/ids/random-id.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { createTestDatabase } from "../../../test/support/services.ts";
 import { hashKey, TenantStore, type TenantStoreOptions } from "./tenant-store.ts";
+import { BOOTSTRAP_ACTOR } from "../../../core/contracts/audit.ts";
+
+const by = { actor: BOOTSTRAP_ACTOR, keyId: null, sourceAddress: null };
 
 /**
  * Real Postgres. Every statement the store sends goes through postgres.js' `debug` hook of this
@@ -71,7 +74,7 @@ describe("TenantStore", () => {
 
   it("serves a known key from memory until its TTL, and holds no plaintext key in memory", async () => {
     const tenants = store();
-    const { id: tenantId, apiKey } = await tenants.createTenant("mem", "meter");
+    const { id: tenantId, apiKey } = await tenants.createTenant("mem", "meter", by);
     const principal = await tenants.authenticate(apiKey);
     expect(principal).toMatchObject({ tenantId, keyId: expect.stringMatching(/^key_/) });
     expect(await counting(() => tenants.authenticate(apiKey))).toBe(0);
@@ -94,16 +97,16 @@ describe("TenantStore", () => {
       },
     });
     const replica = store(); // hears nothing
-    const { id: tenantId } = await here.createTenant("rev", "meter");
-    const created = await here.createKey(tenantId, "doomed");
+    const { id: tenantId } = await here.createTenant("rev", "meter", by);
+    const created = await here.createKey(tenantId, "doomed", "full", by);
     const t0 = clock;
     expect(await here.authenticate(created.key)).toBeDefined();
     expect(await replica.authenticate(created.key)).toBeDefined();
 
-    expect(await here.revokeKey(tenantId, created.id)).toBe(hashKey(created.key));
+    expect(await here.revokeKey(tenantId, created.id, by)).toBe(hashKey(created.key));
     expect(announced).toEqual([{ type: "invalidate-key", keyHash: hashKey(created.key) }]);
     expect(await here.authenticate(created.key)).toBeUndefined();
-    expect(await here.revokeKey(tenantId, created.id)).toBeUndefined(); // already revoked: nothing to announce
+    expect(await here.revokeKey(tenantId, created.id, by)).toBeUndefined(); // already revoked: nothing to announce
     expect(announced).toHaveLength(1);
 
     clock = t0 + 59_999;
@@ -114,7 +117,7 @@ describe("TenantStore", () => {
 
   it("does not cache a look-up that a revocation overtook", async () => {
     const tenants = store();
-    const { apiKey } = await tenants.createTenant("race", "meter");
+    const { apiKey } = await tenants.createTenant("race", "meter", by);
     const pending = tenants.authenticate(apiKey); // its query is on the wire
     tenants.forgetKeyHash(hashKey(apiKey)); // a revocation lands meanwhile
     expect(await pending).toBeDefined(); // answered as Postgres did when asked…

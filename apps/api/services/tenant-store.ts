@@ -2,9 +2,11 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import type { Db } from "../../../core/db/client.ts";
-import { apiKeys, tenants } from "../../../core/db/schema.ts";
+import { apiKeys, auditLog, tenants } from "../../../core/db/schema.ts";
 import type { BillingMode } from "../../../core/contracts/billing.ts";
 import { newApiKey, newKeyId, newTenantId } from "../../../core/ids/random-id.ts";
+import { keyScope, type KeyScope } from "../../../core/contracts/key-scope.ts";
+import { auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { TtlCache } from "./ttl-cache.ts";
 import { isBackendUnavailable } from "../backend-unavailable.ts";
@@ -13,6 +15,8 @@ import { STALE_IF_ERROR_MS } from "./endpoint-store.ts";
 export interface Principal {
   tenantId: string;
   keyId: string;
+  /** What the key may do (core/policy/key-scopes.ts). */
+  scope: KeyScope;
 }
 
 export interface KeyInfo {
@@ -20,6 +24,7 @@ export interface KeyInfo {
   name: string;
   /** The first characters of the key, to tell keys apart. */
   prefix: string;
+  scope: KeyScope;
   createdAt: string;
   revokedAt: string | null;
 }
@@ -30,7 +35,7 @@ export const hashKey = (key: string) => createHash("sha256").update(key).digest(
 const KEY_SHAPE = /^hk_[A-Za-z0-9_-]{32}$/;
 
 /** The row a presented key resolves to, checked as it comes back from Postgres. */
-const keyRow = z.object({ tenantId: z.string(), keyId: z.string(), hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const keyRow = z.object({ tenantId: z.string(), keyId: z.string(), scope: keyScope, hash: z.string().regex(/^[0-9a-f]{64}$/) });
 
 export interface TenantStoreOptions {
   db: Db;
@@ -77,23 +82,31 @@ export class TenantStore {
     this.unknown = new TtlCache(options.unknownKeyCacheMs ?? 5_000, max, now);
   }
 
-  async createTenant(name: string, billingMode: BillingMode): Promise<{ id: string; name: string; apiKey: string; billingMode: BillingMode }> {
+  /** A tenant and its first (`full`) key, with its audit entry, in one transaction. */
+  async createTenant(name: string, billingMode: BillingMode, by: AuditBy): Promise<{ id: string; name: string; apiKey: string; billingMode: BillingMode }> {
     const id = newTenantId();
-    await this.db.insert(tenants).values({ id, name, billingMode });
-    const key = await this.createKey(id, "default");
-    return { id, name, apiKey: key.key, billingMode };
+    const key = newApiKey();
+    const keyId = newKeyId();
+    await this.db.transaction(async (tx) => {
+      await tx.insert(tenants).values({ id, name, billingMode });
+      await tx.insert(apiKeys).values({ id: keyId, tenantId: id, name: "default", displayPrefix: key.slice(0, 10), hash: hashKey(key), scope: "full" });
+      await tx.insert(auditLog).values(auditRow(by, { action: "tenant.create", tenantId: id, targetId: id, detail: { name, billingMode, firstKeyId: keyId } }));
+    });
+    this.unknown.delete(hashKey(key));
+    return { id, name, apiKey: key, billingMode };
   }
 
-  async createKey(tenantId: string, name: string): Promise<KeyInfo & { key: string }> {
+  async createKey(tenantId: string, name: string, scope: KeyScope, by: AuditBy): Promise<KeyInfo & { key: string }> {
     const key = newApiKey();
     const hash = hashKey(key);
-    const [row] = await this.db
-      .insert(apiKeys)
-      .values({ id: newKeyId(), tenantId, name, displayPrefix: key.slice(0, 10), hash })
-      .returning();
+    const row = await this.db.transaction(async (tx) => {
+      const [inserted] = await tx.insert(apiKeys).values({ id: newKeyId(), tenantId, name, displayPrefix: key.slice(0, 10), hash, scope }).returning();
+      await tx.insert(auditLog).values(auditRow(by, { action: "key.create", tenantId, targetId: inserted!.id, detail: { name, scope } }));
+      return inserted!;
+    });
     // Only someone who presented this exact key before it existed could have it cached as unknown; be exact anyway.
     this.unknown.delete(hash);
-    return { ...toKeyInfo(row!), key };
+    return { ...toKeyInfo(row), key };
   }
 
   async listKeys(tenantId: string): Promise<KeyInfo[]> {
@@ -106,12 +119,16 @@ export class TenantStore {
    * reaches them (retried in the background if Redis is away) or at the latest after `keyCacheMs`.
    * Returns the key's hash, or undefined if it is not the tenant's (or already revoked).
    */
-  async revokeKey(tenantId: string, keyId: string): Promise<string | undefined> {
-    const [row] = await this.db
-      .update(apiKeys)
-      .set({ revokedAt: new Date() })
-      .where(and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId), isNull(apiKeys.revokedAt)))
-      .returning({ hash: apiKeys.hash });
+  async revokeKey(tenantId: string, keyId: string, by: AuditBy): Promise<string | undefined> {
+    const row = await this.db.transaction(async (tx) => {
+      const [revoked] = await tx
+        .update(apiKeys)
+        .set({ revokedAt: new Date() })
+        .where(and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId), isNull(apiKeys.revokedAt)))
+        .returning({ hash: apiKeys.hash });
+      if (revoked) await tx.insert(auditLog).values(auditRow(by, { action: "key.revoke", tenantId, targetId: keyId }));
+      return revoked;
+    });
     if (!row) return undefined;
     this.forgetKeyHash(row.hash);
     void this.invalidations?.announce({ type: "invalidate-key", keyHash: row.hash });
@@ -144,7 +161,7 @@ export class TenantStore {
     let rows: unknown[];
     try {
       rows = await this.db
-        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id, hash: apiKeys.hash })
+        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id, scope: apiKeys.scope, hash: apiKeys.hash })
         .from(apiKeys)
         .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt)));
     } catch (err) {
@@ -158,12 +175,12 @@ export class TenantStore {
     // is the presented key's whatever the query matched on.
     const row = parsed.success && timingSafeEqual(Buffer.from(parsed.data.hash, "hex"), Buffer.from(hash, "hex")) ? parsed.data : undefined;
     // Revoked while we asked: answer this request as Postgres did, but remember nothing.
-    if (generation !== this.generation) return row && { tenantId: row.tenantId, keyId: row.keyId };
+    if (generation !== this.generation) return row && { tenantId: row.tenantId, keyId: row.keyId, scope: row.scope };
     if (!row) {
       this.unknown.set(hash, true);
       return undefined;
     }
-    const principal: Principal = { tenantId: row.tenantId, keyId: row.keyId };
+    const principal: Principal = { tenantId: row.tenantId, keyId: row.keyId, scope: row.scope };
     this.known.set(hash, principal);
     return principal;
   }
@@ -181,6 +198,7 @@ function toKeyInfo(row: typeof apiKeys.$inferSelect): KeyInfo {
     id: row.id,
     name: row.name,
     prefix: row.displayPrefix,
+    scope: row.scope,
     createdAt: row.createdAt.toISOString(),
     revokedAt: row.revokedAt?.toISOString() ?? null,
   };

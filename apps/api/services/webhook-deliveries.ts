@@ -1,5 +1,6 @@
 import type { Sql } from "postgres";
 import { z } from "zod";
+import { appendAudit, auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 
 export const deliveryAttemptView = z.object({
   attempt: z.number(),
@@ -92,11 +93,17 @@ export class WebhookDeliveries {
    * Delivers the job's webhooks again, now, on a fresh schedule (its attempt numbers go on; the
    * `webhook-id` stays). Undefined when the job is not the tenant's or has no deliveries.
    */
-  async retry(tenantId: string, jobId: string): Promise<DeliveryView[] | undefined> {
-    const updated = await this.sql`
-      update webhook_deliveries set state = 'pending', schedule_offset = attempts, next_attempt_at = now()
-      where job_id = ${jobId} and tenant_id = ${tenantId}
-      returning id`;
+  async retry(tenantId: string, jobId: string, by: AuditBy): Promise<DeliveryView[] | undefined> {
+    const updated = await this.sql.begin(async (tx) => {
+      const rows = z.array(z.object({ id: z.string(), endpoint_id: z.string() })).parse(
+        await tx`
+          update webhook_deliveries set state = 'pending', schedule_offset = attempts, next_attempt_at = now()
+          where job_id = ${jobId} and tenant_id = ${tenantId}
+          returning id, endpoint_id`,
+      );
+      if (rows[0]) await appendAudit(tx, [auditRow(by, { action: "webhook_delivery.retry", tenantId, endpointId: rows[0].endpoint_id, targetId: jobId, detail: { deliveries: rows.length } })]);
+      return rows;
+    });
     if (updated.length === 0) return undefined;
     return this.forJob(tenantId, jobId);
   }
