@@ -7,6 +7,10 @@ import { examplesDir, STACK_ADMIN_TOKEN, startStack, type Stack } from "./suppor
 import { spawnControl } from "./support/entry-process.ts";
 import { createTestDatabase, TEST_REDIS_URL, uniquePrefix, waitFor } from "./support/services.ts";
 import { parsePrometheusText, valueOf } from "./support/prometheus-text.ts";
+import { readLog } from "./support/event-log-probe.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { parseLogEntry, parseStreamId, type LogEntry } from "../core/log/log-entry.ts";
+import { z } from "zod";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -16,6 +20,13 @@ describe("API metrics", () => {
   let key: string;
   let ep: string;
   let parked: string;
+
+  /** The stack's control plane registry, parsed as Prometheus reads it. */
+  const control = async () => parsePrometheusText(await stack.control!.metrics.registry.metrics()).samples;
+  /** An endpoint's log, parsed as the control plane reads it. */
+  const logOf = async (endpointId: string): Promise<LogEntry[]> =>
+    (await readLog(stack.redis, new RedisKeys(stack.redisPrefix).log(endpointId))).map((e) => parseLogEntry(e.id, [...e.fields].flat()));
+  const msOf = (e: LogEntry | undefined) => parseStreamId(e!.id).ms;
 
   const scrape = async (token?: string) => {
     const res = await fetch(`${stack.api.url}/metrics`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
@@ -88,17 +99,62 @@ describe("API metrics", () => {
       expect((await stack.call("POST", `/v2/${ep}/runsync`, { key, body: { input: "hooked", webhook: url } })).body.status).toBe("COMPLETED");
       await waitFor(() => (received.length === 1 ? true : undefined), 20_000);
       // The four jobs of this endpoint, each once, however often their status was read.
-      const control = async () => parsePrometheusText(await stack.control!.metrics.registry.metrics()).samples;
+      // The webhook and the records are two consumers of the log: wait for both to have seen the job.
       const samples = await waitFor(async () => {
         const s = await control();
-        return valueOf(s, "hearth_webhook_attempt_seconds_count", { outcome: "delivered" }) === 1 ? s : undefined;
+        return valueOf(s, "hearth_webhook_attempt_seconds_count", { outcome: "delivered" }) === 1 && valueOf(s, "hearth_job_execution_seconds_count", { endpoint: ep, status: "completed" }) === 4 ? s : undefined;
       }, 20_000);
       expect(valueOf(samples, "hearth_job_execution_seconds_count", { endpoint: ep, status: "completed" })).toBe(4);
       expect(valueOf(samples, "hearth_job_execution_seconds_count", { endpoint: parked, status: "completed" })).toBeUndefined();
+      // Each of them waited once in the queue; the parked job has not started, so has no wait yet.
+      expect(valueOf(samples, "hearth_job_delay_seconds_count", { endpoint: ep })).toBe(4);
+      expect(valueOf(samples, "hearth_job_delay_seconds_count", { endpoint: parked })).toBeUndefined();
     } finally {
       await new Promise((r) => receiver.close(r));
     }
   }, 60_000);
+
+  it("has the control plane observe a cold job's queue wait, its worker's cold-start phases, exit and billed seconds, as the log dates them", async () => {
+    // Scale from zero: the job waits for a worker that starts for it and stops after an idle second.
+    const cold = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 0, workersMax: 1, idleTimeout: 1 });
+    const run = await stack.call("POST", `/v2/${cold}/runsync`, { key, body: { input: "cold" } });
+    expect(run.body.status).toBe("COMPLETED");
+    const ledger = z.array(z.object({ key: z.string(), seconds: z.number() }));
+    const charges = await waitFor(async () => {
+      // One read: the settlement and every row before it.
+      const rows = ledger.parse(await stack.sql`select key, seconds from ledger_entries where endpoint_id = ${cold}`);
+      return rows.some((r) => r.key.endsWith(":settle")) ? rows.map((r) => r.seconds) : undefined;
+    }, 60_000);
+    const billed = charges.filter((s) => s > 0).reduce((a, b) => a + b, 0);
+    const returned = charges.filter((s) => s < 0).reduce((a, b) => a - b, 0);
+    expect(billed).toBeGreaterThan(0);
+    const samples = await waitFor(async () => {
+      const s = await control();
+      return valueOf(s, "hearth_worker_exits_total", { endpoint: cold, reason: "normal" }) === 1 && valueOf(s, "hearth_billed_seconds_total", { endpoint: cold }) === billed ? s : undefined;
+    }, 20_000);
+    expect(valueOf(samples, "hearth_billed_seconds_returned_total", { endpoint: cold }) ?? 0).toBe(returned);
+
+    // The expected values, read from the log itself: entry ids are Redis' clock.
+    const log = await logOf(cold);
+    const jobId = run.body.id as string;
+    const accepted = log.find((e) => e.kind === "accepted" && e.p.jobId === jobId);
+    const active = log.find((e) => e.kind === "active" && e.jobId === jobId);
+    expect(valueOf(samples, "hearth_job_delay_seconds_count", { endpoint: cold })).toBe(1);
+    expect(valueOf(samples, "hearth_job_delay_seconds_sum", { endpoint: cold })).toBe((msOf(active) - msOf(accepted)) / 1000);
+
+    const transitions = log.filter((e): e is Extract<LogEntry, { kind: "worker" }> => e.kind === "worker");
+    expect(new Set(transitions.map((t) => t.p.workerId)).size).toBe(1);
+    const first = (state: string) => transitions.find((t) => t.p.state === state);
+    const ready = transitions.find((t) => t.p.state === "idle" || t.p.state === "running");
+    const phase = (p: string) => ({ count: valueOf(samples, "hearth_worker_cold_start_seconds_count", { endpoint: cold, phase: p }), sum: valueOf(samples, "hearth_worker_cold_start_seconds_sum", { endpoint: cold, phase: p }) });
+    expect(phase("provision")).toEqual({ count: 1, sum: (msOf(first("initializing")) - msOf(first("requested"))) / 1000 });
+    expect(phase("boot")).toEqual({ count: 1, sum: (msOf(ready) - msOf(first("initializing"))) / 1000 });
+    expect(phase("total")).toEqual({ count: 1, sum: (msOf(ready) - msOf(first("requested"))) / 1000 });
+    // The job's wait held the whole cold start: it was accepted before the worker was requested.
+    expect(msOf(accepted)).toBeLessThanOrEqual(msOf(first("requested")));
+    for (const reason of ["crash", "start_failed", "unhealthy", "lost", "other"]) expect(valueOf(samples, "hearth_worker_exits_total", { endpoint: cold, reason }), reason).toBe(0);
+    expect(valueOf(samples, "hearth_worker_transitions_total", { endpoint: cold, state: "requested" })).toBe(1);
+  }, 120_000);
 
   it("drops a deleted endpoint's series", async () => {
     expect((await stack.call("DELETE", `/api/v1/endpoints/${parked}`, { key })).status).toBe(200);

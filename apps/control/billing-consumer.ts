@@ -11,6 +11,7 @@ import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../core/db/price-version
 import type { LogEntry } from "../../core/log/log-entry.ts";
 import { errorFields, type Log } from "../../core/log/process-log.ts";
 import type { BalanceCache } from "../../core/redis/balance-cache.ts";
+import type { ControlMetrics } from "./control-metrics.ts";
 import { isTransient, type EntryContext, type LogConsumer } from "./log-consumer.ts";
 
 export interface BillingConsumerOptions {
@@ -25,6 +26,8 @@ export interface BillingConsumerOptions {
    * few queries. Default 5000.
    */
   passEveryMs?: number;
+  /** Told the seconds of the ledger rows a transaction inserted, once it committed. */
+  metrics?: ControlMetrics;
 }
 
 // The JSON columns read back: checked as the meter's own types (the same schemas the API reads them with).
@@ -53,6 +56,12 @@ export class BillingConsumer implements LogConsumer {
   private readonly transitioned = new Set<string>();
   /** Per endpoint, the log position (ms) of its last metering pass: a busy log meters at most every `passEveryMs`. */
   private readonly lastPass = new Map<string, number>();
+  /**
+   * Seconds of the ledger rows the transaction in flight inserted, per endpoint: handed to the
+   * metrics once it commits. Reset when the transaction meters (`finishBatch`, `advance`), so a
+   * transaction that rolled back leaves nothing behind for the next one to count.
+   */
+  private readonly inserted = new Map<string, number[]>();
 
   constructor(private readonly options: BillingConsumerOptions) {
     this.defaults = options.defaultPrices ?? DEFAULT_PRICES;
@@ -73,6 +82,7 @@ export class BillingConsumer implements LogConsumer {
    * grace). The throttle is memory only: a restarted consumer meters at its first batch.
    */
   async finishBatch(tx: TransactionSql, ctx: EntryContext): Promise<void> {
+    this.inserted.delete(ctx.endpointId);
     const due = this.transitioned.has(ctx.endpointId) || this.meteringDue(ctx);
     this.transitioned.delete(ctx.endpointId);
     if (!due) return;
@@ -93,11 +103,15 @@ export class BillingConsumer implements LogConsumer {
   async advance(sql: Sql, ctx: EntryContext): Promise<void> {
     const open = await sql`select 1 from billing_sessions where endpoint_id = ${ctx.endpointId} and settled_at is null limit 1`;
     if (open.length === 0) return;
+    this.inserted.delete(ctx.endpointId);
     await sql.begin((tx) => this.charge(tx, ctx));
     this.committed(ctx);
   }
 
   committed(ctx: EntryContext): void {
+    const seconds = this.inserted.get(ctx.endpointId);
+    this.inserted.delete(ctx.endpointId);
+    if (seconds) this.options.metrics?.billedSeconds(ctx.endpointId, seconds);
     const tenants = this.charged.get(ctx.endpointId);
     this.charged.delete(ctx.endpointId);
     if (!tenants || tenants.size === 0) return;
@@ -147,7 +161,13 @@ export class BillingConsumer implements LogConsumer {
     const table = await readPriceTable(tx, this.defaults);
     for (const row of open) {
       try {
-        await tx.savepoint((sp) => this.chargeSession(sp, row, table, ctx));
+        const seconds = await tx.savepoint((sp) => this.chargeSession(sp, row, table, ctx));
+        // Counted once its savepoint held: rows rolled back with it were never written.
+        if (seconds.length > 0) {
+          const pending = this.inserted.get(ctx.endpointId);
+          if (pending) pending.push(...seconds);
+          else this.inserted.set(ctx.endpointId, seconds);
+        }
       } catch (err) {
         if (isTransient(err)) throw err;
         const message = errorFields(err).error.slice(0, 2000);
@@ -157,7 +177,8 @@ export class BillingConsumer implements LogConsumer {
     }
   }
 
-  private async chargeSession(sql: TransactionSql, row: z.infer<typeof openRow>, table: PriceTable, ctx: EntryContext): Promise<void> {
+  /** Returns the seconds of the ledger rows it inserted. */
+  private async chargeSession(sql: TransactionSql, row: z.infer<typeof openRow>, table: PriceTable, ctx: EntryContext): Promise<number[]> {
     const input: SessionInput = {
       workerId: row.worker_id,
       endpointTenantId: row.tenant_id,
@@ -165,12 +186,12 @@ export class BillingConsumer implements LogConsumer {
       weightsFetches: row.weights_fetches,
     };
     const meter = meterSession(input, table, ctx.until);
-    if (meter === null) return;
+    if (meter === null) return [];
     const entries = sessionCharges(input, table, ctx.until, row.charged_minute === null ? {} : { fromMinute: row.charged_minute + 1 });
-    if (entries.length > 0) await this.insert(sql, entries, ctx);
+    const written = entries.length > 0 ? await this.insert(sql, entries, ctx) : [];
     const through = lastDueBoundary(meter, ctx.until) / MINUTE_MS - 1;
     const settledAt = meter.end === null ? null : new Date(meter.end).toISOString();
-    if (entries.length === 0 && settledAt === null && row.error === null && row.charged_minute !== null && through <= row.charged_minute) return;
+    if (entries.length === 0 && settledAt === null && row.error === null && row.charged_minute !== null && through <= row.charged_minute) return written;
     await sql`
       update billing_sessions set
         charged_minute = greatest(coalesce(charged_minute, ${through}), ${through}),
@@ -181,9 +202,11 @@ export class BillingConsumer implements LogConsumer {
       if (!tenants) this.charged.set(ctx.endpointId, (tenants = new Set()));
       tenants.add(meter.tenantId);
     }
+    return written;
   }
 
-  private async insert(sql: TransactionSql, entries: ChargeEntry[], ctx: EntryContext): Promise<void> {
+  /** Inserts the charges not written yet; returns the seconds of those it wrote. */
+  private async insert(sql: TransactionSql, entries: ChargeEntry[], ctx: EntryContext): Promise<number[]> {
     const rows = entries.map((e) => ({
       tenant_id: e.tenantId,
       key: e.key,
@@ -197,6 +220,8 @@ export class BillingConsumer implements LogConsumer {
       at: new Date(e.at).toISOString(),
       reason: e.kind === "settle" ? "worker session settled" : "worker time",
     }));
-    await sql`insert into ledger_entries ${sql(rows)} on conflict (key) do nothing`;
+    // Only the rows this insert really wrote come back: a replay's, or another consumer's, do not.
+    const written = z.array(z.object({ seconds: z.number().int() })).parse(await sql`insert into ledger_entries ${sql(rows)} on conflict (key) do nothing returning seconds`);
+    return written.map((w) => w.seconds);
   }
 }

@@ -78,7 +78,7 @@ export class ControlPlane {
 
   constructor(private readonly options: ControlPlaneOptions) {
     this.balances = new BalanceCache(options.redis, options.sql, options.keys);
-    const billing = new BillingConsumer({ balances: this.balances, log: options.log, ...(options.defaultPrices && { defaultPrices: options.defaultPrices }) });
+    const billing = new BillingConsumer({ balances: this.balances, log: options.log, metrics: this.metrics, ...(options.defaultPrices && { defaultPrices: options.defaultPrices }) });
     this.dispatcher = new WebhookDispatcher({
       sql: options.sql,
       sender: new WebhookSender({ policy: options.egress ?? egressPolicy(false, EMPTY_ALLOW_LIST), ...(options.webhookTimeoutMs !== undefined && { timeoutMs: options.webhookTimeoutMs }) }),

@@ -33,9 +33,9 @@ export class RecordsProjector implements LogConsumer {
   /** `objects`: where outputs over 256 KB are kept (without one they stay in Redis only, for their retention). */
   constructor(private readonly options: { objects?: ObjectStore; log?: Log; metrics?: ControlMetrics } = {}) {}
 
-  /** Finished jobs reach the metrics once their records committed. */
+  /** Jobs and workers reach the metrics once their records committed: each entry observed once. */
   committed(ctx: EntryContext, entries: readonly LogEntry[]): void {
-    this.options.metrics?.observeJobs(ctx.endpointId, entries);
+    this.options.metrics?.observeCommitted(ctx.endpointId, entries);
   }
 
   /**
