@@ -121,14 +121,17 @@ describe("API fuzz: no route answers 5xx", () => {
 
   beforeAll(async () => {
     console.log(`api-fuzz: seed ${SEED}, ${RUNS} runs per route, ${OPERATIONS.length} routes`);
-    // The API runs in this process and logs an unexpected error (with its stack) as a JSON line here.
+    // Anything else in this process that prints an error (a library) is kept with them.
     console.error = (...args: unknown[]) => {
       serverErrors.push({ at: Date.now(), line: args.map(String).join(" ") });
       consoleError(...args);
     };
     const db = await createTestDatabase();
     drop = db.drop;
-    api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix, handlerDirs: [defaultHandlerDir], port: 0, host: "127.0.0.1", adminToken: ADMIN, limitDefaults: LIMITS });
+    api = await startApiServer({ databaseUrl: db.url, redisUrl: TEST_REDIS_URL, redisPrefix, handlerDirs: [defaultHandlerDir], port: 0, host: "127.0.0.1", adminToken: ADMIN, limitDefaults: LIMITS }, {
+      // The API logs an unexpected error (with its stack) through its log: collected here, as one JSON line each.
+      log: (line) => void serverErrors.push({ at: Date.now(), line: JSON.stringify(line) }),
+    });
     origin = { host: "127.0.0.1", port: api.port };
     dbh = openDb(db.url, { max: 2 });
     control = new ControlPlane({ redis: api.deps.redis, sql: dbh.sql, keys: new RedisKeys(redisPrefix), log: (l) => void (l.level === "error" && controlErrors.push(l)), blockMs: 100, trimIntervalMs: 5000 });

@@ -9,13 +9,14 @@ import { OpenAIEngine } from "../worker/engines/openai/openai-engine.ts";
 import { FileModelSource } from "../worker/models/file-model-source.ts";
 import { ModelStore } from "../worker/models/model-source.ts";
 import { describeEngineConformance } from "./engine-conformance.ts";
+import { waitFor } from "./support/services.ts";
 
 const llamaServer = process.env.HEARTH_LLAMA_SERVER ?? "/var/cache/hearth/llama-build/bin/llama-server";
 const scratch = mkdtempSync(join(tmpdir(), "hearth-openai-engine-"));
 const modelPath = ensureTinyLlamaFile(join(scratch, "tiny-llama.gguf"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-function engineFor(profile: "embedded" | "llamacpp", overrides: Record<string, unknown> = {}): OpenAIEngine {
+function engineFor(profile: "embedded" | "llamacpp", overrides: Record<string, unknown> = {}, extra: Partial<ConstructorParameters<typeof OpenAIEngine>[0]> = {}): OpenAIEngine {
   const args = profile === "embedded" ? { threads: 1, "ctx-size": 1024 } : { threads: 1, "ctx-size": 4096 };
   const spec = openaiEngine.parse({ kind: "openai", profile, model: `file://${modelPath}`, args, concurrency: 4, ...overrides });
   return new OpenAIEngine({
@@ -24,6 +25,7 @@ function engineFor(profile: "embedded" | "llamacpp", overrides: Record<string, u
     embedded: EMBEDDED_ENGINE,
     restartBaseMs: 100,
     onLog: () => {},
+    ...extra,
   });
 }
 const embedded = (overrides: Record<string, unknown> = {}) => engineFor("embedded", overrides);
@@ -125,6 +127,18 @@ describe("openai engine: supervision and errors", () => {
     expect(engine.enginePid).not.toBe(first);
     expect(await engine.health()).toBe(true);
     expect(next.generation?.()).toMatchObject({ completionTokens: 3, promptTokens: expect.any(Number), ttftMs: expect.any(Number) });
+  });
+
+  it("sends the job's traceparent with its request: the engine's line for it carries the trace id", async () => {
+    const lines: string[] = [];
+    // HEARTH_LOG_LEVEL=debug reaches the embedded engine through its environment allow-list.
+    const engine = engineFor("embedded", {}, { onLog: (line) => void lines.push(line), inheritedEnv: { ...process.env, HEARTH_LOG_LEVEL: "debug" } });
+    engines.push(engine);
+    await engine.start();
+    const traceId = "5b8efff798038103d269b633813fc60c";
+    await engine.run({ id: "jt", input: { prompt: "Hi", sampling_params: { max_tokens: 2 } }, traceparent: `00-${traceId}-eee19b7ec3c1b174-01` }, new AbortController().signal);
+    const line = await waitFor(() => lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === "request" && l.path === "/v1/completions"));
+    expect(line).toMatchObject({ level: "debug", component: "embedded-engine", traceId, status: 200 });
   });
 
   it("relays the engine's refusal as a job error carrying its status", async () => {

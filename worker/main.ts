@@ -17,7 +17,7 @@ import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../c
 import { ModelStore } from "./models/model-source.ts";
 import { createModelSources } from "./models/model-sources.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
-import { routeConsole } from "./runtime/job-log-context.ts";
+import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
 import { startTracing } from "../core/trace/tracing.ts";
 
@@ -25,7 +25,8 @@ import { startTracing } from "../core/trace/tracing.ts";
 let processLines: Log = processLog("worker");
 
 function log(phase: string, detail: Record<string, unknown> = {}): void {
-  processLines({ msg: phase, phase, ms: Math.round(performance.now()), ...detail });
+  // Inside a job (an offload's progress), the line carries the job's ids.
+  processLines({ msg: phase, phase, ms: Math.round(performance.now()), ...jobLogContext.getStore(), ...detail });
 }
 
 async function main(): Promise<void> {

@@ -21,6 +21,7 @@ export interface FoldedJob extends Omit<FinishColumns, "status"> {
   webhook_exact?: string | null;
   retries?: number;
   submitted_at?: string;
+  trace_id?: string | null;
   started_at?: string;
   started_ms?: number;
   finished: boolean;
@@ -80,7 +81,7 @@ function fold(id: string, list: JobEntry[], ctx: EntryContext, storedOutputs: Re
     switch (e.kind) {
       case "accepted": {
         const webhook = e.p.webhook === undefined ? undefined : toPgText(e.p.webhook);
-        Object.assign(row, { accepted: true, tenant_id: e.p.tenantId, sync: e.p.sync, low_priority: e.p.lowPriority, webhook: webhook?.text ?? null, webhook_exact: webhook?.exact ?? null, retries: e.p.retries, submitted_at: at });
+        Object.assign(row, { accepted: true, tenant_id: e.p.tenantId, sync: e.p.sync, low_priority: e.p.lowPriority, webhook: webhook?.text ?? null, webhook_exact: webhook?.exact ?? null, retries: e.p.retries, submitted_at: at, trace_id: e.p.traceId ?? null });
         break;
       }
       case "added":
@@ -116,17 +117,17 @@ export async function upsertFolded(tx: TransactionSql, rows: FoldedJob[]): Promi
         sync boolean, low_priority boolean, webhook text, webhook_exact text, retries integer, submitted_at timestamptz,
         started_at timestamptz, started_ms bigint, finished boolean, finished_at timestamptz, worker_id text, error text,
         error_exact text, execution_time_ms integer, output_json text, output_ref text, ttft_ms integer, itl_ms real,
-        prompt_tokens integer, completion_tokens integer)
+        prompt_tokens integer, completion_tokens integer, trace_id text)
     ),
     changed as (
       insert into jobs as j (id, tenant_id, endpoint_id, status, seq_ms, seq_n, sync, low_priority, webhook, webhook_exact, retries,
                              submitted_at, started_at, delay_time_ms, finished_at, worker_id, error, error_exact, execution_time_ms,
-                             output_json, output_ref, ttft_ms, itl_ms, prompt_tokens, completion_tokens)
+                             output_json, output_ref, ttft_ms, itl_ms, prompt_tokens, completion_tokens, trace_id)
       select id, tenant_id, endpoint_id, status, seq_ms, seq_n, coalesce(sync, false), coalesce(low_priority, false), webhook, webhook_exact,
              coalesce(retries, 0), submitted_at, started_at,
              case when started_ms is not null and submitted_at is not null
                   then greatest(0, started_ms - (extract(epoch from submitted_at) * 1000)::bigint)::integer end,
-             finished_at, worker_id, error, error_exact, execution_time_ms, output_json, output_ref, ttft_ms, itl_ms, prompt_tokens, completion_tokens
+             finished_at, worker_id, error, error_exact, execution_time_ms, output_json, output_ref, ttft_ms, itl_ms, prompt_tokens, completion_tokens, trace_id
       from x
       on conflict (id) do update set
         status = excluded.status, seq_ms = excluded.seq_ms, seq_n = excluded.seq_n,
@@ -143,7 +144,8 @@ export async function upsertFolded(tx: TransactionSql, rows: FoldedJob[]): Promi
         execution_time_ms = coalesce(excluded.execution_time_ms, j.execution_time_ms),
         output_json = coalesce(excluded.output_json, j.output_json), output_ref = coalesce(excluded.output_ref, j.output_ref),
         ttft_ms = coalesce(excluded.ttft_ms, j.ttft_ms), itl_ms = coalesce(excluded.itl_ms, j.itl_ms),
-        prompt_tokens = coalesce(excluded.prompt_tokens, j.prompt_tokens), completion_tokens = coalesce(excluded.completion_tokens, j.completion_tokens)
+        prompt_tokens = coalesce(excluded.prompt_tokens, j.prompt_tokens), completion_tokens = coalesce(excluded.completion_tokens, j.completion_tokens),
+        trace_id = coalesce(j.trace_id, excluded.trace_id)
       where (j.seq_ms, j.seq_n) < (excluded.seq_ms, excluded.seq_n)
       returning j.id, j.endpoint_id, j.status
     )

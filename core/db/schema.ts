@@ -188,6 +188,8 @@ export const jobs = pgTable(
     /** Inline output as JSON text (lossless: JSON escapes NUL and lone surrogates); larger outputs leave `outputRef` instead. */
     outputJson: text("output_json"),
     outputRef: text("output_ref"),
+    /** W3C trace id of the request that submitted the job (the acceptance record's `traceId`). */
+    traceId: text("trace_id"),
     /**
      * The exact `webhook` and `error`, as JSON string literals, when they hold what Postgres text
      * cannot (NUL, a lone surrogate): the plain columns then hold a copy with U+FFFD in those

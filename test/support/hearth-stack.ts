@@ -10,6 +10,8 @@ import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
 import { openDb, type DbHandle } from "../../core/db/client.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
 import { LocalProvider } from "../../scheduler/providers/local-provider.ts";
+import { WorkerOutput } from "../../scheduler/worker-output.ts";
+import type { Tracer } from "@opentelemetry/api";
 import { Scheduler } from "../../scheduler/scheduler.ts";
 import { WorkerRedisUsers } from "../../scheduler/worker-redis-users.ts";
 import { WorkerSecrets } from "../../scheduler/worker-secrets.ts";
@@ -84,6 +86,10 @@ export interface StackOptions {
   outputBucket?: { url: string; endpoint: string };
   /** The control plane's log lines. Default: dropped. */
   controlLog?: Log;
+  /** The API's log; default a silent one. */
+  apiLog?: Log;
+  /** The API's OpenTelemetry tracer (spans exported); default none. */
+  apiTracer?: Tracer;
 }
 
 /**
@@ -129,10 +135,17 @@ export async function startStack(options: StackOptions = {}) {
     egressAllowList,
     ...(options.retention && { retention: options.retention }),
     objects: objectSettings,
-  }, options.sseHeartbeatMs === undefined ? {} : { sseHeartbeatMs: options.sseHeartbeatMs });
+  }, {
+    ...(options.sseHeartbeatMs !== undefined && { sseHeartbeatMs: options.sseHeartbeatMs }),
+    log: options.apiLog ?? ((line) => void (line.level === "error" && process.stderr.write(`${JSON.stringify(line)}\n`))),
+    ...(options.apiTracer && { tracer: options.apiTracer }),
+  });
   const redis = connectRedis(redisUrl);
   const dbh: DbHandle = openDb(database.url, { max: 3 });
+  // Workers' output kept for the logs routes, as the scheduler's composition root does.
+  const output = new WorkerOutput({ redis, keys: new RedisKeys(redisPrefix), flushMs: 50 });
   const provider = new LocalProvider({
+    onOutput: (worker, stream, line) => output.add(worker, stream, line),
     redisUrl,
     redisPrefix,
     handlerDirs,
@@ -211,6 +224,7 @@ export async function startStack(options: StackOptions = {}) {
     },
     async close(): Promise<void> {
       await scheduler.close(); // drains and stops every worker
+      await output.close();
       await control?.stop();
       await api.close();
       redis.disconnect();

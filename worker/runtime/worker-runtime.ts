@@ -262,7 +262,8 @@ export class WorkerRuntime {
       this.running++;
       if (!this.sawFirstJob) {
         this.sawFirstJob = true;
-        this.onPhase("first-job", { jobId: job.id });
+        // A milestone of the worker's (its first job's id, not a line about that job: the job's own lines carry its jobId and traceId).
+        this.onPhase("first-job", { firstJobId: job.id });
       }
       if (this.lifecycle.state === "idle") this.lifecycle.to("running");
       try {

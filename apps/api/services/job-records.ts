@@ -44,6 +44,8 @@ export const jobRecordView = z
     costMicros: z.number().nullable(),
     /** The seconds `costMicros` prices. */
     billedSeconds: z.number().nullable(),
+    /** W3C trace id of the request that submitted the job: its lines in the worker's log and its spans carry it. */
+    traceId: z.string().nullable(),
   })
   .meta({ id: "JobRecord" });
 export type JobRecordView = z.infer<typeof jobRecordView>;
@@ -88,6 +90,7 @@ const jobRow = z.object({
   completion_tokens: z.number().nullable(),
   ttft_ms: z.number().nullable(),
   itl_ms: z.number().nullable(),
+  trace_id: z.string().nullable(),
 });
 
 const sessionRow = z.object({
@@ -130,7 +133,7 @@ export function decodeCursor(s: string): z.infer<typeof listCursor> | undefined 
 }
 
 const COLUMNS = `id, endpoint_id, status, delay_time_ms, execution_time_ms, worker_id, retries, error, error_exact, webhook, webhook_exact, sync,
-  submitted_at, started_at, finished_at, output_ref, prompt_tokens, completion_tokens, ttft_ms, itl_ms`;
+  submitted_at, started_at, finished_at, output_ref, prompt_tokens, completion_tokens, ttft_ms, itl_ms, trace_id`;
 
 /**
  * Reads of the durable records projected from the log (jobs after their Redis retention, worker
@@ -233,6 +236,7 @@ function toView(r: z.infer<typeof jobRow>): JobRecordView {
     // Priced by the routes (SessionCosts), which know the price table.
     costMicros: null,
     billedSeconds: null,
+    traceId: r.trace_id,
   };
   if (r.output_json !== undefined && r.output_json !== null) {
     try {
