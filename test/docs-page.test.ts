@@ -87,6 +87,8 @@ describe("GET /docs", () => {
       doc = (await (await fetch(`${api.url}/openapi.json`)).json()) as Document;
       userDataDir = mkdtempSync(join(tmpdir(), "hearth-docs-chromium-"));
       browser = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+      // Scalar parses the whole document in the page; on two busy shared cores that took 20 s once. Bounds, not speed targets.
+      browser.setDefaultTimeout(60_000);
       browser.on("request", (r) => requests.push(r));
       page = browser.pages()[0] ?? (await browser.newPage());
       // What the CSP refused, recorded in the page: an attempt to reach elsewhere that never became a request shows up here.
@@ -120,7 +122,7 @@ describe("GET /docs", () => {
       // The one refusal is zod's feature probe (`new Function("")` in a try, inside the bundle), which then works without eval.
       const violations = await page.evaluate(() => (globalThis as { cspViolations?: { directive: string; blocked: string }[] }).cspViolations ?? []);
       expect(violations.filter((v) => !(v.directive === "script-src" && v.blocked === "eval"))).toEqual([]);
-    });
+    }, 180_000);
 
     it("sends what \"Test Request\" sends to the API itself, with no credential of its own", async () => {
       const run = summaryOf(doc, "post", "/v2/{ep}/run");
@@ -134,6 +136,6 @@ describe("GET /docs", () => {
       // Without a key of the reader's, the API refuses it: the page itself holds none.
       expect((await request.response())?.status()).toBe(401);
       expect(requests.map((r) => r.url()).filter((u) => !/^(data|blob):/.test(u) && new URL(u).origin !== origin)).toEqual([]);
-    });
+    }, 120_000);
   });
 });
