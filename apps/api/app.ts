@@ -16,6 +16,7 @@ import { reconcileRoutes, usageRoutes } from "./routes/usage-routes.ts";
 import { webhookRoutes } from "./routes/webhook-routes.ts";
 import { recordRoutes } from "./routes/record-routes.ts";
 import { logRoutes } from "./routes/log-routes.ts";
+import { docsRoutes } from "./routes/docs-routes.ts";
 import { apiRouter, registerSecuritySchemes } from "./routes/route-kit.ts";
 import { requestContext, type RequestEnv } from "./middleware/request-context.ts";
 
@@ -58,6 +59,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
     return c.json({ ready: r.redis && r.postgres, ...r }, r.redis && r.postgres ? 200 : 503);
   });
   app.get("/openapi.json", (c) => c.json(app.getOpenAPI31Document(DOCUMENT_INFO), 200));
+  // The interactive reference for that document, served from the bundled package (works offline).
+  app.route("/docs", docsRoutes());
 
   // One admin authentication for every /admin route: the bootstrap token or a live admin key, which names the actor.
   app.use("/admin/*", adminAuth({ adminToken: deps.adminToken, adminKeys: deps.adminKeys }));

@@ -10,8 +10,8 @@ import type { ApiDeps } from "./api-deps.ts";
 const app = createApp({ adminToken: "x".repeat(32), handlerDirs: [] } as unknown as ApiDeps);
 const doc = app.getOpenAPI31Document({ openapi: "3.1.0", info: { title: "t", version: "1" } });
 
-/** Routes outside the document by design: probes, Prometheus' scrape and the document itself. */
-const UNDOCUMENTED = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json"]);
+/** Routes outside the document by design: probes, Prometheus' scrape, the document itself and its reference page. */
+const UNDOCUMENTED = new Set(["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/scalar.js"]);
 
 describe("the OpenAPI document", () => {
   it("documents every route the app serves, with its method", () => {
