@@ -2,12 +2,6 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 
-/**
- * A process's `/metrics` on a port of its own (the control plane's, the scheduler's, each worker's;
- * the API serves its registry through its app). No authentication: bind it to loopback or a private
- * network (the default host is 127.0.0.1). Port 0 takes any free one: `port` says which.
- * Only a type from prom-client: a worker imports this without loading prom-client before it needs it.
- */
 export interface MetricsListener {
   url: string;
   /** The port bound (the one asked for, or the OS's choice for 0). */
@@ -15,6 +9,12 @@ export interface MetricsListener {
   close(): Promise<void>;
 }
 
+/**
+ * A process's `/metrics` on a port of its own (the control plane's, the scheduler's, each worker's;
+ * the API serves its registry through its app). No authentication: bind it to loopback or a private
+ * network (the default host is 127.0.0.1). Port 0 takes any free one: `port` says which.
+ * Only a type from prom-client: a worker imports this without loading prom-client before it needs it.
+ */
 export async function serveMetrics(registry: Registry, host: string, port: number): Promise<MetricsListener> {
   const server = http.createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
