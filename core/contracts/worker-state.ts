@@ -33,5 +33,10 @@ export const workerHeartbeat = z.object({
   idleSince: z.number().nullable(),
   /** ms epoch of this heartbeat (the writer's clock: for staleness on that host, never for billing). */
   at: z.number(),
+  /**
+   * The loopback port the worker serves its `/metrics` on (HEARTH_WORKER_METRICS=on); absent when it
+   * serves none. The scheduler lists it in its Prometheus service discovery file.
+   */
+  metricsPort: z.number().int().min(1).max(65535).optional(),
 });
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>;
