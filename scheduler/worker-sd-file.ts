@@ -2,9 +2,7 @@ import { randomBytes } from "node:crypto";
 import { rename, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { errorFields, type Log } from "../core/log/process-log.ts";
-
-/** Where workers of the local provider serve `/metrics`: they bind loopback (worker/main.ts). */
-export const WORKER_METRICS_HOST = "127.0.0.1";
+import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
 
 /** One worker's `/metrics` listener. */
 export interface WorkerTarget {

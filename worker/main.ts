@@ -9,6 +9,7 @@ import { z } from "zod";
 import { loadWorkerConfig } from "../core/config/process-configs.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
+import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
 import { createEngine } from "./engines/create-engine.ts";
@@ -20,6 +21,7 @@ import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 import { routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
 import { startTracing } from "../core/trace/tracing.ts";
+import type { RuntimeMetrics } from "./runtime/runtime-metrics.ts";
 
 /** Until the config is read: the level's default and no worker fields. */
 let processLines: Log = processLog("worker");
@@ -34,6 +36,8 @@ async function main(): Promise<void> {
   // A handler's console output is logged as structured lines, tagged with the job it ran for.
   routeConsole(processLines);
   const tracing = startTracing("hearth-worker");
+  // Loaded beside the rest of the boot, and only when asked for: prom-client is not on a plain cold start.
+  const metricsReady = config.metrics ? startMetrics(config.endpointId) : Promise.resolve(undefined);
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
   log("boot", { engine: spec.kind });
   // Only engine processes switch users; a handler runs in this process. Fails here, naming the variable.
@@ -96,6 +100,7 @@ async function main(): Promise<void> {
     process.exit(code);
   }
 
+  const metrics = await metricsReady;
   try {
     runtime = await WorkerRuntime.create({
       endpointId: config.endpointId,
@@ -109,7 +114,11 @@ async function main(): Promise<void> {
         handlerDirs: config.handlerDirs,
         models,
         endpointEnv: secrets.endpointEnv,
-        onEngineState: (state, detail) => log("engine", { state, ...(detail && { detail }) }),
+        onEngineState: (state, detail) => {
+          log("engine", { state, ...(detail && { detail }) });
+          // The supervisor reports `unhealthy` only when its engine process was lost (or a restart failed): it restarts it.
+          if (state === "unhealthy") metrics?.series.engineLost();
+        },
         // The engine's own lines, tagged with this worker's fields; a JSON line (the embedded engine's pino) stays an object.
         onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
         ...(engineUser && { engineUser }),
@@ -121,6 +130,7 @@ async function main(): Promise<void> {
       onError: (err, context) => logError(context, err),
       log: processLines,
       ...(tracing.tracer && { tracer: tracing.tracer }),
+      ...(metrics && { metrics: metrics.series, metricsPort: metrics.port }),
     });
   } catch (err) {
     await closeClients();
@@ -129,6 +139,28 @@ async function main(): Promise<void> {
   if (stopReason !== undefined) return stop(stopReason);
   runtime.start();
   log("ready");
+}
+
+/**
+ * The worker's `/metrics` on 127.0.0.1, a port the OS picks (logged, and put in every heartbeat for
+ * the scheduler's service discovery file). Left open until the process exits. A failure is logged
+ * and the worker serves without metrics: they are not worth a job.
+ */
+async function startMetrics(endpointId: string): Promise<{ series: RuntimeMetrics; port: number } | undefined> {
+  try {
+    const [{ Registry }, { WorkerMetrics }, { serveMetrics }] = await Promise.all([
+      import("prom-client"),
+      import("./metrics/worker-metrics.ts"),
+      import("../core/metrics/metrics-server.ts"),
+    ]);
+    const series = new WorkerMetrics({ registry: new Registry(), endpointId });
+    const listener = await serveMetrics(series.registry, WORKER_METRICS_HOST, 0);
+    log("metrics", { url: listener.url, metricsPort: listener.port });
+    return { series, port: listener.port };
+  } catch (err) {
+    logError("metrics", err);
+    return undefined;
+  }
 }
 
 /** One line per error, its cause chain shortened (a full driver error can quote a whole command). */

@@ -21,6 +21,9 @@ export type WorkerState = z.infer<typeof workerState>;
 /** States after which a worker session is closed. */
 export const FINAL_WORKER_STATES: ReadonlySet<WorkerState> = new Set(["exited", "lost"]);
 
+/** Where a worker serves its `/metrics` (port in its heartbeat's `metricsPort`): loopback, on the provider's host. */
+export const WORKER_METRICS_HOST = "127.0.0.1";
+
 /** What a worker writes to Redis on every change of state and on every heartbeat. */
 export const workerHeartbeat = z.object({
   id: z.string(),

@@ -25,6 +25,8 @@ export interface HeartbeatOptions {
   snapshot: () => HeartbeatSnapshot;
   /** State changes within this many ms share one write (`beatSoon`). Default 25. */
   coalesceMs?: number;
+  /** The loopback port this worker serves `/metrics` on, put in every beat (the scheduler lists it for Prometheus). Default: none. */
+  metricsPort?: number;
   /** A failed write is reported here and retried on the next beat; default logs to stderr. */
   onError?: (err: unknown) => void;
   now?: () => number;
@@ -94,6 +96,7 @@ export class Heartbeat {
       concurrency: s.concurrency,
       idleSince: s.idleSince,
       at: this.now(),
+      ...(this.options.metricsPort !== undefined && { metricsPort: this.options.metricsPort }),
     };
     const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state, ...this.report };
     // Taken now, not after the write: a beat started while this one is in flight must not log it twice.

@@ -13,6 +13,7 @@ import { Lifecycle } from "./lifecycle.ts";
 import { OffloadClient } from "./offload-client.ts";
 import type { Tracer } from "@opentelemetry/api";
 import type { Log } from "../../core/log/process-log.ts";
+import type { RuntimeMetrics } from "./runtime-metrics.ts";
 
 /** The largest `weightsFetchMs` a worker log entry may carry (a week). */
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
@@ -52,6 +53,10 @@ export interface WorkerRuntimeOptions {
   log?: Log;
   /** Exports job spans when tracing is on. */
   tracer?: Tracer;
+  /** The worker's `/metrics` series (HEARTH_WORKER_METRICS=on). Default: none. */
+  metrics?: RuntimeMetrics;
+  /** The port `/metrics` is served on, reported in the heartbeat. Default: none. */
+  metricsPort?: number;
   now?: () => number;
 }
 
@@ -98,6 +103,7 @@ export class WorkerRuntime {
         idleSince: this.idleSince,
       }),
       onError: (err) => this.onError(err, "heartbeat"),
+      ...(options.metricsPort !== undefined && { metricsPort: options.metricsPort }),
     });
     this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
     this.offload = new OffloadClient({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
@@ -206,6 +212,7 @@ export class WorkerRuntime {
     const worker = this.worker;
     if (!worker || this.lifecycle.state !== "initializing") return;
     this.lifecycle.to("idle");
+    this.options.metrics?.engineHealth(true);
     worker.run().catch((err) => this.onError(err, "queue loop"));
     this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
     this.healthTimer.unref();
@@ -243,6 +250,7 @@ export class WorkerRuntime {
     await Promise.allSettled([...this.pending]);
     this.offload.close();
     await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
+    this.options.metrics?.engineHealth(false);
     await this.heartbeat.stop(reason);
     this.lifecycle.to("exited");
     this.onPhase("exited", { drainMs: this.now() - started, handedBack });
@@ -258,8 +266,10 @@ export class WorkerRuntime {
 
   /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
   private counted(processor: JobProcessor): JobProcessor {
+    const metrics = this.options.metrics;
     return async (job, token, signal) => {
       this.running++;
+      metrics?.jobsRunning(this.running);
       if (!this.sawFirstJob) {
         this.sawFirstJob = true;
         this.onPhase("first-job", { jobId: job.id });
@@ -272,9 +282,11 @@ export class WorkerRuntime {
         // result by the time a waiter can ask, and the waiter is not one more round trip away.
         // Without a token (never, with BullMQ's Worker) there is no lock to check: say nothing early.
         if (token !== undefined) this.track(this.finisher.report(job.id!, token, result), "finish report");
+        metrics?.jobFinished(result);
         return result;
       } finally {
         this.running--;
+        metrics?.jobsRunning(this.running);
         if (this.running === 0 && this.lifecycle.state === "running") this.lifecycle.to("idle");
       }
     };
@@ -288,6 +300,7 @@ export class WorkerRuntime {
     const worker = this.worker;
     if (!worker) return;
     const healthy = await this.options.engine.health().catch(() => false);
+    this.options.metrics?.engineHealth(healthy);
     const state = this.lifecycle.state;
     if (!healthy && (state === "idle" || state === "running")) {
       this.lifecycle.to("unhealthy");
