@@ -26,7 +26,7 @@ export function fileSdJson(targets: Iterable<WorkerTarget>, host = WORKER_METRIC
 export interface WorkerSdFileOptions {
   /** HEARTH_WORKER_SD_FILE: the file Prometheus' `file_sd_configs` reads. Its directory must exist. */
   path: string;
-  /** Failed writes are logged here (warn), once per distinct error until a write succeeds. */
+  /** Failed writes are logged here (warn), once per kind of error (its code) until a write succeeds. */
   log: Log;
 }
 
@@ -85,8 +85,10 @@ export class WorkerSdFile {
         this.lastError = undefined;
       } catch (err) {
         const fields = errorFields(err);
-        if (fields.error !== this.lastError) {
-          this.lastError = fields.error;
+        // By code: the message names the temporary file, a new one each time.
+        const kind = String(fields.code ?? fields.error);
+        if (kind !== this.lastError) {
+          this.lastError = kind;
           this.opts.log({ level: "warn", msg: "worker service discovery file not written", path: this.opts.path, ...fields });
         }
       }
