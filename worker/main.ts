@@ -100,7 +100,8 @@ async function main(): Promise<void> {
     process.exit(code);
   }
 
-  const metrics = await metricsReady;
+  // Set once loaded (see below); the engine's state callback reads it when it fires.
+  let metrics: { series: RuntimeMetrics; port: number } | undefined;
   try {
     runtime = await WorkerRuntime.create({
       endpointId: config.endpointId,
@@ -130,12 +131,14 @@ async function main(): Promise<void> {
       onError: (err, context) => logError(context, err),
       log: processLines,
       ...(tracing.tracer && { tracer: tracing.tracer }),
-      ...(metrics && { metrics: metrics.series, metricsPort: metrics.port }),
     });
   } catch (err) {
     await closeClients();
     throw err;
   }
+  // Awaited only now: loading prom-client overlapped the engine's start; every job is still counted.
+  metrics = await metricsReady;
+  if (metrics) runtime.attachMetrics(metrics.series, metrics.port);
   if (stopReason !== undefined) return stop(stopReason);
   runtime.start();
   log("ready");

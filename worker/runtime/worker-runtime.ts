@@ -53,10 +53,6 @@ export interface WorkerRuntimeOptions {
   log?: Log;
   /** Exports job spans when tracing is on. */
   tracer?: Tracer;
-  /** The worker's `/metrics` series (HEARTH_WORKER_METRICS=on). Default: none. */
-  metrics?: RuntimeMetrics;
-  /** The port `/metrics` is served on, reported in the heartbeat. Default: none. */
-  metricsPort?: number;
   now?: () => number;
 }
 
@@ -84,6 +80,7 @@ export class WorkerRuntime {
   private healthTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   private readonly pending = new Set<Promise<void>>();
+  private metrics: RuntimeMetrics | undefined;
 
   private constructor(private readonly options: WorkerRuntimeOptions) {
     this.keys = new RedisKeys(options.redisPrefix);
@@ -103,7 +100,6 @@ export class WorkerRuntime {
         idleSince: this.idleSince,
       }),
       onError: (err) => this.onError(err, "heartbeat"),
-      ...(options.metricsPort !== undefined && { metricsPort: options.metricsPort }),
     });
     this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
     this.offload = new OffloadClient({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
@@ -207,12 +203,23 @@ export class WorkerRuntime {
     await options.subscriber.subscribe(channel);
   }
 
+  /**
+   * Reports to the worker's `/metrics` from now on, and puts `port` in its heartbeat from the next
+   * beat. Attached after `create()` so that loading metrics overlaps the engine's start instead of
+   * delaying it; attach before `start()` and every job is counted.
+   */
+  attachMetrics(metrics: RuntimeMetrics, port: number): void {
+    this.metrics = metrics;
+    this.heartbeat.setMetricsPort(port);
+    if (this.lifecycle.state === "idle" || this.lifecycle.state === "running") metrics.engineHealth(true);
+  }
+
   /** Begins taking jobs. */
   start(): void {
     const worker = this.worker;
     if (!worker || this.lifecycle.state !== "initializing") return;
     this.lifecycle.to("idle");
-    this.options.metrics?.engineHealth(true);
+    this.metrics?.engineHealth(true);
     worker.run().catch((err) => this.onError(err, "queue loop"));
     this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
     this.healthTimer.unref();
@@ -250,7 +257,7 @@ export class WorkerRuntime {
     await Promise.allSettled([...this.pending]);
     this.offload.close();
     await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
-    this.options.metrics?.engineHealth(false);
+    this.metrics?.engineHealth(false);
     await this.heartbeat.stop(reason);
     this.lifecycle.to("exited");
     this.onPhase("exited", { drainMs: this.now() - started, handedBack });
@@ -266,8 +273,8 @@ export class WorkerRuntime {
 
   /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
   private counted(processor: JobProcessor): JobProcessor {
-    const metrics = this.options.metrics;
     return async (job, token, signal) => {
+      const metrics = this.metrics;
       this.running++;
       metrics?.jobsRunning(this.running);
       if (!this.sawFirstJob) {
@@ -300,7 +307,7 @@ export class WorkerRuntime {
     const worker = this.worker;
     if (!worker) return;
     const healthy = await this.options.engine.health().catch(() => false);
-    this.options.metrics?.engineHealth(healthy);
+    this.metrics?.engineHealth(healthy);
     const state = this.lifecycle.state;
     if (!healthy && (state === "idle" || state === "running")) {
       this.lifecycle.to("unhealthy");
