@@ -38,8 +38,9 @@ export const workerHeartbeat = z.object({
   at: z.number(),
   /**
    * The loopback port the worker serves its `/metrics` on (HEARTH_WORKER_METRICS=on); absent when it
-   * serves none. The scheduler lists it in its Prometheus service discovery file.
+   * serves none. The scheduler lists it in its Prometheus service discovery file. A malformed one
+   * reads as absent: it must not make the rest of the heartbeat (the worker's state) unreadable.
    */
-  metricsPort: z.number().int().min(1).max(65535).optional(),
+  metricsPort: z.number().int().min(1).max(65535).optional().catch(undefined),
 });
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>;

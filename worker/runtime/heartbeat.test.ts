@@ -81,7 +81,7 @@ describe("Heartbeat: a report attached to the next logged transition", () => {
 });
 
 describe("Heartbeat: the metrics port", () => {
-  it("is in every beat when the worker serves /metrics, reads back through the contract, and a bad one is refused on read", async () => {
+  it("is in every beat when the worker serves /metrics, reads back through the contract, and a bad one reads as absent", async () => {
     const heartbeat = new Heartbeat({
       redis,
       keys,
@@ -100,6 +100,6 @@ describe("Heartbeat: the metrics port", () => {
     await heartbeat.stop("done");
     const { metricsPort: _none, ...without } = workerHeartbeat.parse(JSON.parse(raw!));
     expect(workerHeartbeat.parse(without).metricsPort).toBeUndefined();
-    for (const bad of [0, 70_000, 1.5, "41234"]) expect(workerHeartbeat.safeParse({ ...without, metricsPort: bad }).success).toBe(false);
+    for (const bad of [0, 70_000, 1.5, "41234", null]) expect(workerHeartbeat.parse({ ...without, metricsPort: bad })).toEqual(without);
   });
 });
