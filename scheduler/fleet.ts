@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import type { RedisKeys } from "../core/queue/keys.ts";
 import type { ProvidedWorker, Provider } from "./providers/provider.ts";
@@ -8,8 +9,19 @@ import { WorkerLog } from "./worker-log.ts";
 import { newWorkerId } from "../core/ids/random-id.ts";
 import { WorkerSecrets } from "./worker-secrets.ts";
 import type { WorkerRedisUsers } from "./worker-redis-users.ts";
+import type { SchedulerMetrics, WorkerEndReason } from "./scheduler-metrics.ts";
 
 const NO_SECRETS = new WorkerSecrets();
+
+/** Why the scheduler stops a worker: the key is its metric label, the text its exit's reason in the log. */
+export const STOP_REASONS = {
+  idle: "idle",
+  heartbeat_lost: "heartbeat lost",
+  endpoint_deleted: "endpoint deleted",
+  leadership_lost: "leadership lost",
+  shutdown: "scheduler shutting down",
+} as const satisfies Partial<Record<WorkerEndReason, string>>;
+export type StopReason = keyof typeof STOP_REASONS;
 
 /** GPU type a worker of a provider without GPUs is billed at. */
 export const CPU_GPU_TYPE = "cpu";
@@ -30,6 +42,8 @@ export interface FleetOptions {
   secrets?: WorkerSecrets;
   /** A Redis user per worker, created before it starts and deleted when it exits. Default: none (the provider's URL). */
   users?: WorkerRedisUsers;
+  /** Counts starts, start latency and exits. Default: none. */
+  metrics?: SchedulerMetrics;
 }
 
 /**
@@ -42,7 +56,7 @@ export class Fleet {
   /** Workers asked to stop and not yet exited: they are draining, whatever they last reported. */
   readonly stopping = new Set<string>();
   /** Why each stopping worker was asked to stop (its exit's reason). */
-  private readonly stopReasons = new Map<string, string>();
+  private readonly stopReasons = new Map<string, StopReason>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly unsubscribe: () => void;
   private readonly bootHeartbeats: BootHeartbeats;
@@ -78,6 +92,7 @@ export class Fleet {
       logged = true;
       const redisUrl = await this.opts.users?.create(endpoint.id, workerId);
       userCreated = redisUrl !== undefined;
+      const askedAt = performance.now();
       await provider.start({
         workerId,
         endpointId: endpoint.id,
@@ -86,8 +101,10 @@ export class Fleet {
         executionTimeoutMs: endpoint.executionTimeoutMs,
         ...(redisUrl !== undefined && { redisUrl }),
       });
+      this.opts.metrics?.workerStarted(endpoint.id, provider.name, Math.max(0, performance.now() - askedAt) / 1000);
       log({ msg: "worker started", endpointId: endpoint.id, workerId });
     } catch (err) {
+      this.opts.metrics?.workerStartFailed(endpoint.id, provider.name);
       log({ level: "error", msg: "worker start failed", endpointId: endpoint.id, workerId, ...errorFields(err) });
       this.bootHeartbeats.forget(workerId);
       if (userCreated) this.track(this.opts.users!.remove(endpoint.id, workerId));
@@ -99,14 +116,14 @@ export class Fleet {
   }
 
   /** Asks one of this provider's workers to drain and stop; returns at once, the exit is recorded when it comes. */
-  stop(workerId: string, reason: string, graceMs = this.opts.stopGraceMs): void {
+  stop(workerId: string, reason: StopReason, graceMs = this.opts.stopGraceMs): void {
     if (this.stopping.has(workerId)) return;
     const worker = this.running().find((w) => w.workerId === workerId);
     if (!worker) return;
     this.stopping.add(workerId);
     this.stopReasons.set(workerId, reason);
-    this.opts.log({ msg: "worker stopping", endpointId: worker.endpointId, workerId, reason });
-    this.track(this.workerLog.draining(worker.endpointId, workerId, reason));
+    this.opts.log({ msg: "worker stopping", endpointId: worker.endpointId, workerId, reason: STOP_REASONS[reason] });
+    this.track(this.workerLog.draining(worker.endpointId, workerId, STOP_REASONS[reason]));
     this.track(this.opts.provider.stop(workerId, { graceMs }));
   }
 
@@ -115,13 +132,13 @@ export class Fleet {
     return this.bootHeartbeats.refresh(this.opts.now());
   }
 
-  stopAll(reason: string): void {
+  stopAll(reason: StopReason): void {
     for (const w of this.running()) this.stop(w.workerId, reason);
   }
 
   /** Stops every worker and waits for them to exit (they drain) and for their records to be written. */
   async close(): Promise<void> {
-    for (const w of this.running()) this.stopReasons.set(w.workerId, "scheduler shutting down");
+    for (const w of this.running()) this.stopReasons.set(w.workerId, "shutdown");
     await this.opts.provider.close();
     await this.settle();
     this.unsubscribe();
@@ -135,8 +152,10 @@ export class Fleet {
   private async recordExit(w: ProvidedWorker): Promise<void> {
     const { log } = this.opts;
     const requested = this.stopping.delete(w.workerId);
-    const reason = this.stopReasons.get(w.workerId) ?? (w.exitCode === 0 ? "exited on its own" : "process ended without being asked to stop");
+    const asked = this.stopReasons.get(w.workerId);
+    const reason = asked ? STOP_REASONS[asked] : w.exitCode === 0 ? "exited on its own" : "process ended without being asked to stop";
     this.stopReasons.delete(w.workerId);
+    this.opts.metrics?.workerEnded(w.endpointId, asked ?? (w.exitCode === 0 ? "exited" : "crashed"));
     this.bootHeartbeats.forget(w.workerId);
     // Its session is over: its Redis user goes, and with it any connection a leftover process held.
     if (this.opts.users) this.track(this.opts.users.remove(w.endpointId, w.workerId));

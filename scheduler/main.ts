@@ -11,6 +11,10 @@ import { WorkerRedisUsers } from "./worker-redis-users.ts";
 import { WorkerOutput } from "./worker-output.ts";
 import { SecretBox } from "../core/secrets/secret-box.ts";
 import { WorkerSecrets } from "./worker-secrets.ts";
+import { Registry } from "prom-client";
+import { SchedulerMetrics } from "./scheduler-metrics.ts";
+import { WorkerSdFile } from "./worker-sd-file.ts";
+import { serveMetrics } from "../core/metrics/metrics-server.ts";
 
 // The composition root: the only place that reads the environment and names concrete classes.
 async function main(): Promise<void> {
@@ -36,8 +40,11 @@ async function main(): Promise<void> {
     redisPrefix: config.redisPrefix,
     handlerDirs: config.handlerDirs,
     workerLockMs: config.workerLockMs,
+    workerMetrics: config.workerMetrics,
     log,
   });
+  const metrics = config.metricsListen ? new SchedulerMetrics({ registry: new Registry() }) : undefined;
+  const workerTargets = config.workerSdFile === undefined ? undefined : new WorkerSdFile({ path: config.workerSdFile, log });
   if (config.secretsKey === undefined) log({ level: "warn", msg: "HEARTH_SECRETS_KEY is not set: endpoints with secrets cannot start workers" });
   const workerSecrets = new WorkerSecrets({
     ...(config.secretsKey && { box: new SecretBox(config.secretsKey) }),
@@ -61,7 +68,10 @@ async function main(): Promise<void> {
     defaultSpendPerHourMicros: config.defaultSpendPerHourMicros,
     billingMode: config.billingMode,
     ...(config.hostWorkerCap !== undefined && { hostWorkerCap: config.hostWorkerCap }),
+    ...(metrics && { metrics }),
+    ...(workerTargets && { workerTargets }),
   });
+  const metricsListener = metrics && config.metricsListen && (await serveMetrics(metrics.registry, config.metricsListen.host, config.metricsListen.port));
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -72,7 +82,7 @@ async function main(): Promise<void> {
       // Waits for every worker to drain and exit: no orphans are left behind.
       await scheduler.close();
       await output.close();
-      await Promise.all([redis.quit(), dbh.close()]);
+      await Promise.all([redis.quit(), dbh.close(), metricsListener?.close()]);
       process.exit(0);
     } catch (err) {
       log({ level: "error", msg: "shutdown failed", ...errorFields(err) });
@@ -83,7 +93,14 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
   await scheduler.start();
-  log({ msg: "scheduler started", schedulerId: scheduler.id, tickMs: config.tickMs, prefix: config.redisPrefix });
+  log({
+    msg: "scheduler started",
+    schedulerId: scheduler.id,
+    tickMs: config.tickMs,
+    prefix: config.redisPrefix,
+    ...(metricsListener && { metrics: metricsListener.url }),
+    ...(config.workerSdFile !== undefined && { workerSdFile: config.workerSdFile }),
+  });
 }
 
 main().catch((err: unknown) => {

@@ -33,6 +33,12 @@ export interface ObserveInput {
   now: number;
 }
 
+/** A snapshot for the scaling policy, and what else the heartbeats said. */
+export interface EndpointObservation extends EndpointSnapshot {
+  /** `/metrics` ports the provider's running workers report in their heartbeats, by worker id. */
+  metricsPorts: Map<string, number>;
+}
+
 /**
  * Reads one endpoint's demand from its BullMQ keys and its fleet from the provider and the heartbeat
  * hash, as the pure scaling policy wants it. Two round trips: counts, oldest waiting id and
@@ -47,7 +53,7 @@ export class EndpointObserver {
     this.hungAfterMs = opts.hungAfterMs ?? 15_000;
   }
 
-  async observe(input: ObserveInput): Promise<EndpointSnapshot> {
+  async observe(input: ObserveInput): Promise<EndpointObservation> {
     const { redis, keys } = this.opts;
     const queueKey = `${keys.prefix}:${keys.queueName(input.endpointId)}`;
     const heartbeatsKey = keys.workers(input.endpointId);
@@ -82,9 +88,11 @@ export class EndpointObserver {
     const heartbeats = parseHeartbeats(heartbeatHash);
     const workers: ObservedWorker[] = [];
     const provided = new Set<string>();
+    const metricsPorts = new Map<string, number>();
     for (const p of input.provided) {
       provided.add(p.workerId);
       const hb = heartbeats.get(p.workerId);
+      if (hb?.metricsPort !== undefined) metricsPorts.set(p.workerId, hb.metricsPort);
       // Started but not yet heard from: booting.
       const state = input.stopping.has(p.workerId) ? "draining" : (hb?.state ?? "requested");
       // A process that runs but has stopped beating is hung. Booting is left out: until a worker's
@@ -112,7 +120,7 @@ export class EndpointObserver {
     }
     if (stale.length > 0) await Promise.all(stale.map((id) => this.opts.markLost(input.endpointId, id)));
 
-    return { queued, queuedLowPriority, inProgress, oldestQueuedAt, workers };
+    return { queued, queuedLowPriority, inProgress, oldestQueuedAt, workers, metricsPorts };
   }
 }
 

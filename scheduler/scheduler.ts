@@ -13,15 +13,18 @@ import { loadLiveEndpoint, loadLiveEndpoints, loadOpenSessions, type ParsedEndpo
 import { Fleet } from "./fleet.ts";
 import { LeaderLock } from "./leader-lock.ts";
 import { processLog, errorFields, type Log } from "../core/log/process-log.ts";
-import { EndpointObserver } from "./observe.ts";
+import { EndpointObserver, type EndpointObservation } from "./observe.ts";
 import type { WorkerRedisUsers } from "./worker-redis-users.ts";
 import type { WorkerSecrets } from "./worker-secrets.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import { availableParallelism } from "node:os";
-import { defaultHostWorkerCap } from "../core/policy/capacity.ts";
+import { defaultHostWorkerCap, type CapacityDecision } from "../core/policy/capacity.ts";
 import { CapacityGate } from "./capacity-gate.ts";
 import { BalanceCache } from "../core/redis/balance-cache.ts";
 import type { BillingMode } from "../core/contracts/billing.ts";
+import { performance } from "node:perf_hooks";
+import type { SchedulerMetrics } from "./scheduler-metrics.ts";
+import type { WorkerSdFile } from "./worker-sd-file.ts";
 
 /** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
 const HUNG_STOP_GRACE_MS = 5000;
@@ -68,6 +71,13 @@ export interface SchedulerOptions {
   billingMode?: BillingMode;
   /** spendPerHourMicros of a tenant without an override (HEARTH_DEFAULT_SPEND_PER_HOUR_MICROS). Default 100_000_000. */
   defaultSpendPerHourMicros?: number;
+  /** The scheduler's Prometheus series (scheduler/scheduler-metrics.ts). Default: none. */
+  metrics?: SchedulerMetrics;
+  /**
+   * HEARTH_WORKER_SD_FILE: where Prometheus finds the `/metrics` ports workers report in their
+   * heartbeats. Owned: written empty at `start()`, updated each converge and at each exit. Default: none.
+   */
+  workerTargets?: WorkerSdFile;
   /** Unique per replica; default host:pid:random. */
   id?: string;
   /** Default Date.now. */
@@ -135,7 +145,9 @@ export class Scheduler {
       log: this.log,
       ...(opts.workerRedisUsers && { users: opts.workerRedisUsers }),
       ...(opts.workerSecrets && { secrets: opts.workerSecrets }),
+      ...(opts.metrics && { metrics: opts.metrics }),
       onExit: (w, requested) => {
+        opts.workerTargets?.remove(w.workerId);
         // A worker that ends on its own with an error counts towards its endpoint's crash loop.
         if (!requested && w.exitCode !== undefined && w.exitCode !== 0) {
           this.crashes.set(w.endpointId, recordCrash(this.crashes.get(w.endpointId) ?? NO_CRASHES, this.now()));
@@ -175,6 +187,8 @@ export class Scheduler {
 
   /** Subscribes to wakes, contends for leadership and starts the loop; resolves after the first lock attempt. */
   async start(): Promise<void> {
+    // No worker of ours runs yet: whatever a previous run left in the file goes.
+    await this.opts.workerTargets?.flush();
     this.subscriber = this.opts.redis.duplicate();
     this.subscriber.on("error", () => {}); // reconnects and resubscribes on its own; the tick covers lost wakes
     const wakeChannel = this.keys.wakeChannel();
@@ -216,6 +230,7 @@ export class Scheduler {
     await this.ticking.idle();
     await this.converging.idle();
     await this.fleet.close();
+    await this.opts.workerTargets?.flush();
     this.opts.workerRedisUsers?.close();
     await this.lock.release().catch((err: unknown) => this.log({ level: "warn", msg: "lock release failed", ...errorFields(err) }));
     await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
@@ -227,6 +242,7 @@ export class Scheduler {
   }
 
   private onLeadership(leader: boolean): void {
+    this.opts.metrics?.leadership(leader);
     if (this.closing) return;
     this.log({ level: leader ? "info" : "warn", msg: leader ? "leadership acquired" : "leadership lost", schedulerId: this.id });
     if (leader) {
@@ -235,7 +251,7 @@ export class Scheduler {
       void this.tick();
     } else {
       // The new leader cannot stop workers of this provider; hand the fleet over by draining it.
-      this.fleet.stopAll("leadership lost");
+      this.fleet.stopAll("leadership_lost");
     }
   }
 
@@ -263,6 +279,7 @@ export class Scheduler {
 
   private async convergeAll(): Promise<void> {
     if (this.closing || !this.lock.isLeader) return;
+    const passStarted = performance.now();
     const queriedAt = this.now();
     let parsed: ParsedEndpoint[];
     try {
@@ -283,13 +300,16 @@ export class Scheduler {
     // Workers of deleted endpoints drain away (an unreadable endpoint keeps what it has). One started
     // after the read may belong to an endpoint created since: it is left for the next tick.
     for (const w of this.fleet.running()) {
-      if (!existing.has(w.endpointId) && w.startedAt < queriedAt) this.fleet.stop(w.workerId, "endpoint deleted");
+      if (!existing.has(w.endpointId) && w.startedAt < queriedAt) this.fleet.stop(w.workerId, "endpoint_deleted");
     }
     await Promise.all([
       this.fleet.refreshBooting().catch((err: unknown) => this.log({ level: "warn", msg: "boot heartbeat refresh failed", ...errorFields(err) })),
       ...[...live.values()].map((e) => this.converging.run(e.id, e)),
       this.sweepWorkerUsers(queriedAt),
     ]);
+    if (this.closing || !this.lock.isLeader) return;
+    this.opts.metrics?.keepEndpoints(new Set(live.keys()));
+    this.opts.metrics?.tick((performance.now() - passStarted) / 1000);
   }
 
   /**
@@ -317,6 +337,23 @@ export class Scheduler {
     } catch (err) {
       this.log({ level: "warn", msg: "worker Redis user sweep failed", ...errorFields(err) });
     }
+  }
+
+  /** What one converge saw, for the metrics and the service discovery file. */
+  private observed(endpointId: string, snapshot: EndpointObservation, desired: number, gate: CapacityDecision): void {
+    const live = snapshot.workers.filter((w) => w.state !== "exited" && w.state !== "lost" && w.state !== "draining" && !w.heartbeatLost).length;
+    this.opts.metrics?.endpointScaled(endpointId, { desired, live, heldBack: gate.throttled, ...(gate.waitReason && { heldBackReason: gate.waitReason }) });
+    const targets = this.opts.workerTargets;
+    if (!targets) return;
+    // Read again now, not at the observe: a worker that exited meanwhile was removed by its exit and must not come back.
+    const running = this.fleet.running(endpointId).map((w) => w.workerId);
+    targets.setEndpoint(
+      endpointId,
+      running.flatMap((workerId) => {
+        const port = snapshot.metricsPorts.get(workerId);
+        return port === undefined ? [] : [{ workerId, port }];
+      }),
+    );
   }
 
   /** Logs an endpoint the schemas reject once per reason, not once per tick. */
@@ -361,6 +398,7 @@ export class Scheduler {
       // The host's cap and the tenant's maxWorkers bound the starts; what they hold back waits, reported on /health.
       const gate = this.capacity.admit(endpoint, waitMs > 0 ? 0 : decision.start, this.fleet.running());
       const start = gate.start;
+      this.observed(endpointId, snapshot, decision.desired, gate);
       await this.capacity.report(endpointId, gate).catch((err: unknown) => this.log({ level: "warn", msg: "capacity report failed", endpointId, ...errorFields(err) }));
       if (gate.throttled > 0) this.log({ level: "warn", msg: "starts held back", endpointId, throttled: gate.throttled, waitReason: gate.waitReason });
       if (start === 0 && stop.length === 0 && replace.length === 0) return;
@@ -384,7 +422,7 @@ export class Scheduler {
       });
       for (const id of stop) this.fleet.stop(id, "idle");
       // A hung worker will not drain: a short grace, then the provider kills it.
-      for (const id of replace) this.fleet.stop(id, "heartbeat lost", HUNG_STOP_GRACE_MS);
+      for (const id of replace) this.fleet.stop(id, "heartbeat_lost", HUNG_STOP_GRACE_MS);
       const starts = Array.from({ length: start }, () => this.fleet.start(endpoint).finally(() => this.capacity.release(endpoint.id)));
       await Promise.all(starts);
     } catch (err) {

@@ -6,7 +6,11 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ApiMetrics } from "../apps/api/metrics/api-metrics.ts";
 import { ControlMetrics } from "../apps/control/control-metrics.ts";
-import { loadApiConfig, loadControlConfig } from "../core/config/process-configs.ts";
+import { loadApiConfig, loadControlConfig, loadSchedulerConfig } from "../core/config/process-configs.ts";
+import { Registry } from "prom-client";
+import { SchedulerMetrics } from "../scheduler/scheduler-metrics.ts";
+import { WorkerMetrics } from "../worker/metrics/worker-metrics.ts";
+import { fileSdJson } from "../scheduler/worker-sd-file.ts";
 import { exportedSeries, fromGrafana, metricNames, PromqlSyntaxError, unknownMetrics } from "./support/promql-check.ts";
 
 const dir = fileURLToPath(new URL("../images/observability/", import.meta.url));
@@ -81,8 +85,14 @@ describe("images/observability", () => {
   let exported: Set<string>;
   beforeAll(async () => {
     // The real registries, listed by prom-client: not a hand-kept list of names.
-    exported = await exportedSeries(new ControlMetrics().registry, new ApiMetrics({ sampleEndpoints: async () => [] }).registry);
+    exported = await exportedSeries(
+      new ControlMetrics().registry,
+      new ApiMetrics({ sampleEndpoints: async () => [] }).registry,
+      new SchedulerMetrics({ registry: new Registry() }).registry,
+      new WorkerMetrics({ registry: new Registry(), endpointId: "ep" }).registry,
+    );
     expect(exported.has("hearth_http_request_duration_seconds_bucket") && exported.has("hearth_job_delay_seconds_bucket")).toBe(true);
+    expect(exported.has("hearth_scheduler_provider_start_seconds_bucket") && exported.has("hearth_worker_engine_restarts_total")).toBe(true);
   });
 
   it("alert rules: each has what Prometheus needs, parses, and selects only series Hearth exports", async () => {
@@ -134,13 +144,17 @@ describe("images/observability", () => {
     expect(problems).toEqual([]);
   });
 
-  it("prometheus.yml scrapes the API and the control plane where their configs listen, with the admin token from the file compose mounts, and loads the mounted rules", async () => {
-    const scrape = z.object({
-      job_name: z.string(),
-      metrics_path: z.string(),
-      authorization: z.object({ type: z.literal("Bearer"), credentials_file: z.string() }).optional(),
-      static_configs: z.array(z.object({ targets: z.array(z.string()) })),
-    });
+  it("prometheus.yml scrapes the API, the control plane and the scheduler where their configs listen, with the admin token from the file compose mounts, and loads the mounted rules", async () => {
+    const scrape = z
+      .object({
+        job_name: z.string(),
+        metrics_path: z.string(),
+        honor_labels: z.boolean().optional(),
+        authorization: z.object({ type: z.literal("Bearer"), credentials_file: z.string() }).optional(),
+        static_configs: z.array(z.object({ targets: z.array(z.string()) })).optional(),
+        file_sd_configs: z.array(z.object({ files: z.array(z.string()).min(1), refresh_interval: duration.optional() }).strict()).optional(),
+      })
+      .strict();
     const prom = z.object({ rule_files: z.array(z.string()), scrape_configs: z.array(scrape) }).parse(await yamlFile("prometheus.yml"));
     const compose = z
       .object({ services: z.object({ prometheus: z.object({ network_mode: z.literal("host"), volumes: z.array(z.string()) }), grafana: z.object({ volumes: z.array(z.string()) }) }) })
@@ -152,9 +166,13 @@ describe("images/observability", () => {
     // The API's defaults, from its own config loader; the control plane with the port the README tells to set.
     const apiConfig = loadApiConfig({});
     const listen = loadControlConfig({ HEARTH_CONTROL_METRICS_PORT: "9464" }).metricsListen!;
-    expect(api?.static_configs.flatMap((c) => c.targets)).toEqual([`${apiConfig.host}:${apiConfig.port}`]);
-    expect(control?.static_configs.flatMap((c) => c.targets)).toEqual([`${listen.host}:${listen.port}`]);
-    expect([api?.metrics_path, control?.metrics_path]).toEqual(["/metrics", "/metrics"]);
+    const scheduler = jobs.get("hearth-scheduler");
+    const schedulerListen = loadSchedulerConfig({ HEARTH_SCHEDULER_METRICS_PORT: "9465" }).metricsListen!;
+    expect(api?.static_configs?.flatMap((c) => c.targets)).toEqual([`${apiConfig.host}:${apiConfig.port}`]);
+    expect(control?.static_configs?.flatMap((c) => c.targets)).toEqual([`${listen.host}:${listen.port}`]);
+    expect(scheduler?.static_configs?.flatMap((c) => c.targets)).toEqual([`${schedulerListen.host}:${schedulerListen.port}`]);
+    expect([api?.metrics_path, control?.metrics_path, scheduler?.metrics_path]).toEqual(["/metrics", "/metrics", "/metrics"]);
+    expect(scheduler?.authorization).toBeUndefined();
     expect(mounts.get(api!.authorization!.credentials_file)).toBe("./hearth-admin-token");
     expect(control?.authorization).toBeUndefined();
     for (const f of [...prom.rule_files, "/etc/prometheus/prometheus.yml"]) {
@@ -164,5 +182,23 @@ describe("images/observability", () => {
     }
     // Grafana gets the provisioning and the dashboard this test checked.
     expect(compose.services.grafana.volumes).toEqual(expect.arrayContaining(["./grafana/provisioning:/etc/grafana/provisioning:ro", "./grafana/dashboards:/etc/grafana/dashboards:ro"]));
+  });
+
+  it("prometheus.yml finds workers through the scheduler's discovery file, in a directory compose mounts, keeping the workers' own endpoint label", async () => {
+    const prom = z.object({ scrape_configs: z.array(z.object({ job_name: z.string() }).passthrough()) }).parse(await yamlFile("prometheus.yml"));
+    const worker = z
+      .object({ metrics_path: z.literal("/metrics"), honor_labels: z.literal(true), file_sd_configs: z.array(z.object({ files: z.array(z.string()) })).length(1) })
+      .parse(prom.scrape_configs.find((s) => s.job_name === "hearth-worker"));
+    const compose = z.object({ services: z.object({ prometheus: z.object({ volumes: z.array(z.string()) }) }) }).parse(await yamlFile("docker-compose.yml"));
+    const [glob] = worker.file_sd_configs[0]!.files;
+    // A directory is mounted, not the file: the scheduler replaces the file by rename, which a file mount would not see.
+    const sdDir = glob!.slice(0, glob!.lastIndexOf("/"));
+    expect(glob!.slice(sdDir.length)).toBe("/*.json");
+    expect(compose.services.prometheus.volumes).toContain(`./hearth-sd:${sdDir}:ro`);
+    // What the scheduler writes is a target list Prometheus' file SD reads: targets and string labels.
+    const written = z
+      .array(z.object({ targets: z.array(z.string().regex(/^127\.0\.0\.1:\d+$/)), labels: z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/), z.string()) }).strict())
+      .parse(JSON.parse(fileSdJson([{ endpointId: "ep1", workerId: "w1", port: 40001 }])));
+    expect(Object.keys(written[0]!.labels).sort()).toEqual(["endpoint", "worker"]);
   });
 });

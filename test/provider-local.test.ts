@@ -84,6 +84,24 @@ describe("local provider", () => {
     expect(await redis.hget(keys.workers(spec.endpointId), spec.workerId)).toBeNull();
   });
 
+  it("turns workers' /metrics on only when asked (even with HEARTH_WORKER_METRICS=on in its own environment): the port is in the heartbeat", async () => {
+    const heartbeatOf = async (p: LocalProvider) => {
+      const spec = echoSpec();
+      await p.start(spec);
+      const hb = await waitFor(async () => {
+        const raw = await redis.hget(keys.workers(spec.endpointId), spec.workerId);
+        const parsed = raw ? workerHeartbeat.parse(JSON.parse(raw)) : undefined;
+        return parsed?.state === "idle" ? parsed : undefined;
+      });
+      await p.stop(spec.workerId, { graceMs: 20_000 });
+      return hb;
+    };
+    const on = await heartbeatOf(provider({ workerMetrics: true }));
+    expect(on.metricsPort).toBeGreaterThan(0);
+    const off = await heartbeatOf(provider({ inheritEnv: { ...process.env, HEARTH_WORKER_METRICS: "on" } }));
+    expect(off.metricsPort).toBeUndefined();
+  });
+
   it("forwards each worker's JSON log lines, which carry its worker id", async () => {
     const lines: string[] = [];
     const write = process.stdout.write.bind(process.stdout);

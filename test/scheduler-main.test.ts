@@ -11,6 +11,11 @@ import { ControlPlane } from "../apps/control/control-plane.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { parsePrometheusText, valueOf } from "./support/prometheus-text.ts";
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const schedulerMain = fileURLToPath(new URL("../scheduler/main.ts", import.meta.url));
@@ -43,8 +48,8 @@ afterAll(async () => {
   await database.drop();
 });
 
-/** An endpoint with one always-on worker, and a scheduler process serving it. */
-async function startSchedulerProcess() {
+/** An endpoint with one always-on worker, and a scheduler process serving it (with `env` added to its environment). */
+async function startSchedulerProcess(env: Record<string, string> = {}) {
   const prefix = uniquePrefix();
   prefixes.push(prefix);
   const keys = new RedisKeys(prefix);
@@ -77,6 +82,7 @@ async function startSchedulerProcess() {
       HEARTH_REDIS_PREFIX: prefix,
       HEARTH_HANDLER_DIRS: handlerDir,
       HEARTH_SCHEDULER_TICK_MS: "200",
+      ...env,
     },
   });
   children.push(child);
@@ -139,6 +145,50 @@ describe("scheduler process", () => {
     });
     // No provider was left to see the exit code; the worker said why it went.
     expect(rows[0]).toMatchObject({ state: "exited", endReason: "parent disconnected" });
+  });
+});
+
+describe("scheduler process metrics", () => {
+  it("serves its /metrics where it logs, keeps the discovery file its workers' /metrics are found by, and empties it when it stops", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "hearth-sd-"));
+    try {
+      const sdFile = join(dir, "workers.json");
+      const s = await startSchedulerProcess({ HEARTH_SCHEDULER_METRICS_PORT: "0", HEARTH_WORKER_SD_FILE: sdFile });
+      const started = s.output().split("\n").find((l) => l.includes('"msg":"scheduler started"'));
+      const schedulerUrl = z.object({ metrics: z.url(), workerSdFile: z.literal(sdFile) }).parse(JSON.parse(started!)).metrics;
+
+      const groups = await waitFor(async () => {
+        const g = JSON.parse(await readFile(sdFile, "utf8")) as { targets: string[]; labels: Record<string, string> }[];
+        return g.length === 1 ? g : undefined;
+      });
+      expect(groups[0]!.labels.endpoint).toBe(s.endpointId);
+      const worker = parsePrometheusText(await (await fetch(`http://${groups[0]!.targets[0]}/metrics`)).text()).samples;
+      expect(valueOf(worker, "hearth_worker_engine_healthy", { endpoint: s.endpointId })).toBe(1);
+      expect(valueOf(worker, "hearth_worker_jobs_total", { endpoint: s.endpointId, status: "completed" })).toBe(0);
+
+      const scheduler = parsePrometheusText(await (await fetch(schedulerUrl)).text()).samples;
+      expect(valueOf(scheduler, "hearth_scheduler_leader")).toBe(1);
+      expect(valueOf(scheduler, "hearth_scheduler_workers_started_total", { endpoint: s.endpointId, provider: "local" })).toBe(1);
+      expect(valueOf(scheduler, "hearth_scheduler_workers_desired", { endpoint: s.endpointId })).toBe(1);
+      expect(valueOf(scheduler, "nodejs_heap_size_used_bytes")).toBeGreaterThan(0);
+
+      s.child.kill("SIGTERM");
+      expect(await s.exited).toBe(0);
+      expect(JSON.parse(await readFile(sdFile, "utf8"))).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("runs on when the discovery file cannot be written: the failure is logged, workers start and serve", async () => {
+    const s = await startSchedulerProcess({ HEARTH_WORKER_SD_FILE: "/nonexistent-hearth-dir/workers.json" });
+    const warned = s.output().split("\n").filter((l) => l.includes('"msg":"worker service discovery file not written"'));
+    expect(warned).toHaveLength(1);
+    expect(JSON.parse(warned[0]!)).toMatchObject({ level: "warn", path: "/nonexistent-hearth-dir/workers.json", code: "ENOENT" });
+    expect(s.child.exitCode).toBeNull();
+    const hb = Object.values(await redis.hgetall(s.keys.workers(s.endpointId))).map((raw) => workerHeartbeat.parse(JSON.parse(raw)));
+    // Worker metrics are on with the file asked for, written or not.
+    expect(hb[0]?.metricsPort).toBeGreaterThan(0);
   });
 });
 

@@ -62,13 +62,13 @@ describe("EndpointObserver on real Redis", () => {
     await redis.lpush(`${prefix}:${keys.queueName(EP)}:active`, "running-job");
 
     const snap = await observer.observe({ endpointId: EP, provided: [], stopping: new Set(), now: NOW });
-    expect(snap).toEqual({ queued: 2, queuedLowPriority: 1, inProgress: 1, oldestQueuedAt: NOW - 9000, workers: [] });
+    expect(snap).toEqual({ queued: 2, queuedLowPriority: 1, inProgress: 1, oldestQueuedAt: NOW - 9000, workers: [], metricsPorts: new Map() });
   });
 
   it("reads an empty endpoint as no demand", async () => {
     const observer = setup();
     const snap = await observer.observe({ endpointId: EP, provided: [], stopping: new Set(), now: NOW });
-    expect(snap).toEqual({ queued: 0, queuedLowPriority: 0, inProgress: 0, oldestQueuedAt: null, workers: [] });
+    expect(snap).toEqual({ queued: 0, queuedLowPriority: 0, inProgress: 0, oldestQueuedAt: null, workers: [], metricsPorts: new Map() });
   });
 
   it("merges provider workers with heartbeats: unheard is requested, stopping is draining", async () => {
@@ -90,6 +90,19 @@ describe("EndpointObserver on real Redis", () => {
       { id: "w-new", state: "requested", idleSince: null, startedAt: NOW - 59_998 },
       { id: "w-stop", state: "draining", idleSince: null, startedAt: NOW - 59_997 },
     ]);
+  });
+
+  it("reads the /metrics ports the provider's workers report, not those of workers it does not run, nor a malformed one", async () => {
+    const observer = setup();
+    await redis.hset(keys.workers(EP), "w-ours", hb("w-ours", { metricsPort: 41001 }));
+    await redis.hset(keys.workers(EP), "w-plain", hb("w-plain", {}));
+    await redis.hset(keys.workers(EP), "w-bad", hb("w-bad", { metricsPort: 99_999 }));
+    await redis.hset(keys.workers(EP), "w-foreign", hb("w-foreign", { metricsPort: 41004 }));
+    const provided = ["w-ours", "w-plain", "w-bad"].map((workerId) => ({ workerId, endpointId: EP, startedAt: NOW - 1000, state: "running" as const }));
+    const snap = await observer.observe({ endpointId: EP, provided, stopping: new Set(), now: NOW });
+    expect(snap.metricsPorts).toEqual(new Map([["w-ours", 41001]]));
+    // A port out of range is ignored, not the heartbeat: that worker is still seen idle.
+    expect(snap.workers.find((w) => w.id === "w-bad")?.state).toBe("idle");
   });
 
   it("logs lost and removes stale and unreadable heartbeats of workers whose process is gone, keeps fresh ones as capacity", async () => {

@@ -9,6 +9,7 @@ import { z } from "zod";
 import { loadWorkerConfig } from "../core/config/process-configs.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
+import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
 import { createEngine } from "./engines/create-engine.ts";
@@ -20,6 +21,7 @@ import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
 import { startTracing } from "../core/trace/tracing.ts";
+import type { RuntimeMetrics } from "./runtime/runtime-metrics.ts";
 
 /** Until the config is read: the level's default and no worker fields. */
 let processLines: Log = processLog("worker");
@@ -35,6 +37,8 @@ async function main(): Promise<void> {
   // A handler's console output is logged as structured lines, tagged with the job it ran for.
   routeConsole(processLines);
   const tracing = startTracing("hearth-worker");
+  // Loaded beside the rest of the boot, and only when asked for: prom-client is not on a plain cold start.
+  const metricsReady = config.metrics ? startMetrics(config.endpointId) : Promise.resolve(undefined);
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
   log("boot", { engine: spec.kind });
   // Only engine processes switch users; a handler runs in this process. Fails here, naming the variable.
@@ -97,6 +101,8 @@ async function main(): Promise<void> {
     process.exit(code);
   }
 
+  // Set once loaded (see below); the engine's state callback reads it when it fires.
+  let metrics: { series: RuntimeMetrics; port: number } | undefined;
   try {
     runtime = await WorkerRuntime.create({
       endpointId: config.endpointId,
@@ -110,7 +116,11 @@ async function main(): Promise<void> {
         handlerDirs: config.handlerDirs,
         models,
         endpointEnv: secrets.endpointEnv,
-        onEngineState: (state, detail) => log("engine", { state, ...(detail && { detail }) }),
+        onEngineState: (state, detail) => {
+          log("engine", { state, ...(detail && { detail }) });
+          // The supervisor reports `unhealthy` only when its engine process was lost (or a restart failed): it restarts it.
+          if (state === "unhealthy") metrics?.series.engineLost();
+        },
         // The engine's own lines, tagged with this worker's fields; a JSON line (the embedded engine's pino) stays an object.
         onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
         ...(engineUser && { engineUser }),
@@ -127,9 +137,34 @@ async function main(): Promise<void> {
     await closeClients();
     throw err;
   }
+  // Awaited only now: loading prom-client overlapped the engine's start; every job is still counted.
+  metrics = await metricsReady;
+  if (metrics) runtime.attachMetrics(metrics.series, metrics.port);
   if (stopReason !== undefined) return stop(stopReason);
   runtime.start();
   log("ready");
+}
+
+/**
+ * The worker's `/metrics` on 127.0.0.1, a port the OS picks (logged, and put in every heartbeat for
+ * the scheduler's service discovery file). Left open until the process exits. A failure is logged
+ * and the worker serves without metrics: they are not worth a job.
+ */
+async function startMetrics(endpointId: string): Promise<{ series: RuntimeMetrics; port: number } | undefined> {
+  try {
+    const [{ Registry }, { WorkerMetrics }, { serveMetrics }] = await Promise.all([
+      import("prom-client"),
+      import("./metrics/worker-metrics.ts"),
+      import("../core/metrics/metrics-server.ts"),
+    ]);
+    const series = new WorkerMetrics({ registry: new Registry(), endpointId });
+    const listener = await serveMetrics(series.registry, WORKER_METRICS_HOST, 0);
+    log("metrics", { url: listener.url, metricsPort: listener.port });
+    return { series, port: listener.port };
+  } catch (err) {
+    logError("metrics", err);
+    return undefined;
+  }
 }
 
 /** One line per error, its cause chain shortened (a full driver error can quote a whole command). */

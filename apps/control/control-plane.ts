@@ -73,7 +73,7 @@ export class ControlPlane {
   readonly balances: BalanceCache;
   private readonly dispatcher: WebhookDispatcher;
   private readonly offload: OffloadBroker;
-  /** What the control plane observes, for its `/metrics` (apps/control/metrics-server.ts). */
+  /** What the control plane observes, for its `/metrics` (core/metrics/metrics-server.ts). */
   readonly metrics = new ControlMetrics();
 
   constructor(private readonly options: ControlPlaneOptions) {

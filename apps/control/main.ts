@@ -6,7 +6,7 @@ import { connectRedis } from "../../core/redis/connect.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
 import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.ts";
 import { ControlPlane } from "./control-plane.ts";
-import { serveMetrics } from "./metrics-server.ts";
+import { serveMetrics } from "../../core/metrics/metrics-server.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";

@@ -41,4 +41,17 @@ describe("process configs", () => {
     expect(loadWorkerConfig(worker).engineUser).toBeUndefined();
     expect(loadWorkerConfig({ ...worker, HEARTH_ENGINE_USER: "hearth-engine" }).engineUser).toBe("hearth-engine");
   });
+
+  it("serves the scheduler's /metrics and keeps the workers' discovery file only when asked, and turns worker metrics on with either", () => {
+    expect(loadSchedulerConfig({})).toMatchObject({ workerMetrics: false });
+    expect(loadSchedulerConfig({}).metricsListen).toBeUndefined();
+    expect(loadSchedulerConfig({}).workerSdFile).toBeUndefined();
+    expect(loadSchedulerConfig({ HEARTH_SCHEDULER_METRICS_PORT: "9465" })).toMatchObject({ metricsListen: { host: "127.0.0.1", port: 9465 }, workerMetrics: true });
+    expect(loadSchedulerConfig({ HEARTH_SCHEDULER_METRICS_PORT: "0", HEARTH_SCHEDULER_METRICS_HOST: "10.0.0.2" }).metricsListen).toEqual({ host: "10.0.0.2", port: 0 });
+    expect(loadSchedulerConfig({ HEARTH_WORKER_SD_FILE: "/var/lib/hearth/workers.json" })).toMatchObject({ workerSdFile: "/var/lib/hearth/workers.json", workerMetrics: true });
+    expect(() => loadSchedulerConfig({ HEARTH_SCHEDULER_METRICS_PORT: "70000" })).toThrow(/HEARTH_SCHEDULER_METRICS_PORT/);
+    const worker = { HEARTH_ENDPOINT_ID: "ep", HEARTH_WORKER_ID: "w", HEARTH_ENGINE: "{}" };
+    expect(loadWorkerConfig(worker).metrics).toBe(false);
+    expect(loadWorkerConfig({ ...worker, HEARTH_WORKER_METRICS: "on" }).metrics).toBe(true);
+  });
 });

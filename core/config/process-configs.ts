@@ -125,6 +125,11 @@ const schedulerSchema = z.object({
   /** The most workers this scheduler's provider runs at once; empty: 4 per core, at least 16. */
   HEARTH_HOST_WORKER_CAP: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(1).max(100_000).optional()),
   HEARTH_BILLING_MODE: billingModeVar,
+  /** Serve the scheduler's `/metrics` on this port (0: any free one); unset: no listener. */
+  HEARTH_SCHEDULER_METRICS_PORT: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(0).max(65535).optional()),
+  HEARTH_SCHEDULER_METRICS_HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
+  /** Prometheus file-based service discovery file listing workers' `/metrics` ports; unset: none kept. */
+  HEARTH_WORKER_SD_FILE: optionalString,
 });
 
 export interface SchedulerConfig {
@@ -157,6 +162,15 @@ export interface SchedulerConfig {
   defaultSpendPerHourMicros: number;
   /** HEARTH_BILLING_MODE: under `enforce`, no worker starts for an `enforce` tenant at zero balance, and its idle ones stop. */
   billingMode: BillingMode;
+  /** HEARTH_SCHEDULER_METRICS_HOST and HEARTH_SCHEDULER_METRICS_PORT; absent: no `/metrics` listener. */
+  metricsListen?: { host: string; port: number };
+  /** HEARTH_WORKER_SD_FILE: where the scheduler lists its workers' `/metrics` for Prometheus; absent: no file. */
+  workerSdFile?: string;
+  /**
+   * Workers serve `/metrics` on a loopback port of their own (HEARTH_WORKER_METRICS=on): whenever the
+   * scheduler serves its own or keeps the discovery file. Otherwise they never load prom-client.
+   */
+  workerMetrics: boolean;
 }
 
 export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
@@ -177,6 +191,9 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     defaultMaxWorkers: loadLimitDefaults(env).maxWorkers,
     defaultSpendPerHourMicros: loadLimitDefaults(env).spendPerHourMicros,
     billingMode: c.HEARTH_BILLING_MODE,
+    ...(c.HEARTH_SCHEDULER_METRICS_PORT !== undefined && { metricsListen: { host: c.HEARTH_SCHEDULER_METRICS_HOST, port: c.HEARTH_SCHEDULER_METRICS_PORT } }),
+    ...(c.HEARTH_WORKER_SD_FILE !== undefined && { workerSdFile: c.HEARTH_WORKER_SD_FILE }),
+    workerMetrics: c.HEARTH_SCHEDULER_METRICS_PORT !== undefined || c.HEARTH_WORKER_SD_FILE !== undefined,
   };
 }
 
@@ -258,6 +275,8 @@ const workerSchema = z.object({
   HEARTH_S3_REGION: z.preprocess((v) => (v === "" || v === undefined ? "us-east-1" : v), z.string()),
   /** User engine processes run as when the worker runs as root (default `nobody`); see worker/engines/openai/engine-user.ts. */
   HEARTH_ENGINE_USER: optionalString,
+  /** Serve `/metrics` on 127.0.0.1, a port the OS picks, reported in the heartbeat (the local provider sets it). Default off. */
+  HEARTH_WORKER_METRICS: onOff(false),
 });
 
 /** Every variable the worker's config reads: what a provider passes on to workers from its own environment. */
@@ -289,6 +308,8 @@ export interface WorkerConfig {
   s3: { endpoint?: string; region: string; forcePathStyle: boolean };
   /** HEARTH_ENGINE_USER as given; undefined means "nobody" when the worker runs as root. */
   engineUser?: string;
+  /** HEARTH_WORKER_METRICS: serve `/metrics` on a loopback port and report it in the heartbeat. */
+  metrics: boolean;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -311,5 +332,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     modelAllowList: c.HEARTH_MODEL_ALLOWLIST,
     s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },
     ...(c.HEARTH_ENGINE_USER !== undefined && { engineUser: c.HEARTH_ENGINE_USER }),
+    metrics: c.HEARTH_WORKER_METRICS,
   };
 }

@@ -21,6 +21,9 @@ export type WorkerState = z.infer<typeof workerState>;
 /** States after which a worker session is closed. */
 export const FINAL_WORKER_STATES: ReadonlySet<WorkerState> = new Set(["exited", "lost"]);
 
+/** Where a worker serves its `/metrics` (port in its heartbeat's `metricsPort`): loopback, on the provider's host. */
+export const WORKER_METRICS_HOST = "127.0.0.1";
+
 /** What a worker writes to Redis on every change of state and on every heartbeat. */
 export const workerHeartbeat = z.object({
   id: z.string(),
@@ -33,5 +36,11 @@ export const workerHeartbeat = z.object({
   idleSince: z.number().nullable(),
   /** ms epoch of this heartbeat (the writer's clock: for staleness on that host, never for billing). */
   at: z.number(),
+  /**
+   * The loopback port the worker serves its `/metrics` on (HEARTH_WORKER_METRICS=on); absent when it
+   * serves none. The scheduler lists it in its Prometheus service discovery file. A malformed one
+   * reads as absent: it must not make the rest of the heartbeat (the worker's state) unreadable.
+   */
+  metricsPort: z.number().int().min(1).max(65535).optional().catch(undefined),
 });
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>;

@@ -46,6 +46,12 @@ export interface LocalProviderOptions {
   onOutput?: (worker: { endpointId: string; workerId: string }, stream: "stdout" | "stderr", line: string) => void;
   /** Drain allowance per worker when `close()` stops them all. Default 40_000 (a worker's default drain is 30 s). */
   closeGraceMs?: number;
+  /**
+   * Workers serve `/metrics` on a loopback port the OS picks and report it in their heartbeat
+   * (HEARTH_WORKER_METRICS=on); the scheduler lists it for Prometheus. Default false: off, whatever
+   * this process's environment says.
+   */
+  workerMetrics?: boolean;
 }
 
 interface Child {
@@ -169,6 +175,7 @@ export class LocalProvider implements Provider {
       HEARTH_ENGINE: JSON.stringify(spec.engine),
       HEARTH_EXECUTION_TIMEOUT_MS: String(spec.executionTimeoutMs),
       HEARTH_WORKER_LOCK_MS: String(this.opts.workerLockMs),
+      HEARTH_WORKER_METRICS: this.opts.workerMetrics ? "on" : "off",
     };
   }
 

@@ -15,6 +15,9 @@ import type { Tracer } from "@opentelemetry/api";
 import { Scheduler } from "../../scheduler/scheduler.ts";
 import { WorkerRedisUsers } from "../../scheduler/worker-redis-users.ts";
 import { WorkerSecrets } from "../../scheduler/worker-secrets.ts";
+import { Registry } from "prom-client";
+import { SchedulerMetrics } from "../../scheduler/scheduler-metrics.ts";
+import { WorkerSdFile } from "../../scheduler/worker-sd-file.ts";
 import { parseAllowList } from "../../core/net/url-policy.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { ControlPlane } from "../../apps/control/control-plane.ts";
@@ -90,6 +93,13 @@ export interface StackOptions {
   apiLog?: Log;
   /** The API's OpenTelemetry tracer (spans exported); default none. */
   apiTracer?: Tracer;
+  /**
+   * The scheduler's series (SchedulerMetrics, on a registry of its own) and workers serving
+   * `/metrics` (HEARTH_WORKER_METRICS=on), listed in `workerSdFile` when given. Default: off.
+   */
+  metrics?: { workerSdFile?: string };
+  /** The scheduler's log lines. Default: dropped. */
+  schedulerLog?: Log;
 }
 
 /**
@@ -152,7 +162,11 @@ export async function startStack(options: StackOptions = {}) {
     workerLockMs: options.workerLockMs ?? 30_000,
     output: process.env.HEARTH_TEST_WORKER_LOGS ? "forward" : "silent",
     ...(options.workerInheritEnv && { inheritEnv: options.workerInheritEnv }),
+    workerMetrics: options.metrics !== undefined,
   });
+  const schedulerMetrics = options.metrics && new SchedulerMetrics({ registry: new Registry() });
+  const sdFile = options.metrics?.workerSdFile;
+  const workerTargets = sdFile === undefined ? undefined : new WorkerSdFile({ path: sdFile, log: options.schedulerLog ?? (() => {}) });
   const workerRedisUsers = new WorkerRedisUsers({ redis, redisUrl, keys: new RedisKeys(redisPrefix), enabled: options.workerRedisAcl ?? true, log: () => {} });
   const scheduler = new Scheduler({
     redis,
@@ -170,7 +184,9 @@ export async function startStack(options: StackOptions = {}) {
     billingMode: options.billingMode ?? "meter",
     ...(options.hostWorkerCap !== undefined && { hostWorkerCap: options.hostWorkerCap }),
     drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
-    log: () => {},
+    log: options.schedulerLog ?? (() => {}),
+    ...(schedulerMetrics && { metrics: schedulerMetrics }),
+    ...(workerTargets && { workerTargets }),
   });
   await scheduler.start();
   // The control plane in this process, reading the log often so tests wait little for records.
@@ -204,6 +220,7 @@ export async function startStack(options: StackOptions = {}) {
     sql: dbh.sql,
     provider,
     scheduler,
+    schedulerMetrics,
     control,
     call,
     async tenant(name = "t"): Promise<string> {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import type { WorkerState } from "../../core/contracts/worker-state.ts";
+import { workerHeartbeat, type WorkerState } from "../../core/contracts/worker-state.ts";
 import { parseLogEntry, type WorkerPayload } from "../../core/log/log-entry.ts";
 import { RedisKeys } from "../../core/queue/keys.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
@@ -77,5 +77,29 @@ describe("Heartbeat: a report attached to the next logged transition", () => {
     await heartbeat.beat();
     await heartbeat.stop("done");
     expect((await logged()).some((e) => "weightsFetchMs" in e)).toBe(false);
+  });
+});
+
+describe("Heartbeat: the metrics port", () => {
+  it("is in every beat when the worker serves /metrics, reads back through the contract, and a bad one reads as absent", async () => {
+    const heartbeat = new Heartbeat({
+      redis,
+      keys,
+      endpointId: "ep-port",
+      workerId: "w1",
+      intervalMs: 60_000,
+      metricsPort: 41234,
+      snapshot: () => ({ state: "idle", running: 0, concurrency: 1, idleSince: 5 }),
+      onError: (err) => {
+        throw err;
+      },
+    });
+    await heartbeat.beat();
+    const raw = await redis.hget(keys.workers("ep-port"), "w1");
+    expect(workerHeartbeat.parse(JSON.parse(raw!))).toMatchObject({ id: "w1", state: "idle", metricsPort: 41234 });
+    await heartbeat.stop("done");
+    const { metricsPort: _none, ...without } = workerHeartbeat.parse(JSON.parse(raw!));
+    expect(workerHeartbeat.parse(without).metricsPort).toBeUndefined();
+    for (const bad of [0, 70_000, 1.5, "41234", null]) expect(workerHeartbeat.parse({ ...without, metricsPort: bad })).toEqual(without);
   });
 });

@@ -25,6 +25,8 @@ export interface HeartbeatOptions {
   snapshot: () => HeartbeatSnapshot;
   /** State changes within this many ms share one write (`beatSoon`). Default 25. */
   coalesceMs?: number;
+  /** The loopback port this worker serves `/metrics` on, put in every beat (the scheduler lists it for Prometheus). Default: none. */
+  metricsPort?: number;
   /** A failed write is reported here and retried on the next beat; default logs to stderr. */
   onError?: (err: unknown) => void;
   now?: () => number;
@@ -45,6 +47,7 @@ export class Heartbeat {
   private logged: WorkerState | undefined;
   private report: TransitionReport | undefined;
   private readonly presence: WorkerPresence;
+  private metricsPort: number | undefined;
   private readonly onError: (err: unknown) => void;
   private readonly now: () => number;
 
@@ -52,6 +55,12 @@ export class Heartbeat {
     this.presence = new WorkerPresence(options.redis, options.keys);
     this.onError = options.onError ?? ((err) => console.error("heartbeat write failed:", err));
     this.now = options.now ?? Date.now;
+    this.metricsPort = options.metricsPort;
+  }
+
+  /** The worker's `/metrics` port, known after it started beating: in every beat from the next one. */
+  setMetricsPort(port: number): void {
+    this.metricsPort = port;
   }
 
   start(): void {
@@ -94,6 +103,7 @@ export class Heartbeat {
       concurrency: s.concurrency,
       idleSince: s.idleSince,
       at: this.now(),
+      ...(this.metricsPort !== undefined && { metricsPort: this.metricsPort }),
     };
     const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state, ...this.report };
     // Taken now, not after the write: a beat started while this one is in flight must not log it twice.

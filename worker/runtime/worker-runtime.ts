@@ -13,6 +13,7 @@ import { Lifecycle } from "./lifecycle.ts";
 import { OffloadClient } from "./offload-client.ts";
 import type { Tracer } from "@opentelemetry/api";
 import type { Log } from "../../core/log/process-log.ts";
+import type { RuntimeMetrics } from "./runtime-metrics.ts";
 
 /** The largest `weightsFetchMs` a worker log entry may carry (a week). */
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
@@ -79,6 +80,7 @@ export class WorkerRuntime {
   private healthTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   private readonly pending = new Set<Promise<void>>();
+  private metrics: RuntimeMetrics | undefined;
 
   private constructor(private readonly options: WorkerRuntimeOptions) {
     this.keys = new RedisKeys(options.redisPrefix);
@@ -201,11 +203,23 @@ export class WorkerRuntime {
     await options.subscriber.subscribe(channel);
   }
 
+  /**
+   * Reports to the worker's `/metrics` from now on, and puts `port` in its heartbeat from the next
+   * beat. Attached after `create()` so that loading metrics overlaps the engine's start instead of
+   * delaying it; attach before `start()` and every job is counted.
+   */
+  attachMetrics(metrics: RuntimeMetrics, port: number): void {
+    this.metrics = metrics;
+    this.heartbeat.setMetricsPort(port);
+    if (this.lifecycle.state === "idle" || this.lifecycle.state === "running") metrics.engineHealth(true);
+  }
+
   /** Begins taking jobs. */
   start(): void {
     const worker = this.worker;
     if (!worker || this.lifecycle.state !== "initializing") return;
     this.lifecycle.to("idle");
+    this.metrics?.engineHealth(true);
     worker.run().catch((err) => this.onError(err, "queue loop"));
     this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
     this.healthTimer.unref();
@@ -243,6 +257,7 @@ export class WorkerRuntime {
     await Promise.allSettled([...this.pending]);
     this.offload.close();
     await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
+    this.metrics?.engineHealth(false);
     await this.heartbeat.stop(reason);
     this.lifecycle.to("exited");
     this.onPhase("exited", { drainMs: this.now() - started, handedBack });
@@ -259,7 +274,9 @@ export class WorkerRuntime {
   /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
   private counted(processor: JobProcessor): JobProcessor {
     return async (job, token, signal) => {
+      const metrics = this.metrics;
       this.running++;
+      metrics?.jobsRunning(this.running);
       if (!this.sawFirstJob) {
         this.sawFirstJob = true;
         // A milestone of the worker's (its first job's id, not a line about that job: the job's own lines carry its jobId and traceId).
@@ -273,9 +290,11 @@ export class WorkerRuntime {
         // result by the time a waiter can ask, and the waiter is not one more round trip away.
         // Without a token (never, with BullMQ's Worker) there is no lock to check: say nothing early.
         if (token !== undefined) this.track(this.finisher.report(job.id!, token, result), "finish report");
+        metrics?.jobFinished(result);
         return result;
       } finally {
         this.running--;
+        metrics?.jobsRunning(this.running);
         if (this.running === 0 && this.lifecycle.state === "running") this.lifecycle.to("idle");
       }
     };
@@ -289,6 +308,7 @@ export class WorkerRuntime {
     const worker = this.worker;
     if (!worker) return;
     const healthy = await this.options.engine.health().catch(() => false);
+    this.metrics?.engineHealth(healthy);
     const state = this.lifecycle.state;
     if (!healthy && (state === "idle" || state === "running")) {
       this.lifecycle.to("unhealthy");
