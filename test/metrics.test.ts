@@ -12,6 +12,10 @@ import { RedisKeys } from "../core/queue/keys.ts";
 import { parseLogEntry, parseStreamId, type LogEntry } from "../core/log/log-entry.ts";
 import { z } from "zod";
 import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import OpenAI from "openai";
+import { pathToFileURL } from "node:url";
+import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import type { AddressInfo } from "node:net";
 
 /** The API's /metrics, scraped and parsed after real traffic through the whole stack. */
@@ -155,6 +159,27 @@ describe("API metrics", () => {
     for (const reason of ["crash", "start_failed", "unhealthy", "lost", "other"]) expect(valueOf(samples, "hearth_worker_exits_total", { endpoint: cold, reason }), reason).toBe(0);
     expect(valueOf(samples, "hearth_worker_transitions_total", { endpoint: cold, state: "requested" })).toBe(1);
   }, 120_000);
+
+  it("has the control plane observe a real LLM job's TTFT, inter-token time, tokens/s and token counts once", async () => {
+    const model = ensureTinyLlamaFile(join(tmpdir(), "hearth-metrics-tiny-llama.gguf"));
+    const llm = await stack.endpoint(key, { engine: { kind: "openai", profile: "embedded", model: pathToFileURL(model).href, args: { threads: 1, "ctx-size": 512 }, concurrency: 1 } });
+    // Streamed, as LLM clients call it: the engine's token timings come from the stream.
+    const client = new OpenAI({ apiKey: key, baseURL: `${stack.api.url}/v2/${llm}/openai/v1` });
+    const stream = await client.chat.completions.create({ model: "tiny-llama", messages: [{ role: "user", content: "Hello" }], max_tokens: 6, temperature: 0, stream: true, stream_options: { include_usage: true } });
+    let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+    for await (const chunk of stream) if (chunk.usage) usage = chunk.usage;
+    if (!usage) throw new Error("no usage in the stream");
+    expect(usage.completion_tokens).toBeGreaterThan(1);
+    const samples = await waitFor(async () => {
+      const s = await control();
+      return valueOf(s, "hearth_llm_ttft_seconds_count", { endpoint: llm }) === 1 ? s : undefined;
+    }, 30_000);
+    expect(valueOf(samples, "hearth_llm_ttft_seconds_sum", { endpoint: llm })).toBeGreaterThan(0);
+    expect(valueOf(samples, "hearth_llm_inter_token_seconds_count", { endpoint: llm })).toBe(1);
+    expect(valueOf(samples, "hearth_llm_tokens_per_second_count", { endpoint: llm })).toBe(1);
+    expect(valueOf(samples, "hearth_llm_prompt_tokens_total", { endpoint: llm })).toBe(usage.prompt_tokens);
+    expect(valueOf(samples, "hearth_llm_completion_tokens_total", { endpoint: llm })).toBe(usage.completion_tokens);
+  }, 90_000);
 
   it("drops a deleted endpoint's series", async () => {
     expect((await stack.call("DELETE", `/api/v1/endpoints/${parked}`, { key })).status).toBe(200);
