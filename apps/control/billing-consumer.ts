@@ -144,7 +144,7 @@ export class BillingConsumer implements LogConsumer {
       }
       await tx`
         insert into billing_sessions (worker_id, endpoint_id, tenant_id, transitions, weights_fetches)
-        values (${workerId}, ${ctx.endpointId}, ${ctx.tenantId}, ${JSON.stringify(transitions)}::jsonb, ${JSON.stringify(reports)}::jsonb)
+        values (${workerId}, ${ctx.endpointId}, ${ctx.tenantId}, ${JSON.stringify(transitions)}::text::jsonb, ${JSON.stringify(reports)}::text::jsonb)
         on conflict (worker_id) do update set transitions = excluded.transitions, weights_fetches = excluded.weights_fetches, updated_at = now()`;
     }
   }

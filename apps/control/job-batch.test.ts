@@ -6,7 +6,7 @@ const ctx = { endpointId: "ep", tenantId: "tn", until: 0 };
 const accepted = (id: string, jobId: string): LogEntry => ({
   kind: "accepted",
   id,
-  p: { jobId, tenantId: "tn", sync: true, lowPriority: false, retries: 0, submittedAt: 0, executionTimeoutMs: 1000, webhook: "http://h/\u0000" },
+  p: { jobId, tenantId: "tn", sync: true, lowPriority: false, retries: 0, submittedAt: 0, executionTimeoutMs: 1000, webhook: "http://h/\u0000", traceId: "4bf92f3577b34da6a3ce929d0e0e4736" },
 });
 const active = (id: string, jobId: string): LogEntry => ({ kind: "active", id, jobId });
 const completed = (id: string, jobId: string): LogEntry => ({
@@ -49,6 +49,7 @@ describe("foldJobs", () => {
         itl_ms: null,
         prompt_tokens: null,
         completion_tokens: null,
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
       },
     ]);
   });

@@ -104,7 +104,9 @@ function fold(id: string, list: JobEntry[], ctx: EntryContext, storedOutputs: Re
 }
 
 /**
- * Writes folded jobs in one statement, with the batch as one JSON parameter (JSON escapes keep NUL
+ * Writes folded jobs in one statement, with the batch as one JSON text parameter cast to jsonb (sent as
+ * text: postgres.js would JSON-encode a string it is told is jsonb a second time, unless drizzle has
+ * replaced its serializers, as openDb's pool has; a raw pool then made every batch fail). JSON escapes keep NUL
  * and lone surrogates out of it: outputs are JSON text, other strings went through toPgText). A row
  * older than what the table holds changes nothing, and only rows that changed and finished count.
  */
@@ -112,7 +114,7 @@ export async function upsertFolded(tx: TransactionSql, rows: FoldedJob[]): Promi
   if (rows.length === 0) return;
   await tx`
     with x as (
-      select * from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as x(
+      select * from jsonb_to_recordset(${JSON.stringify(rows)}::text::jsonb) as x(
         id text, tenant_id text, endpoint_id text, status text, seq_ms bigint, seq_n integer, accepted boolean,
         sync boolean, low_priority boolean, webhook text, webhook_exact text, retries integer, submitted_at timestamptz,
         started_at timestamptz, started_ms bigint, finished boolean, finished_at timestamptz, worker_id text, error text,

@@ -88,11 +88,11 @@ export class RecordsProjector implements LogConsumer {
         const p = entry.p;
         const webhook = p.webhook === undefined ? undefined : toPgText(p.webhook);
         await tx`
-          insert into jobs (id, tenant_id, endpoint_id, status, seq_ms, seq_n, sync, low_priority, webhook, webhook_exact, submitted_at, retries)
+          insert into jobs (id, tenant_id, endpoint_id, status, seq_ms, seq_n, sync, low_priority, webhook, webhook_exact, submitted_at, retries, trace_id)
           values (${p.jobId}, ${p.tenantId}, ${ctx.endpointId}, 'IN_QUEUE', ${ms}, ${n}, ${p.sync}, ${p.lowPriority},
-                  ${webhook?.text ?? null}, ${webhook?.exact ?? null}, ${at}::timestamptz, ${p.retries})
+                  ${webhook?.text ?? null}, ${webhook?.exact ?? null}, ${at}::timestamptz, ${p.retries}, ${p.traceId ?? null})
           on conflict (id) do update set
-            tenant_id = excluded.tenant_id, sync = excluded.sync, low_priority = excluded.low_priority,
+            tenant_id = excluded.tenant_id, sync = excluded.sync, low_priority = excluded.low_priority, trace_id = coalesce(jobs.trace_id, excluded.trace_id),
             webhook = excluded.webhook, webhook_exact = excluded.webhook_exact,
             submitted_at = coalesce(jobs.submitted_at, excluded.submitted_at),
             status = case when (jobs.seq_ms, jobs.seq_n) < (excluded.seq_ms, excluded.seq_n) then excluded.status else jobs.status end,

@@ -76,7 +76,7 @@ export async function appendAudit(sql: Sql | TransactionSql, rows: readonly Audi
   await sql`
     insert into audit_log (actor_kind, actor_id, tenant_id, endpoint_id, model_name, model_version, key_id, source_address, action, target_id, detail, log_entry_id)
     select actor_kind, actor_id, tenant_id, endpoint_id, model_name, model_version, key_id, source_address, action, target_id, coalesce(detail, '{}'::jsonb), log_entry_id
-    from jsonb_to_recordset(${json}::jsonb) as r(actor_kind text, actor_id text, tenant_id text, endpoint_id text, model_name text, model_version text,
+    from jsonb_to_recordset(${json}::text::jsonb) as r(actor_kind text, actor_id text, tenant_id text, endpoint_id text, model_name text, model_version text,
                                                  key_id text, source_address text, action text, target_id text, detail jsonb, log_entry_id text)
     on conflict do nothing`;
 }

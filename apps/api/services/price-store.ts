@@ -72,7 +72,7 @@ export class PriceStore {
       if (!update.ok) return update;
       const v = update.table.versions.find((x) => x.effectiveFrom === candidate.effectiveFrom)!;
       await tx`insert into price_versions (effective_from, prices, adds)
-               values (${new Date(v.effectiveFrom).toISOString()}::timestamptz, ${JSON.stringify(v.prices)}::jsonb, ${v.adds === undefined ? null : JSON.stringify(v.adds)}::jsonb)`;
+               values (${new Date(v.effectiveFrom).toISOString()}::timestamptz, ${JSON.stringify(v.prices)}::text::jsonb, ${v.adds === undefined ? null : JSON.stringify(v.adds)}::text::jsonb)`;
       const effectiveFrom = new Date(v.effectiveFrom).toISOString();
       await appendAudit(tx, [auditRow(by, { action: "price.add", targetId: effectiveFrom, detail: { effectiveFrom, prices: v.prices, ...(v.adds !== undefined && { adds: v.adds }) } })]);
       return { ok: true as const, effective: { table: update.table, defaults: current.defaults } };

@@ -127,7 +127,7 @@ export class TenantPolicy {
       const rows = z.array(z.object({ limits: z.unknown() })).parse(await tx`select limits from tenants where id = ${tenantId} for update`);
       if (!rows[0]) return undefined;
       const overrides = applyLimitsUpdate(storedLimits.catch({}).parse(rows[0].limits), update);
-      await tx`update tenants set limits = ${JSON.stringify(overrides)}::jsonb where id = ${tenantId}`;
+      await tx`update tenants set limits = ${JSON.stringify(overrides)}::text::jsonb where id = ${tenantId}`;
       await appendAudit(tx, [auditRow(by, { action: "tenant.limits.update", tenantId, targetId: tenantId, detail: { update, overrides } })]);
       return overrides;
     });
@@ -139,7 +139,7 @@ export class TenantPolicy {
     const { sql } = this.options;
     const rows = await sql.begin(async (tx) => {
       const updated = z.array(z.object({ grants: z.unknown() })).parse(
-        await tx`update tenants set grants = grants || ${JSON.stringify(update)}::jsonb where id = ${tenantId} returning grants`,
+        await tx`update tenants set grants = grants || ${JSON.stringify(update)}::text::jsonb where id = ${tenantId} returning grants`,
       );
       if (updated[0]) await appendAudit(tx, [auditRow(by, { action: "tenant.grants.update", tenantId, targetId: tenantId, detail: { update } })]);
       return updated;
