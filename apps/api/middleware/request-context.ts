@@ -28,6 +28,7 @@ export function requestContext(options: { tracer?: Tracer } = {}): MiddlewareHan
     c.set("requestId", requestId);
     c.set("trace", span.context);
     c.header("x-request-id", requestId);
+    if (!tracer) return next(); // ids only: nothing to record after the response
     try {
       await next();
     } finally {
