@@ -67,7 +67,8 @@ async function readEvents(res: Response, stopAfter = Infinity): Promise<SseEvent
     if (done) break;
     buffered += value;
     let end: number;
-    while ((end = buffered.indexOf("\n\n")) >= 0) {
+    // Frames that arrive together in one read are taken only up to `stopAfter`.
+    while (events.length < stopAfter && (end = buffered.indexOf("\n\n")) >= 0) {
       const frame = buffered.slice(0, end);
       buffered = buffered.slice(end + 2);
       expect(frame.startsWith("data: ")).toBe(true);
