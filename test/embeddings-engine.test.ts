@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -32,27 +33,32 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-type Engine = { base: string; child: ChildProcess };
+type Engine = { base: string; child: ChildProcess; stdout: string[] };
 
 /** One embedded engine for the whole file: loading the model and starting tsx cost seconds. */
 let embedded: Promise<Engine> | undefined;
 const embeddedEngine = () =>
-  (embedded ??= startEngine(process.execPath, (port) => [
-    "--import", "tsx", join(REPO, "worker/engines/embedded/main.ts"), "--model", model, "--port", String(port), "--ctx-size", String(CTX), "--threads", "1",
-  ]));
+  (embedded ??= startEngine(
+    process.execPath,
+    (port) => ["--import", "tsx", join(REPO, "worker/engines/embedded/main.ts"), "--model", model, "--port", String(port), "--ctx-size", String(CTX), "--threads", "1"],
+    // Debug: a line per request with its status, which shows when (and how) each one ended.
+    { ...process.env, HEARTH_LOG_LEVEL: "debug" },
+  ));
 
-/** Starts an engine process and resolves its base URL once `/health` answers 200. */
-async function startEngine(command: string, args: (port: number) => string[]): Promise<{ base: string; child: ChildProcess; stderr: string[] }> {
+/** Starts an engine process and resolves its base URL once `/health` answers 200; `stdout` keeps its lines. */
+async function startEngine(command: string, args: (port: number) => string[], env: NodeJS.ProcessEnv = process.env): Promise<Engine> {
   const port = await freePort();
-  const child = spawn(command, args(port), { cwd: REPO, stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(command, args(port), { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
+  const stdout: string[] = [];
   const stderr: string[] = [];
+  createInterface({ input: child.stdout! }).on("line", (l) => stdout.push(l));
   child.stderr!.on("data", (b: Buffer) => stderr.push(b.toString()));
   const base = `http://127.0.0.1:${port}`;
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`engine exited ${child.exitCode}: ${stderr.join("")}`);
     return (await fetch(`${base}/health`).catch(() => undefined))?.status === 200;
   }, 60_000);
-  return { base, child, stderr };
+  return { base, child, stdout };
 }
 
 /** A response body under test, read without a schema: the assertions are its schema. */
@@ -135,9 +141,10 @@ describe.skipIf(!existsSync(LLAMA_SERVER))(`llama-server (${LLAMA_SERVER}${exist
 
 describe("what the embedded engine refuses, and what it takes", () => {
   let base: string;
+  let stdout: string[];
   let openai: OpenAI;
   beforeAll(async () => {
-    ({ base } = await embeddedEngine());
+    ({ base, stdout } = await embeddedEngine());
     openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
   }, 90_000);
 
@@ -195,5 +202,35 @@ describe("what the embedded engine refuses, and what it takes", () => {
     const together = await Promise.all(inputs.map((input) => post(base, { input, encoding_format: "float" })));
     expect(together.map((r) => r.status)).toEqual(inputs.map(() => 200));
     expect(together.map((r) => r.body.data)).toEqual(alone);
+  });
+
+  it("lets a request whose client went away leave the queue, and stops one mid-way between its inputs", async () => {
+    const ends = () => stdout.flatMap((l) => (l.includes('"msg":"request"') && l.includes('"/v1/embeddings"') ? [JSON.parse(l) as { status: number }] : []));
+    const before = ends().length;
+    const send = (input: unknown, signal?: AbortSignal) =>
+      fetch(`${base}/v1/embeddings`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ input }), ...(signal && { signal }) }).then(
+        (r) => r.status,
+        () => "aborted",
+      );
+    // Still running while the others arrive and leave: 200 inputs of ~200 tokens (each within the
+    // context), evaluated one after another (40 of them took ~1.2 s here; this one is aborted long before its end).
+    const long = new AbortController();
+    const first = send(Array.from({ length: 200 }, (_, i) => `${i} ${"word ".repeat(200)}`), long.signal);
+    await new Promise((r) => setTimeout(r, 300));
+    const queued = new AbortController();
+    const second = send("queued behind the long one", queued.signal);
+    await new Promise((r) => setTimeout(r, 200));
+    queued.abort();
+    expect(await second).toBe("aborted");
+    // The queued request ended (499: its client is gone) while the long one still held the context.
+    await waitFor(() => ends().length === before + 1, 10_000);
+    expect(ends().slice(before)).toEqual([expect.objectContaining({ status: 499 })]);
+
+    long.abort();
+    expect(await first).toBe("aborted");
+    await waitFor(() => ends().length === before + 2, 30_000);
+    expect(ends()[before + 1]).toMatchObject({ status: 499 });
+    // The context is free again: the next request is answered.
+    expect(await send("after")).toBe(200);
   });
 });
