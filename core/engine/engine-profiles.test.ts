@@ -84,6 +84,14 @@ describe("engineCommand", () => {
     });
   });
 
+  it("embeddings are each engine's own flags in args: llama-server --embeddings --pooling, vLLM --runner, SGLang --is-embedding", () => {
+    const llama = engineCommand({ ...base, profile: "llamacpp", modelPath: "/m.gguf", args: { embeddings: true, pooling: "last" } });
+    expect(llama.args.slice(8)).toEqual(["--embeddings", "--parallel", "8", "--pooling", "last"]);
+    expect(engineCommand({ ...base, profile: "vllm", modelPath: "/m", args: { runner: "pooling", convert: "embed" } }).args.slice(8)).toEqual(["--convert", "embed", "--max-num-seqs", "8", "--runner", "pooling"]);
+    expect(engineCommand({ ...base, profile: "sglang", modelPath: "/m", args: { "is-embedding": true } }).args).toContain("--is-embedding");
+    expect(checkProfileArgs("llamacpp", { pooling: "max" })[0]?.key).toBe("pooling");
+  });
+
   it("embedded: node + execArgv + entry, the default --ctx-size when unset", () => {
     const launch: EngineLaunch = {
       ...base,

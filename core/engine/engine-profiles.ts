@@ -69,6 +69,10 @@ const VLLM: ProfileTable = {
     "enable-auto-tool-choice": { type: "bool", doc: "Let the model decide to call tools (needs tool-call-parser)." },
     "tool-call-parser": { type: "string", doc: "Parser turning model output into tool calls (hermes, llama3_json, …)." },
     "reasoning-parser": { type: "string", doc: "Parser extracting reasoning content (deepseek_r1, …)." },
+    // Embeddings (/v1/embeddings): vLLM picks the pooling runner itself for embedding architectures;
+    // these force it (https://docs.vllm.ai/en/v0.10.1.1/models/pooling_models.html).
+    runner: { type: "enum", values: ["auto", "generate", "pooling"], doc: "Model runner; pooling serves /v1/embeddings (auto detects embedding models)." },
+    convert: { type: "enum", values: ["auto", "none", "embed", "classify", "reward"], doc: "Adapt a generative model for pooling (embed: serve it on /v1/embeddings)." },
   },
 };
 
@@ -102,6 +106,8 @@ const SGLANG: ProfileTable = {
     // SGLang also takes a file path here: a tenant could make it read any file the engine can.
     "chat-template": { type: "string", risk: "paths", doc: "Built-in chat template name, or a template file's path (needs the remoteCode grant)." },
     "reasoning-parser": { type: "string", doc: "Parser extracting reasoning content." },
+    // https://docs.sglang.io/supported_models/embedding_models.html: embedding models need it to serve /v1/embeddings.
+    "is-embedding": { type: "bool", doc: "Serve the model as an embedding model (/v1/embeddings)." },
   },
 };
 
@@ -162,7 +168,9 @@ const LLAMACPP: ProfileTable = {
     "main-gpu": { type: "int", min: 0, doc: "GPU for the model (split-mode none) or intermediate results." },
     "cache-reuse": { type: "int", min: 0, doc: "Minimum chunk reused from the cache via KV shifting." },
     seed: { type: "int", doc: "RNG seed (-1 = random)." },
-    embeddings: { type: "bool", doc: "Serve embeddings only (dedicated embedding models)." },
+    embeddings: { type: "bool", doc: "Serve /v1/embeddings (recent builds then serve embeddings only: dedicated embedding models)." },
+    // A generative GGUF carries no pooling type, and llama-server's /v1/embeddings refuses `none`.
+    pooling: { type: "enum", values: ["none", "mean", "cls", "last", "rank"], doc: "How token vectors become one embedding (default: the model's); last for decoder models." },
     metrics: { type: "bool", doc: "Expose the Prometheus /metrics endpoint." },
   },
 };

@@ -17,6 +17,11 @@ describe("toEngineRequest", () => {
     expect(asked.ok && asked.request).toMatchObject({ callerWantsUsage: true });
   });
 
+  it("passes embeddings through as one JSON answer, even with a stray stream flag", () => {
+    const r = toEngineRequest({ openai_route: "/v1/embeddings", openai_input: { input: ["a", "b"], stream: true } }, "tiny");
+    expect(r).toEqual({ ok: true, request: { shape: "openai", method: "POST", route: "/v1/embeddings", body: { input: ["a", "b"], stream: true, model: "tiny" }, stream: false, callerWantsUsage: false } });
+  });
+
   it("maps /v1/models to a GET without a body", () => {
     expect(toEngineRequest({ openai_route: "/v1/models" }, "tiny")).toEqual({ ok: true, request: { shape: "openai", method: "GET", route: "/v1/models", stream: false } });
   });
@@ -65,6 +70,9 @@ describe("chunk helpers", () => {
   it("reads usage and builds worker-vllm chunks", () => {
     expect(usageOf({ usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } })).toEqual({ promptTokens: 3, completionTokens: 4 });
     expect(usageOf({ usage: null })).toBeUndefined();
+    // An embeddings answer: prompt tokens only, nothing generated.
+    expect(usageOf({ object: "list", data: [], usage: { prompt_tokens: 5, total_tokens: 5 } })).toEqual({ promptTokens: 5, completionTokens: 0 });
+    expect(usageOf({ usage: { prompt_tokens: 5 } })).toBeUndefined();
     expect(tokensChunk("x")).toEqual({ choices: [{ tokens: ["x"] }] });
     expect(tokensChunk("", { promptTokens: 1, completionTokens: 2 })).toEqual({ choices: [{ tokens: [] }], usage: { input: 1, output: 2 } });
   });

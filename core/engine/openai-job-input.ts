@@ -11,7 +11,7 @@ import { z } from "zod";
  */
 
 /** Routes an engine is asked for; anything else is refused before it reaches the engine. */
-export const OPENAI_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/models"] as const;
+export const OPENAI_ROUTES = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"] as const;
 export type OpenAIRoute = (typeof OPENAI_ROUTES)[number];
 
 const passthroughInput = z.object({
@@ -57,7 +57,8 @@ export function toEngineRequest(input: unknown, servedModelName: string): Parsed
     if (!parsed.success) return { ok: false, error: `invalid OpenAI passthrough input: ${z.prettifyError(parsed.error)}` };
     const { openai_route: route, openai_input: body = {} } = parsed.data;
     if (route === "/v1/models") return { ok: true, request: { shape: "openai", method: "GET", route, stream: false } };
-    const stream = body.stream === true;
+    // Embeddings have no stream: a stray `stream: true` reaches the engine as sent, but the answer is one JSON.
+    const stream = route !== "/v1/embeddings" && body.stream === true;
     const callerWantsUsage = stream && isObject(body.stream_options) && body.stream_options.include_usage === true;
     const withModel = { ...body, model: typeof body.model === "string" && body.model !== "" ? body.model : servedModelName };
     return {
@@ -102,11 +103,16 @@ export interface OpenAIUsage {
   completionTokens: number;
 }
 
-/** `usage` of an OpenAI response or final stream chunk, if it has one. */
+/**
+ * `usage` of an OpenAI response or final stream chunk, if it has one. An embeddings response's
+ * usage has no `completion_tokens` (nothing is generated): its prompt tokens count, with 0 generated.
+ */
 export function usageOf(body: unknown): OpenAIUsage | undefined {
   if (!isObject(body) || !isObject(body.usage)) return undefined;
   const { prompt_tokens: p, completion_tokens: c } = body.usage;
-  return typeof p === "number" && typeof c === "number" ? { promptTokens: p, completionTokens: c } : undefined;
+  if (typeof p !== "number") return undefined;
+  if (typeof c === "number") return { promptTokens: p, completionTokens: c };
+  return body.object === "list" && Array.isArray(body.data) ? { promptTokens: p, completionTokens: 0 } : undefined;
 }
 
 /** worker-vllm's output shape: one chunk of text, with the token counts once they are known. */

@@ -31,6 +31,7 @@ describe("key scopes", () => {
       ["POST", "/v2/ep1/purge-queue", "run"],
       ["POST", "/v2/ep1/openai/v1/chat/completions", "run"],
       ["POST", "/v2/ep1/openai/v1/completions", "run"],
+      ["POST", "/v2/ep1/openai/v1/embeddings", "run"],
       ["GET", "/v2/ep1/run", "full"],
       ["POST", "/v2/ep1/health", "full"],
       ["POST", "/v2/ep1/status/j1/extra", "full"],

@@ -24,7 +24,7 @@ const JOB_ROUTES: { methods: readonly string[]; path: RegExp; scope: KeyScope }[
   { methods: ["GET"], path: /^openai\/v1\/models$/, scope: "read" },
   { methods: ["POST"], path: /^(run|runsync|purge-queue)$/, scope: "run" },
   { methods: ["POST"], path: /^(cancel|retry)\/[^/]+$/, scope: "run" },
-  { methods: ["POST"], path: /^openai\/v1\/(chat\/completions|completions)$/, scope: "run" },
+  { methods: ["POST"], path: /^openai\/v1\/(chat\/completions|completions|embeddings)$/, scope: "run" },
 ];
 
 /** The scope a `/v2/{endpointId}/...` request needs (`path` is the whole request path). */

@@ -35,6 +35,17 @@ const completionRequest = z
   .refine(withinDepth, depthMessage)
   .meta({ id: "CompletionRequest" });
 
+// Shapes only (OpenAI's four input forms, arrays non-empty); whether the text fits the model is the engine's to say.
+const embeddingRequest = z
+  .looseObject({
+    model: z.string().optional(),
+    input: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number().int()).min(1), z.array(z.array(z.number().int())).min(1)]),
+    encoding_format: z.enum(["float", "base64"]).optional(),
+    dimensions: z.number().int().min(1).optional(),
+  })
+  .refine(withinDepth, depthMessage)
+  .meta({ id: "EmbeddingRequest" });
+
 const openAIError = z.object({ error: z.looseObject({ message: z.string(), type: z.string(), code: z.string().nullable().optional(), param: z.string().nullable().optional() }) }).meta({ id: "OpenAIError" });
 const errorAnswer = (description: string) => ({ description, content: { "application/json": { schema: openAIError } } });
 const engineAnswer = z.looseObject({}).describe("The engine's own answer, relayed as it is.");
@@ -67,6 +78,22 @@ const generation = (admission: Admission, path: string, summary: string, schema:
 const buildRoutes = (admission: Admission) => ({
   chat: generation(admission, "/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
   completion: generation(admission, "/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
+  embeddings: route({
+    method: "post",
+    path: "/{ep}/openai/v1/embeddings",
+    summary: "Embeddings (OpenAI API)",
+    middleware: [jobAdmission({ ...admission, operationMaxBytes: 20 * MB })] as const,
+    request: { params: epParam, body: jsonRequest(embeddingRequest) },
+    responses: {
+      200: { description: "`{object: \"list\", data: [{object: \"embedding\", index, embedding}], model, usage}`, from the engine.", content: { "application/json": { schema: engineAnswer } } },
+      400: errorAnswer("Malformed request, or refused by the engine (an input over its context, `dimensions` it cannot give, an engine started without embeddings)."),
+      413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
+      429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds."),
+      401: errorAnswer("No API key, or an unknown one."),
+      403: errorAnswer("The API key's scope is `read`: embeddings need a `run` or `full` key (`insufficient_scope`)."),
+      404: errorAnswer("No such endpoint for this tenant."),
+    },
+  }),
   models: route({
     method: "get",
     path: "/{ep}/openai/v1/models",
@@ -98,6 +125,11 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: Open
 
   app.openapi(routes.chat, forward("/v1/chat/completions"));
   app.openapi(routes.completion, forward("/v1/completions"));
+  // Never streamed: one job, one JSON answer (a job on the endpoint's queue like any completion).
+  app.openapi(routes.embeddings, async (c) => {
+    const r = await relay.complete(c.get("endpoint"), "/v1/embeddings", c.req.valid("json"), c.req.raw.signal, originOf(c));
+    return c.json(r.body as Record<string, unknown>, r.status as 200);
+  });
 
   app.openapi(routes.models, async (c) => {
     const ep = c.get("endpoint");

@@ -2,6 +2,7 @@ import { basename } from "node:path";
 import type { Hono } from "hono";
 import { LlamaGenerator, type GenerationStats, type LlamaGeneratorOptions } from "./llama-generator.ts";
 import { openAiApp } from "./openai-routes.ts";
+import { LlamaEmbedder } from "./llama-embedder.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 
 export interface EmbeddedEngineOptions extends LlamaGeneratorOptions {
@@ -32,12 +33,17 @@ export interface EmbeddedEngine {
 export async function createEmbeddedEngine(options: EmbeddedEngineOptions): Promise<EmbeddedEngine> {
   const generator = await LlamaGenerator.load(options);
   const servedModelName = options.servedModelName ?? basename(options.modelPath).replace(/\.gguf$/i, "");
+  // Its context is created on the first embeddings request (see LlamaEmbedder): nothing is allocated here.
+  const embedder = new LlamaEmbedder({ model: generator.model, contextSize: generator.contextSize, ...(options.threads && { threads: options.threads }) });
   return {
-    app: openAiApp({ generator, servedModelName, loadedAtSeconds: Math.floor(Date.now() / 1000), ...(options.log && { log: options.log }) }),
+    app: openAiApp({ generator, embedder, servedModelName, loadedAtSeconds: Math.floor(Date.now() / 1000), ...(options.log && { log: options.log }) }),
     servedModelName,
     contextSize: generator.contextSize,
     chatFormat: generator.chatWrapper.wrapperName,
     stats: () => generator.stats(),
-    close: () => generator.close(),
+    close: async () => {
+      await embedder.close(); // before the generator frees the model its context is built on
+      await generator.close();
+    },
   };
 }

@@ -8,6 +8,8 @@ import { OpenAiError } from "./openai-error.ts";
 import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
 import { sseResponse } from "./sse-response.ts";
+import { addEmbeddingsRoute } from "./embeddings-route.ts";
+import type { LlamaEmbedder } from "./llama-embedder.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
@@ -19,6 +21,8 @@ export interface OpenAiAppDeps {
   loadedAtSeconds: number;
   /** The engine process's log; default none. */
   log?: Log;
+  /** Serves `/v1/embeddings` when given. */
+  embedder?: LlamaEmbedder;
 }
 
 type FinishReason = GenerationResult["finishReason"];
@@ -78,7 +82,7 @@ function serverError(err: unknown, log: Log, c: Context): OpenAIErrorBody {
 
 /**
  * The OpenAI-compatible HTTP API of the embedded engine: `/v1/models`, `/v1/completions`,
- * `/v1/chat/completions`, plus `/health` (the supervisor's readiness probe) and `/stats`.
+ * `/v1/chat/completions`, `/v1/embeddings`, plus `/health` (the supervisor's readiness probe) and `/stats`.
  */
 export function openAiApp(deps: OpenAiAppDeps): Hono {
   const { generator, servedModelName } = deps;
@@ -119,6 +123,8 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     // Unset, a chat completion may run to the end of the context.
     return complete(c, chatShape, prompt, samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), body);
   });
+
+  if (deps.embedder) addEmbeddingsRoute(app, deps.embedder, servedModelName);
 
   async function complete(
     c: Context,
