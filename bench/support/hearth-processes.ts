@@ -117,7 +117,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
       env,
       nodeArgs: options.apiNodeArgs,
       echo: options.echo,
-      ready: jsonLine((o) => (o.t === "api" && o.msg === "listening" && typeof o.url === "string" ? o.url : undefined)),
+      ready: jsonLine((o) => (o.component === "api" && o.msg === "listening" && typeof o.url === "string" ? o.url : undefined)),
     },
     options.cleanup,
   );
