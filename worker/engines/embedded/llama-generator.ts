@@ -1,6 +1,7 @@
 import { randomInt } from "node:crypto";
-import { getLlama, LlamaCompletion, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel } from "node-llama-cpp";
+import { getLlama, LlamaCompletion, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel } from "node-llama-cpp";
 import { FifoPool } from "./fifo-pool.ts";
+import { GrammarFactory, JSON_GRAMMAR_END } from "./grammars.ts";
 import { EngineClosingError, OpenAiError } from "./openai-error.ts";
 import type { ChatMessage } from "./openai-schemas.ts";
 import { beginningToken, chatPrompt, chatWrapperFor, completionPrompt, type Prompt } from "./prompts.ts";
@@ -27,6 +28,8 @@ export interface SamplingParams {
   seed?: number;
   /** Strings that end the completion; the text stops before them. */
   stop: readonly string[];
+  /** Constrains every sampled token (structured output, tool calls); a JSON grammar's end is cut from the text. */
+  grammar?: LlamaGrammar;
 }
 
 export interface GenerationResult {
@@ -65,6 +68,7 @@ export class LlamaGenerator {
   private readonly running = new Map<Promise<unknown>, AbortController>();
   private readonly sequences: LlamaContextSequence[];
   readonly chatWrapper: ChatWrapper;
+  readonly grammars: GrammarFactory;
 
   /** Loads the model and creates its context; rejects when the file is not a model this build can run. */
   static async load(options: LlamaGeneratorOptions): Promise<LlamaGenerator> {
@@ -93,6 +97,7 @@ export class LlamaGenerator {
     this.sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
     this.pool = new FifoPool(this.sequences);
     this.chatWrapper = chatWrapperFor(model);
+    this.grammars = new GrammarFactory(llama);
   }
 
   /** Tokens of context each request has (llama.cpp may round the requested size up). */
@@ -185,7 +190,8 @@ export class LlamaGenerator {
     const first = beginningToken(this.model);
     const input = first !== null && prompt.tokens[0] === first ? prompt.tokens.slice(1) : prompt.tokens;
 
-    const matcher = new StopStringMatcher([...params.stop, ...prompt.formatStopStrings]);
+    // A JSON grammar's end is matched here too, so that its newlines are never sent as text.
+    const matcher = new StopStringMatcher([...params.stop, ...prompt.formatStopStrings, ...(params.grammar ? [JSON_GRAMMAR_END] : [])]);
     let sequence: LlamaContextSequence | undefined;
     try {
       // Among free sequences, the one already holding the longest prefix of this prompt in its KV
@@ -204,6 +210,7 @@ export class LlamaGenerator {
           seed: params.seed ?? randomInt(2 ** 32),
           repeatPenalty: false, // OpenAI's penalties default to off
           customStopTriggers: prompt.formatStopTokens,
+          ...(params.grammar && { grammar: params.grammar }),
           onTextChunk: (text) => {
             const safe = matcher.push(text);
             if (safe !== "") options.onText?.(safe);

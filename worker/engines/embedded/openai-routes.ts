@@ -7,6 +7,7 @@ import type { OpenAIErrorBody } from "../../../core/contracts/openai-error.ts";
 import { OpenAiError } from "./openai-error.ts";
 import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
+import { responseFormatGrammar } from "./response-format.ts";
 import { sseResponse } from "./sse-response.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
@@ -110,14 +111,16 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     const body = parseRequestBody(completionRequest, await c.req.text());
     const prompt = generator.completionPrompt(typeof body.prompt === "string" ? body.prompt : body.prompt[0]);
     // OpenAI's legacy completions default to 16 tokens.
-    return complete(c, completionShape, prompt, samplingParams(body, body.max_tokens ?? 16), body);
+    const grammar = await responseFormatGrammar(body.response_format, generator.grammars);
+    return complete(c, completionShape, prompt, { ...samplingParams(body, body.max_tokens ?? 16), grammar }, body);
   });
 
   app.post("/v1/chat/completions", async (c) => {
     const body = parseRequestBody(chatCompletionRequest, await c.req.text());
     const prompt = generator.chatPrompt(body.messages);
     // Unset, a chat completion may run to the end of the context.
-    return complete(c, chatShape, prompt, samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), body);
+    const grammar = await responseFormatGrammar(body.response_format, generator.grammars);
+    return complete(c, chatShape, prompt, { ...samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), grammar }, body);
   });
 
   async function complete(

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { OpenAiError } from "./openai-error.ts";
+import { responseFormat } from "./response-format.ts";
 
 /*
  * Request bodies of the OpenAI routes the embedded engine serves. Optional fields accept `null` as
@@ -25,6 +26,7 @@ const samplingFields = {
   n: z.number().int().min(1).max(1, "only n = 1 is supported").nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  response_format: responseFormat,
 };
 
 export const completionRequest = z.object({
