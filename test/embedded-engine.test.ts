@@ -256,10 +256,12 @@ describe("embedded engine (node-llama-cpp behind the OpenAI HTTP API)", () => {
 
     const user = { role: "user" as const, content: "hi" };
     expect(await error(await post("/v1/chat/completions", { messages: [user], n: 2 }), 400)).toMatchObject({ type: "invalid_request_error", param: "n" });
-    expect(await error(await post("/v1/chat/completions", { messages: [{ role: "tool", content: "x" }] }), 400)).toMatchObject({
+    // OpenAI's deprecated `function` role (the `tool` role replaced it, and is served).
+    expect(await error(await post("/v1/chat/completions", { messages: [{ role: "function", name: "f", content: "x" }] }), 400)).toMatchObject({
       param: "messages[0].role",
       message: expect.stringContaining("messages[0].role"),
     });
+    expect(await error(await post("/v1/chat/completions", { messages: [{ role: "tool", content: "x" }] }), 400)).toMatchObject({ param: "messages[0].tool_call_id" });
     expect(await error(await post("/v1/chat/completions", { messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] }), 400)).toMatchObject({
       param: "messages[0].content",
     });

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { getLlama, LlamaCompletion, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel } from "node-llama-cpp";
+import { getLlama, LlamaCompletion, type ChatModelFunctions, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel } from "node-llama-cpp";
 import { FifoPool } from "./fifo-pool.ts";
 import { GrammarFactory, JSON_GRAMMAR_END } from "./grammars.ts";
 import { EngineClosingError, OpenAiError } from "./openai-error.ts";
@@ -109,8 +109,8 @@ export class LlamaGenerator {
     return completionPrompt(this.model, text);
   }
 
-  chatPrompt(messages: readonly ChatMessage[]): Prompt {
-    return chatPrompt(this.model, this.chatWrapper, messages);
+  chatPrompt(messages: readonly ChatMessage[], functions?: ChatModelFunctions): Prompt {
+    return chatPrompt(this.model, this.chatWrapper, messages, functions);
   }
 
   stats(): GenerationStats {

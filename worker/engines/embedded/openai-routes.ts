@@ -9,6 +9,7 @@ import { chatCompletionRequest, completionRequest, parseRequestBody, type Comple
 import type { Prompt } from "./prompts.ts";
 import { responseFormatGrammar } from "./response-format.ts";
 import { sseResponse } from "./sse-response.ts";
+import { parseToolCall, ToolCallSplitter, toolPlan, type ToolCall, type ToolPlan } from "./tool-calls.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
@@ -22,7 +23,7 @@ export interface OpenAiAppDeps {
   log?: Log;
 }
 
-type FinishReason = GenerationResult["finishReason"];
+type FinishReason = GenerationResult["finishReason"] | "tool_calls";
 
 /** How one endpoint shapes its choices: `/v1/completions` carries `text`, the chat API `message`/`delta`. */
 interface ChoiceShape {
@@ -54,6 +55,16 @@ const chatShape: ChoiceShape = {
   piece: (content) => ({ index: 0, delta: { content }, logprobs: null, finish_reason: null }),
   closing: (finishReason) => ({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }),
 };
+
+function toolCallChoice(call: ToolCall) {
+  return { index: 0, message: { role: "assistant", content: null, tool_calls: [call] }, logprobs: null, finish_reason: "tool_calls" };
+}
+
+/** A call as OpenAI streams it: id and name first, then the arguments (here in one piece, sent once they are complete). */
+function toolCallDeltas(call: ToolCall): object[] {
+  const delta = (toolCall: object) => ({ index: 0, delta: { tool_calls: [{ index: 0, ...toolCall }] }, logprobs: null, finish_reason: null });
+  return [delta({ id: call.id, type: "function", function: { name: call.function.name, arguments: "" } }), delta({ function: { arguments: call.function.arguments } })];
+}
 
 /** Sampling as OpenAI defines its defaults: temperature 1, top_p 1, no stop strings. */
 function samplingParams(body: Pick<CompletionRequest, "temperature" | "top_p" | "seed" | "stop">, maxTokens: number | undefined): SamplingParams {
@@ -117,10 +128,15 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
 
   app.post("/v1/chat/completions", async (c) => {
     const body = parseRequestBody(chatCompletionRequest, await c.req.text());
-    const prompt = generator.chatPrompt(body.messages);
+    const tools = await toolPlan(body.tools, body.tool_choice, generator.grammars);
+    // One grammar constrains a generation: a call's, or the response format's.
+    if (tools && body.response_format != null && body.response_format.type !== "text") {
+      throw OpenAiError.invalidRequest('response_format together with tools is only supported with tool_choice "none"', "response_format");
+    }
+    const prompt = generator.chatPrompt(body.messages, tools?.functions);
+    const grammar = tools?.grammar ?? (await responseFormatGrammar(body.response_format, generator.grammars));
     // Unset, a chat completion may run to the end of the context.
-    const grammar = await responseFormatGrammar(body.response_format, generator.grammars);
-    return complete(c, chatShape, prompt, { ...samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), grammar }, body);
+    return complete(c, chatShape, prompt, { ...samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), grammar }, body, tools);
   });
 
   async function complete(
@@ -129,13 +145,15 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     prompt: Prompt,
     params: SamplingParams,
     body: Pick<CompletionRequest, "stream" | "stream_options">,
+    tools?: ToolPlan,
   ): Promise<Response> {
     const id = `${shape.idPrefix}-${randomAlnum(24)}`;
     const created = Math.floor(Date.now() / 1000);
     if (!body.stream) {
       // The adapter aborts the request's signal when the client disconnects before the response.
       const result = await generator.generate(prompt, params, { signal: c.req.raw.signal });
-      const choices = [shape.whole(result.text, result.finishReason)];
+      const call = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCall(result.text) : undefined;
+      const choices = [call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason)];
       return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(result) });
     }
 
@@ -148,13 +166,25 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     return sseResponse({
       produce: async (send) => {
         if (shape.opening) send(chunk([shape.opening]));
+        const splitter = tools && new ToolCallSplitter(tools.mode);
         const result = await generator.generate(prompt, params, {
           // On a disconnect the adapter both aborts the request's signal and cancels the body;
           // either one stops the generation.
           signal: AbortSignal.any([c.req.raw.signal, cancelled.signal]),
-          onText: (text) => send(chunk([shape.piece(text)])),
+          onText: (text) => {
+            const content = splitter ? splitter.push(text) : text;
+            if (content !== "") send(chunk([shape.piece(content)]));
+          },
         });
-        send(chunk([shape.closing(result.finishReason)]));
+        const call = splitter?.holdsCall ? parseToolCall(result.text) : undefined;
+        if (call) {
+          for (const delta of toolCallDeltas(call)) send(chunk([delta]));
+          send(chunk([shape.closing("tool_calls")]));
+        } else {
+          // A call cut by max_tokens is sent as the text it is.
+          if (splitter?.holdsCall && result.text !== "") send(chunk([shape.piece(result.text)]));
+          send(chunk([shape.closing(result.finishReason)]));
+        }
         if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(result) });
       },
       onCancel: () => cancelled.abort(new Error("the client stopped reading the stream")),

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { OpenAiError } from "./openai-error.ts";
 import { responseFormat } from "./response-format.ts";
+import { assistantToolCall, tool, toolChoice } from "./tool-calls.ts";
 
 /*
  * Request bodies of the OpenAI routes the embedded engine serves. Optional fields accept `null` as
@@ -38,21 +39,25 @@ export const completionRequest = z.object({
 export type CompletionRequest = z.output<typeof completionRequest>;
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
-const chatMessage = z.object({
-  // OpenAI's newer models call the system role "developer"; both mean the same to a chat template.
-  role: z.enum(["system", "developer", "user", "assistant"]),
-  content: z
-    .union([z.string(), z.array(textPart)], {
-      error: 'content must be a string or an array of {"type": "text", "text": ...} parts',
-    })
-    .nullish(),
+const content = z.union([z.string(), z.array(textPart)], {
+  error: 'content must be a string or an array of {"type": "text", "text": ...} parts',
 });
+const chatMessage = z.discriminatedUnion("role", [
+  // OpenAI's newer models call the system role "developer"; both mean the same to a chat template.
+  z.object({ role: z.enum(["system", "developer", "user"]), content: content.nullish(), name: z.string().nullish() }),
+  z.object({ role: z.literal("assistant"), content: content.nullish(), name: z.string().nullish(), tool_calls: z.array(assistantToolCall).nullish() }),
+  z.object({ role: z.literal("tool"), content: content.nullish(), tool_call_id: z.string().min(1) }),
+]);
 export type ChatMessage = z.output<typeof chatMessage>;
 
 export const chatCompletionRequest = z.object({
   messages: z.array(chatMessage).min(1),
   /** The chat API's newer name for `max_tokens`; it wins when both are sent. */
   max_completion_tokens: z.number().int().min(1).nullish(),
+  tools: z.array(tool).nullish(),
+  tool_choice: toolChoice,
+  /** One call is made at most, which every value allows. */
+  parallel_tool_calls: z.boolean().nullish(),
   ...samplingFields,
 });
 export type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;
