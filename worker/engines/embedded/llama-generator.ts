@@ -24,6 +24,16 @@ export interface SamplingParams {
   /** 0 is greedy decoding. */
   temperature: number;
   topP: number;
+  /** Sample among the `topK` likeliest tokens only; 0: all of them. */
+  topK: number;
+  /** Drop tokens less likely than `minP` times the likeliest one; 0: none. */
+  minP: number;
+  /** OpenAI's: subtracted from a token's logit once per time it was generated. */
+  frequencyPenalty: number;
+  /** OpenAI's: subtracted from a token's logit once it was generated at all. */
+  presencePenalty: number;
+  /** vLLM's and llama.cpp's: a generated token's logit divided by it (multiplied when negative); 1: off. */
+  repetitionPenalty: number;
   /** Seed of the sampler. Default: a random one per request. */
   seed?: number;
   /** Strings that end the completion; the text stops before them. */
@@ -48,6 +58,23 @@ export interface GenerationStats {
   activeRequests: number;
   /** Requests waiting for a free sequence. */
   queuedRequests: number;
+}
+
+/**
+ * The penalties as node-llama-cpp applies them: on the tokens this request generated (OpenAI's
+ * frequency and presence penalties count those; vLLM's repetition penalty also counts the
+ * prompt's, which node-llama-cpp's completion does not). All off (OpenAI's default): none.
+ */
+function repeatPenalty(params: SamplingParams, contextSize: number) {
+  if (params.frequencyPenalty === 0 && params.presencePenalty === 0 && params.repetitionPenalty === 1) return false as const;
+  return {
+    // Every generated token, not node-llama-cpp's last 64: OpenAI counts the whole completion.
+    lastTokens: Math.min(params.maxTokens ?? contextSize, contextSize),
+    penalizeNewLine: true,
+    penalty: params.repetitionPenalty,
+    frequencyPenalty: params.frequencyPenalty,
+    presencePenalty: params.presencePenalty,
+  };
 }
 
 /** The request's own signal aborted (its client went away) before the generation ended. */
@@ -204,11 +231,13 @@ export class LlamaGenerator {
           maxTokens: params.maxTokens,
           temperature: params.temperature,
           topP: params.topP,
-          topK: 0, // OpenAI has no top-k; node-llama-cpp's default of 40 would narrow every sample
+          // Passed even when 0: node-llama-cpp's default of 40 would narrow every sample, and OpenAI has no top-k.
+          topK: params.topK,
+          minP: params.minP,
           // Without a seed node-llama-cpp seeds with the current second: two requests in the same
           // second would then sample the same text.
           seed: params.seed ?? randomInt(2 ** 32),
-          repeatPenalty: false, // OpenAI's penalties default to off
+          repeatPenalty: repeatPenalty(params, this.contextSize),
           customStopTriggers: prompt.formatStopTokens,
           ...(params.grammar && { grammar: params.grammar }),
           onTextChunk: (text) => {

@@ -5,7 +5,7 @@ import { randomAlnum } from "../../../core/ids/random-id.ts";
 import { GenerationAbortedError, type GenerationResult, type LlamaGenerator, type SamplingParams } from "./llama-generator.ts";
 import type { OpenAIErrorBody } from "../../../core/contracts/openai-error.ts";
 import { OpenAiError } from "./openai-error.ts";
-import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
+import { chatCompletionRequest, completionRequest, parseRequestBody, type ChatCompletionRequest, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
 import { responseFormatGrammar } from "./response-format.ts";
 import { sseResponse } from "./sse-response.ts";
@@ -67,11 +67,17 @@ function toolCallDeltas(call: ToolCall): object[] {
 }
 
 /** Sampling as OpenAI defines its defaults: temperature 1, top_p 1, no stop strings. */
-function samplingParams(body: Pick<CompletionRequest, "temperature" | "top_p" | "seed" | "stop">, maxTokens: number | undefined): SamplingParams {
+function samplingParams(body: CompletionRequest | ChatCompletionRequest, maxTokens: number | undefined): SamplingParams {
   return {
     maxTokens,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
+    // vLLM's -1 and llama.cpp's 0 both mean no top-k.
+    topK: Math.max(0, body.top_k ?? 0),
+    minP: body.min_p ?? 0,
+    frequencyPenalty: body.frequency_penalty ?? 0,
+    presencePenalty: body.presence_penalty ?? 0,
+    repetitionPenalty: body.repetition_penalty ?? 1,
     // OpenAI takes any 64-bit integer; the sampler takes 32 bits.
     seed: body.seed == null ? undefined : Number(BigInt.asUintN(32, BigInt(body.seed))),
     stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,

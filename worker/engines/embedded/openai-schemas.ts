@@ -6,8 +6,9 @@ import { assistantToolCall, tool, toolChoice } from "./tool-calls.ts";
 /*
  * Request bodies of the OpenAI routes the embedded engine serves. Optional fields accept `null` as
  * well as absence, because common clients send `"stop": null`, `"seed": null`… for "unset". Fields
- * not named here are stripped, not refused: clients send many this engine has no use for (`user`,
- * `logit_bias`, `frequency_penalty`…), and an OpenAI server must not fail them for it.
+ * not named here are stripped, not refused: clients send many that do not change the output
+ * (`user`, `metadata`, `store`…), and an OpenAI server must not fail them for it. A field that would
+ * change the output is either honoured or named here and refused when it asks for anything.
  */
 
 const stop = z
@@ -28,12 +29,24 @@ const samplingFields = {
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   response_format: responseFormat,
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  /** vLLM's and llama-server's (llama.cpp's repeat penalty), beside OpenAI's two. */
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
+  /** vLLM's: -1 (or 0) is off. */
+  top_k: z.number().int().min(-1).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
 };
+
+/** Fields this engine cannot honour yet: refused when they ask for something, never ignored. */
+const notSupported = (what: string) => ({ error: `${what} is not supported by the embedded engine` });
 
 export const completionRequest = z.object({
   prompt: z.union([z.string(), z.tuple([z.string()])], {
     error: "prompt must be a string or an array of one string",
   }),
+  // node-llama-cpp 3.21.1's completion does not report token probabilities.
+  logprobs: z.null(notSupported("logprobs")).optional(),
   ...samplingFields,
 });
 export type CompletionRequest = z.output<typeof completionRequest>;
@@ -58,6 +71,9 @@ export const chatCompletionRequest = z.object({
   tool_choice: toolChoice,
   /** One call is made at most, which every value allows. */
   parallel_tool_calls: z.boolean().nullish(),
+  // node-llama-cpp 3.21.1's completion does not report token probabilities.
+  logprobs: z.literal(false, notSupported("logprobs")).nullish(),
+  top_logprobs: z.literal(0, notSupported("top_logprobs")).nullish(),
   ...samplingFields,
 });
 export type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;

@@ -1,0 +1,80 @@
+import OpenAI from "openai";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startEmbeddedEngine, type EmbeddedEngineProcess } from "./support/embedded-engine-process.ts";
+
+/*
+ * The sampling fields beyond temperature and top_p on the embedded engine, through the real openai
+ * client on the tiny model, asserted by what they must do to the output; and the fields it cannot
+ * honour, refused with a 400 naming them.
+ */
+
+let engine: EmbeddedEngineProcess;
+let openai: OpenAI;
+
+beforeAll(async () => {
+  engine = await startEmbeddedEngine({ parallel: 2, ctxSize: 1024 });
+  openai = new OpenAI({ baseURL: `${engine.base}/v1`, apiKey: "unused", maxRetries: 0 });
+}, 60_000);
+
+afterAll(async () => {
+  await engine?.stop();
+});
+
+const prompt = "Once upon a time";
+/** Extra fields the openai client's types do not have (vLLM's and llama-server's): sent as they are. */
+const extra = (fields: Record<string, unknown>) => fields as object;
+
+async function complete(fields: Record<string, unknown>): Promise<string> {
+  const out = await openai.completions.create({ model: "tiny-llama", prompt, max_tokens: 32, ...fields } as never);
+  return (out as { choices: { text: string }[] }).choices[0]!.text;
+}
+
+/** How often the most repeated word of `text` appears. */
+function maxRepeats(text: string): number {
+  const counts = new Map<string, number>();
+  for (const w of text.split(/\s+/).filter(Boolean)) counts.set(w, (counts.get(w) ?? 0) + 1);
+  return Math.max(0, ...counts.values());
+}
+
+describe("sampling fields on the embedded engine (tiny model)", () => {
+  it("top_k 1 and min_p 1 leave only the likeliest token: sampling at temperature 1 equals greedy decoding", async () => {
+    const greedy = await complete({ temperature: 0 });
+    for (const seed of [1, 2, 3]) {
+      expect(await complete({ temperature: 1, seed, ...extra({ top_k: 1 }) })).toBe(greedy);
+      expect(await complete({ temperature: 1, seed, ...extra({ min_p: 1 }) })).toBe(greedy);
+    }
+    // Without them, sampling at temperature 1 does differ (the model is not one-token-sure).
+    const sampled = await Promise.all([1, 2, 3].map((seed) => complete({ temperature: 1, seed })));
+    expect(sampled.some((t) => t !== greedy)).toBe(true);
+  }, 60_000);
+
+  it("frequency, presence and repetition penalties change greedy output and cut its repeats", async () => {
+    const greedy = await complete({ temperature: 0, max_tokens: 64 });
+    for (const penalty of [{ frequency_penalty: 2 }, { presence_penalty: 2 }, extra({ repetition_penalty: 3 })]) {
+      const penalised = await complete({ temperature: 0, max_tokens: 64, ...penalty });
+      expect(penalised, JSON.stringify(penalty)).not.toBe(greedy);
+      expect(maxRepeats(penalised), JSON.stringify(penalty)).toBeLessThanOrEqual(maxRepeats(greedy));
+    }
+    // Same on the chat route.
+    const chat = await openai.chat.completions.create({ model: "tiny-llama", messages: [{ role: "user", content: prompt }], temperature: 0, max_completion_tokens: 16, presence_penalty: 1.5 });
+    expect(typeof chat.choices[0]!.message.content).toBe("string");
+  }, 60_000);
+
+  it("refuses what it cannot honour, naming the field: logprobs, top_logprobs, n > 1, out-of-range penalties", async () => {
+    const refusal = async (request: Promise<unknown>) => {
+      const err = await request.then(() => expect.unreachable("the request should have been refused"), (e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      const e = err as InstanceType<typeof OpenAI.APIError>;
+      return { status: e.status, param: (e.error as { param: string | null }).param };
+    };
+    const messages = [{ role: "user" as const, content: "hi" }];
+    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: true }))).toEqual({ status: 400, param: "logprobs" });
+    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, top_logprobs: 3 }))).toEqual({ status: 400, param: "top_logprobs" });
+    expect(await refusal(openai.completions.create({ model: "tiny-llama", prompt, logprobs: 2 }))).toEqual({ status: 400, param: "logprobs" });
+    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, n: 2 }))).toEqual({ status: 400, param: "n" });
+    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, frequency_penalty: 3 }))).toEqual({ status: 400, param: "frequency_penalty" });
+    // Asking for none is fine.
+    const plain = await openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: false, max_completion_tokens: 2 });
+    expect(plain.choices[0]!.logprobs).toBeNull();
+  }, 30_000);
+});
