@@ -60,7 +60,57 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
     expect(typeof chat.choices[0]!.message.content).toBe("string");
   }, 60_000);
 
-  it("refuses what it cannot honour, naming the field: logprobs, top_logprobs, n > 1, out-of-range penalties", async () => {
+  it("chat logprobs: one entry per token of the content, with bytes and top_logprobs; greedy picks the likeliest", async () => {
+    const messages = [{ role: "user" as const, content: "Tell me a story" }];
+    const out = await openai.chat.completions.create({ model: "tiny-llama", messages, temperature: 0, max_completion_tokens: 16, logprobs: true, top_logprobs: 3 });
+    const choice = out.choices[0]!;
+    const content = choice.logprobs!.content!;
+    expect(content.length).toBe(out.usage!.completion_tokens);
+    expect(content.map((e) => e.token).join("")).toBe(choice.message.content);
+    for (const e of content) {
+      expect(e.logprob).toBeLessThanOrEqual(0);
+      expect(e.bytes).toEqual([...Buffer.from(e.token, "utf8")]);
+      expect(e.top_logprobs).toHaveLength(3);
+      const tops = e.top_logprobs.map((t) => t.logprob);
+      expect([...tops].sort((a, b) => b - a)).toEqual(tops);
+      // Greedy decoding takes the likeliest token, whose log probability is the first alternative's.
+      expect(e.top_logprobs[0]!.logprob).toBeCloseTo(e.logprob, 6);
+    }
+    // Streamed, the chunks' entries add up to the same tokens.
+    const stream = await openai.chat.completions.create({ model: "tiny-llama", messages, temperature: 0, max_completion_tokens: 16, logprobs: true, stream: true });
+    let text = "";
+    const tokens: string[] = [];
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      for (const e of chunk.choices[0]?.logprobs?.content ?? []) {
+        expect(e.top_logprobs).toEqual([]);
+        tokens.push(e.token);
+      }
+    }
+    expect(text).toBe(choice.message.content);
+    expect(tokens.join("")).toBe(text);
+    // Without logprobs: null, as OpenAI.
+    const plain = await openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: false, max_completion_tokens: 2 });
+    expect(plain.choices[0]!.logprobs).toBeNull();
+  }, 60_000);
+
+  it("completion logprobs: tokens, token_logprobs, top_logprobs and text_offset line up with the text", async () => {
+    const out = await openai.completions.create({ model: "tiny-llama", prompt, temperature: 1, seed: 4, max_tokens: 12, logprobs: 2 });
+    const { text, logprobs } = out.choices[0]!;
+    const lp = logprobs!;
+    expect(lp.tokens!.join("")).toBe(text);
+    expect(lp.token_logprobs).toHaveLength(lp.tokens!.length);
+    expect(lp.top_logprobs).toHaveLength(lp.tokens!.length);
+    for (const top of lp.top_logprobs!) expect(Object.keys(top).length).toBeLessThanOrEqual(2);
+    let offset = 0;
+    lp.tokens!.forEach((t, i) => {
+      expect(lp.text_offset![i]).toBe(offset);
+      expect(lp.token_logprobs![i]).toBeLessThanOrEqual(0);
+      offset += t.length;
+    });
+  }, 30_000);
+
+  it("refuses what it cannot honour, naming the field: top_logprobs without logprobs, n > 1, out-of-range values", async () => {
     const refusal = async (request: Promise<unknown>) => {
       const err = await request.then(() => expect.unreachable("the request should have been refused"), (e: unknown) => e);
       expect(err).toBeInstanceOf(OpenAI.APIError);
@@ -68,13 +118,10 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
       return { status: e.status, param: (e.error as { param: string | null }).param };
     };
     const messages = [{ role: "user" as const, content: "hi" }];
-    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: true }))).toEqual({ status: 400, param: "logprobs" });
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, top_logprobs: 3 }))).toEqual({ status: 400, param: "top_logprobs" });
-    expect(await refusal(openai.completions.create({ model: "tiny-llama", prompt, logprobs: 2 }))).toEqual({ status: 400, param: "logprobs" });
+    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: true, top_logprobs: 21 }))).toEqual({ status: 400, param: "top_logprobs" });
+    expect(await refusal(openai.completions.create({ model: "tiny-llama", prompt, logprobs: 21 }))).toEqual({ status: 400, param: "logprobs" });
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, n: 2 }))).toEqual({ status: 400, param: "n" });
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, frequency_penalty: 3 }))).toEqual({ status: 400, param: "frequency_penalty" });
-    // Asking for none is fine.
-    const plain = await openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: false, max_completion_tokens: 2 });
-    expect(plain.choices[0]!.logprobs).toBeNull();
   }, 30_000);
 });

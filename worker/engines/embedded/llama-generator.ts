@@ -2,6 +2,7 @@ import { randomInt } from "node:crypto";
 import { getLlama, LlamaCompletion, type ChatModelFunctions, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel } from "node-llama-cpp";
 import { FifoPool } from "./fifo-pool.ts";
 import { GrammarFactory, JSON_GRAMMAR_END } from "./grammars.ts";
+import { LogprobRecorder, type TokenLogprob } from "./logprobs.ts";
 import { EngineClosingError, OpenAiError } from "./openai-error.ts";
 import type { ChatMessage } from "./openai-schemas.ts";
 import { beginningToken, chatPrompt, chatWrapperFor, completionPrompt, type Prompt } from "./prompts.ts";
@@ -40,6 +41,8 @@ export interface SamplingParams {
   stop: readonly string[];
   /** Constrains every sampled token (structured output, tool calls); a JSON grammar's end is cut from the text. */
   grammar?: LlamaGrammar;
+  /** Record each token's log probability and this many likeliest alternatives (0–20). */
+  logprobs?: { top: number };
 }
 
 export interface GenerationResult {
@@ -49,6 +52,8 @@ export interface GenerationResult {
   promptTokens: number;
   /** Tokens the engine sampled for this request, a stop string's included. */
   completionTokens: number;
+  /** With `params.logprobs`: the output's tokens with their log probabilities. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerationStats {
@@ -157,7 +162,7 @@ export class LlamaGenerator {
    * `GenerationAbortedError` when `signal` aborts (decoding stops at the next token and the
    * sequence goes back to the pool), and with `EngineClosingError` when the engine closes meanwhile.
    */
-  generate(prompt: Prompt, params: SamplingParams, options: { signal: AbortSignal; onText?: (text: string) => void }): Promise<GenerationResult> {
+  generate(prompt: Prompt, params: SamplingParams, options: { signal: AbortSignal; onText?: (text: string, logprobs?: TokenLogprob[]) => void }): Promise<GenerationResult> {
     // One controller ends the generation for every reason (client gone, stop string, close). Not
     // `AbortSignal.any` over an engine-wide "closing" signal: that would attach every request ever
     // made to one signal living as long as the engine; this listener goes when the request does.
@@ -209,7 +214,7 @@ export class LlamaGenerator {
   private async run(
     prompt: Prompt,
     params: SamplingParams,
-    options: { signal: AbortSignal; controller: AbortController; onText?: (text: string) => void },
+    options: { signal: AbortSignal; controller: AbortController; onText?: (text: string, logprobs?: TokenLogprob[]) => void },
   ): Promise<GenerationResult> {
     this.checkPrompt(prompt);
     const { signal } = options.controller;
@@ -224,7 +229,13 @@ export class LlamaGenerator {
       // Among free sequences, the one already holding the longest prefix of this prompt in its KV
       // cache (a chat's previous turn): LlamaCompletion then evaluates only the rest.
       sequence = await this.pool.acquire(signal, (s) => s.compareContextTokens(prompt.tokens).firstDifferentIndex);
-      const completion = new LlamaCompletion({ contextSequence: sequence });
+      const recorder = params.logprobs && new LogprobRecorder(this.model, params.logprobs.top);
+      let sentChars = 0;
+      const send = (text: string) => {
+        sentChars += text.length;
+        options.onText?.(text, recorder?.take(sentChars));
+      };
+      const completion = new LlamaCompletion({ contextSequence: recorder ? recorder.recording(sequence) : sequence });
       const outputBefore = sequence.tokenMeter.usedOutputTokens;
       try {
         const { metadata } = await completion.generateCompletionWithMeta(input, {
@@ -242,7 +253,7 @@ export class LlamaGenerator {
           ...(params.grammar && { grammar: params.grammar }),
           onTextChunk: (text) => {
             const safe = matcher.push(text);
-            if (safe !== "") options.onText?.(safe);
+            if (safe !== "") send(safe);
             if (matcher.stopped) options.controller.abort();
           },
           // Every end through the signal returns what was generated; `run` then tells them apart.
@@ -256,13 +267,14 @@ export class LlamaGenerator {
         if (signal.aborted && !matcher.stopped) throw signal.reason;
         if (!matcher.stopped) {
           const rest = matcher.flush();
-          if (rest !== "") options.onText?.(rest);
+          if (rest !== "") send(rest);
         }
         return {
           text: matcher.output,
           finishReason: !matcher.stopped && metadata.stopReason === "maxTokens" ? "length" : "stop",
           promptTokens: prompt.tokens.length,
           completionTokens: sequence.tokenMeter.usedOutputTokens - outputBefore,
+          ...(recorder && { logprobs: recorder.covering(matcher.output.length) }),
         };
       } finally {
         completion.dispose(); // leaves the sequence, and its KV cache, to the next request

@@ -8,6 +8,7 @@ import { OpenAiError } from "./openai-error.ts";
 import { chatCompletionRequest, completionRequest, parseRequestBody, type ChatCompletionRequest, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
 import { responseFormatGrammar } from "./response-format.ts";
+import { chatLogprobs, completionLogprobs, type TokenLogprob } from "./logprobs.ts";
 import { sseResponse } from "./sse-response.ts";
 import { parseToolCall, ToolCallSplitter, toolPlan, type ToolCall, type ToolPlan } from "./tool-calls.ts";
 import type { Log } from "../../../core/log/process-log.ts";
@@ -30,10 +31,12 @@ interface ChoiceShape {
   idPrefix: string;
   object: string;
   chunkObject: string;
-  whole(text: string, finishReason: FinishReason): object;
+  whole(text: string, finishReason: FinishReason, logprobs: object | null): object;
   /** The chunk a stream opens with, before any text (the chat API announces the role). */
   opening?: object;
-  piece(text: string): object;
+  piece(text: string, logprobs: object | null): object;
+  /** `logprobs` of a choice; `offset` is where the entries' text starts in the completion. */
+  logprobs(entries: readonly TokenLogprob[], offset: number): object;
   closing(finishReason: FinishReason): object;
 }
 
@@ -41,8 +44,9 @@ const completionShape: ChoiceShape = {
   idPrefix: "cmpl",
   object: "text_completion",
   chunkObject: "text_completion",
-  whole: (text, finishReason) => ({ index: 0, text, logprobs: null, finish_reason: finishReason }),
-  piece: (text) => ({ index: 0, text, logprobs: null, finish_reason: null }),
+  whole: (text, finishReason, logprobs) => ({ index: 0, text, logprobs, finish_reason: finishReason }),
+  piece: (text, logprobs) => ({ index: 0, text, logprobs, finish_reason: null }),
+  logprobs: completionLogprobs,
   closing: (finishReason) => ({ index: 0, text: "", logprobs: null, finish_reason: finishReason }),
 };
 
@@ -50,9 +54,10 @@ const chatShape: ChoiceShape = {
   idPrefix: "chatcmpl",
   object: "chat.completion",
   chunkObject: "chat.completion.chunk",
-  whole: (content, finishReason) => ({ index: 0, message: { role: "assistant", content }, logprobs: null, finish_reason: finishReason }),
+  whole: (content, finishReason, logprobs) => ({ index: 0, message: { role: "assistant", content }, logprobs, finish_reason: finishReason }),
   opening: { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
-  piece: (content) => ({ index: 0, delta: { content }, logprobs: null, finish_reason: null }),
+  piece: (content, logprobs) => ({ index: 0, delta: { content }, logprobs, finish_reason: null }),
+  logprobs: (entries) => chatLogprobs(entries),
   closing: (finishReason) => ({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }),
 };
 
@@ -64,6 +69,13 @@ function toolCallChoice(call: ToolCall) {
 function toolCallDeltas(call: ToolCall): object[] {
   const delta = (toolCall: object) => ({ index: 0, delta: { tool_calls: [{ index: 0, ...toolCall }] }, logprobs: null, finish_reason: null });
   return [delta({ id: call.id, type: "function", function: { name: call.function.name, arguments: "" } }), delta({ function: { arguments: call.function.arguments } })];
+}
+
+/** Chat: `logprobs: true` with `top_logprobs` alternatives; completions: `logprobs` is the number of alternatives. */
+function logprobsParam(body: CompletionRequest | ChatCompletionRequest): Pick<SamplingParams, "logprobs"> {
+  if (typeof body.logprobs === "number") return { logprobs: { top: body.logprobs } };
+  if (body.logprobs === true) return { logprobs: { top: "top_logprobs" in body ? (body.top_logprobs ?? 0) : 0 } };
+  return {};
 }
 
 /** Sampling as OpenAI defines its defaults: temperature 1, top_p 1, no stop strings. */
@@ -78,6 +90,7 @@ function samplingParams(body: CompletionRequest | ChatCompletionRequest, maxToke
     frequencyPenalty: body.frequency_penalty ?? 0,
     presencePenalty: body.presence_penalty ?? 0,
     repetitionPenalty: body.repetition_penalty ?? 1,
+    ...logprobsParam(body),
     // OpenAI takes any 64-bit integer; the sampler takes 32 bits.
     seed: body.seed == null ? undefined : Number(BigInt.asUintN(32, BigInt(body.seed))),
     stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
@@ -159,7 +172,8 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
       // The adapter aborts the request's signal when the client disconnects before the response.
       const result = await generator.generate(prompt, params, { signal: c.req.raw.signal });
       const call = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCall(result.text) : undefined;
-      const choices = [call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason)];
+      const logprobs = result.logprobs ? shape.logprobs(result.logprobs, 0) : null;
+      const choices = [call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason, logprobs)];
       return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(result) });
     }
 
@@ -173,13 +187,16 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
       produce: async (send) => {
         if (shape.opening) send(chunk([shape.opening]));
         const splitter = tools && new ToolCallSplitter(tools.mode);
+        let offset = 0; // of the next piece's text in the completion
         const result = await generator.generate(prompt, params, {
           // On a disconnect the adapter both aborts the request's signal and cancels the body;
           // either one stops the generation.
           signal: AbortSignal.any([c.req.raw.signal, cancelled.signal]),
-          onText: (text) => {
+          onText: (text, entries) => {
             const content = splitter ? splitter.push(text) : text;
-            if (content !== "") send(chunk([shape.piece(content)]));
+            if (content === "") return;
+            send(chunk([shape.piece(content, entries ? shape.logprobs(entries, offset) : null)]));
+            offset += content.length;
           },
         });
         const call = splitter?.holdsCall ? parseToolCall(result.text) : undefined;
@@ -188,7 +205,7 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
           send(chunk([shape.closing("tool_calls")]));
         } else {
           // A call cut by max_tokens is sent as the text it is.
-          if (splitter?.holdsCall && result.text !== "") send(chunk([shape.piece(result.text)]));
+          if (splitter?.holdsCall && result.text !== "") send(chunk([shape.piece(result.text, result.logprobs ? shape.logprobs(result.logprobs, 0) : null)]));
           send(chunk([shape.closing(result.finishReason)]));
         }
         if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(result) });

@@ -38,15 +38,13 @@ const samplingFields = {
   min_p: z.number().min(0).max(1).nullish(),
 };
 
-/** Fields this engine cannot honour yet: refused when they ask for something, never ignored. */
-const notSupported = (what: string) => ({ error: `${what} is not supported by the embedded engine` });
 
 export const completionRequest = z.object({
   prompt: z.union([z.string(), z.tuple([z.string()])], {
     error: "prompt must be a string or an array of one string",
   }),
-  // node-llama-cpp 3.21.1's completion does not report token probabilities.
-  logprobs: z.null(notSupported("logprobs")).optional(),
+  /** How many alternatives to list per token (OpenAI allows 5, vLLM 20); 0 lists the chosen token's only. */
+  logprobs: z.number().int().min(0).max(20).nullish(),
   ...samplingFields,
 });
 export type CompletionRequest = z.output<typeof completionRequest>;
@@ -71,11 +69,10 @@ export const chatCompletionRequest = z.object({
   tool_choice: toolChoice,
   /** One call is made at most, which every value allows. */
   parallel_tool_calls: z.boolean().nullish(),
-  // node-llama-cpp 3.21.1's completion does not report token probabilities.
-  logprobs: z.literal(false, notSupported("logprobs")).nullish(),
-  top_logprobs: z.literal(0, notSupported("top_logprobs")).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
   ...samplingFields,
-});
+}).refine((body) => body.top_logprobs == null || body.logprobs === true, { message: "top_logprobs requires logprobs to be true", path: ["top_logprobs"] });
 export type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;
 
 /** A message's text: content parts joined by newlines (as vLLM does); `null` content is empty. */
