@@ -110,6 +110,18 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
     });
   }, 30_000);
 
+  it("logit_bias: +100 on one token makes greedy decoding write only it; an id outside the vocabulary is a 400", async () => {
+    const out = await openai.completions.create({ model: "tiny-llama", prompt, temperature: 0, max_tokens: 6, logprobs: 0, logit_bias: { "3000": 100 } });
+    const tokens = out.choices[0]!.logprobs!.tokens!;
+    expect(tokens).toHaveLength(6);
+    expect(new Set(tokens.map((t) => t.trim())).size).toBe(1);
+    const unbiased = await openai.completions.create({ model: "tiny-llama", prompt, temperature: 0, max_tokens: 6 });
+    expect(unbiased.choices[0]!.text).not.toBe(out.choices[0]!.text);
+    const err = await openai.chat.completions.create({ model: "tiny-llama", messages: [{ role: "user", content: "x" }], logit_bias: { "999999": 5 } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ param: "logit_bias" });
+  }, 30_000);
+
   it("refuses what it cannot honour, naming the field: top_logprobs without logprobs, n > 1, out-of-range values", async () => {
     const refusal = async (request: Promise<unknown>) => {
       const err = await request.then(() => expect.unreachable("the request should have been refused"), (e: unknown) => e);

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { getLlama, LlamaCompletion, type ChatModelFunctions, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel } from "node-llama-cpp";
+import { getLlama, LlamaCompletion, type ChatModelFunctions, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type TokenBias } from "node-llama-cpp";
 import { FifoPool } from "./fifo-pool.ts";
 import { GrammarFactory, JSON_GRAMMAR_END } from "./grammars.ts";
 import { LogprobRecorder, type TokenLogprob } from "./logprobs.ts";
@@ -43,6 +43,8 @@ export interface SamplingParams {
   grammar?: LlamaGrammar;
   /** Record each token's log probability and this many likeliest alternatives (0–20). */
   logprobs?: { top: number };
+  /** Added to tokens' logits (OpenAI's `logit_bias`). */
+  tokenBias?: TokenBias;
 }
 
 export interface GenerationResult {
@@ -251,6 +253,7 @@ export class LlamaGenerator {
           repeatPenalty: repeatPenalty(params, this.contextSize),
           customStopTriggers: prompt.formatStopTokens,
           ...(params.grammar && { grammar: params.grammar }),
+          ...(params.tokenBias && { tokenBias: params.tokenBias }),
           onTextChunk: (text) => {
             const safe = matcher.push(text);
             if (safe !== "") send(safe);

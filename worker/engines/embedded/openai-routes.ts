@@ -8,6 +8,7 @@ import { OpenAiError } from "./openai-error.ts";
 import { chatCompletionRequest, completionRequest, parseRequestBody, type ChatCompletionRequest, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
 import { responseFormatGrammar } from "./response-format.ts";
+import { logitBias } from "./logit-bias.ts";
 import { chatLogprobs, completionLogprobs, type TokenLogprob } from "./logprobs.ts";
 import { sseResponse } from "./sse-response.ts";
 import { parseToolCall, ToolCallSplitter, toolPlan, type ToolCall, type ToolPlan } from "./tool-calls.ts";
@@ -142,7 +143,8 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     const prompt = generator.completionPrompt(typeof body.prompt === "string" ? body.prompt : body.prompt[0]);
     // OpenAI's legacy completions default to 16 tokens.
     const grammar = await responseFormatGrammar(body.response_format, generator.grammars);
-    return complete(c, completionShape, prompt, { ...samplingParams(body, body.max_tokens ?? 16), grammar }, body);
+    const tokenBias = logitBias(generator.model, body.logit_bias);
+    return complete(c, completionShape, prompt, { ...samplingParams(body, body.max_tokens ?? 16), grammar, tokenBias }, body);
   });
 
   app.post("/v1/chat/completions", async (c) => {
@@ -154,8 +156,9 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     }
     const prompt = generator.chatPrompt(body.messages, tools?.functions);
     const grammar = tools?.grammar ?? (await responseFormatGrammar(body.response_format, generator.grammars));
+    const tokenBias = logitBias(generator.model, body.logit_bias);
     // Unset, a chat completion may run to the end of the context.
-    return complete(c, chatShape, prompt, { ...samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), grammar }, body, tools);
+    return complete(c, chatShape, prompt, { ...samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), grammar, tokenBias }, body, tools);
   });
 
   async function complete(

@@ -36,6 +36,8 @@ const samplingFields = {
   /** vLLM's: -1 (or 0) is off. */
   top_k: z.number().int().min(-1).nullish(),
   min_p: z.number().min(0).max(1).nullish(),
+  /** Token id (as a string) → bias added to its logit. */
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
 };
 
 
