@@ -122,7 +122,32 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
     expect((err as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ param: "logit_bias" });
   }, 30_000);
 
-  it("refuses what it cannot honour, naming the field: top_logprobs without logprobs, n > 1, out-of-range values", async () => {
+  it("n choices: each sampled on its own (seeded choices differ), usage adding up; streamed with each chunk's index", async () => {
+    const out = await openai.completions.create({ model: "tiny-llama", prompt, temperature: 1, seed: 9, max_tokens: 10, n: 3 });
+    expect(out.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    const texts = out.choices.map((c) => c.text);
+    expect(new Set(texts).size).toBe(3);
+    const single = await openai.completions.create({ model: "tiny-llama", prompt, temperature: 1, seed: 9, max_tokens: 10 });
+    expect(texts[0]).toBe(single.choices[0]!.text);
+    expect(out.usage!.prompt_tokens).toBe(single.usage!.prompt_tokens);
+    expect(out.usage!.completion_tokens).toBe(30);
+
+    const messages = [{ role: "user" as const, content: "Hi" }];
+    const whole = await openai.chat.completions.create({ model: "tiny-llama", messages, temperature: 1, seed: 4, max_completion_tokens: 8, n: 2 });
+    const stream = await openai.chat.completions.create({ model: "tiny-llama", messages, temperature: 1, seed: 4, max_completion_tokens: 8, n: 2, stream: true });
+    const streamed = ["", ""];
+    const finished = [false, false];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        streamed[c.index] += c.delta.content ?? "";
+        if (c.finish_reason) finished[c.index] = true;
+      }
+    }
+    expect(finished).toEqual([true, true]);
+    expect(streamed).toEqual(whole.choices.map((c) => c.message.content));
+  }, 60_000);
+
+  it("refuses what it cannot honour, naming the field: top_logprobs without logprobs, n over 16, out-of-range values", async () => {
     const refusal = async (request: Promise<unknown>) => {
       const err = await request.then(() => expect.unreachable("the request should have been refused"), (e: unknown) => e);
       expect(err).toBeInstanceOf(OpenAI.APIError);
@@ -133,7 +158,7 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, top_logprobs: 3 }))).toEqual({ status: 400, param: "top_logprobs" });
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: true, top_logprobs: 21 }))).toEqual({ status: 400, param: "top_logprobs" });
     expect(await refusal(openai.completions.create({ model: "tiny-llama", prompt, logprobs: 21 }))).toEqual({ status: 400, param: "logprobs" });
-    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, n: 2 }))).toEqual({ status: 400, param: "n" });
+    expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, n: 17 }))).toEqual({ status: 400, param: "n" });
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, frequency_penalty: 3 }))).toEqual({ status: 400, param: "frequency_penalty" });
   }, 30_000);
 });

@@ -98,8 +98,16 @@ function samplingParams(body: CompletionRequest | ChatCompletionRequest, maxToke
   };
 }
 
-function usage(result: GenerationResult) {
-  return { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, total_tokens: result.promptTokens + result.completionTokens };
+/** The prompt is counted once, as OpenAI does for `n` choices; the completions add up. */
+function usage(results: readonly GenerationResult[]) {
+  const prompt = results[0]?.promptTokens ?? 0;
+  const completion = results.reduce((sum, r) => sum + r.completionTokens, 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** `choice` as the `index`th choice (every shape builds its choices as index 0). */
+function at(index: number, choice: object): object {
+  return { ...choice, index };
 }
 
 function serverError(err: unknown, log: Log, c: Context): OpenAIErrorBody {
@@ -166,52 +174,84 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     shape: ChoiceShape,
     prompt: Prompt,
     params: SamplingParams,
-    body: Pick<CompletionRequest, "stream" | "stream_options">,
+    body: Pick<CompletionRequest, "stream" | "stream_options" | "n">,
     tools?: ToolPlan,
   ): Promise<Response> {
     const id = `${shape.idPrefix}-${randomAlnum(24)}`;
     const created = Math.floor(Date.now() / 1000);
+    // `n` choices are `n` generations, each on its own sequence (batched together like separate
+    // requests), each with its own seed so that a seeded request still gets different choices.
+    const choiceParams = Array.from({ length: body.n ?? 1 }, (_, i): SamplingParams => (params.seed === undefined || i === 0 ? params : { ...params, seed: (params.seed + i) >>> 0 }));
+    // One choice failing ends the others: the request fails as a whole.
+    const failed = new AbortController();
+    const generateAll = (
+      signal: AbortSignal,
+      onText?: (index: number, text: string, entries?: TokenLogprob[]) => void,
+      onDone?: (index: number, result: GenerationResult) => void,
+    ) =>
+      Promise.all(
+        choiceParams.map((p, i) =>
+          generator.generate(prompt, p, { signal: AbortSignal.any([signal, failed.signal]), ...(onText && { onText: (text, entries) => onText(i, text, entries) }) }).then(
+            (result) => {
+              onDone?.(i, result);
+              return result;
+            },
+            (err: unknown) => {
+              failed.abort(err);
+              throw err;
+            },
+          ),
+        ),
+      );
+
     if (!body.stream) {
       // The adapter aborts the request's signal when the client disconnects before the response.
-      const result = await generator.generate(prompt, params, { signal: c.req.raw.signal });
-      const call = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCall(result.text) : undefined;
-      const logprobs = result.logprobs ? shape.logprobs(result.logprobs, 0) : null;
-      const choices = [call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason, logprobs)];
-      return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(result) });
+      const results = await generateAll(c.req.raw.signal);
+      const choices = results.map((result, i) => {
+        const call = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCall(result.text) : undefined;
+        const logprobs = result.logprobs ? shape.logprobs(result.logprobs, 0) : null;
+        return at(i, call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason, logprobs));
+      });
+      return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(results) });
     }
 
     // Fail with a status code while one can still be sent: a stream's 200 goes out at once.
     generator.checkPrompt(prompt);
     const includeUsage = body.stream_options?.include_usage === true;
     // As OpenAI does, every chunk carries `usage: null` when the last one will carry the usage.
-    const chunk = (choices: object[]) => ({ id, object: shape.chunkObject, created, model: servedModelName, choices, ...(includeUsage ? { usage: null } : {}) });
+    const chunk = (index: number, choice: object) => ({ id, object: shape.chunkObject, created, model: servedModelName, choices: [at(index, choice)], ...(includeUsage ? { usage: null } : {}) });
     const cancelled = new AbortController();
     return sseResponse({
       produce: async (send) => {
-        if (shape.opening) send(chunk([shape.opening]));
-        const splitter = tools && new ToolCallSplitter(tools.mode);
-        let offset = 0; // of the next piece's text in the completion
-        const result = await generator.generate(prompt, params, {
+        const opening = shape.opening;
+        if (opening) choiceParams.forEach((_, i) => send(chunk(i, opening)));
+        const splitters = choiceParams.map(() => tools && new ToolCallSplitter(tools.mode));
+        const offsets = choiceParams.map(() => 0); // of each choice's next piece in its completion
+        const finish = (i: number, result: GenerationResult) => {
+          const call = splitters[i]?.holdsCall ? parseToolCall(result.text) : undefined;
+          if (call) {
+            for (const delta of toolCallDeltas(call)) send(chunk(i, delta));
+            send(chunk(i, shape.closing("tool_calls")));
+            return;
+          }
+          // A call cut by max_tokens is sent as the text it is.
+          if (splitters[i]?.holdsCall && result.text !== "") send(chunk(i, shape.piece(result.text, result.logprobs ? shape.logprobs(result.logprobs, 0) : null)));
+          send(chunk(i, shape.closing(result.finishReason)));
+        };
+        const results = await generateAll(
           // On a disconnect the adapter both aborts the request's signal and cancels the body;
           // either one stops the generation.
-          signal: AbortSignal.any([c.req.raw.signal, cancelled.signal]),
-          onText: (text, entries) => {
+          AbortSignal.any([c.req.raw.signal, cancelled.signal]),
+          (i, text, entries) => {
+            const splitter = splitters[i];
             const content = splitter ? splitter.push(text) : text;
             if (content === "") return;
-            send(chunk([shape.piece(content, entries ? shape.logprobs(entries, offset) : null)]));
-            offset += content.length;
+            send(chunk(i, shape.piece(content, entries ? shape.logprobs(entries, offsets[i]!) : null)));
+            offsets[i]! += content.length;
           },
-        });
-        const call = splitter?.holdsCall ? parseToolCall(result.text) : undefined;
-        if (call) {
-          for (const delta of toolCallDeltas(call)) send(chunk([delta]));
-          send(chunk([shape.closing("tool_calls")]));
-        } else {
-          // A call cut by max_tokens is sent as the text it is.
-          if (splitter?.holdsCall && result.text !== "") send(chunk([shape.piece(result.text, result.logprobs ? shape.logprobs(result.logprobs, 0) : null)]));
-          send(chunk([shape.closing(result.finishReason)]));
-        }
-        if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(result) });
+          finish,
+        );
+        if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(results) });
       },
       onCancel: () => cancelled.abort(new Error("the client stopped reading the stream")),
       errorEvent: (err) => {

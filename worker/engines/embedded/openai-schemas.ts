@@ -25,7 +25,8 @@ const samplingFields = {
   top_p: z.number().min(0).max(1).nullish(),
   seed: z.number().int().nullish(),
   stop,
-  n: z.number().int().min(1).max(1, "only n = 1 is supported").nullish(),
+  /** Choices, each generated on its own sequence; more than the engine's `--parallel` wait for one. */
+  n: z.number().int().min(1).max(16, "n is at most 16").nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   response_format: responseFormat,
