@@ -1,6 +1,15 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { Ajv } from "ajv";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openaiEngine } from "../core/contracts/endpoint.ts";
+import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
+import { EMBEDDED_ENGINE } from "../worker/engines/create-engine.ts";
+import { OpenAIEngine } from "../worker/engines/openai/openai-engine.ts";
+import { FileModelSource } from "../worker/models/file-model-source.ts";
+import { ModelStore } from "../worker/models/model-source.ts";
 import { startEmbeddedEngine, type EmbeddedEngineProcess } from "./support/embedded-engine-process.ts";
 
 /*
@@ -43,6 +52,22 @@ const validPerson = ajv.compile(person);
 const messages = [{ role: "user" as const, content: "Describe a person as JSON." }];
 const jsonSchemaFormat = { type: "json_schema" as const, json_schema: { name: "person", schema: person, strict: true } };
 
+/** 20 strict json_schema outputs at temperature 1 from `client`, each parsed and validated with ajv. */
+async function expectTwentyValid(client: OpenAI): Promise<void> {
+  const outputs = await Promise.all(
+    Array.from({ length: 20 }, (_, seed) =>
+      client.chat.completions.create({ model: "tiny-llama", messages, response_format: jsonSchemaFormat, temperature: 1, seed, max_completion_tokens: 400 }),
+    ),
+  );
+  const parsed = outputs.map((o) => {
+    expect(o.choices[0]!.finish_reason).toBe("stop");
+    return JSON.parse(o.choices[0]!.message.content!) as unknown;
+  });
+  for (const value of parsed) expect(validPerson(value), JSON.stringify(validPerson.errors)).toBe(true);
+  // Sampled, not one fixed answer: the model's own choices show through the constraint.
+  expect(new Set(parsed.map((p) => JSON.stringify(p))).size).toBeGreaterThan(10);
+}
+
 /** The OpenAI error a request failed with: status and body. */
 async function refusal(request: Promise<unknown>): Promise<{ status: number; error: { param: string | null; type: string; message: string } }> {
   const err = await request.then(
@@ -56,18 +81,7 @@ async function refusal(request: Promise<unknown>): Promise<{ status: number; err
 
 describe("response_format on the embedded engine (tiny model)", () => {
   it("json_schema (strict): 20 outputs sampled at temperature 1 all parse and validate against the schema", async () => {
-    const outputs = await Promise.all(
-      Array.from({ length: 20 }, (_, seed) =>
-        openai.chat.completions.create({ model: "tiny-llama", messages, response_format: jsonSchemaFormat, temperature: 1, seed, max_completion_tokens: 400 }),
-      ),
-    );
-    const parsed = outputs.map((o) => {
-      expect(o.choices[0]!.finish_reason).toBe("stop");
-      return JSON.parse(o.choices[0]!.message.content!) as unknown;
-    });
-    for (const value of parsed) expect(validPerson(value), JSON.stringify(validPerson.errors)).toBe(true);
-    // Sampled, not one fixed answer: the model's own choices show through the constraint.
-    expect(new Set(parsed.map((p) => JSON.stringify(p))).size).toBeGreaterThan(10);
+    await expectTwentyValid(openai);
   }, 240_000);
 
   it("json_schema streamed: the deltas join into JSON that validates", async () => {
@@ -129,3 +143,41 @@ describe("response_format on the embedded engine (tiny model)", () => {
     expect(noName).toMatchObject({ status: 400, error: { param: "response_format.json_schema" } });
   });
 });
+
+/*
+ * The same proof against llama.cpp's own server (the `llamacpp` profile) where one is built: it
+ * turns json_schema into a grammar itself. Only the proof of validity runs there; the refusals
+ * above are the embedded engine's own rules.
+ */
+const llamaServer = process.env.HEARTH_LLAMA_SERVER ?? "/var/cache/hearth/llama-build/bin/llama-server";
+if (existsSync(llamaServer)) {
+  describe("response_format on llama-server (llamacpp profile)", () => {
+    const scratch = mkdtempSync(join(tmpdir(), "hearth-llama-server-"));
+    let server: OpenAIEngine;
+    let client: OpenAI;
+    beforeAll(async () => {
+      // The profile runs `llama-server` from PATH, as in images/llamacpp.
+      process.env.PATH = `${dirname(llamaServer)}:${process.env.PATH ?? ""}`;
+      const modelPath = ensureTinyLlamaFile(join(scratch, "tiny-llama.gguf"));
+      server = new OpenAIEngine({
+        spec: openaiEngine.parse({ kind: "openai", profile: "llamacpp", model: `file://${modelPath}`, args: { threads: 1, "ctx-size": 4096 }, concurrency: 4 }),
+        models: new ModelStore({ cacheDir: join(scratch, "cache"), sources: [new FileModelSource({ allowedDirs: [scratch] })] }),
+        embedded: EMBEDDED_ENGINE,
+        onLog: () => {},
+      });
+      await server.start();
+      client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: "unused", maxRetries: 0 });
+    }, 60_000);
+    afterAll(async () => {
+      await server?.stop();
+      rmSync(scratch, { recursive: true, force: true });
+    });
+    it("json_schema (strict): 20 outputs sampled at temperature 1 all parse and validate against the schema", async () => {
+      await expectTwentyValid(client);
+    }, 240_000);
+  });
+} else {
+  describe.skip(`response_format on llama-server: no llama-server at ${llamaServer} (set HEARTH_LLAMA_SERVER to run it)`, () => {
+    it("json_schema (strict): 20 outputs sampled at temperature 1 all parse and validate against the schema", () => {});
+  });
+}
