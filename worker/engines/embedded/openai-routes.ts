@@ -11,7 +11,7 @@ import { responseFormatGrammar } from "./response-format.ts";
 import { logitBias } from "./logit-bias.ts";
 import { chatLogprobs, completionLogprobs, type TokenLogprob } from "./logprobs.ts";
 import { sseResponse } from "./sse-response.ts";
-import { parseToolCall, ToolCallSplitter, toolPlan, type ToolCall, type ToolPlan } from "./tool-calls.ts";
+import { parseToolCall, ToolCallSplitter, toolFunctions, toolPlan, type ToolCall, type ToolPlan } from "./tool-calls.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
@@ -162,7 +162,9 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     if (tools && body.response_format != null && body.response_format.type !== "text") {
       throw OpenAiError.invalidRequest('response_format together with tools is only supported with tool_choice "none"', "response_format");
     }
-    const prompt = generator.chatPrompt(body.messages, tools?.functions);
+    // Tools are shown to the model even under "none" (as OpenAI does): a chat template renders the
+    // conversation's earlier calls in its own format only when it is given the tools.
+    const prompt = generator.chatPrompt(body.messages, tools?.functions ?? toolFunctions(body.tools).functions);
     const grammar = tools?.grammar ?? (await responseFormatGrammar(body.response_format, generator.grammars));
     const tokenBias = logitBias(generator.model, body.logit_bias);
     // Unset, a chat completion may run to the end of the context.
