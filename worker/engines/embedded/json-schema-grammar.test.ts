@@ -54,5 +54,8 @@ describe("toGbnfJsonSchema", () => {
     expect(refusedParam({ $ref: "https://example.com/s.json" })).toBe(`${P}.$ref`);
     expect(refusedParam({ type: "strng" })).toBe(`${P}.type`);
     expect(refusedParam({ minLength: 2 })).toBe(`${P}.minLength`);
+    let deep: Record<string, unknown> = { type: "string" };
+    for (let i = 0; i < 100; i++) deep = { type: "array", items: deep };
+    expect(refusedParam(deep)).toMatch(/^response_format\.json_schema\.schema(\.items)+$/);
   });
 });

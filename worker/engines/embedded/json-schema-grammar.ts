@@ -11,6 +11,9 @@ import { OpenAiError } from "./openai-error.ts";
  * none undeclared unless `additionalProperties` asks for them): the output always validates.
  */
 
+/** Deepest nesting of schemas accepted: deeper is refused, not left to fail inside node-llama-cpp (512) as a 500. */
+const MAX_DEPTH = 64;
+
 /** Most integers an integer range may hold: a range becomes an enum of its values (node-llama-cpp has no ranges). */
 const MAX_INTEGER_RANGE = 1000;
 
@@ -41,6 +44,7 @@ class Translator {
   }
 
   schema(node: unknown, path: string): GbnfJsonSchema {
+    if (path.split(".").length > MAX_DEPTH) this.refuse(path, `schemas nested deeper than ${MAX_DEPTH} levels are not supported`);
     // `true` and `{}` allow any JSON value.
     if (node === true) return this.any();
     if (!isObject(node)) this.refuse(path, "a schema must be an object or true");
