@@ -86,11 +86,13 @@ describe("tools on the embedded engine (tiny model)", () => {
     const calls: { id: string; type: string; function: { name: string; arguments: string } }[] = [];
     let finish: string | null = null;
     let content = "";
+    let deltas = 0;
     for await (const chunk of stream) {
       const choice = chunk.choices[0];
       if (!choice) continue;
       content += choice.delta.content ?? "";
       for (const d of choice.delta.tool_calls ?? []) {
+        deltas++;
         expect(d.index).toBe(0);
         calls[d.index] ??= { id: d.id!, type: d.type!, function: { name: d.function!.name!, arguments: "" } };
         calls[d.index]!.function.arguments += d.function?.arguments ?? "";
@@ -101,6 +103,25 @@ describe("tools on the embedded engine (tiny model)", () => {
     expect(finish).toBe("tool_calls");
     expect(calls).toHaveLength(1);
     expectValidCall(calls[0]!, "get_weather");
+    // The arguments stream as they are decoded, not in one piece at the end.
+    expect(deltas).toBeGreaterThan(3);
+  }, 60_000);
+
+  it("streamed and not, the same seeded call: names equal, arguments the same JSON value", async () => {
+    for (const seed of [21, 22, 23]) {
+      const request = { model: "tiny-llama", messages, tools, tool_choice: "required" as const, temperature: 1, seed };
+      const whole = (await openai.chat.completions.create(request)).choices[0]!.message.tool_calls![0]! as { function: { name: string; arguments: string } };
+      let name = "";
+      let args = "";
+      for await (const chunk of await openai.chat.completions.create({ ...request, stream: true })) {
+        for (const d of chunk.choices[0]?.delta.tool_calls ?? []) {
+          name += d.function?.name ?? "";
+          args += d.function?.arguments ?? "";
+        }
+      }
+      expect(name).toBe(whole.function.name);
+      expect(JSON.parse(args)).toEqual(JSON.parse(whole.function.arguments));
+    }
   }, 60_000);
 
   it('tool_choice "auto": either a valid call or a text answer, never anything in between', async () => {

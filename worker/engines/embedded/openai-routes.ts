@@ -11,7 +11,7 @@ import { responseFormatGrammar } from "./response-format.ts";
 import { logitBias } from "./logit-bias.ts";
 import { chatLogprobs, completionLogprobs, type TokenLogprob } from "./logprobs.ts";
 import { sseResponse } from "./sse-response.ts";
-import { parseToolCall, ToolCallSplitter, toolFunctions, toolPlan, type ToolCall, type ToolPlan } from "./tool-calls.ts";
+import { parseToolCall, ToolCallSplitter, toolFunctions, toolPlan, type ToolCall, type ToolCallDelta, type ToolPlan } from "./tool-calls.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
@@ -66,10 +66,11 @@ function toolCallChoice(call: ToolCall) {
   return { index: 0, message: { role: "assistant", content: null, tool_calls: [call] }, logprobs: null, finish_reason: "tool_calls" };
 }
 
-/** A call as OpenAI streams it: id and name first, then the arguments (here in one piece, sent once they are complete). */
-function toolCallDeltas(call: ToolCall): object[] {
-  const delta = (toolCall: object) => ({ index: 0, delta: { tool_calls: [{ index: 0, ...toolCall }] }, logprobs: null, finish_reason: null });
-  return [delta({ id: call.id, type: "function", function: { name: call.function.name, arguments: "" } }), delta({ function: { arguments: call.function.arguments } })];
+/** A piece of a call as OpenAI streams it: the first carries id, type and name; the rest, arguments. */
+function toolCallChunk(delta: ToolCallDelta): object {
+  const fn = { ...(delta.name !== undefined && { name: delta.name }), ...(delta.arguments !== undefined && { arguments: delta.arguments }) };
+  const toolCall = { index: 0, ...(delta.id !== undefined && { id: delta.id, type: "function" }), function: fn };
+  return { index: 0, delta: { tool_calls: [toolCall] }, logprobs: null, finish_reason: null };
 }
 
 /** Chat: `logprobs: true` with `top_logprobs` alternatives; completions: `logprobs` is the number of alternatives. */
@@ -230,14 +231,16 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
         const splitters = choiceParams.map(() => tools && new ToolCallSplitter(tools.mode));
         const offsets = choiceParams.map(() => 0); // of each choice's next piece in its completion
         const finish = (i: number, result: GenerationResult) => {
-          const call = splitters[i]?.holdsCall ? parseToolCall(result.text) : undefined;
-          if (call) {
-            for (const delta of toolCallDeltas(call)) send(chunk(i, delta));
+          const splitter = splitters[i];
+          const rest = splitter?.finish(result.text);
+          if (rest) {
+            for (const delta of rest) send(chunk(i, toolCallChunk(delta)));
             send(chunk(i, shape.closing("tool_calls")));
             return;
           }
-          // A call cut by max_tokens is sent as the text it is.
-          if (splitters[i]?.holdsCall && result.text !== "") send(chunk(i, shape.piece(result.text, result.logprobs ? shape.logprobs(result.logprobs, 0) : null)));
+          // A call cut before its name was complete is sent as the text it is; one cut later has
+          // streamed its deltas already, and ends with the generation's own reason ("length").
+          if (splitter?.holdsCall && !splitter.callStarted && result.text !== "") send(chunk(i, shape.piece(result.text, result.logprobs ? shape.logprobs(result.logprobs, 0) : null)));
           send(chunk(i, shape.closing(result.finishReason)));
         };
         const results = await generateAll(
@@ -245,8 +248,9 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
           // either one stops the generation.
           AbortSignal.any([c.req.raw.signal, cancelled.signal]),
           (i, text, entries) => {
-            const splitter = splitters[i];
-            const content = splitter ? splitter.push(text) : text;
+            const split = splitters[i]?.push(text) ?? { content: text, deltas: [] };
+            for (const delta of split.deltas) send(chunk(i, toolCallChunk(delta)));
+            const content = split.content;
             if (content === "") return;
             send(chunk(i, shape.piece(content, entries ? shape.logprobs(entries, offsets[i]!) : null)));
             offsets[i]! += content.length;

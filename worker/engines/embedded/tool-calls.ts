@@ -127,26 +127,73 @@ export function parseToolCall(text: string): ToolCall | undefined {
   return { id: `call_${randomAlnum(24)}`, type: "function", function: { name: call.data.name, arguments: JSON.stringify(call.data.arguments) } };
 }
 
+/** The start of a call as the grammar writes it, up to where the arguments' value begins. */
+const CALL_HEAD = /^\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*/;
+/** What may still close the call object after the arguments: held back until the end. */
+const CALL_TAIL = /\s*(?:\}\s*)?$/;
+
+/** A piece of a streamed call: its id and name once known, then fragments of its arguments' JSON text. */
+export interface ToolCallDelta {
+  id?: string;
+  name?: string;
+  arguments?: string;
+}
+
 /**
- * Splits a streamed output into text to send as `delta.content` at once and a tool call to send
- * when it is complete: under `auto` the first character decides (the grammar allows `{` only as a
- * call's start), under `required` all of it is the call.
+ * Splits a streamed output into text to send as `delta.content` at once and a tool call streamed as
+ * OpenAI does: id and name as soon as the grammar has written them, then the arguments' JSON text
+ * as it is decoded. Under `auto` the first character decides (the grammar allows `{` only as a
+ * call's start); under `required` all of it is the call. The fragments join into the arguments'
+ * JSON text as the model wrote it (whitespace included), which parses to the same value.
  */
 export class ToolCallSplitter {
   private kind: "text" | "call" | undefined;
+  private text = "";
+  /** Where the arguments' value starts in `text`, once the call's head is complete. */
+  private argsStart = -1;
+  private sentTo = 0;
 
   constructor(mode: ToolPlan["mode"]) {
     if (mode === "required") this.kind = "call";
   }
 
-  /** The part of `text` to send as content now (none while a call is being written). */
-  push(text: string): string {
-    if (this.kind === undefined && text !== "") this.kind = text.startsWith("{") ? "call" : "text";
-    return this.kind === "call" ? "" : text;
+  /** `content` to send now, and the call's deltas that `piece` completed. */
+  push(piece: string): { content: string; deltas: ToolCallDelta[] } {
+    if (this.kind === undefined && piece !== "") this.kind = piece.startsWith("{") ? "call" : "text";
+    if (this.kind !== "call") return { content: piece, deltas: [] };
+    this.text += piece;
+    const deltas: ToolCallDelta[] = [];
+    if (this.argsStart < 0) {
+      const head = CALL_HEAD.exec(this.text);
+      if (!head) return { content: "", deltas };
+      deltas.push({ id: `call_${randomAlnum(24)}`, name: JSON.parse(head[1]!) as string, arguments: "" });
+      this.argsStart = this.sentTo = head[0].length;
+    }
+    const safeEnd = this.text.length - (CALL_TAIL.exec(this.text.slice(this.sentTo))?.[0].length ?? 0);
+    if (safeEnd > this.sentTo) {
+      deltas.push({ arguments: this.text.slice(this.sentTo, safeEnd) });
+      this.sentTo = safeEnd;
+    }
+    return { content: "", deltas };
   }
 
-  /** Whether the output is a call, whose text was held back. */
+  /** Whether the output is a call, whose text went out as deltas, not content. */
   get holdsCall(): boolean {
     return this.kind === "call";
+  }
+
+  /** Whether the call's id and name went out already. */
+  get callStarted(): boolean {
+    return this.argsStart >= 0;
+  }
+
+  /**
+   * At the end: the rest of the arguments (without the call object's closing brace), or
+   * undefined when the output is not a complete call (cut by max_tokens or a stop string).
+   */
+  finish(output: string): ToolCallDelta[] | undefined {
+    if (!this.callStarted || parseToolCall(output) === undefined) return undefined;
+    const body = output.slice(0, output.length - (/\s*\}\s*$/.exec(output)?.[0].length ?? 0));
+    return body.length > this.sentTo ? [{ arguments: body.slice(this.sentTo) }] : [];
   }
 }
