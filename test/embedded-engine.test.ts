@@ -256,11 +256,13 @@ describe("embedded engine (node-llama-cpp behind the OpenAI HTTP API)", () => {
     expect(await error(malformed, 400)).toEqual({ message: expect.stringMatching(/JSON/), type: "invalid_request_error", param: null, code: null });
 
     const user = { role: "user" as const, content: "hi" };
-    expect(await error(await post("/v1/chat/completions", { messages: [user], n: 2 }), 400)).toMatchObject({ type: "invalid_request_error", param: "n" });
-    expect(await error(await post("/v1/chat/completions", { messages: [{ role: "tool", content: "x" }] }), 400)).toMatchObject({
+    expect(await error(await post("/v1/chat/completions", { messages: [user], n: 17 }), 400)).toMatchObject({ type: "invalid_request_error", param: "n" });
+    // OpenAI's deprecated `function` role (the `tool` role replaced it, and is served).
+    expect(await error(await post("/v1/chat/completions", { messages: [{ role: "function", name: "f", content: "x" }] }), 400)).toMatchObject({
       param: "messages[0].role",
       message: expect.stringContaining("messages[0].role"),
     });
+    expect(await error(await post("/v1/chat/completions", { messages: [{ role: "tool", content: "x" }] }), 400)).toMatchObject({ param: "messages[0].tool_call_id" });
     expect(await error(await post("/v1/chat/completions", { messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] }), 400)).toMatchObject({
       param: "messages[0].content",
     });
@@ -274,7 +276,7 @@ describe("embedded engine (node-llama-cpp behind the OpenAI HTTP API)", () => {
       expect(await error(await post("/v1/completions", { prompt: long, stream }), 400)).toMatchObject({ param: "prompt", code: "context_length_exceeded" });
     }
 
-    const thrown = await openai.chat.completions.create({ model: "tiny-llama", messages: [user], n: 3 }).catch((e: unknown) => e);
+    const thrown = await openai.chat.completions.create({ model: "tiny-llama", messages: [user], n: 0 }).catch((e: unknown) => e);
     expect(thrown).toBeInstanceOf(OpenAI.BadRequestError);
     expect(thrown).toMatchObject({ status: 400, param: "n", type: "invalid_request_error" });
   });

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Ajv } from "ajv";
 import OpenAI from "openai";
 import runpodSdk from "runpod-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -133,6 +134,62 @@ describe("OpenAI-compatible routes on an embedded-engine endpoint", () => {
     const tooLong = await openai.completions.create({ model: "tiny-llama", prompt: "word ".repeat(3000), max_tokens: 4 }).catch((e: unknown) => e);
     expect(tooLong).toBeInstanceOf(OpenAI.BadRequestError);
   });
+
+  it("passes structured output, tools and sampling fields to the engine unchanged: a strict json_schema and a required tool call validate", async () => {
+    const ajv = new Ajv({ strict: true });
+    const schema = { type: "object", properties: { city: { type: "string", maxLength: 12 }, days: { type: "integer", minimum: 1, maximum: 7 } }, required: ["city", "days"], additionalProperties: false };
+    const validate = ajv.compile(schema);
+    const structured = await openai.chat.completions.create({
+      model: "tiny-llama",
+      messages: [{ role: "user", content: "Plan a trip" }],
+      response_format: { type: "json_schema", json_schema: { name: "trip", schema, strict: true } },
+      temperature: 1,
+      seed: 5,
+      presence_penalty: 0.5,
+      top_k: 20,
+    } as never);
+    expect(validate(JSON.parse((structured as OpenAI.ChatCompletion).choices[0]!.message.content!))).toBe(true);
+
+    const tools = [{ type: "function" as const, function: { name: "book", parameters: schema } }];
+    const first = await openai.chat.completions.create({ model: "tiny-llama", messages: [{ role: "user", content: "Book it" }], tools, tool_choice: "required", temperature: 1, seed: 2 });
+    const call = first.choices[0]!.message.tool_calls![0]! as { id: string; function: { name: string; arguments: string } };
+    expect(first.choices[0]!.finish_reason).toBe("tool_calls");
+    expect(call.function.name).toBe("book");
+    expect(validate(JSON.parse(call.function.arguments))).toBe(true);
+    // The second turn carries the call and its result back.
+    const second = await openai.chat.completions.create({
+      model: "tiny-llama",
+      messages: [{ role: "user", content: "Book it" }, first.choices[0]!.message, { role: "tool", tool_call_id: call.id, content: "booked" }],
+      tools,
+      tool_choice: "none",
+      max_completion_tokens: 4,
+      temperature: 0,
+    });
+    expect(typeof second.choices[0]!.message.content).toBe("string");
+
+    // The engine's refusal is relayed as it is, param included.
+    const refused = await openai.chat.completions
+      .create({ model: "tiny-llama", messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "string", pattern: "a" } } } })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.APIError);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(400);
+    expect((refused as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ param: "response_format.json_schema.schema.pattern" });
+  }, 60_000);
+
+  it("takes vLLM's sampling fields in a RunPod job's sampling_params: top_k 1 at temperature 1 is greedy decoding", async () => {
+    const runpod = runpodSdk(key, { baseUrl: `${stack.api.url}/v2` });
+    const endpoint = runpod.endpoint(ep)!;
+    const text = async (sampling_params: Record<string, unknown>) => {
+      const done = (await endpoint.runSync({ input: { prompt: "Once upon a time", sampling_params: { max_tokens: 12, ...sampling_params } } })) as { status: string; output: any };
+      expect(done.status).toBe("COMPLETED");
+      return done.output[0].choices[0].tokens.join("") as string;
+    };
+    const greedy = await text({ temperature: 0 });
+    expect(await text({ temperature: 1, seed: 3, top_k: 1 })).toBe(greedy);
+    expect(await text({ temperature: 1, seed: 3, min_p: 1, frequency_penalty: 0 })).toBe(greedy);
+    // Penalties need repeats to act on: a longer greedy text has some.
+    expect(await text({ temperature: 0, max_tokens: 64, repetition_penalty: 3, presence_penalty: 1 })).not.toBe(await text({ temperature: 0, max_tokens: 64 }));
+  }, 60_000);
 
   it("serves runpod-sdk runSync and stream on the same endpoint (worker-vllm input)", async () => {
     const runpod = runpodSdk(key, { baseUrl: `${stack.api.url}/v2` });

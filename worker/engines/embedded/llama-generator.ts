@@ -1,6 +1,8 @@
 import { randomInt } from "node:crypto";
-import { getLlama, LlamaCompletion, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel } from "node-llama-cpp";
+import { getLlama, LlamaCompletion, type ChatModelFunctions, type ChatWrapper, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type TokenBias } from "node-llama-cpp";
 import { FifoPool } from "./fifo-pool.ts";
+import { GrammarFactory, JSON_GRAMMAR_END } from "./grammars.ts";
+import { LogprobRecorder, type TokenLogprob } from "./logprobs.ts";
 import { EngineClosingError, OpenAiError } from "./openai-error.ts";
 import type { ChatMessage } from "./openai-schemas.ts";
 import { beginningToken, chatPrompt, chatWrapperFor, completionPrompt, type Prompt } from "./prompts.ts";
@@ -23,10 +25,26 @@ export interface SamplingParams {
   /** 0 is greedy decoding. */
   temperature: number;
   topP: number;
+  /** Sample among the `topK` likeliest tokens only; 0: all of them. */
+  topK: number;
+  /** Drop tokens less likely than `minP` times the likeliest one; 0: none. */
+  minP: number;
+  /** OpenAI's: subtracted from a token's logit once per time it was generated. */
+  frequencyPenalty: number;
+  /** OpenAI's: subtracted from a token's logit once it was generated at all. */
+  presencePenalty: number;
+  /** vLLM's and llama.cpp's: a generated token's logit divided by it (multiplied when negative); 1: off. */
+  repetitionPenalty: number;
   /** Seed of the sampler. Default: a random one per request. */
   seed?: number;
   /** Strings that end the completion; the text stops before them. */
   stop: readonly string[];
+  /** Constrains every sampled token (structured output, tool calls); a JSON grammar's end is cut from the text. */
+  grammar?: LlamaGrammar;
+  /** Record each token's log probability and this many likeliest alternatives (0–20). */
+  logprobs?: { top: number };
+  /** Added to tokens' logits (OpenAI's `logit_bias`). */
+  tokenBias?: TokenBias;
 }
 
 export interface GenerationResult {
@@ -36,6 +54,8 @@ export interface GenerationResult {
   promptTokens: number;
   /** Tokens the engine sampled for this request, a stop string's included. */
   completionTokens: number;
+  /** With `params.logprobs`: the output's tokens with their log probabilities. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerationStats {
@@ -45,6 +65,23 @@ export interface GenerationStats {
   activeRequests: number;
   /** Requests waiting for a free sequence. */
   queuedRequests: number;
+}
+
+/**
+ * The penalties as node-llama-cpp applies them: on the tokens this request generated (OpenAI's
+ * frequency and presence penalties count those; vLLM's repetition penalty also counts the
+ * prompt's, which node-llama-cpp's completion does not). All off (OpenAI's default): none.
+ */
+function repeatPenalty(params: SamplingParams, contextSize: number) {
+  if (params.frequencyPenalty === 0 && params.presencePenalty === 0 && params.repetitionPenalty === 1) return false as const;
+  return {
+    // Every generated token, not node-llama-cpp's last 64: OpenAI counts the whole completion.
+    lastTokens: Math.min(params.maxTokens ?? contextSize, contextSize),
+    penalizeNewLine: true,
+    penalty: params.repetitionPenalty,
+    frequencyPenalty: params.frequencyPenalty,
+    presencePenalty: params.presencePenalty,
+  };
 }
 
 /** The request's own signal aborted (its client went away) before the generation ended. */
@@ -65,6 +102,7 @@ export class LlamaGenerator {
   private readonly running = new Map<Promise<unknown>, AbortController>();
   private readonly sequences: LlamaContextSequence[];
   readonly chatWrapper: ChatWrapper;
+  readonly grammars: GrammarFactory;
 
   /** Loads the model and creates its context; rejects when the file is not a model this build can run. */
   static async load(options: LlamaGeneratorOptions): Promise<LlamaGenerator> {
@@ -93,6 +131,7 @@ export class LlamaGenerator {
     this.sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
     this.pool = new FifoPool(this.sequences);
     this.chatWrapper = chatWrapperFor(model);
+    this.grammars = new GrammarFactory(llama);
   }
 
   /** Tokens of context each request has (llama.cpp may round the requested size up). */
@@ -104,8 +143,8 @@ export class LlamaGenerator {
     return completionPrompt(this.model, text);
   }
 
-  chatPrompt(messages: readonly ChatMessage[]): Prompt {
-    return chatPrompt(this.model, this.chatWrapper, messages);
+  chatPrompt(messages: readonly ChatMessage[], functions?: ChatModelFunctions): Prompt {
+    return chatPrompt(this.model, this.chatWrapper, messages, functions);
   }
 
   stats(): GenerationStats {
@@ -125,7 +164,7 @@ export class LlamaGenerator {
    * `GenerationAbortedError` when `signal` aborts (decoding stops at the next token and the
    * sequence goes back to the pool), and with `EngineClosingError` when the engine closes meanwhile.
    */
-  generate(prompt: Prompt, params: SamplingParams, options: { signal: AbortSignal; onText?: (text: string) => void }): Promise<GenerationResult> {
+  generate(prompt: Prompt, params: SamplingParams, options: { signal: AbortSignal; onText?: (text: string, logprobs?: TokenLogprob[]) => void }): Promise<GenerationResult> {
     // One controller ends the generation for every reason (client gone, stop string, close). Not
     // `AbortSignal.any` over an engine-wide "closing" signal: that would attach every request ever
     // made to one signal living as long as the engine; this listener goes when the request does.
@@ -177,7 +216,7 @@ export class LlamaGenerator {
   private async run(
     prompt: Prompt,
     params: SamplingParams,
-    options: { signal: AbortSignal; controller: AbortController; onText?: (text: string) => void },
+    options: { signal: AbortSignal; controller: AbortController; onText?: (text: string, logprobs?: TokenLogprob[]) => void },
   ): Promise<GenerationResult> {
     this.checkPrompt(prompt);
     const { signal } = options.controller;
@@ -185,28 +224,39 @@ export class LlamaGenerator {
     const first = beginningToken(this.model);
     const input = first !== null && prompt.tokens[0] === first ? prompt.tokens.slice(1) : prompt.tokens;
 
-    const matcher = new StopStringMatcher([...params.stop, ...prompt.formatStopStrings]);
+    // A JSON grammar's end is matched here too, so that its newlines are never sent as text.
+    const matcher = new StopStringMatcher([...params.stop, ...prompt.formatStopStrings, ...(params.grammar ? [JSON_GRAMMAR_END] : [])]);
     let sequence: LlamaContextSequence | undefined;
     try {
       // Among free sequences, the one already holding the longest prefix of this prompt in its KV
       // cache (a chat's previous turn): LlamaCompletion then evaluates only the rest.
       sequence = await this.pool.acquire(signal, (s) => s.compareContextTokens(prompt.tokens).firstDifferentIndex);
-      const completion = new LlamaCompletion({ contextSequence: sequence });
+      const recorder = params.logprobs && new LogprobRecorder(this.model, params.logprobs.top);
+      let sentChars = 0;
+      const send = (text: string) => {
+        sentChars += text.length;
+        options.onText?.(text, recorder?.take(sentChars));
+      };
+      const completion = new LlamaCompletion({ contextSequence: recorder ? recorder.recording(sequence) : sequence });
       const outputBefore = sequence.tokenMeter.usedOutputTokens;
       try {
         const { metadata } = await completion.generateCompletionWithMeta(input, {
           maxTokens: params.maxTokens,
           temperature: params.temperature,
           topP: params.topP,
-          topK: 0, // OpenAI has no top-k; node-llama-cpp's default of 40 would narrow every sample
+          // Passed even when 0: node-llama-cpp's default of 40 would narrow every sample, and OpenAI has no top-k.
+          topK: params.topK,
+          minP: params.minP,
           // Without a seed node-llama-cpp seeds with the current second: two requests in the same
           // second would then sample the same text.
           seed: params.seed ?? randomInt(2 ** 32),
-          repeatPenalty: false, // OpenAI's penalties default to off
+          repeatPenalty: repeatPenalty(params, this.contextSize),
           customStopTriggers: prompt.formatStopTokens,
+          ...(params.grammar && { grammar: params.grammar }),
+          ...(params.tokenBias && { tokenBias: params.tokenBias }),
           onTextChunk: (text) => {
             const safe = matcher.push(text);
-            if (safe !== "") options.onText?.(safe);
+            if (safe !== "") send(safe);
             if (matcher.stopped) options.controller.abort();
           },
           // Every end through the signal returns what was generated; `run` then tells them apart.
@@ -220,13 +270,14 @@ export class LlamaGenerator {
         if (signal.aborted && !matcher.stopped) throw signal.reason;
         if (!matcher.stopped) {
           const rest = matcher.flush();
-          if (rest !== "") options.onText?.(rest);
+          if (rest !== "") send(rest);
         }
         return {
           text: matcher.output,
           finishReason: !matcher.stopped && metadata.stopReason === "maxTokens" ? "length" : "stop",
           promptTokens: prompt.tokens.length,
           completionTokens: sequence.tokenMeter.usedOutputTokens - outputBefore,
+          ...(recorder && { logprobs: recorder.covering(matcher.output.length) }),
         };
       } finally {
         completion.dispose(); // leaves the sequence, and its KV cache, to the next request

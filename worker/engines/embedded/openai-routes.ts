@@ -5,11 +5,15 @@ import { randomAlnum } from "../../../core/ids/random-id.ts";
 import { GenerationAbortedError, type GenerationResult, type LlamaGenerator, type SamplingParams } from "./llama-generator.ts";
 import type { OpenAIErrorBody } from "../../../core/contracts/openai-error.ts";
 import { OpenAiError } from "./openai-error.ts";
-import { chatCompletionRequest, completionRequest, parseRequestBody, type CompletionRequest } from "./openai-schemas.ts";
+import { chatCompletionRequest, completionRequest, parseRequestBody, type ChatCompletionRequest, type CompletionRequest } from "./openai-schemas.ts";
 import type { Prompt } from "./prompts.ts";
+import { responseFormatGrammar } from "./response-format.ts";
+import { logitBias } from "./logit-bias.ts";
+import { chatLogprobs, completionLogprobs, type TokenLogprob } from "./logprobs.ts";
 import { sseResponse } from "./sse-response.ts";
 import { addEmbeddingsRoute } from "./embeddings-route.ts";
 import type { LlamaEmbedder } from "./llama-embedder.ts";
+import { parseToolCall, ToolCallSplitter, toolFunctions, toolPlan, type ToolCall, type ToolCallDelta, type ToolPlan } from "./tool-calls.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
@@ -25,17 +29,19 @@ export interface OpenAiAppDeps {
   embedder?: LlamaEmbedder;
 }
 
-type FinishReason = GenerationResult["finishReason"];
+type FinishReason = GenerationResult["finishReason"] | "tool_calls";
 
 /** How one endpoint shapes its choices: `/v1/completions` carries `text`, the chat API `message`/`delta`. */
 interface ChoiceShape {
   idPrefix: string;
   object: string;
   chunkObject: string;
-  whole(text: string, finishReason: FinishReason): object;
+  whole(text: string, finishReason: FinishReason, logprobs: object | null): object;
   /** The chunk a stream opens with, before any text (the chat API announces the role). */
   opening?: object;
-  piece(text: string): object;
+  piece(text: string, logprobs: object | null): object;
+  /** `logprobs` of a choice; `offset` is where the entries' text starts in the completion. */
+  logprobs(entries: readonly TokenLogprob[], offset: number): object;
   closing(finishReason: FinishReason): object;
 }
 
@@ -43,8 +49,9 @@ const completionShape: ChoiceShape = {
   idPrefix: "cmpl",
   object: "text_completion",
   chunkObject: "text_completion",
-  whole: (text, finishReason) => ({ index: 0, text, logprobs: null, finish_reason: finishReason }),
-  piece: (text) => ({ index: 0, text, logprobs: null, finish_reason: null }),
+  whole: (text, finishReason, logprobs) => ({ index: 0, text, logprobs, finish_reason: finishReason }),
+  piece: (text, logprobs) => ({ index: 0, text, logprobs, finish_reason: null }),
+  logprobs: completionLogprobs,
   closing: (finishReason) => ({ index: 0, text: "", logprobs: null, finish_reason: finishReason }),
 };
 
@@ -52,26 +59,60 @@ const chatShape: ChoiceShape = {
   idPrefix: "chatcmpl",
   object: "chat.completion",
   chunkObject: "chat.completion.chunk",
-  whole: (content, finishReason) => ({ index: 0, message: { role: "assistant", content }, logprobs: null, finish_reason: finishReason }),
+  whole: (content, finishReason, logprobs) => ({ index: 0, message: { role: "assistant", content }, logprobs, finish_reason: finishReason }),
   opening: { index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
-  piece: (content) => ({ index: 0, delta: { content }, logprobs: null, finish_reason: null }),
+  piece: (content, logprobs) => ({ index: 0, delta: { content }, logprobs, finish_reason: null }),
+  logprobs: (entries) => chatLogprobs(entries),
   closing: (finishReason) => ({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }),
 };
 
+function toolCallChoice(call: ToolCall) {
+  return { index: 0, message: { role: "assistant", content: null, tool_calls: [call] }, logprobs: null, finish_reason: "tool_calls" };
+}
+
+/** A piece of a call as OpenAI streams it: the first carries id, type and name; the rest, arguments. */
+function toolCallChunk(delta: ToolCallDelta): object {
+  const fn = { ...(delta.name !== undefined && { name: delta.name }), ...(delta.arguments !== undefined && { arguments: delta.arguments }) };
+  const toolCall = { index: 0, ...(delta.id !== undefined && { id: delta.id, type: "function" }), function: fn };
+  return { index: 0, delta: { tool_calls: [toolCall] }, logprobs: null, finish_reason: null };
+}
+
+/** Chat: `logprobs: true` with `top_logprobs` alternatives; completions: `logprobs` is the number of alternatives. */
+function logprobsParam(body: CompletionRequest | ChatCompletionRequest): Pick<SamplingParams, "logprobs"> {
+  if (typeof body.logprobs === "number") return { logprobs: { top: body.logprobs } };
+  if (body.logprobs === true) return { logprobs: { top: "top_logprobs" in body ? (body.top_logprobs ?? 0) : 0 } };
+  return {};
+}
+
 /** Sampling as OpenAI defines its defaults: temperature 1, top_p 1, no stop strings. */
-function samplingParams(body: Pick<CompletionRequest, "temperature" | "top_p" | "seed" | "stop">, maxTokens: number | undefined): SamplingParams {
+function samplingParams(body: CompletionRequest | ChatCompletionRequest, maxTokens: number | undefined): SamplingParams {
   return {
     maxTokens,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
+    // vLLM's -1 and llama.cpp's 0 both mean no top-k.
+    topK: Math.max(0, body.top_k ?? 0),
+    minP: body.min_p ?? 0,
+    frequencyPenalty: body.frequency_penalty ?? 0,
+    presencePenalty: body.presence_penalty ?? 0,
+    repetitionPenalty: body.repetition_penalty ?? 1,
+    ...logprobsParam(body),
     // OpenAI takes any 64-bit integer; the sampler takes 32 bits.
     seed: body.seed == null ? undefined : Number(BigInt.asUintN(32, BigInt(body.seed))),
     stop: body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop,
   };
 }
 
-function usage(result: GenerationResult) {
-  return { prompt_tokens: result.promptTokens, completion_tokens: result.completionTokens, total_tokens: result.promptTokens + result.completionTokens };
+/** The prompt is counted once, as OpenAI does for `n` choices; the completions add up. */
+function usage(results: readonly GenerationResult[]) {
+  const prompt = results[0]?.promptTokens ?? 0;
+  const completion = results.reduce((sum, r) => sum + r.completionTokens, 0);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/** `choice` as the `index`th choice (every shape builds its choices as index 0). */
+function at(index: number, choice: object): object {
+  return { ...choice, index };
 }
 
 function serverError(err: unknown, log: Log, c: Context): OpenAIErrorBody {
@@ -114,14 +155,25 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     const body = parseRequestBody(completionRequest, await c.req.text());
     const prompt = generator.completionPrompt(typeof body.prompt === "string" ? body.prompt : body.prompt[0]);
     // OpenAI's legacy completions default to 16 tokens.
-    return complete(c, completionShape, prompt, samplingParams(body, body.max_tokens ?? 16), body);
+    const grammar = await responseFormatGrammar(body.response_format, generator.grammars);
+    const tokenBias = logitBias(generator.model, body.logit_bias);
+    return complete(c, completionShape, prompt, { ...samplingParams(body, body.max_tokens ?? 16), grammar, tokenBias }, body);
   });
 
   app.post("/v1/chat/completions", async (c) => {
     const body = parseRequestBody(chatCompletionRequest, await c.req.text());
-    const prompt = generator.chatPrompt(body.messages);
+    const tools = await toolPlan(body.tools, body.tool_choice, generator.grammars);
+    // One grammar constrains a generation: a call's, or the response format's.
+    if (tools && body.response_format != null && body.response_format.type !== "text") {
+      throw OpenAiError.invalidRequest('response_format together with tools is only supported with tool_choice "none"', "response_format");
+    }
+    // Tools are shown to the model even under "none" (as OpenAI does): a chat template renders the
+    // conversation's earlier calls in its own format only when it is given the tools.
+    const prompt = generator.chatPrompt(body.messages, tools?.functions ?? toolFunctions(body.tools).functions);
+    const grammar = tools?.grammar ?? (await responseFormatGrammar(body.response_format, generator.grammars));
+    const tokenBias = logitBias(generator.model, body.logit_bias);
     // Unset, a chat completion may run to the end of the context.
-    return complete(c, chatShape, prompt, samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), body);
+    return complete(c, chatShape, prompt, { ...samplingParams(body, body.max_completion_tokens ?? body.max_tokens ?? undefined), grammar, tokenBias }, body, tools);
   });
 
   if (deps.embedder) addEmbeddingsRoute(app, deps.embedder, servedModelName);
@@ -131,34 +183,87 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
     shape: ChoiceShape,
     prompt: Prompt,
     params: SamplingParams,
-    body: Pick<CompletionRequest, "stream" | "stream_options">,
+    body: Pick<CompletionRequest, "stream" | "stream_options" | "n">,
+    tools?: ToolPlan,
   ): Promise<Response> {
     const id = `${shape.idPrefix}-${randomAlnum(24)}`;
     const created = Math.floor(Date.now() / 1000);
+    // `n` choices are `n` generations, each on its own sequence (batched together like separate
+    // requests), each with its own seed so that a seeded request still gets different choices.
+    const choiceParams = Array.from({ length: body.n ?? 1 }, (_, i): SamplingParams => (params.seed === undefined || i === 0 ? params : { ...params, seed: (params.seed + i) >>> 0 }));
+    // One choice failing ends the others: the request fails as a whole.
+    const failed = new AbortController();
+    const generateAll = (
+      signal: AbortSignal,
+      onText?: (index: number, text: string, entries?: TokenLogprob[]) => void,
+      onDone?: (index: number, result: GenerationResult) => void,
+    ) =>
+      Promise.all(
+        choiceParams.map((p, i) =>
+          generator.generate(prompt, p, { signal: AbortSignal.any([signal, failed.signal]), ...(onText && { onText: (text, entries) => onText(i, text, entries) }) }).then(
+            (result) => {
+              onDone?.(i, result);
+              return result;
+            },
+            (err: unknown) => {
+              failed.abort(err);
+              throw err;
+            },
+          ),
+        ),
+      );
+
     if (!body.stream) {
       // The adapter aborts the request's signal when the client disconnects before the response.
-      const result = await generator.generate(prompt, params, { signal: c.req.raw.signal });
-      const choices = [shape.whole(result.text, result.finishReason)];
-      return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(result) });
+      const results = await generateAll(c.req.raw.signal);
+      const choices = results.map((result, i) => {
+        const call = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCall(result.text) : undefined;
+        const logprobs = result.logprobs ? shape.logprobs(result.logprobs, 0) : null;
+        return at(i, call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason, logprobs));
+      });
+      return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(results) });
     }
 
     // Fail with a status code while one can still be sent: a stream's 200 goes out at once.
     generator.checkPrompt(prompt);
     const includeUsage = body.stream_options?.include_usage === true;
     // As OpenAI does, every chunk carries `usage: null` when the last one will carry the usage.
-    const chunk = (choices: object[]) => ({ id, object: shape.chunkObject, created, model: servedModelName, choices, ...(includeUsage ? { usage: null } : {}) });
+    const chunk = (index: number, choice: object) => ({ id, object: shape.chunkObject, created, model: servedModelName, choices: [at(index, choice)], ...(includeUsage ? { usage: null } : {}) });
     const cancelled = new AbortController();
     return sseResponse({
       produce: async (send) => {
-        if (shape.opening) send(chunk([shape.opening]));
-        const result = await generator.generate(prompt, params, {
+        const opening = shape.opening;
+        if (opening) choiceParams.forEach((_, i) => send(chunk(i, opening)));
+        const splitters = choiceParams.map(() => tools && new ToolCallSplitter(tools.mode));
+        const offsets = choiceParams.map(() => 0); // of each choice's next piece in its completion
+        const finish = (i: number, result: GenerationResult) => {
+          const splitter = splitters[i];
+          const rest = splitter?.finish(result.text);
+          if (rest) {
+            for (const delta of rest) send(chunk(i, toolCallChunk(delta)));
+            send(chunk(i, shape.closing("tool_calls")));
+            return;
+          }
+          // A call cut before its name was complete is sent as the text it is; one cut later has
+          // streamed its deltas already, and ends with the generation's own reason ("length").
+          if (splitter?.holdsCall && !splitter.callStarted && result.text !== "") send(chunk(i, shape.piece(result.text, result.logprobs ? shape.logprobs(result.logprobs, 0) : null)));
+          send(chunk(i, shape.closing(result.finishReason)));
+        };
+        const results = await generateAll(
           // On a disconnect the adapter both aborts the request's signal and cancels the body;
           // either one stops the generation.
-          signal: AbortSignal.any([c.req.raw.signal, cancelled.signal]),
-          onText: (text) => send(chunk([shape.piece(text)])),
-        });
-        send(chunk([shape.closing(result.finishReason)]));
-        if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(result) });
+          AbortSignal.any([c.req.raw.signal, cancelled.signal]),
+          (i, text, entries) => {
+            const split = splitters[i]?.push(text) ?? { content: text, deltas: [] };
+            for (const delta of split.deltas) send(chunk(i, toolCallChunk(delta)));
+            const content = split.content;
+            if (content === "") return;
+            send(chunk(i, shape.piece(content, entries ? shape.logprobs(entries, offsets[i]!) : null)));
+            offsets[i]! += content.length;
+          },
+          finish,
+        );
+        if (includeUsage) send({ id, object: shape.chunkObject, created, model: servedModelName, choices: [], usage: usage(results) });
       },
       onCancel: () => cancelled.abort(new Error("the client stopped reading the stream")),
       errorEvent: (err) => {

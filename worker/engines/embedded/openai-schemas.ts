@@ -1,11 +1,14 @@
 import { z } from "zod";
 import { OpenAiError } from "./openai-error.ts";
+import { responseFormat } from "./response-format.ts";
+import { assistantToolCall, tool, toolChoice } from "./tool-calls.ts";
 
 /*
  * Request bodies of the OpenAI routes the embedded engine serves. Optional fields accept `null` as
  * well as absence, because common clients send `"stop": null`, `"seed": null`… for "unset". Fields
- * not named here are stripped, not refused: clients send many this engine has no use for (`user`,
- * `logit_bias`, `frequency_penalty`…), and an OpenAI server must not fail them for it.
+ * not named here are stripped, not refused: clients send many that do not change the output
+ * (`user`, `metadata`, `store`…), and an OpenAI server must not fail them for it. A field that would
+ * change the output is either honoured or named here and refused when it asks for anything.
  */
 
 const stop = z
@@ -22,37 +25,57 @@ const samplingFields = {
   top_p: z.number().min(0).max(1).nullish(),
   seed: z.number().int().nullish(),
   stop,
-  n: z.number().int().min(1).max(1, "only n = 1 is supported").nullish(),
+  /** Choices, each generated on its own sequence; more than the engine's `--parallel` wait for one. */
+  n: z.number().int().min(1).max(16, "n is at most 16").nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  response_format: responseFormat,
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  /** vLLM's and llama-server's (llama.cpp's repeat penalty), beside OpenAI's two. */
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
+  /** vLLM's: -1 (or 0) is off. */
+  top_k: z.number().int().min(-1).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  /** Token id (as a string) → bias added to its logit. */
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
 };
+
 
 export const completionRequest = z.object({
   prompt: z.union([z.string(), z.tuple([z.string()])], {
     error: "prompt must be a string or an array of one string",
   }),
+  /** How many alternatives to list per token (OpenAI allows 5, vLLM 20); 0 lists the chosen token's only. */
+  logprobs: z.number().int().min(0).max(20).nullish(),
   ...samplingFields,
 });
 export type CompletionRequest = z.output<typeof completionRequest>;
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
-const chatMessage = z.object({
-  // OpenAI's newer models call the system role "developer"; both mean the same to a chat template.
-  role: z.enum(["system", "developer", "user", "assistant"]),
-  content: z
-    .union([z.string(), z.array(textPart)], {
-      error: 'content must be a string or an array of {"type": "text", "text": ...} parts',
-    })
-    .nullish(),
+const content = z.union([z.string(), z.array(textPart)], {
+  error: 'content must be a string or an array of {"type": "text", "text": ...} parts',
 });
+const chatMessage = z.discriminatedUnion("role", [
+  // OpenAI's newer models call the system role "developer"; both mean the same to a chat template.
+  z.object({ role: z.enum(["system", "developer", "user"]), content: content.nullish(), name: z.string().nullish() }),
+  z.object({ role: z.literal("assistant"), content: content.nullish(), name: z.string().nullish(), tool_calls: z.array(assistantToolCall).nullish() }),
+  z.object({ role: z.literal("tool"), content: content.nullish(), tool_call_id: z.string().min(1) }),
+]);
 export type ChatMessage = z.output<typeof chatMessage>;
 
 export const chatCompletionRequest = z.object({
   messages: z.array(chatMessage).min(1),
   /** The chat API's newer name for `max_tokens`; it wins when both are sent. */
   max_completion_tokens: z.number().int().min(1).nullish(),
+  tools: z.array(tool).nullish(),
+  tool_choice: toolChoice,
+  /** One call is made at most, which every value allows. */
+  parallel_tool_calls: z.boolean().nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
   ...samplingFields,
-});
+}).refine((body) => body.top_logprobs == null || body.logprobs === true, { message: "top_logprobs requires logprobs to be true", path: ["top_logprobs"] });
 export type ChatCompletionRequest = z.output<typeof chatCompletionRequest>;
 
 /** A message's text: content parts joined by newlines (as vLLM does); `null` content is empty. */

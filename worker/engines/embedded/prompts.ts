@@ -2,13 +2,14 @@ import {
   GeneralChatWrapper,
   LlamaVocabularyType,
   resolveChatWrapper,
-  type ChatHistoryItem,
+  type ChatModelFunctions,
   type ChatWrapper,
   type LlamaModel,
   type LlamaText,
   type Token,
 } from "node-llama-cpp";
-import { messageText, type ChatMessage } from "./openai-schemas.ts";
+import { chatHistory } from "./chat-history.ts";
+import type { ChatMessage } from "./openai-schemas.ts";
 
 /** A request's input, tokenized the way the engine will evaluate it. */
 export interface Prompt {
@@ -72,15 +73,15 @@ export function chatWrapperFor(model: LlamaModel): ChatWrapper {
  * assistant's new turn begins. Message text is plain text (special-token text in it is not parsed
  * as tokens), so a user cannot forge a turn boundary.
  */
-export function chatPrompt(model: LlamaModel, wrapper: ChatWrapper, messages: readonly ChatMessage[]): Prompt {
-  const history: ChatHistoryItem[] = messages.map((m): ChatHistoryItem => {
-    const text = messageText(m.content);
-    if (m.role === "assistant") return { type: "model", response: [text] };
-    if (m.role === "user") return { type: "user", text };
-    return { type: "system", text };
-  });
-  history.push({ type: "model", response: [] }); // the turn the model writes
-  const state = wrapper.generateContextState({ chatHistory: history });
+export function chatPrompt(model: LlamaModel, wrapper: ChatWrapper, messages: readonly ChatMessage[], functions?: ChatModelFunctions): Prompt {
+  const history = chatHistory(messages);
+  // The turn the model writes; after tool results it continues the turn that called the tools, as
+  // node-llama-cpp's own function calling does (the template renders the results inside it).
+  const last = history.at(-1);
+  const continuesCalls = last?.type === "model" && last.response.some((r) => typeof r === "object" && r.type === "functionCall");
+  if (!continuesCalls) history.push({ type: "model", response: [] });
+  const hasFunctions = functions !== undefined && Object.keys(functions).length > 0;
+  const state = wrapper.generateContextState({ chatHistory: history, ...(hasFunctions && { availableFunctions: functions, documentFunctionParams: true }) });
   // A trigger with a control token in it (`</s>`, `<|im_end|>`) decodes to no text; any other, even
   // one written as special-token text (the general wrapper's "<end>"), is ordinary text to match.
   const hasControlToken = (t: LlamaText) => t.tokenize(model.tokenizer).some((token) => model.isSpecialToken(token));
