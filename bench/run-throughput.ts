@@ -160,10 +160,13 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
  */
 export async function metricsOverhead(ctx: BenchContext): Promise<BenchResult> {
   const { config } = ctx;
+  // A Redis prefix per side (inside the run's, so its cleanup clears both): the second side's control
+  // plane must not spend the measured window projecting the first side's tens of thousands of jobs.
+  const prefix = ctx.isolation.redisPrefix;
   ctx.log("floor: Hearth with HEARTH_METRICS=off");
-  const off = await hearthSide(ctx, { HEARTH_METRICS: "off" });
+  const off = await hearthSide(ctx, { HEARTH_METRICS: "off", HEARTH_REDIS_PREFIX: `${prefix}off` });
   ctx.log("hearth: Hearth with metrics on (the default)");
-  const on = await hearthSide(ctx);
+  const on = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}on` });
   const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
   return {
     name: "metrics-overhead",
