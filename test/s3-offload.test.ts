@@ -132,7 +132,8 @@ describe("S3 offload with a request's s3Config", () => {
     const before = await peakKb();
     await stream(4096);
     const growthKb = (await peakKb()) - before;
-    expect(growthKb, `peak RSS grew ${growthKb} KB over a 128 MB streamed output`).toBeLessThan(16 * KB);
+    // Held, it would grow by the output (128 MB); measured growth ran 6–17 MB between runs (allocator and GC timing), so the bound is under a fifth of the output (24 MB).
+    expect(growthKb, `peak RSS grew ${growthKb} KB over a 128 MB streamed output`).toBeLessThan(24 * KB);
   }, 180_000);
 
   it("replaces a stream chunk over the threshold by its outputRef in /stream", async () => {
