@@ -63,7 +63,9 @@ const HOLD_PARAMS = { wait: 1000 };
 const mayHold = (path: string) => /^\/v2\/[^/]+\/openai\//.test(path);
 const holdMs = (path: string) => (mayHold(path) ? 700 : 8000);
 /** Where the API answers errors in OpenAI's shape: the path as Hono sees it (dot segments resolved, `%2F` kept). */
-const openAIPath = (target: string) => mayHold(decodeURIPath(new URL(target, "http://x").pathname));
+const openAIPath = (target: string) => mayHold(decodeURIPath(pathOf(target)));
+/** The path of a request-target as the server parses it: `//%3A` is a path there, not a protocol-relative URL, so it is appended to an origin rather than resolved against one. */
+const pathOf = (target: string) => new URL(`http://x${target}`).pathname;
 const decodeURIPath = (p: string) => {
   try {
     return decodeURI(p);
@@ -329,7 +331,7 @@ describe("API fuzz: no route answers 5xx", () => {
     count(e.route, outcome);
     const problem = verdict(probe, outcome, e);
     if (problem === undefined) return outcome;
-    const path = new URL(probe.target, "http://x").pathname;
+    const path = pathOf(probe.target);
     const logs = serverErrors
       .filter((l) => l.at >= started - 5 && l.at <= Date.now() + 5)
       .filter((l) => !l.line.includes('"path"') || l.line.includes(JSON.stringify(decodeURIPath(path)).slice(1, -1)))
