@@ -42,11 +42,11 @@ async function main(): Promise<void> {
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
   log("boot", { engine: spec.kind });
   // Only engine processes switch users; a handler runs in this process. Fails here, naming the variable.
-  const engineUser = spec.kind === "openai" ? resolveEngineUser(config.engineUser) : undefined;
+  const engineUser = spec.kind === "handler" ? undefined : resolveEngineUser(config.engineUser);
   if (engineUser) log("engine-user", { user: engineUser.name, uid: engineUser.uid, gid: engineUser.gid });
   // The endpoint's own variables and model credentials (set for this worker alone by the scheduler):
   // read once, then gone from this process's environment, which a handler and its libraries can read.
-  const secrets = loadWorkerSecrets(process.env);
+  const secrets = loadWorkerSecrets(process.env, { runpodWorker: spec.kind === "runpod" });
   delete process.env[ENDPOINT_ENV_VAR];
   delete process.env[MODEL_CREDENTIALS_VAR];
   // Checked again here, at download, on what is really opened and connected to (a refused S3 endpoint throws).
@@ -114,6 +114,16 @@ async function main(): Promise<void> {
       streamLingerMs: config.streamLingerMs,
       engine: createEngine(spec, {
         handlerDirs: config.handlerDirs,
+        endpointId: config.endpointId,
+        workerId: config.workerId,
+        log: processLines,
+        // A job-done with stopPod: drained like a SIGTERM, after that job (RunPod refresh_worker).
+        onStopRequested: (reason) => stop(reason),
+        onLost: (reason) => {
+          // Its jobs stay locked and run again elsewhere when the locks lapse, as for any worker that died.
+          logError("runpod worker", new Error(reason));
+          process.exit(1);
+        },
         models,
         endpointEnv: secrets.endpointEnv,
         onEngineState: (state, detail) => {

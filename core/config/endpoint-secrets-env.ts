@@ -39,20 +39,23 @@ const json = <S extends z.ZodType>(schema: S) =>
     })
     .pipe(schema);
 
-// Names are checked again: what reaches process.env must never be one the platform owns.
-const endpointEnv = z.record(
-  z.string().refine((n) => envNameProblem(n) === undefined, "not a name an endpoint may set"),
-  z.string().refine((v) => !v.includes("\0")),
-);
+// Names are checked again: what reaches process.env must never be one the platform owns. A RunPod
+// worker's endpoint may set the SDK's own settings (RUNPOD_*), all but the ones Hearth injects.
+const endpointEnv = (runpodWorker: boolean) =>
+  z.record(
+    z.string().refine((n) => envNameProblem(n, runpodWorker) === undefined, "not a name an endpoint may set"),
+    z.string().refine((v) => !v.includes("\0")),
+  );
 
-const schema = z.object({
-  [ENDPOINT_ENV_VAR]: json(endpointEnv).optional(),
-  [MODEL_CREDENTIALS_VAR]: json(modelCredentials).optional(),
-});
+const schema = (runpodWorker: boolean) =>
+  z.object({
+    [ENDPOINT_ENV_VAR]: json(endpointEnv(runpodWorker)).optional(),
+    [MODEL_CREDENTIALS_VAR]: json(modelCredentials).optional(),
+  });
 
 /** Reads the worker's secrets from `env` (errors name the variable, never a value). */
-export function loadWorkerSecrets(env: NodeJS.ProcessEnv): WorkerSecrets {
-  const c = parseEnv(schema, env, "worker");
+export function loadWorkerSecrets(env: NodeJS.ProcessEnv, options: { runpodWorker?: boolean } = {}): WorkerSecrets {
+  const c = parseEnv(schema(options.runpodWorker ?? false), env, "worker");
   return {
     endpointEnv: c[ENDPOINT_ENV_VAR] ?? {},
     ...(c[MODEL_CREDENTIALS_VAR] !== undefined && { modelCredentials: c[MODEL_CREDENTIALS_VAR] }),

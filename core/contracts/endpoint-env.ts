@@ -43,10 +43,32 @@ export const RESERVED_ENV_NAMES: ReadonlySet<string> = new Set([
 
 const ENV_NAME = /^[A-Z_][A-Z0-9_]*$/;
 
-/** Why `name` cannot be an endpoint variable, or undefined when it can. */
-export function envNameProblem(name: string): string | undefined {
+/**
+ * What Hearth injects into a RunPod protocol worker (`runpod` engines, see
+ * worker/engines/runpod/runpod-environment.ts): the SDK's URLs, its token, its ids and ping period.
+ * Every other `RUNPOD_*` setting is the tenant's (e.g. `RUNPOD_SKIP_AUTO_SYSTEM_CHECKS`).
+ */
+export const RUNPOD_INJECTED_PREFIXES = ["RUNPOD_WEBHOOK_"] as const;
+export const RUNPOD_INJECTED_NAMES: ReadonlySet<string> = new Set([
+  "RUNPOD_AI_API_KEY",
+  "RUNPOD_POD_ID",
+  "RUNPOD_POD_HOSTNAME",
+  "RUNPOD_ENDPOINT_ID",
+  "RUNPOD_PING_INTERVAL",
+  "RUNPOD_SKIP_GPU_CHECK",
+]);
+
+/**
+ * Why `name` cannot be an endpoint variable, or undefined when it can. `runpodWorker`: the endpoint
+ * runs a RunPod protocol worker, whose own `RUNPOD_*` settings it may set, all but the injected ones.
+ */
+export function envNameProblem(name: string, runpodWorker = false): string | undefined {
   if (!ENV_NAME.test(name) || name.length > 128) return "variable names are 1-128 characters of A-Z, 0-9 and _, not starting with a digit";
   if (RESERVED_ENV_NAMES.has(name)) return `${name} is set by the platform`;
+  if (runpodWorker && name.startsWith("RUNPOD_")) {
+    const injected = RUNPOD_INJECTED_NAMES.has(name) || RUNPOD_INJECTED_PREFIXES.some((p) => name.startsWith(p));
+    return injected ? `${name} is set by the platform for the RunPod worker` : undefined;
+  }
   const prefix = RESERVED_ENV_PREFIXES.find((p) => name.startsWith(p));
   if (prefix !== undefined) return `names starting with ${prefix} are reserved for the platform`;
   return undefined;
@@ -59,26 +81,30 @@ const envValue = z.string().max(ENV_MAX_VALUE_CHARS).refine((v) => !v.includes("
  * As sent: `"NAME": "value"` (not secret), `"NAME": {"value": "…", "secret": true}`, or, on a change
  * to an existing endpoint, `"NAME": {"secret": true}` to keep the secret already stored under NAME.
  */
-export const endpointEnvInput = z
-  .record(
-    z.string(),
-    z.union([
-      envValue,
-      z.object({ value: envValue, secret: z.boolean().default(false) }).strict(),
-      z.object({ secret: z.literal(true) }).strict(),
-    ]),
-  )
-  .superRefine((env, ctx) => {
-    const names = Object.keys(env);
-    if (names.length > ENV_MAX_VARIABLES) ctx.addIssue({ code: "custom", message: `at most ${ENV_MAX_VARIABLES} variables` });
-    let total = 0;
-    for (const [name, v] of Object.entries(env)) {
-      const problem = envNameProblem(name);
-      if (problem !== undefined) ctx.addIssue({ code: "custom", path: [name], message: problem });
-      total += name.length + (typeof v === "string" ? v.length : "value" in v ? v.value.length : 0);
-    }
-    if (total > ENV_MAX_TOTAL_CHARS) ctx.addIssue({ code: "custom", message: `names and values together exceed ${ENV_MAX_TOTAL_CHARS} characters` });
-  });
+const envInput = (runpodWorker: boolean) =>
+  z
+    .record(
+      z.string(),
+      z.union([
+        envValue,
+        z.object({ value: envValue, secret: z.boolean().default(false) }).strict(),
+        z.object({ secret: z.literal(true) }).strict(),
+      ]),
+    )
+    .superRefine((env, ctx) => {
+      const names = Object.keys(env);
+      if (names.length > ENV_MAX_VARIABLES) ctx.addIssue({ code: "custom", message: `at most ${ENV_MAX_VARIABLES} variables` });
+      let total = 0;
+      for (const [name, v] of Object.entries(env)) {
+        const problem = envNameProblem(name, runpodWorker);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", path: [name], message: problem });
+        total += name.length + (typeof v === "string" ? v.length : "value" in v ? v.value.length : 0);
+      }
+      if (total > ENV_MAX_TOTAL_CHARS) ctx.addIssue({ code: "custom", message: `names and values together exceed ${ENV_MAX_TOTAL_CHARS} characters` });
+    });
+export const endpointEnvInput = envInput(false);
+/** The variables of a `runpod` engine: the same, but the worker's own `RUNPOD_*` settings are allowed. */
+export const runpodEnvInput = envInput(true);
 export type EndpointEnvInput = z.infer<typeof endpointEnvInput>;
 
 /** As stored: plain values as they are, secret ones sealed. */

@@ -8,6 +8,7 @@ import {
   modelCredentialsInput,
   modelCredentialsStored,
   modelCredentialsView,
+  runpodEnvInput,
 } from "./endpoint-env.ts";
 
 /** Where an engine's weights come from: materialised to a local path before the engine starts. */
@@ -23,7 +24,7 @@ const modelUri = z
  * Which sources and directories a model may come from is policy, checked beside the schema
  * (core/engine/model-source-policy.ts), not in it.
  */
-function engineSchemas<Env extends z.ZodType, Credentials extends z.ZodType>(env: Env, modelCredentials: Credentials) {
+function engineSchemas<Env extends z.ZodType, RunPodEnv extends z.ZodType, Credentials extends z.ZodType>(env: Env, runpodEnv: RunPodEnv, modelCredentials: Credentials) {
   /** A handler module: its default export runs each job (RunPod handler semantics). */
   const handler = z.object({
     kind: z.literal("handler"),
@@ -60,12 +61,36 @@ function engineSchemas<Env extends z.ZodType, Credentials extends z.ZodType>(env
         ctx.addIssue({ code: "custom", path: ["args", problem.key], message: problem.message });
       }
     });
-  return { handler, openai, engine: z.discriminatedUnion("kind", [handler, openai]) };
+
+  /**
+   * A RunPod serverless worker as it is (`runpod.serverless.start(...)` from the `runpod` Python
+   * package): `command` runs in `cwd` and speaks RunPod's worker protocol to a gateway of its own
+   * Hearth worker (see worker/engines/runpod/).
+   */
+  const runpod = z.object({
+    kind: z.literal("runpod"),
+    /** The program and its arguments, run without a shell: `["python3", "-u", "handler.py"]`. */
+    command: z.array(argument).min(1).max(64),
+    /** The worker's folder: an absolute path inside one of `HEARTH_HANDLER_DIRS`. */
+    cwd: z.string().min(1).max(4096),
+    /** Variables added to the worker's clean environment; its own `RUNPOD_*` settings included, the injected ones not. */
+    env: runpodEnv.optional(),
+    /** The most jobs one worker holds at once, batch takes included. */
+    concurrency: z.number().int().min(1).max(256).default(1),
+    /** How long the worker may take to ask for its first job before it is given up (ms). */
+    startupTimeoutMs: z.number().int().min(1000).max(3_600_000).default(600_000),
+  });
+  return { handler, openai, runpod, engine: z.discriminatedUnion("kind", [handler, openai, runpod]) };
 }
 
-const requested = engineSchemas(endpointEnvInput, modelCredentialsInput);
+/** One command-line argument: spawn refuses NUL, and a lone surrogate cannot be passed as UTF-8. */
+const argument = safeText(4096);
+
+const requested = engineSchemas(endpointEnvInput, runpodEnvInput, modelCredentialsInput);
 export const handlerEngine = requested.handler;
 export const openaiEngine = requested.openai;
+export const runpodEngine = requested.runpod;
+export type RunPodEngineSpec = z.infer<typeof runpodEngine>;
 export type OpenAIEngineSpec = z.infer<typeof openaiEngine>;
 
 /** An engine as a tenant sends it, and as a worker runs it (without `env` and `modelCredentials`, which reach it apart). */
@@ -73,11 +98,11 @@ export const engineSpec = requested.engine;
 export type EngineSpec = z.infer<typeof engineSpec>;
 
 /** An engine as stored in Postgres: secret values sealed. What the scheduler reads back. */
-export const storedEngineSpec = engineSchemas(endpointEnvStored, modelCredentialsStored).engine;
+export const storedEngineSpec = engineSchemas(endpointEnvStored, endpointEnvStored, modelCredentialsStored).engine;
 export type StoredEngineSpec = z.infer<typeof storedEngineSpec>;
 
 /** An engine as the API shows it: `{"secret": true}` for secret values, credentials without their secret. */
-export const engineView = engineSchemas(endpointEnvView, modelCredentialsView).engine;
+export const engineView = engineSchemas(endpointEnvView, endpointEnvView, modelCredentialsView).engine;
 export type EngineView = z.infer<typeof engineView>;
 
 export const scalerType = z.enum(["QUEUE_DELAY", "REQUEST_COUNT"]);

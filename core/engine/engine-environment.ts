@@ -30,20 +30,25 @@ interface ProfileAllowList {
 
 // The embedded engine (node + tsx + node-llama-cpp's prebuilt CPU binary) needs nothing beyond
 // PATH, HOME and TMPDIR: checked by running it as `nobody` with only those.
-const ALLOWED: Readonly<Record<EngineProfile, ProfileAllowList>> = {
+/** What an engine process is: an OpenAI-serving profile, or a tenant's RunPod worker (`runpod` engines). */
+export type EngineProcessKind = EngineProfile | "runpod";
+
+const ALLOWED: Readonly<Record<EngineProcessKind, ProfileAllowList>> = {
   vllm: { names: [...COMMON, ...HF_CACHE, ...PYTHON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
   sglang: { names: [...COMMON, ...HF_CACHE, ...PYTHON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
   trtllm: { names: [...COMMON, ...HF_CACHE, ...PYTHON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
   llamacpp: { names: [...COMMON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
   // HEARTH_LOG_LEVEL: the embedded engine is Hearth's own process and logs as the others do.
   embedded: { names: [...COMMON, "HEARTH_LOG_LEVEL"], prefixes: [...COMMON_PREFIXES] },
+  // A RunPod worker image is a Python program like vLLM's: its packages, GPUs and caches, nothing of Hearth's.
+  runpod: { names: [...COMMON, ...HF_CACHE, ...PYTHON], prefixes: [...COMMON_PREFIXES, ...GPU_PREFIXES] },
 };
 
 /** Names the platform sets itself: neither the worker's environment nor an endpoint may change them. */
 const PLATFORM_OWNED = new Set(["HOME", "TMPDIR", "PORT"]);
 
 export interface EngineEnvironmentInput {
-  profile: EngineProfile;
+  profile: EngineProcessKind;
   /** The worker's environment (`process.env`); only allow-listed names are taken from it. */
   inherited: Readonly<Record<string, string | undefined>>;
   /**
@@ -51,8 +56,8 @@ export interface EngineEnvironmentInput {
    * TMPDIR, so caches (~/.cache, torch/triton, tsx) are neither the operator's nor another engine's.
    */
   home: string;
-  /** Loopback port the engine serves on (also passed as a flag); set as PORT for engines that read it. */
-  port: number;
+  /** Loopback port the engine serves on (also passed as a flag); set as PORT for engines that read it. None for a RunPod worker, which serves nothing. */
+  port?: number;
   /** What the profile sets (`EngineCommandLine.env`, e.g. HF_HUB_OFFLINE=1); wins over the endpoint's. */
   profileEnv?: Readonly<Record<string, string>>;
   /**
@@ -76,6 +81,6 @@ export function engineEnvironment(input: EngineEnvironmentInput): Record<string,
   Object.assign(env, input.profileEnv ?? {});
   env.HOME = input.home;
   env.TMPDIR = input.home;
-  env.PORT = String(input.port);
+  if (input.port !== undefined) env.PORT = String(input.port);
   return env;
 }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { resolveHandlerModule } from "./handler-module-path.ts";
+import { resolveHandlerDir, resolveHandlerModule } from "./handler-module-path.ts";
 
 const OUTSIDE = "module is outside the directories allowed by HEARTH_HANDLER_DIRS";
 
@@ -71,5 +71,18 @@ describe("resolveHandlerModule", () => {
     expect(await reason("file://remote-host/x.mjs")).toBe("module is not a valid file:// URL");
     expect(await resolveHandlerModule(join(allowed, "ok.mjs"), [])).toEqual({ ok: false, reason: OUTSIDE });
     expect(await resolveHandlerModule(join(allowed, "missing.mjs"), [join(root, "gone")])).toEqual({ ok: false, reason: OUTSIDE });
+  });
+
+  it("checks a RunPod worker's folder the same way, wanting a directory", async () => {
+    const dir = async (cwd: string) => {
+      const r = await resolveHandlerDir(cwd, [allowed]);
+      return r.ok ? r.path : r.reason;
+    };
+    expect(await dir(join(allowed, "sub"))).toBe(join(allowed, "sub"));
+    expect(await dir(join(allowed, "ok.mjs"))).toBe("cwd is not a directory");
+    expect(await dir(join(allowed, "escape", "dir"))).toBe("cwd is outside the directories allowed by HEARTH_HANDLER_DIRS");
+    expect(await dir(join(outside, "dir"))).toBe("cwd is outside the directories allowed by HEARTH_HANDLER_DIRS");
+    expect(await dir(join(allowed, "nope"))).toBe("cwd does not exist");
+    expect(await dir("sub")).toBe("cwd must be an absolute path or a file:// URL");
   });
 });

@@ -5,8 +5,6 @@ import { fileURLToPath } from "node:url";
 
 export type HandlerPathResult = { ok: true; path: string } | { ok: false; reason: string };
 
-const OUTSIDE = "module is outside the directories allowed by HEARTH_HANDLER_DIRS";
-
 /**
  * Resolves an endpoint's handler `module` (absolute path or file:// URL) to a real file inside one
  * of `allowedDirs`. Both sides are resolved through symlinks first, so neither `..` nor a link can
@@ -17,13 +15,27 @@ const OUTSIDE = "module is outside the directories allowed by HEARTH_HANDLER_DIR
  * missing. Only a path that would lie inside them may be told it does not exist or is not a file.
  */
 export async function resolveHandlerModule(module: string, allowedDirs: readonly string[]): Promise<HandlerPathResult> {
+  return resolveInsideDirs(module, allowedDirs, "module", "file");
+}
+
+/**
+ * The same check for a RunPod worker's folder (`engine.cwd` of a `runpod` engine): a directory
+ * inside one of `allowedDirs`, resolved through symlinks, with the same care not to describe the
+ * host's files outside them.
+ */
+export async function resolveHandlerDir(cwd: string, allowedDirs: readonly string[]): Promise<HandlerPathResult> {
+  return resolveInsideDirs(cwd, allowedDirs, "cwd", "directory");
+}
+
+async function resolveInsideDirs(given: string, allowedDirs: readonly string[], field: "module" | "cwd", want: "file" | "directory"): Promise<HandlerPathResult> {
+  const outside = `${field} is outside the directories allowed by HEARTH_HANDLER_DIRS`;
   let path: string;
   try {
-    path = module.startsWith("file:") ? fileURLToPath(module) : module;
+    path = given.startsWith("file:") ? fileURLToPath(given) : given;
   } catch {
-    return { ok: false, reason: "module is not a valid file:// URL" };
+    return { ok: false, reason: `${field} is not a valid file:// URL` };
   }
-  if (!isAbsolute(path)) return { ok: false, reason: "module must be an absolute path or a file:// URL" };
+  if (!isAbsolute(path)) return { ok: false, reason: `${field} must be an absolute path or a file:// URL` };
 
   const realDirs = (await Promise.all(allowedDirs.map((dir) => realpath(dir).catch(() => undefined)))).filter((d) => d !== undefined);
   const real = await realpath(path).catch(() => undefined);
@@ -32,12 +44,12 @@ export async function resolveHandlerModule(module: string, allowedDirs: readonly
     // there would have been judged, so a link inside an allowed dir cannot probe beyond it.
     const parent = await realAncestor(path);
     const wouldBeInside = parent !== undefined && realDirs.some((dir) => parent === dir || isInside(dir, parent));
-    return { ok: false, reason: wouldBeInside ? "module does not exist" : OUTSIDE };
+    return { ok: false, reason: wouldBeInside ? `${field} does not exist` : outside };
   }
-  if (!realDirs.some((dir) => isInside(dir, real))) return { ok: false, reason: OUTSIDE };
-  const isFile = await stat(real).then(
-    (s) => s.isFile(),
+  if (!realDirs.some((dir) => isInside(dir, real))) return { ok: false, reason: outside };
+  const isWanted = await stat(real).then(
+    (s) => (want === "file" ? s.isFile() : s.isDirectory()),
     () => false,
   );
-  return isFile ? { ok: true, path: real } : { ok: false, reason: "module is not a file" };
+  return isWanted ? { ok: true, path: real } : { ok: false, reason: `${field} is not a ${want}` };
 }

@@ -19,6 +19,8 @@ export interface StoredJob {
   finishedOn?: number;
   /** BullMQ worker name (the Hearth worker id) of the current attempt. */
   processedBy?: string;
+  /** The engine's latest progress of a running job (RunPod `progress_update`), shown as its output. */
+  progress?: { output: unknown };
 }
 
 const QUEUED_STATES: ReadonlySet<QueueState> = new Set(["waiting", "prioritized", "delayed", "waiting-children"]);
@@ -44,6 +46,7 @@ export function toJobView(job: StoredJob, now: number): JobView | undefined {
     const view: JobView = { ...base, status: "IN_PROGRESS" };
     if (job.processedOn !== undefined) view.delayTime = Math.max(0, job.processedOn - job.data.submittedAt);
     if (job.processedBy) view.workerId = job.processedBy;
+    if (job.progress !== undefined && job.progress.output !== undefined) view.output = job.progress.output;
     return view;
   }
 

@@ -71,3 +71,10 @@ export const jobResult = z.object({
   chunks: z.number().int().min(0).optional(),
 });
 export type JobResult = z.infer<typeof jobResult>;
+
+/**
+ * BullMQ's `progress` of a running job, as the worker's processor writes it (`job.updateProgress`):
+ * the engine's latest progress report (RunPod `progress_update`), which `/status` shows as `output`.
+ */
+export const jobProgress = z.object({ output: z.unknown() }).strict();
+export type JobProgress = z.infer<typeof jobProgress>;

@@ -66,7 +66,8 @@ export function sealEngine(
   }
   if (issues.length > 0) return { ok: false, issues };
 
-  if (engine.kind === "handler") {
+  // Handler modules and RunPod workers have variables and no model to fetch.
+  if (engine.kind !== "openai") {
     const { env: _given, ...handler } = engine;
     return { ok: true, engine: { ...handler, ...(env !== undefined && { env }) } };
   }
@@ -78,7 +79,7 @@ export function sealEngine(
 export function viewEngine(stored: StoredEngineSpec): EngineView {
   const env: EndpointEnvView | undefined =
     stored.env === undefined ? undefined : Object.fromEntries(Object.entries(stored.env).map(([name, v]) => [name, typeof v === "string" ? v : { secret: true as const }]));
-  if (stored.kind === "handler") {
+  if (stored.kind !== "openai") {
     const { env: _sealed, ...handler } = stored;
     return { ...handler, ...(env !== undefined && { env }) };
   }
@@ -111,7 +112,7 @@ export function openEngine(stored: StoredEngineSpec, endpointId: string, box: Se
   try {
     const env: Record<string, string> = {};
     for (const [name, v] of Object.entries(stored.env ?? {})) env[name] = typeof v === "string" ? v : open(v.sealed, `env/${name}`);
-    if (stored.kind === "handler") {
+    if (stored.kind !== "openai") {
       const { env: _sealed, ...engine } = stored;
       return { ok: true, opened: { engine, env } };
     }

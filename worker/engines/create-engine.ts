@@ -4,6 +4,8 @@ import type { Engine } from "./engine.ts";
 import { HandlerEngine } from "./handler-engine.ts";
 import { OpenAIEngine, type OpenAIEngineOptions } from "./openai/openai-engine.ts";
 import type { EngineUser } from "./openai/engine-user.ts";
+import { RunPodEngine, type RunPodEngineOptions } from "./runpod/runpod-engine.ts";
+import type { Log } from "../../core/log/process-log.ts";
 
 export interface CreateEngineOptions {
   /** `HEARTH_HANDLER_DIRS`: where handler modules may live. */
@@ -17,6 +19,14 @@ export interface CreateEngineOptions {
   engineUser?: EngineUser;
   /** The endpoint's own variables (`engine.env`, secrets opened): the handler's process.env, or added to the engine's environment. Default none. */
   endpointEnv?: Readonly<Record<string, string>>;
+  /** Which endpoint and worker this is (`runpod` engines tell their worker). */
+  endpointId: string;
+  workerId: string;
+  /** The worker's log (`runpod` engines: tracebacks of failed jobs, a lost worker). */
+  log?: Log;
+  /** `runpod` engines: a job asked for the worker to stop (`stopPod`), or the Python worker was lost. */
+  onStopRequested?: RunPodEngineOptions["onStopRequested"];
+  onLost?: RunPodEngineOptions["onLost"];
 }
 
 /** The embedded engine runs with this Node and this checkout's entry file, through tsx like the worker itself. */
@@ -41,5 +51,20 @@ export function createEngine(spec: EngineSpec, options: CreateEngineOptions): En
         ...(options.onEngineLog && { onLog: options.onEngineLog }),
         ...(options.onEngineState && { onState: options.onEngineState }),
       });
+    case "runpod": {
+      const { env: _env, ...runpod } = spec;
+      return new RunPodEngine({
+        spec: runpod,
+        endpointId: options.endpointId,
+        workerId: options.workerId,
+        handlerDirs: options.handlerDirs,
+        ...(options.engineUser && { runAs: options.engineUser }),
+        ...(options.endpointEnv && { endpointEnv: options.endpointEnv }),
+        ...(options.onEngineLog && { onLog: options.onEngineLog }),
+        ...(options.log && { log: options.log }),
+        ...(options.onStopRequested && { onStopRequested: options.onStopRequested }),
+        ...(options.onLost && { onLost: options.onLost }),
+      });
+    }
   }
 }

@@ -12,13 +12,29 @@ export interface EngineJob {
   input: unknown;
   /** W3C `traceparent` of the worker's span for the job: engines that make requests send it on. */
   traceparent?: string;
+  /**
+   * Shows `value` as the job's `output` in `/status` while it still runs (RunPod's
+   * `progress_update`). Best effort and not terminal: a later call replaces it, the finish ends it.
+   */
+  progress?: (value: unknown) => void;
 }
 
 /**
  * A finished value, or a stream of chunks. A stream job's chunks are the RunPod generator yields;
  * the runtime writes each one to the job's stream buffer as it arrives.
  */
-export type EngineResult = ({ kind: "value"; value: unknown } | { kind: "stream"; chunks: AsyncIterable<unknown> }) & {
+export type EngineResult = (
+  | { kind: "value"; value: unknown }
+  | {
+      kind: "stream";
+      chunks: AsyncIterable<unknown>;
+      /**
+       * The job's output once the chunks are done, where the engine decides it (a RunPod protocol
+       * worker says it in its job-done). Without it: all chunks with `returnAggregateStream`, else none.
+       */
+      output?: () => unknown;
+    }
+) & {
   /** LLM engines: token counts and timings, read once the value is returned or the stream is done. */
   generation?: () => GenerationStats | undefined;
 };
@@ -45,7 +61,7 @@ export interface Engine {
   stop(): Promise<void>;
 }
 
-/** Raised by `Engine.start` when an engine refuses to start (bad module path, bad exports). */
+/** Raised by `Engine.start` when an engine refuses to start (bad module path, bad exports, a worker that exits before its first take). */
 export class EngineStartError extends Error {
   readonly code = "ENGINE_START_FAILED";
 }

@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { WaitingError, type Job } from "bullmq";
 import { z } from "zod";
-import { jobData, type JobData, type JobResult } from "../../core/queue/job-catalog.ts";
+import { jobData, type JobData, type JobProgress, type JobResult } from "../../core/queue/job-catalog.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 import type { Engine, EngineInfo, EngineResult } from "../engines/engine.ts";
 import { STREAM_MARGIN_MS, StreamWriter } from "./stream-writer.ts";
@@ -161,7 +161,11 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
         if (fetched === ABORTED) throw controller.signal.reason;
         input = fetched;
       }
-      const result = await raceAbort(engine.run({ id: jobId, input, traceparent }, controller.signal), aborted);
+      const progress = (value: unknown) => {
+        // Shown by /status while the job runs (core/policy/job-view.ts reads it back); a lost update is only a stale view.
+        if (cause === undefined) job.updateProgress({ output: value } satisfies JobProgress).catch((err: unknown) => log({ level: "warn", msg: "progress update failed", jobId, error: errorMessage(err) }));
+      };
+      const result = await raceAbort(engine.run({ id: jobId, input, traceparent, progress }, controller.signal), aborted);
       if (result !== ABORTED) {
         generation = result.generation;
         if (result.kind === "value") {
@@ -199,6 +203,11 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
           if (cause === undefined) {
             let output: unknown = engineInfo.returnAggregateStream ? all : undefined;
             if (aggregate) output = await raceAbort(labelled("output upload failed", aggregate.finish()), aborted);
+            else if (result.output) {
+              // The engine's own final output (a RunPod worker's job-done), offloaded like any value.
+              output = result.output();
+              if (offload && output !== undefined) output = await raceAbort(labelled("output upload failed", offload.value(output)), aborted);
+            }
             if (output !== ABORTED) outcome = { status: "COMPLETED", output };
           }
         }

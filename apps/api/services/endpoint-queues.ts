@@ -2,7 +2,7 @@ import { Job, Queue, type JobsOptions } from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { RedisKeys } from "../../../core/queue/keys.ts";
-import { jobData, jobResult, type JobData } from "../../../core/queue/job-catalog.ts";
+import { jobData, jobProgress, jobResult, type JobData } from "../../../core/queue/job-catalog.ts";
 import { acceptedJobName, HEARTH_EVENTS, hearthEntry, type AcceptedPayload, type RemovalReason } from "../../../core/log/log-entry.ts";
 import { LOG_STREAM_MAX_LEN } from "../../../core/log/log-stream.ts";
 import type { QueueState, StoredJob } from "../../../core/policy/job-view.ts";
@@ -126,6 +126,9 @@ export class EndpointQueues {
     if (job.processedOn) stored.processedOn = job.processedOn;
     if (job.finishedOn) stored.finishedOn = job.finishedOn;
     if (job.processedBy) stored.processedBy = job.processedBy;
+    // Written by the worker's processor as `{output}` (a RunPod worker's progress_update); anything else is not ours.
+    const progress = jobProgress.safeParse(job.progress);
+    if (state === "active" && progress.success) stored.progress = progress.data;
     return { stored, job };
   }
 

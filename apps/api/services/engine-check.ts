@@ -1,5 +1,5 @@
 import type { EngineSpec } from "../../../core/contracts/endpoint.ts";
-import { resolveHandlerModule } from "../../../core/engine/handler-module-path.ts";
+import { resolveHandlerDir, resolveHandlerModule } from "../../../core/engine/handler-module-path.ts";
 import { checkModelSource, type ModelSourcePolicy } from "../../../core/engine/model-source-policy.ts";
 import { secretPaths } from "../../../core/secrets/endpoint-secrets.ts";
 import type { SecretBox } from "../../../core/secrets/secret-box.ts";
@@ -28,6 +28,11 @@ export async function checkEngine(engine: EngineSpec, ctx: EngineCheckContext, p
   if (engine.kind === "handler") {
     const r = await resolveHandlerModule(engine.module, ctx.handlerDirs);
     if (!r.ok) throw ApiError.badRequest(`${path}.module: ${r.reason}`, [{ path: `${path}.module`, message: r.reason }]);
+    return;
+  }
+  if (engine.kind === "runpod") {
+    const r = await resolveHandlerDir(engine.cwd, ctx.handlerDirs);
+    if (!r.ok) throw ApiError.badRequest(`${path}.cwd: ${r.reason}`, [{ path: `${path}.cwd`, message: r.reason }]);
     return;
   }
   const v = await checkModelSource({ model: engine.model, ...(engine.modelCredentials && { modelCredentials: engine.modelCredentials }) }, ctx.modelPolicy);
