@@ -9,7 +9,7 @@
  *
  * Knobs (env): BENCH_N (500), BENCH_WARMUP (50), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
  * BENCH_CONNECTIONS (50), BENCH_LLM_REQUESTS (20), BENCH_LLM_TOKENS (200), BENCH_WEBHOOK_JOBS (200),
- * BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency), BENCH_CPU_PROF=<dir>
+ * BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency,metrics-overhead,runpod-worker), BENCH_CPU_PROF=<dir>
  * (V8 profile of the Hearth API; see bench/cpu-profile-top.ts), BENCH_VERBOSE=1, BENCH_STRICT=1,
  * REDIS_URL, BENCH_PG_BASE_URL.
  *
@@ -21,6 +21,7 @@ import { Redis } from "ioredis";
 import { llmStream } from "./llm-stream.ts";
 import { metricsOverhead, runThroughput } from "./run-throughput.ts";
 import { runsyncLatency } from "./runsync-latency.ts";
+import { runpodWorker } from "./runpod-worker.ts";
 import { webhookLatency } from "./webhook-latency.ts";
 import { loadBenchConfig, type BenchName } from "./support/bench-config.ts";
 import type { BenchContext, BenchResult } from "./support/bench-result.ts";
@@ -36,6 +37,7 @@ const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult |
   "llm-stream": llmStream,
   "webhook-latency": webhookLatency,
   "metrics-overhead": metricsOverhead,
+  "runpod-worker": runpodWorker,
 };
 
 const cleanup = new CleanupStack();

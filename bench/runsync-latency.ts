@@ -12,14 +12,14 @@ const NAME = "runsync-latency";
 const floorWorkerEntry = fileURLToPath(new URL("./floors/bare-bullmq-worker.ts", import.meta.url));
 
 /** One round trip; resolves to an error message when it did not do what it should. */
-type RoundTrip = () => Promise<string | undefined>;
+export type RoundTrip = () => Promise<string | undefined>;
 
 /** A no-op round trip that takes this long is broken, not slow (ms). */
 const TRIP_TIMEOUT_MS = 15_000;
 /** After this many failed round trips a side gives up instead of timing out N times. */
 const MAX_FAILURES = 10;
 
-interface SideRun {
+export interface SideRun {
   samples: number[];
   failures: number;
   firstFailures: string[];
@@ -30,7 +30,7 @@ interface SideRun {
 }
 
 /** `warmup` unmeasured then `n` measured sequential round trips, with CPU per process group over the measured ones. */
-async function measure(warmup: number, n: number, once: RoundTrip, roles: Record<string, CpuRole>, afterWarmup = () => {}): Promise<SideRun> {
+export async function measure(warmup: number, n: number, once: RoundTrip, roles: Record<string, CpuRole>, afterWarmup = () => {}): Promise<SideRun> {
   const firstFailures: string[] = [];
   let failures = 0;
   const loop = async (count: number, samples: number[]) => {
@@ -60,7 +60,7 @@ async function measure(warmup: number, n: number, once: RoundTrip, roles: Record
   return { samples, failures, firstFailures, cpu: meter.stop(), from, until };
 }
 
-function failureProblem(side: string, run: SideRun): string[] {
+export function failureProblem(side: string, run: SideRun): string[] {
   if (run.failures === 0) return [];
   const gaveUp = run.failures >= MAX_FAILURES ? ", gave up" : "";
   return [`${side}: ${run.failures} failed round trips (warm-up included${gaveUp}): ${run.firstFailures.join("; ")}`];

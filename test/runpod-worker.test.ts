@@ -7,6 +7,8 @@ import runpodSdk from "runpod-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { waitFor } from "./support/services.ts";
+import { pidOfWorker } from "./support/engine-processes.ts";
+import { isProcessAlive } from "../core/fs/real-paths.ts";
 
 /**
  * RunPod's own Python workers, unchanged, behind Hearth: `runpod` engines run a worker folder's
@@ -45,7 +47,7 @@ describe.skipIf(skip)("RunPod Python workers, unmodified, through Hearth", () =>
 
   beforeAll(async () => {
     // A short BullMQ lock: the job of a killed worker runs again within seconds.
-    stack = await startStack({ workerLockMs: 2000, schedulerLog: (e) => console.log("SCHED", JSON.stringify(e)) });
+    stack = await startStack({ workerLockMs: 2000 });
     key = await stack.tenant("runpod-py");
     tmp = await mkdtemp(join(tmpdir(), "hearth-runpod-py-"));
     // The worker runs as `nobody`: it writes its run logs here.
@@ -161,6 +163,20 @@ describe.skipIf(skip)("RunPod Python workers, unmodified, through Hearth", () =>
     expect(lines[1]!.split(" ")[1]).not.toBe(String(pid));
   });
 
+  it("a SIGKILLed Hearth worker takes its Python worker with it, and the job runs again once", async () => {
+    const log = join(tmp, "killed-hearth.log");
+    const { id } = await runpod.endpoint(echoEp)!.run({ input: { sleep: 4, runsLog: log } });
+    const first = await waitFor(() => runs(log)[0]);
+    const pythonPid = Number(first.split(" ")[1]);
+    const running = await until(echoEp, id, "IN_PROGRESS");
+    process.kill(pidOfWorker(running.workerId as string), "SIGKILL");
+    // The provider kills the dead worker's process group: no Python worker is left behind to hold anything.
+    await waitFor(() => !isProcessAlive(pythonPid), 15_000);
+    const done = await until(echoEp, id, "COMPLETED");
+    expect(done.workerId).not.toBe(running.workerId);
+    expect(runs(log)).toHaveLength(2);
+  });
+
   it("a worker that fails at import is restarted with backoff, and its session says why", async () => {
     const ep = await stack.endpoint(key, { engine: engine("crash_on_import.py"), workersMin: 1, workersMax: 1 });
     const reason = await waitFor(async () => {
@@ -168,6 +184,11 @@ describe.skipIf(skip)("RunPod Python workers, unmodified, through Hearth", () =>
       return s.items.find((w) => w.endReason?.includes("no_such_module_xyz"))?.endReason;
     }, 60_000);
     expect(reason).toMatch(/ModuleNotFoundError/);
+    // Started again (with the scheduler's backoff), failing the same way each time; never ready.
+    await waitFor(async () => {
+      const s = (await stack.call("GET", `/api/v1/endpoints/${ep}/workers`, { key })).body as { items: Array<{ endReason: string | null; readyAt: string | null }> };
+      return s.items.filter((w) => w.endReason?.includes("no_such_module_xyz")).length >= 2 && s.items.every((w) => w.readyAt === null);
+    }, 60_000);
     expect((await runpod.endpoint(ep)!.health()).workers.idle).toBe(0);
   });
 
