@@ -210,5 +210,14 @@ describe.skipIf(skip)("RunPod Python workers, unmodified, through Hearth", () =>
     expect(environ).toContain("RUNPOD_SKIP_AUTO_SYSTEM_CHECKS=true");
     const uid = readFileSync(`/proc/${pids[0]}/status`, "utf8").match(/^Uid:\s+(\d+)/m)?.[1];
     if (process.getuid?.() === 0) expect(uid).not.toBe("0");
+    // Its token opens its own gateway only: the API does not know it.
+    const token = environ.find((v) => v.startsWith("RUNPOD_AI_API_KEY="))!.slice("RUNPOD_AI_API_KEY=".length);
+    expect(token.length).toBeGreaterThanOrEqual(40);
+    expect((await stack.call("GET", `/v2/${streamEp}/health`, { key: token })).status).toBe(401);
+    // And a tenant key does not open the gateway.
+    const takeUrl = environ.find((v) => v.startsWith("RUNPOD_WEBHOOK_GET_JOB="))!.slice("RUNPOD_WEBHOOK_GET_JOB=".length);
+    const workerId = environ.find((v) => v.startsWith("RUNPOD_POD_ID="))!.slice("RUNPOD_POD_ID=".length);
+    const refused = await fetch(takeUrl.replace("$ID", workerId), { headers: { Authorization: key } });
+    expect(refused.status).toBe(401);
   });
 });
