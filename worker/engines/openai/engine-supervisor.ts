@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { stopChild } from "../stop-child.ts";
 import { createInterface } from "node:readline";
 import type { EngineCommandLine } from "../../../core/engine/engine-profiles.ts";
 import { NO_CRASHES, recordCrash, startDelayMs, type CrashRecord } from "../../../core/policy/restart-backoff.ts";
@@ -67,14 +68,7 @@ export class EngineSupervisor {
   async stop(): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), this.options.stopGraceMs ?? 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopChild(this.child, this.options.stopGraceMs ?? 10_000);
     this.setState("stopped");
   }
 

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { stopChild } from "../stop-child.ts";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
@@ -215,14 +216,7 @@ export class RunPodEngine implements Engine {
     clearInterval(this.pingTimer);
     // Held polls answer at once, so the SDK sees its stop promptly and nothing new is taken.
     this.book.close();
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), this.options.stopGraceMs ?? 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopChild(this.child, this.options.stopGraceMs ?? 10_000);
     await this.release();
   }
 
