@@ -82,10 +82,12 @@ export async function listen(options: ListenOptions): Promise<Listening> {
   // No socket inactivity timeout: a `/runsync` long-poll is silent for up to 300 s by design.
   http1.timeout = 0;
 
+  // The raw TCP sockets, not 'secureConnection' ones: a client can finish its handshake (and open a
+  // session) before the server has emitted 'secureConnection', and close() must not miss it.
   const tlsSockets = new Set<Socket>();
   if (options.tls) {
     const secure = server as Http2SecureServer;
-    secure.on("secureConnection", (socket: Socket) => {
+    secure.on("connection", (socket: Socket) => {
       tlsSockets.add(socket);
       socket.once("close", () => tlsSockets.delete(socket));
     });
