@@ -126,7 +126,8 @@ describe.skipIf(!hasOpenssl())("the API over HTTPS and HTTP/2 (self-signed certi
   });
 
   it("refuses to talk to a client that does not trust the certificate (verification is on)", async () => {
-    setGlobalDispatcher(new Agent());
+    const untrusting = new Agent(); // the system's roots only
+    setGlobalDispatcher(untrusting);
     try {
       const runpod = runpodSdk(key, { baseUrl: `${stack.api.url}/v2` });
       const err: unknown = await runpod.endpoint(echoEp)!.runSync({ input: {} }).then(() => undefined, (e: unknown) => e);
@@ -136,6 +137,7 @@ describe.skipIf(!hasOpenssl())("the API over HTTPS and HTTP/2 (self-signed certi
       expect(causes.join(" | ")).toMatch(/self[- ]signed|SELF_SIGNED|certificate/i);
     } finally {
       setGlobalDispatcher(trusting);
+      await untrusting.close();
     }
   });
 
