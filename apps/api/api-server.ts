@@ -1,4 +1,3 @@
-import { serve, type ServerType } from "@hono/node-server";
 import type { ApiConfig } from "../../core/config/process-configs.ts";
 import { defaultModelDir } from "../../core/config/model-sources.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
@@ -11,6 +10,7 @@ import { connectRedis, whenReady } from "../../core/redis/connect.ts";
 import { redisNowMs } from "../../core/redis/redis-clock.ts";
 import { coalesceWrites } from "../../core/redis/write-coalescing.ts";
 import { createApp } from "./app.ts";
+import { listen, type ConnectionSettings } from "./node-listener.ts";
 import { processLog, type Log } from "../../core/log/process-log.ts";
 import type { Tracer } from "@opentelemetry/api";
 import type { ApiDeps } from "./api-deps.ts";
@@ -61,7 +61,7 @@ export interface RunningApi {
  * (refused); webhooks to https:// towards public addresses only (no http, empty egress allow-list).
  */
 type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" | "handlerDirs" | "port" | "host" | "adminToken"> &
-  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics" | "logLevel">> & {
+  Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics" | "logLevel" | "tls">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
     /**
@@ -78,9 +78,13 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
 /**
  * Builds the API's clients and services from config and serves it. The database must be migrated already.
  * `now` is the clock of job timing and TTLs (tests move it forward instead of sleeping); `log`
- * defaults to the process log at `config.logLevel`.
+ * defaults to the process log at `config.logLevel`. With `config.tls` it serves HTTPS with HTTP/2
+ * (and HTTP/1.1); `connections` overrides the connection settings (node-listener.ts; tests shorten them).
  */
-export async function startApiServer(config: ServerConfig, options: { now?: () => number; sseHeartbeatMs?: number; log?: Log; tracer?: Tracer } = {}): Promise<RunningApi> {
+export async function startApiServer(
+  config: ServerConfig,
+  options: { now?: () => number; sseHeartbeatMs?: number; log?: Log; tracer?: Tracer; connections?: Partial<ConnectionSettings> } = {},
+): Promise<RunningApi> {
   const now = options.now ?? Date.now;
   const dbh = openDb(config.databaseUrl);
   // No ioredis auto-pipelining: each batch builds a Pipeline that copies every script BullMQ defines
@@ -187,20 +191,20 @@ export async function startApiServer(config: ServerConfig, options: { now?: () =
   };
 
   const app = createApp(deps);
-  const { server, port } = await new Promise<{ server: ServerType; port: number }>((resolve) => {
-    const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => resolve({ server: s, port: info.port }));
+  const server = await listen({
+    fetch: app.fetch,
+    port: config.port,
+    host: config.host,
+    ...(config.tls && { tls: config.tls }),
+    ...(options.connections && { connections: options.connections }),
   });
 
   return {
-    url: `http://${config.host}:${port}`,
-    port,
+    url: server.url,
+    port: server.port,
     deps,
     close: async () => {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Long-polls would hold close() open for their whole wait; end idle and active sockets now.
-        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      });
+      await server.close();
       invalidations.close();
       await events.close();
       await queues.close();

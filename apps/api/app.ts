@@ -100,6 +100,13 @@ export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
     if (isBackendUnavailable(err)) {
       return c.json({ error: "a backing store (Redis or PostgreSQL) is unreachable; retry shortly", code: "unavailable" }, 503, { "Retry-After": "1" });
     }
+    // The client went away, or its request timed out (an HTTP/2 stream reset), while its body was
+    // being read: no fault of ours, and nobody will read this answer.
+    const incoming = (c.env as { incoming?: { aborted?: boolean; destroyed?: boolean } } | undefined)?.incoming;
+    if (err instanceof Error && err.name === "AbortError" && (c.req.raw.signal.aborted || incoming?.aborted === true || incoming?.destroyed === true)) {
+      deps.log({ level: "info", msg: "request aborted by the client or its timeout", method: c.req.method, path: c.req.path, requestId: c.get("requestId") });
+      return c.json({ error: "request aborted", code: "aborted" }, 400);
+    }
     deps.log({ level: "error", msg: "internal error", method: c.req.method, path: c.req.path, requestId: c.get("requestId"), traceId: c.get("trace")?.traceId, error: String(err?.stack ?? err) });
     return c.json({ error: "internal error", code: "internal" }, 500);
   });

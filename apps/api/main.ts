@@ -13,7 +13,8 @@ async function main(): Promise<void> {
   await migrateDb(config.databaseUrl);
   const tracing = startTracing("hearth-api");
   const api = await startApiServer(config, { log, ...(tracing.tracer && { tracer: tracing.tracer }) });
-  log({ msg: "listening", url: api.url });
+  // With TLS: HTTPS with HTTP/2 and HTTP/1.1 on the one port; the certificate's expiry is worth a glance at each start.
+  log({ msg: "listening", url: api.url, ...(config.tls && { tls: { cert: config.tls.certPath, validTo: config.tls.validTo, protocols: ["h2", "http/1.1"] } }) });
   // For the operator's eyes, on a line of its own that a shell can `eval`: never in the structured log.
   if (config.adminTokenGenerated) process.stdout.write(`HEARTH_ADMIN_TOKEN=${config.adminToken}\n`);
   void warnIfRedisDoesNotPersist(api.deps.redis, (msg) => log({ level: "warn", msg }));

@@ -9,6 +9,7 @@ import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
 import { migrateDb } from "../../core/db/client.ts";
 import { ensureTinyLlamaFile } from "../../core/gguf/tiny-llama-file.ts";
 import { ensureLocalServices } from "./local-services.ts";
+import { launcherFetch, type LauncherFetch } from "./launcher-fetch.ts";
 import { errorFields, logLevel, processLog } from "../../core/log/process-log.ts";
 
 /**
@@ -66,9 +67,14 @@ async function main(): Promise<void> {
   run("scheduler", "scheduler/main.ts");
   run("api", "apps/api/main.ts");
 
-  const base = `http://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}`;
-  await waitReady(base);
-  const demo = await demoEndpoint(base, config.adminToken);
+  // HEARTH_TLS_CERT and HEARTH_TLS_KEY reach the API in `env` like every variable; loadApiConfig has read and checked them.
+  const base = `${config.tls ? "https" : "http"}://${config.host === "0.0.0.0" ? "127.0.0.1" : config.host}:${config.port}`;
+  const call = launcherFetch(config.tls);
+  await waitReady(base, call);
+  const demo = await demoEndpoint(base, config.adminToken, call);
+  // A client must trust the certificate: curl takes it as --cacert, Node programs as NODE_EXTRA_CA_CERTS (read at their start).
+  const curlCa = config.tls ? ` --cacert ${config.tls.certPath}` : "";
+  const nodeCa = config.tls ? `NODE_EXTRA_CA_CERTS=${config.tls.certPath} ` : "";
 
   console.log(`
 Hearth is running.
@@ -79,16 +85,16 @@ Hearth is running.
   LLM endpoint ${demo.llmEndpointId}  (embedded engine, the project's tiny llama model: fast gibberish)
 
 curl:
-  curl -s -X POST ${base}/v2/${demo.endpointId}/runsync \\
+  curl -s${curlCa} -X POST ${base}/v2/${demo.endpointId}/runsync \\
     -H 'Authorization: Bearer ${demo.apiKey}' -H 'Content-Type: application/json' \\
     -d '{"input": {"prompt": "hello"}}'
 
-runpod-sdk (npm i runpod-sdk), in an .mjs file:
+runpod-sdk (npm i runpod-sdk), in an .mjs file run as \`${nodeCa}node file.mjs\`:
   import runpodSdk from "runpod-sdk";
   const runpod = runpodSdk("${demo.apiKey}", { baseUrl: "${base}/v2" });
   console.log(await runpod.endpoint("${demo.endpointId}").runSync({ input: { prompt: "hello" } }));
 
-openai (npm i openai), in an .mjs file; the first request starts the LLM worker (a few seconds):
+openai (npm i openai), in an .mjs file run the same way; the first request starts the LLM worker (a few seconds):
   import OpenAI from "openai";
   const openai = new OpenAI({ baseURL: "${base}/v2/${demo.llmEndpointId}/openai/v1", apiKey: "${demo.apiKey}" });
   const stream = await openai.chat.completions.create({
@@ -119,7 +125,7 @@ async function localSecretsKey(): Promise<string> {
   return kept;
 }
 
-async function waitReady(base: string): Promise<void> {
+async function waitReady(base: string, fetch: LauncherFetch): Promise<void> {
   for (let i = 0; i < 300; i++) {
     const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
     if (ok) return;
@@ -135,7 +141,7 @@ interface Demo {
 }
 
 /** Reuses the demo from the last start when its key and endpoint still work, so the printed values stay the same. */
-async function demoEndpoint(base: string, adminToken: string): Promise<Demo> {
+async function demoEndpoint(base: string, adminToken: string, fetch: LauncherFetch): Promise<Demo> {
   const stateFile = join(root, ".hearth", "demo.json");
   const saved = await readFile(stateFile, "utf8").then((s) => JSON.parse(s) as Demo, () => undefined);
   if (saved?.llmEndpointId) {

@@ -14,6 +14,7 @@ import type { AllowList } from "../net/url-policy.ts";
 import { billingMode, type BillingMode } from "../contracts/billing.ts";
 import type { ResultRetention } from "../policy/retention.ts";
 import { objectStoreEnv, objectStoreSettings, type ObjectStoreSettings } from "./object-store-env.ts";
+import { tlsEnv, tlsFilesFromEnv, type TlsFiles } from "./tls-files.ts";
 
 /** HEARTH_LOG_LEVEL: trace, debug, info (default), warn, error, fatal or silent; every process reads it and passes it to its workers. */
 const logLevelVar = z.preprocess((v) => (v === "" || v === undefined ? "info" : String(v).toLowerCase()), logLevel);
@@ -52,7 +53,9 @@ const apiSchema = z.object({
   HEARTH_METRICS_PUBLIC: onOff(false),
   /** `off`: no request metrics and no `/metrics` (the benchmark's baseline). */
   HEARTH_METRICS: onOff(true),
-});
+  /** PEM certificate chain and key paths: both set, the API serves HTTPS and HTTP/2; neither, plain HTTP. */
+  ...tlsEnv,
+}).transform(tlsFilesFromEnv);
 
 export interface ApiConfig {
   databaseUrl: string;
@@ -86,6 +89,8 @@ export interface ApiConfig {
   metricsPublic: boolean;
   /** HEARTH_METRICS: request metrics and `/metrics`. Default true. */
   metrics: boolean;
+  /** HEARTH_TLS_CERT and HEARTH_TLS_KEY, read and checked at start; absent: plain HTTP. */
+  tls?: TlsFiles;
 }
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
@@ -111,6 +116,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
     metricsPublic: c.HEARTH_METRICS_PUBLIC,
     metrics: c.HEARTH_METRICS,
+    ...(c.tls && { tls: c.tls }),
   };
 }
 

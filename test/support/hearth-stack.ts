@@ -6,6 +6,8 @@ import { createObjectStore, platformBucket } from "../../core/objects/object-sto
 import { DEFAULT_OFFLOAD_BYTES, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 import { fileURLToPath } from "node:url";
 import { startApiServer, type RunningApi } from "../../apps/api/api-server.ts";
+import type { ConnectionSettings } from "../../apps/api/node-listener.ts";
+import type { TlsFiles } from "../../core/config/tls-files.ts";
 import { defaultHandlerDir } from "../../core/config/handler-dirs.ts";
 import { openDb, type DbHandle } from "../../core/db/client.ts";
 import { connectRedis } from "../../core/redis/connect.ts";
@@ -100,6 +102,13 @@ export interface StackOptions {
   metrics?: { workerSdFile?: string };
   /** The scheduler's log lines. Default: dropped. */
   schedulerLog?: Log;
+  /**
+   * HEARTH_TLS_CERT and HEARTH_TLS_KEY of the API, read (core/config/tls-files.ts): HTTPS with HTTP/2
+   * and HTTP/1.1. The test makes its clients (and `call`) trust the certificate. Default: plain HTTP.
+   */
+  tls?: TlsFiles;
+  /** The API's connection timeouts (apps/api/node-listener.ts). Default: the production ones. */
+  connections?: Partial<ConnectionSettings>;
 }
 
 /**
@@ -145,7 +154,9 @@ export async function startStack(options: StackOptions = {}) {
     egressAllowList,
     ...(options.retention && { retention: options.retention }),
     objects: objectSettings,
+    ...(options.tls && { tls: options.tls }),
   }, {
+    ...(options.connections && { connections: options.connections }),
     ...(options.sseHeartbeatMs !== undefined && { sseHeartbeatMs: options.sseHeartbeatMs }),
     log: options.apiLog ?? ((line) => void (line.level === "error" && process.stderr.write(`${JSON.stringify(line)}\n`))),
     ...(options.apiTracer && { tracer: options.apiTracer }),

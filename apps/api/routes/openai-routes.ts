@@ -114,9 +114,11 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: Open
     const ep = c.get("endpoint");
     if (body.stream === true) {
       const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c));
+      // No `Connection: keep-alive`: HTTP/1.1 keeps the connection by default (Node says so itself),
+      // and HTTP/2 forbids connection headers (Node drops it with a warning per process).
       return new Response(stream, {
         status: 200,
-        headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" },
+        headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" },
       });
     }
     const r = await relay.complete(ep, target, body, c.req.raw.signal, originOf(c));
