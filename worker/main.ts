@@ -20,7 +20,7 @@ import type { ModelStore } from "./models/model-source.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
-import { startTracing } from "../core/trace/tracing.ts";
+import { NO_TRACING, otlpTracesUrl } from "../core/trace/tracing.ts";
 import type { RuntimeMetrics } from "./runtime/runtime-metrics.ts";
 
 /** Until the config is read: the level's default and no worker fields. */
@@ -36,7 +36,8 @@ async function main(): Promise<void> {
   processLines = processLog("worker", { level: config.logLevel, fields: { workerId: config.workerId, endpointId: config.endpointId } });
   // A handler's console output is logged as structured lines, tagged with the job it ran for.
   routeConsole(processLines);
-  const tracing = startTracing("hearth-worker");
+  // The OpenTelemetry SDK only when spans have somewhere to go: it is not on a plain cold start.
+  const tracing = otlpTracesUrl(process.env) === undefined ? NO_TRACING : (await import("../core/trace/otlp-tracing.ts")).startTracing("hearth-worker");
   // Loaded beside the rest of the boot, and only when asked for: prom-client is not on a plain cold start.
   const metricsReady = config.metrics ? startMetrics(config.endpointId) : Promise.resolve(undefined);
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
