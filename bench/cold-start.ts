@@ -96,7 +96,7 @@ async function hearthSide(ctx: BenchContext, count: number) {
     }
   };
   const hearth = await startHearthFor(ctx, NAME, undefined, onSchedulerLine);
-  const samples: (ColdStart & { enqueueToSpawnMs: number })[] = [];
+  const samples: (ColdStart & { enqueueToSpawnMs: number; endToEndMs: number })[] = [];
   const problems: string[] = [];
   try {
     const apiKey = await hearth.createTenant("bench-cold-start");
@@ -122,7 +122,7 @@ async function hearthSide(ctx: BenchContext, count: number) {
         problems.push(`cold start ${i}: expected one new worker, saw ${fresh.length}`);
         break;
       }
-      if (i > 0) samples.push({ finishedMs: doneAt - seen.startedAt, phases: { ...seen.phases }, enqueueToSpawnMs: seen.startedAt - sentAt });
+      if (i > 0) samples.push({ finishedMs: doneAt - seen.startedAt, phases: { ...seen.phases }, enqueueToSpawnMs: seen.startedAt - sentAt, endToEndMs: doneAt - sentAt });
       // Back to zero: the worker stops after idleTimeout and exits.
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (!seen.exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -187,6 +187,8 @@ export async function coldStart(ctx: BenchContext): Promise<BenchResult> {
         finished: h,
         // /runsync sent → the worker's process started: the scheduler's reaction (the activator's part), outside the ratio.
         "runsync→process start": summarize(hearth.samples.map((s) => s.enqueueToSpawnMs)),
+        // What a caller sees: /runsync on an endpoint at zero workers, sent → answered.
+        "runsync end to end": summarize(hearth.samples.map((s) => s.endToEndMs)),
       },
       samplesMs: hearth.samples.map((s) => s.finishedMs),
     },
