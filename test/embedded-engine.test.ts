@@ -6,18 +6,20 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { builtEntryPath } from "../core/build/built-entry.ts";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { freePort, waitFor } from "./support/services.ts";
 
 /*
  * The embedded engine as the worker runs it: main.ts in its own process, spoken to over HTTP with
  * plain fetch and with the real `openai` client. One server for the whole file (loading the model
- * and starting tsx cost seconds): --parallel 2 so that a third request has to queue, --threads 1
+ * costs seconds): --parallel 2 so that a third request has to queue, --threads 1
  * because the test runner needs the machine's other core.
  */
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
-const MAIN = join(REPO, "worker/engines/embedded/main.ts");
+// The build the worker runs (made by the test run's global setup), not the sources through tsx.
+const MAIN = builtEntryPath("worker/engines/embedded/main.ts");
 const CTX = 1024;
 
 let dir: string;
@@ -27,7 +29,7 @@ let listening: Record<string, unknown>;
 let openai: OpenAI;
 
 function startEngine(args: string[]): { child: ChildProcess; stdout: string[]; stderr: string[]; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [MAIN, ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
   const stdout: string[] = [];
   const stderr: string[] = [];
   createInterface({ input: child.stdout! }).on("line", (l) => stdout.push(l));

@@ -7,6 +7,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EMBEDDED_ENGINE } from "../worker/engines/create-engine.ts";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { freePort, waitFor } from "./support/services.ts";
 
@@ -35,12 +36,12 @@ afterAll(async () => {
 
 type Engine = { base: string; child: ChildProcess; stdout: string[] };
 
-/** One embedded engine for the whole file: loading the model and starting tsx cost seconds. */
+/** One embedded engine for the whole file: loading the model costs seconds. */
 let embedded: Promise<Engine> | undefined;
 const embeddedEngine = () =>
   (embedded ??= startEngine(
     process.execPath,
-    (port) => ["--import", "tsx", join(REPO, "worker/engines/embedded/main.ts"), "--model", model, "--port", String(port), "--ctx-size", String(CTX), "--threads", "1"],
+    (port) => [EMBEDDED_ENGINE.entry, "--model", model, "--port", String(port), "--ctx-size", String(CTX), "--threads", "1"],
     // Debug: a line per request with its status, which shows when (and how) each one ended.
     { ...process.env, HEARTH_LOG_LEVEL: "debug" },
   ));

@@ -83,7 +83,7 @@ describe("handler engine: module path is checked before anything is imported", (
     expect(await concurrent.start()).toEqual({ concurrency: 4, returnAggregateStream: false });
     const agg = module("agg.mjs", "export const returnAggregateStream = true; export default async function* () { yield 1; }");
     expect(await handler(agg).start()).toEqual({ concurrency: 1, returnAggregateStream: true });
-    const engine = createEngine({ kind: "handler", module: join(fixtures, "concurrent.mjs") }, { handlerDirs: dirs, endpointId: "ep", workerId: "w", models: new ModelStore({ cacheDir: scratch, sources: [new FileModelSource({ allowedDirs: [scratch] })] }) });
+    const engine = await createEngine({ kind: "handler", module: join(fixtures, "concurrent.mjs") }, { handlerDirs: dirs, endpointId: "ep", workerId: "w", models: new ModelStore({ cacheDir: scratch, sources: [new FileModelSource({ allowedDirs: [scratch] })] }) });
     expect((await engine.start()).concurrency).toBe(4);
   });
 });

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { waitFor } from "./support/services.ts";
-import { startTracing, type Tracing } from "../core/trace/tracing.ts";
+import { startTracing } from "../core/trace/otlp-tracing.ts";
+import type { Tracing } from "../core/trace/tracing.ts";
 
 /**
  * With OTEL_EXPORTER_OTLP_ENDPOINT set, the API and the worker export their spans over OTLP/HTTP

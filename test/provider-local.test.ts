@@ -1,11 +1,12 @@
 import type { LogLine } from "../core/log/process-log.ts";
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Redis } from "ioredis";
 import { connectRedis } from "../core/redis/connect.ts";
+import { builtEntryPath } from "../core/build/built-entry.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
 import { LocalProvider, type LocalProviderOptions } from "../scheduler/providers/local-provider.ts";
@@ -82,6 +83,24 @@ describe("local provider", () => {
     await p.stop(spec.workerId, { graceMs: 20_000 });
     // A drained worker takes its heartbeat with it.
     expect(await redis.hget(keys.workers(spec.endpointId), spec.workerId)).toBeNull();
+  });
+
+  it("runs workers from the built JavaScript (dist/worker/main.js) with plain node: no TypeScript loader in their command line", async () => {
+    const p = provider();
+    const spec = echoSpec();
+    await p.start(spec);
+    await waitFor(async () => {
+      const raw = await redis.hget(keys.workers(spec.endpointId), spec.workerId);
+      return raw !== null && workerHeartbeat.parse(JSON.parse(raw)).state === "idle";
+    });
+    // This worker among this process's children, by the id in its environment.
+    const children = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    const pid = children.find((c) => readFileSync(`/proc/${c}/environ`, "utf8").split("\0").includes(`HEARTH_WORKER_ID=${spec.workerId}`));
+    expect(pid).toBeDefined();
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    expect(argv).toEqual([process.execPath, builtEntryPath("worker/main.ts")]);
+    expect(argv.join(" ")).not.toMatch(/tsx|\.ts\b/);
+    expect(argv[1]).toMatch(/\/dist\/worker\/main\.js$/);
   });
 
   it("turns workers' /metrics on only when asked (even with HEARTH_WORKER_METRICS=on in its own environment): the port is in the heartbeat", async () => {

@@ -98,10 +98,10 @@ async function startSchedulerProcess(env: Record<string, string> = {}) {
   }, 30_000).catch((err: unknown) => {
     throw new Error(`${String(err)}\nscheduler output:\n${output}`);
   });
-  // Children that run worker/main.ts (tsx also starts an esbuild service beside them).
+  // Children that run the worker's build, dist/worker/main.js.
   const workerPids = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(child.pid)], { encoding: "utf8" })
     .split("\n")
-    .filter((line) => line.includes("worker/main.ts"))
+    .filter((line) => line.includes("dist/worker/main.js"))
     .map((line) => Number(line.trim().split(/\s+/)[0]));
   expect(workerPids).toHaveLength(1);
   return { child, exited, keys, endpointId, workerPids, output: () => output };

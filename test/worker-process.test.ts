@@ -15,6 +15,7 @@ import { eq } from "drizzle-orm";
 import { openDb, type DbHandle } from "../core/db/client.ts";
 import { endpoints, jobs, tenants, workerSessions } from "../core/db/schema.ts";
 import { whenReady } from "../core/redis/connect.ts";
+import { builtEntryPath } from "../core/build/built-entry.ts";
 import { ControlPlane } from "../apps/control/control-plane.ts";
 import { clearPrefix, createTestDatabase, TEST_REDIS_URL, uniquePrefix, waitFor } from "./support/services.ts";
 
@@ -65,7 +66,7 @@ interface SpawnedWorker {
 
 function spawnWorker(endpointId: string, module: string, env: Record<string, string> = {}): SpawnedWorker {
   const workerId = `w-${randomUUID().slice(0, 8)}`;
-  const child = spawn(process.execPath, ["--import", "tsx", "worker/main.ts"], {
+  const child = spawn(process.execPath, [builtEntryPath("worker/main.ts")], {
     cwd: root,
     stdio: ["ignore", "pipe", "pipe", "ipc"],
     env: {

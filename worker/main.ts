@@ -6,7 +6,8 @@
  */
 import { performance } from "node:perf_hooks";
 import { z } from "zod";
-import { loadWorkerConfig } from "../core/config/process-configs.ts";
+import { loadWorkerConfig, type WorkerConfig } from "../core/config/process-configs.ts";
+import type { ModelCredentials } from "../core/contracts/endpoint-env.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
 import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
@@ -15,12 +16,11 @@ import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts"
 import { createEngine } from "./engines/create-engine.ts";
 import { resolveEngineUser } from "./engines/openai/engine-user.ts";
 import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../core/config/endpoint-secrets-env.ts";
-import { ModelStore } from "./models/model-source.ts";
-import { createModelSources } from "./models/model-sources.ts";
+import type { ModelStore } from "./models/model-source.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
-import { startTracing } from "../core/trace/tracing.ts";
+import { NO_TRACING, otlpTracesUrl } from "../core/trace/tracing.ts";
 import type { RuntimeMetrics } from "./runtime/runtime-metrics.ts";
 
 /** Until the config is read: the level's default and no worker fields. */
@@ -36,7 +36,8 @@ async function main(): Promise<void> {
   processLines = processLog("worker", { level: config.logLevel, fields: { workerId: config.workerId, endpointId: config.endpointId } });
   // A handler's console output is logged as structured lines, tagged with the job it ran for.
   routeConsole(processLines);
-  const tracing = startTracing("hearth-worker");
+  // The OpenTelemetry SDK only when spans have somewhere to go: it is not on a plain cold start.
+  const tracing = otlpTracesUrl(process.env) === undefined ? NO_TRACING : (await import("../core/trace/otlp-tracing.ts")).startTracing("hearth-worker");
   // Loaded beside the rest of the boot, and only when asked for: prom-client is not on a plain cold start.
   const metricsReady = config.metrics ? startMetrics(config.endpointId) : Promise.resolve(undefined);
   const spec = parseEnv(z.object({ HEARTH_ENGINE: z.string().transform(parseJson).pipe(engineSpec) }), process.env, "worker").HEARTH_ENGINE;
@@ -49,15 +50,6 @@ async function main(): Promise<void> {
   const secrets = loadWorkerSecrets(process.env, { runpodWorker: spec.kind === "runpod" });
   delete process.env[ENDPOINT_ENV_VAR];
   delete process.env[MODEL_CREDENTIALS_VAR];
-  // Checked again here, at download, on what is really opened and connected to (a refused S3 endpoint throws).
-  const modelSources = createModelSources({
-    modelDirs: config.modelDirs,
-    allow: config.modelAllowList,
-    s3: config.s3,
-    ...(secrets.modelCredentials && { tenantCredentials: secrets.modelCredentials }),
-  });
-  // Measures its own downloads; the runtime reports their length (not billed) as the worker leaves boot.
-  const models = new ModelStore({ cacheDir: config.modelCacheDir, sources: modelSources.sources });
 
   // A stop requested while the engine is still loading is honoured as soon as the runtime exists.
   let stopReason: string | undefined;
@@ -104,6 +96,8 @@ async function main(): Promise<void> {
   // Set once loaded (see below); the engine's state callback reads it when it fires.
   let metrics: { series: RuntimeMetrics; port: number } | undefined;
   try {
+    // Only an openai engine has a model to fetch: the model sources (the S3 SDK among them) load for it alone.
+    const models = spec.kind === "openai" ? await modelStore(config, secrets.modelCredentials) : undefined;
     runtime = await WorkerRuntime.create({
       endpointId: config.endpointId,
       workerId: config.workerId,
@@ -112,7 +106,7 @@ async function main(): Promise<void> {
       heartbeatMs: config.heartbeatMs,
       drainTimeoutMs: config.drainTimeoutMs,
       streamLingerMs: config.streamLingerMs,
-      engine: createEngine(spec, {
+      engine: await createEngine(spec, {
         handlerDirs: config.handlerDirs,
         endpointId: config.endpointId,
         workerId: config.workerId,
@@ -124,7 +118,7 @@ async function main(): Promise<void> {
           logError("runpod worker", new Error(reason));
           process.exit(1);
         },
-        models,
+        ...(models && { models }),
         endpointEnv: secrets.endpointEnv,
         onEngineState: (state, detail) => {
           log("engine", { state, ...(detail && { detail }) });
@@ -135,7 +129,7 @@ async function main(): Promise<void> {
         onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
         ...(engineUser && { engineUser }),
       }),
-      weightsFetchMs: () => models.weightsFetchMs,
+      weightsFetchMs: () => models?.weightsFetchMs,
       redis,
       subscriber,
       onPhase: (phase, detail) => log(phase, detail),
@@ -153,6 +147,22 @@ async function main(): Promise<void> {
   if (stopReason !== undefined) return stop(stopReason);
   runtime.start();
   log("ready");
+}
+
+/**
+ * The store an openai engine's model is materialised through; its sources are checked again here,
+ * at download, on what is really opened and connected to (a refused S3 endpoint throws). The store
+ * measures its own downloads; the runtime reports their length (not billed) as the worker leaves boot.
+ */
+async function modelStore(config: WorkerConfig, tenantCredentials: ModelCredentials | undefined): Promise<ModelStore> {
+  const [{ ModelStore }, { createModelSources }] = await Promise.all([import("./models/model-source.ts"), import("./models/model-sources.ts")]);
+  const modelSources = createModelSources({
+    modelDirs: config.modelDirs,
+    allow: config.modelAllowList,
+    s3: config.s3,
+    ...(tenantCredentials && { tenantCredentials }),
+  });
+  return new ModelStore({ cacheDir: config.modelCacheDir, sources: modelSources.sources });
 }
 
 /**

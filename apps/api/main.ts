@@ -2,7 +2,7 @@ import { loadApiConfig } from "../../core/config/process-configs.ts";
 import { migrateDb } from "../../core/db/client.ts";
 import { errorFields, processLog } from "../../core/log/process-log.ts";
 import { startApiServer } from "./api-server.ts";
-import { startTracing } from "../../core/trace/tracing.ts";
+import { startTracing } from "../../core/trace/otlp-tracing.ts";
 import { warnIfRedisDoesNotPersist } from "../../core/redis/persistence.ts";
 import { warnIfRedisDefaultUserOpen } from "../../core/redis/default-user-check.ts";
 

@@ -3,7 +3,7 @@ import { z } from "zod";
 const posInt = (dflt: number, max: number) =>
   z.preprocess((v) => (v === "" || v === undefined ? dflt : Number(v)), z.number().int().min(1).max(max));
 
-export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream", "webhook-latency", "metrics-overhead", "runpod-worker"] as const;
+export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream", "webhook-latency", "metrics-overhead", "runpod-worker", "cold-start"] as const;
 export type BenchName = (typeof BENCH_NAMES)[number];
 
 const schema = z.object({
@@ -22,6 +22,8 @@ const schema = z.object({
   BENCH_LLM_TOKENS: posInt(200, 1000),
   /** webhook-latency: measured sequential /run jobs with a webhook (and floor entries) per side; each takes ~0.1 s. */
   BENCH_WEBHOOK_JOBS: posInt(200, 100_000),
+  /** cold-start: measured cold starts per side (after one unmeasured each); a Hearth one takes ~2–3 s with the worker's stop. */
+  BENCH_COLD_STARTS: posInt(10, 1000),
   /** Comma-separated subset of the benchmarks; all when unset. */
   BENCH_ONLY: z.preprocess(
     (v) => (v === "" || v === undefined ? BENCH_NAMES.join(",") : v),
@@ -50,6 +52,7 @@ export interface BenchConfig {
   llmRequests: number;
   llmTokens: number;
   webhookJobs: number;
+  coldStarts: number;
   only: BenchName[];
   cpuProfDir: string | undefined;
   verbose: boolean;
@@ -74,6 +77,7 @@ export function loadBenchConfig(env: NodeJS.ProcessEnv): BenchConfig {
     llmRequests: c.BENCH_LLM_REQUESTS,
     llmTokens: c.BENCH_LLM_TOKENS,
     webhookJobs: c.BENCH_WEBHOOK_JOBS,
+    coldStarts: c.BENCH_COLD_STARTS,
     only: c.BENCH_ONLY,
     cpuProfDir: c.BENCH_CPU_PROF,
     verbose: c.BENCH_VERBOSE,

@@ -17,6 +17,8 @@ export interface ChildOptions<T> {
   stopTimeoutMs?: number;
   /** Echo every output line, prefixed with the name. Default false. */
   echo?: boolean;
+  /** Every output line, for the child's whole life (e.g. the scheduler's forwarded worker lines). */
+  onLine?: (line: string) => void;
 }
 
 export interface RunningChild<T> {
@@ -85,6 +87,7 @@ export function startChild<T>(options: ChildOptions<T>, cleanup: CleanupStack): 
     const onLine = (line: string) => {
       lines.push(line);
       if (lines.length > TAIL_LINES) lines.shift();
+      options.onLine?.(line);
       if (options.echo) console.log(`  ${options.name}| ${line}`);
       if (readyValue !== undefined) return;
       readyValue = options.ready(line);

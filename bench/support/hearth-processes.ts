@@ -21,6 +21,8 @@ export interface HearthOptions {
   echo?: boolean;
   /** Extra variables for every child (e.g. the egress settings a webhook benchmark needs); they win over the defaults. */
   env?: NodeJS.ProcessEnv;
+  /** Every line the scheduler prints, its workers' forwarded JSON lines among them. */
+  onSchedulerLine?: (line: string) => void;
 }
 
 /** Hearth as it is deployed: the API, the control plane and the scheduler (which runs the workers) as separate processes. */
@@ -82,7 +84,7 @@ export function apiProfileWindow(dir: string | undefined, bench: string, api: { 
 }
 
 /** Hearth for one benchmark of a run: the run's database and Redis prefix, its cleanup, and the API profiled when asked. */
-export function startHearthFor(ctx: BenchContext, bench: string, env?: NodeJS.ProcessEnv): Promise<RunningHearth> {
+export function startHearthFor(ctx: BenchContext, bench: string, env?: NodeJS.ProcessEnv, onSchedulerLine?: (line: string) => void): Promise<RunningHearth> {
   const { config, isolation, cleanup } = ctx;
   return startHearth({
     databaseUrl: isolation.databaseUrl,
@@ -92,6 +94,7 @@ export function startHearthFor(ctx: BenchContext, bench: string, env?: NodeJS.Pr
     apiNodeArgs: apiProfileArgs(config.cpuProfDir, bench),
     echo: config.verbose,
     env,
+    ...(onSchedulerLine && { onSchedulerLine }),
   });
 }
 
@@ -127,6 +130,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
       entry: `${repoRoot}scheduler/main.ts`,
       env,
       echo: options.echo,
+      ...(options.onSchedulerLine && { onLine: options.onSchedulerLine }),
       ready: jsonLine((o) => (o.msg === "scheduler started" ? true : undefined)),
     },
     options.cleanup,

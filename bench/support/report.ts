@@ -67,7 +67,7 @@ export function printReport(results: BenchResult[]): void {
       const cpu = r.cpu[side];
       const pad = `  ${" ".repeat(r.name.length)} ${"".padEnd(6)}`;
       if (cpu) console.log(`${pad} cpu % of one core: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`);
-      if (s.phasesMs) console.log(`${pad} Hearth's job timings: ${Object.entries(s.phasesMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ")}`);
+      if (s.phasesMs) console.log(`${pad} timings: ${Object.entries(s.phasesMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ")}`);
       if (s.apiProfile) console.log(`${pad} API profile: ${s.apiProfile.summarize ?? s.apiProfile.error}`);
     }
     for (const w of r.warnings) console.log(`  warning (${r.name}): ${w}`);

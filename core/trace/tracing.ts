@@ -1,7 +1,4 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Tracer } from "@opentelemetry/api";
-import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
 import { childSpan, type TraceParent } from "./trace-context.ts";
 
 export { SpanKind };
@@ -20,18 +17,16 @@ export interface Tracing {
 
 export const NO_TRACING: Tracing = { shutdown: async () => {} };
 
-/** Reads the standard OTEL_* variables (OTEL_SERVICE_NAME overrides `serviceName`). */
-export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): Tracing {
+/**
+ * Where spans go, from the standard variables: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as it is, or
+ * OTEL_EXPORTER_OTLP_ENDPOINT with the signal's path appended (the spec's rule); undefined: nowhere.
+ * The SDK that exports them is in `otlp-tracing.ts`, imported only when this says there is a place.
+ */
+export function otlpTracesUrl(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const traces = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT?.trim();
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim();
-  if (!traces && !base) return NO_TRACING;
-  // The spec's rule: the generic endpoint gets the signal's path appended, the per-signal one is used as it is.
-  const url = traces || `${base!.replace(/\/+$/, "")}/v1/traces`;
-  const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({ "service.name": env.OTEL_SERVICE_NAME?.trim() || serviceName }),
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url }), { scheduledDelayMillis: 1000 })],
-  });
-  return { tracer: provider.getTracer("hearth"), shutdown: () => provider.shutdown() };
+  if (!traces && !base) return undefined;
+  return traces || `${base!.replace(/\/+$/, "")}/v1/traces`;
 }
 
 /** A span in progress: its ids (what the next hop and the logs get) and its end. */

@@ -4,11 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { builtEntryPath } from "../../core/build/built-entry.ts";
 import { ensureTinyLlamaFile } from "../../core/gguf/tiny-llama-file.ts";
 import { freePort, waitFor } from "./services.ts";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
-const MAIN = join(REPO, "worker/engines/embedded/main.ts");
+// The build the worker runs (made by the test run's global setup).
+const MAIN = builtEntryPath("worker/engines/embedded/main.ts");
 
 export interface EmbeddedEngineProcess {
   /** `http://127.0.0.1:port`, without `/v1`. */
@@ -25,7 +27,7 @@ export async function startEmbeddedEngine(options: { parallel: number; ctxSize: 
   const model = ensureTinyLlamaFile(join(dir, "tiny-llama.gguf"));
   const port = await freePort();
   const args = ["--model", model, "--host", "127.0.0.1", "--port", String(port), "--parallel", String(options.parallel), "--ctx-size", String(options.ctxSize), "--threads", "1"];
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+  const child: ChildProcess = spawn(process.execPath, [MAIN, ...args], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
   const stdout: string[] = [];
   const stderr: string[] = [];
   createInterface({ input: child.stdout! }).on("line", (l) => stdout.push(l));

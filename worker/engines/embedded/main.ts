@@ -10,7 +10,7 @@ import { z } from "zod";
  * Composition root of the embedded engine process: a model served over the OpenAI HTTP API, run
  * and supervised by the worker like llama-server or vLLM would be.
  *
- *   node --import tsx worker/engines/embedded/main.ts --model <path.gguf> --host 127.0.0.1 --port <n>
+ *   node dist/worker/engines/embedded/main.js --model <path.gguf> --host 127.0.0.1 --port <n>   (npm run build)
  *     --parallel <n> --ctx-size <n> [--threads <n>] [--served-model-name <name>]
  *
  * Other code builds this command line: keep the flag names. Bad flags exit 2; a model that cannot
