@@ -7,6 +7,7 @@ import OpenAI from "openai";
 import runpodSdk from "runpod-sdk";
 import { Agent, getGlobalDispatcher, setGlobalDispatcher, type Dispatcher } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_CONCURRENT_STREAMS } from "../apps/api/node-listener.ts";
 import { loadApiConfig } from "../core/config/process-configs.ts";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { apiMain, spawnEntry } from "./support/entry-process.ts";
@@ -160,6 +161,8 @@ describe.skipIf(!hasOpenssl())("the API over HTTPS and HTTP/2 (self-signed certi
     try {
       await new Promise<void>((resolve, reject) => session.once("connect", () => resolve()).once("error", reject));
       expect(session.alpnProtocol).toBe("h2");
+      // The server bounds the streams one connection may hold open (Node's own default is 2^32-1).
+      await waitFor(() => session.remoteSettings.maxConcurrentStreams === MAX_CONCURRENT_STREAMS);
       const path = `/v2/${llmEp}/openai/v1/chat/completions`;
       const prompts = ["Tell me a story", "Once upon a time"];
       const [a, b] = await Promise.all(

@@ -44,6 +44,9 @@ export const DEFAULT_CONNECTION_SETTINGS: ConnectionSettings = {
   checkIntervalMs: 30_000,
 };
 
+/** Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+export const MAX_CONCURRENT_STREAMS = 250;
+
 export interface ListenOptions {
   fetch: Parameters<typeof createAdaptorServer>[0]["fetch"];
   port: number;
@@ -69,7 +72,10 @@ export async function listen(options: ListenOptions): Promise<Listening> {
         hostname: options.host,
         createServer: createSecureServer,
         // allowHTTP1: clients that do not offer h2 (Node's fetch, curl --http1.1) get HTTP/1.1 on the same port.
-        serverOptions: { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true },
+        // A client may hold at most this many streams open on one connection (Node's default is
+        // 2^32-1): jobs are bounded by tenant quotas, this bounds the server's per-connection state,
+        // as nginx (128) and Go (250) do. Clients queue further requests or open another connection.
+        serverOptions: { cert: options.tls.cert, key: options.tls.key, allowHTTP1: true, settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } },
       })
     : createAdaptorServer({ fetch: options.fetch, hostname: options.host });
   // HTTP/1.1, plain or over TLS (allowHTTP1 hands such connections to Node's HTTP/1.1 code with the
