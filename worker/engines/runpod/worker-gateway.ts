@@ -98,13 +98,14 @@ export async function startWorkerGateway(options: WorkerGatewayOptions): Promise
     if (!authorized(req.headers.authorization)) throw new GatewayError(401, "this worker's token is required in Authorization");
     if (endpointId !== options.endpointId || workerId !== options.workerId) throw new GatewayError(403, "this token is for another endpoint or worker");
 
-    // The connection closing (the SDK gave up, the worker died) ends a held poll.
-    const gone = AbortSignal.any([closing.signal, closedSignal(res)]);
+    // The connection closing (the SDK gave up, the worker died) ends a held poll; made for the polls alone.
+    const heldUntilGone = () => AbortSignal.any([closing.signal, closedSignal(res)]);
     switch (op) {
       case "job-take":
       case "job-take-batch": {
         const max = op === "job-take" ? 1 : batchSize(url.searchParams.get("batch_size"));
         options.onTake?.();
+        const gone = heldUntilGone();
         const jobs = await options.book.take(max, holdMs, gone);
         if (jobs.length === 0) return void send(res, 204);
         // Handed over only once written: jobs of an answer the worker never got go back in line.
@@ -115,7 +116,7 @@ export async function startWorkerGateway(options: WorkerGatewayOptions): Promise
         return void send(res, 200, op === "job-take" ? jobs[0] : jobs);
       }
       case "job-stop": {
-        const ids = await options.book.stopsWanted(holdMs, gone);
+        const ids = await options.book.stopsWanted(holdMs, heldUntilGone());
         return void (ids.length === 0 ? send(res, 204) : send(res, 200, { jobsToStop: ids }));
       }
       case "ping": {
