@@ -1,6 +1,7 @@
 import { Ajv } from "ajv";
 import OpenAI from "openai";
-import type { ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions";
+import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from "openai/resources/chat/completions";
+import { MAX_CALLS_PER_TURN } from "../worker/engines/embedded/tool-calls.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmbeddedEngine, type EmbeddedEngineProcess } from "./support/embedded-engine-process.ts";
 
@@ -51,6 +52,30 @@ function expectValidCall(call: { id: string; type: string; function: { name: str
   expect(validate!(JSON.parse(call.function.arguments)), call.function.arguments).toBe(true);
 }
 
+/** Joins a stream's `delta.tool_calls` by index, as OpenAI's clients do, checking each call's first delta carries its id and name. */
+async function collectToolCalls(stream: AsyncIterable<ChatCompletionChunk>): Promise<{ calls: { id: string; type: string; function: { name: string; arguments: string } }[]; content: string; finish: string | null; deltas: number }> {
+  const calls: { id: string; type: string; function: { name: string; arguments: string } }[] = [];
+  let finish: string | null = null;
+  let content = "";
+  let deltas = 0;
+  for await (const chunk of stream) {
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    content += choice.delta.content ?? "";
+    for (const d of choice.delta.tool_calls ?? []) {
+      deltas++;
+      if (!calls[d.index]) {
+        expect(d.index, "calls are numbered in order").toBe(calls.length);
+        expect(d.id).toMatch(/^call_/);
+        calls[d.index] = { id: d.id!, type: d.type!, function: { name: d.function!.name!, arguments: "" } };
+      }
+      calls[d.index]!.function.arguments += d.function?.arguments ?? "";
+    }
+    finish = choice.finish_reason ?? finish;
+  }
+  return { calls, content, finish, deltas };
+}
+
 async function refusal(request: Promise<unknown>): Promise<{ status: number; param: string | null }> {
   const err = await request.then(
     () => expect.unreachable("the request should have been refused"),
@@ -62,18 +87,38 @@ async function refusal(request: Promise<unknown>): Promise<{ status: number; par
 }
 
 describe("tools on the embedded engine (tiny model)", () => {
-  it('tool_choice "required": a call to a declared tool whose arguments validate, across sampled outputs', async () => {
-    for (const seed of [1, 2, 3, 4, 5]) {
+  it('tool_choice "required": calls to declared tools whose arguments validate, across sampled outputs; parallel ones too', async () => {
+    const counts: number[] = [];
+    for (const seed of [1, 2, 5]) {
       const out = await openai.chat.completions.create({ model: "tiny-llama", messages, tools, tool_choice: "required", temperature: 1, seed });
       const choice = out.choices[0]!;
       expect(choice.finish_reason).toBe("tool_calls");
       expect(choice.message.content).toBeNull();
-      expect(choice.message.tool_calls).toHaveLength(1);
-      expectValidCall(choice.message.tool_calls![0]! as never);
+      const calls = choice.message.tool_calls!;
+      expect(calls.length).toBeGreaterThanOrEqual(1);
+      expect(calls.length).toBeLessThanOrEqual(MAX_CALLS_PER_TURN);
+      for (const call of calls) expectValidCall(call as never);
+      expect(new Set(calls.map((c) => c.id)).size).toBe(calls.length);
+      counts.push(calls.length);
     }
+    // The grammar lets the model go on after a call; the sampled outputs do, at least once.
+    expect(Math.max(...counts), `calls per output: ${counts.join(", ")}`).toBeGreaterThan(1);
   }, 120_000);
 
-  it("a named function, streamed: delta.tool_calls chunks with index build a call whose arguments validate", async () => {
+  it("parallel_tool_calls: false makes one call where the same seed otherwise makes several", async () => {
+    const seeded = async (seed: number, parallel?: boolean) =>
+      (await openai.chat.completions.create({ model: "tiny-llama", messages, tools, tool_choice: "required", temperature: 1, seed, ...(parallel !== undefined && { parallel_tool_calls: parallel }) })).choices[0]!.message.tool_calls!;
+    let seed = 1;
+    while ((await seeded(seed)).length < 2) {
+      seed++;
+      expect(seed, "no seed up to 12 made parallel calls").toBeLessThan(12);
+    }
+    const single = await seeded(seed, false);
+    expect(single).toHaveLength(1);
+    expectValidCall(single[0]! as never);
+  }, 120_000);
+
+  it("a named function, streamed: delta.tool_calls chunks with index build calls whose arguments validate", async () => {
     const stream = await openai.chat.completions.create({
       model: "tiny-llama",
       messages,
@@ -83,46 +128,27 @@ describe("tools on the embedded engine (tiny model)", () => {
       seed: 11,
       stream: true,
     });
-    const calls: { id: string; type: string; function: { name: string; arguments: string } }[] = [];
-    let finish: string | null = null;
-    let content = "";
-    let deltas = 0;
-    for await (const chunk of stream) {
-      const choice = chunk.choices[0];
-      if (!choice) continue;
-      content += choice.delta.content ?? "";
-      for (const d of choice.delta.tool_calls ?? []) {
-        deltas++;
-        expect(d.index).toBe(0);
-        calls[d.index] ??= { id: d.id!, type: d.type!, function: { name: d.function!.name!, arguments: "" } };
-        calls[d.index]!.function.arguments += d.function?.arguments ?? "";
-      }
-      finish = choice.finish_reason ?? finish;
-    }
+    const { calls, content, finish, deltas } = await collectToolCalls(stream);
     expect(content).toBe("");
     expect(finish).toBe("tool_calls");
-    expect(calls).toHaveLength(1);
-    expectValidCall(calls[0]!, "get_weather");
+    expect(calls.length).toBeGreaterThanOrEqual(1);
+    for (const call of calls) expectValidCall(call, "get_weather");
     // The arguments stream as they are decoded, not in one piece at the end.
-    expect(deltas).toBeGreaterThan(3);
+    expect(deltas).toBeGreaterThan(3 * calls.length);
   }, 60_000);
 
-  it("streamed and not, the same seeded call: names equal, arguments the same JSON value", async () => {
-    for (const seed of [21, 22, 23]) {
+  it("streamed and not, the same seeded calls: names equal, arguments the same JSON values", async () => {
+    let several = false;
+    for (const seed of [21, 5]) {
       const request = { model: "tiny-llama", messages, tools, tool_choice: "required" as const, temperature: 1, seed };
-      const whole = (await openai.chat.completions.create(request)).choices[0]!.message.tool_calls![0]! as { function: { name: string; arguments: string } };
-      let name = "";
-      let args = "";
-      for await (const chunk of await openai.chat.completions.create({ ...request, stream: true })) {
-        for (const d of chunk.choices[0]?.delta.tool_calls ?? []) {
-          name += d.function?.name ?? "";
-          args += d.function?.arguments ?? "";
-        }
-      }
-      expect(name).toBe(whole.function.name);
-      expect(JSON.parse(args)).toEqual(JSON.parse(whole.function.arguments));
+      const whole = (await openai.chat.completions.create(request)).choices[0]!.message.tool_calls! as { function: { name: string; arguments: string } }[];
+      const { calls } = await collectToolCalls(await openai.chat.completions.create({ ...request, stream: true }));
+      expect(calls.map((c) => c.function.name)).toEqual(whole.map((c) => c.function.name));
+      expect(calls.map((c) => JSON.parse(c.function.arguments))).toEqual(whole.map((c) => JSON.parse(c.function.arguments)));
+      several ||= whole.length > 1;
     }
-  }, 60_000);
+    expect(several, "some seed made parallel calls").toBe(true);
+  }, 120_000);
 
   it('tool_choice "auto": either a valid call or a text answer, never anything in between', async () => {
     const kinds = new Set<string>();
@@ -131,7 +157,7 @@ describe("tools on the embedded engine (tiny model)", () => {
       const choice = out.choices[0]!;
       if (choice.message.tool_calls?.length) {
         expect(choice.finish_reason).toBe("tool_calls");
-        expectValidCall(choice.message.tool_calls[0]! as never);
+        for (const call of choice.message.tool_calls) expectValidCall(call as never);
         kinds.add("call");
       } else {
         expect(choice.message.content!.startsWith("{")).toBe(false);
@@ -150,10 +176,11 @@ describe("tools on the embedded engine (tiny model)", () => {
   it("a two-turn tool conversation: the assistant's tool_calls and the tool's result are accepted and rendered", async () => {
     const first = await openai.chat.completions.create({ model: "tiny-llama", messages, tools, tool_choice: "required", temperature: 0 });
     const assistant = first.choices[0]!.message;
-    const call = assistant.tool_calls![0]! as { id: string; function: { name: string; arguments: string } };
+    // Each call the assistant made gets its result (greedy decoding may make several).
+    const results = assistant.tool_calls!.map((call): ChatCompletionMessageParam => ({ role: "tool", tool_call_id: call.id, content: '{"temperature": 21}' }));
     const second = await openai.chat.completions.create({
       model: "tiny-llama",
-      messages: [...messages, assistant, { role: "tool", tool_call_id: call.id, content: '{"temperature": 21}' }],
+      messages: [...messages, assistant, ...results],
       tools,
       temperature: 0,
       max_completion_tokens: 12,
