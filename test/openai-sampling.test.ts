@@ -1,6 +1,7 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startEmbeddedEngine, type EmbeddedEngineProcess } from "./support/embedded-engine-process.ts";
+import { LLAMA_SERVER, llamaServerBuilt, startLlamaServerEngine } from "./support/llama-server-engine.ts";
 
 /*
  * The sampling fields beyond temperature and top_p on the embedded engine, through the real openai
@@ -58,40 +59,6 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
     // Same on the chat route.
     const chat = await openai.chat.completions.create({ model: "tiny-llama", messages: [{ role: "user", content: prompt }], temperature: 0, max_completion_tokens: 16, presence_penalty: 1.5 });
     expect(typeof chat.choices[0]!.message.content).toBe("string");
-  }, 60_000);
-
-  it("chat logprobs: one entry per token of the content, with bytes and top_logprobs; greedy picks the likeliest", async () => {
-    const messages = [{ role: "user" as const, content: "Tell me a story" }];
-    const out = await openai.chat.completions.create({ model: "tiny-llama", messages, temperature: 0, max_completion_tokens: 16, logprobs: true, top_logprobs: 3 });
-    const choice = out.choices[0]!;
-    const content = choice.logprobs!.content!;
-    expect(content.length).toBe(out.usage!.completion_tokens);
-    expect(content.map((e) => e.token).join("")).toBe(choice.message.content);
-    for (const e of content) {
-      expect(e.logprob).toBeLessThanOrEqual(0);
-      expect(e.bytes).toEqual([...Buffer.from(e.token, "utf8")]);
-      expect(e.top_logprobs).toHaveLength(3);
-      const tops = e.top_logprobs.map((t) => t.logprob);
-      expect([...tops].sort((a, b) => b - a)).toEqual(tops);
-      // Greedy decoding takes the likeliest token, whose log probability is the first alternative's.
-      expect(e.top_logprobs[0]!.logprob).toBeCloseTo(e.logprob, 6);
-    }
-    // Streamed, the chunks' entries add up to the same tokens.
-    const stream = await openai.chat.completions.create({ model: "tiny-llama", messages, temperature: 0, max_completion_tokens: 16, logprobs: true, stream: true });
-    let text = "";
-    const tokens: string[] = [];
-    for await (const chunk of stream) {
-      text += chunk.choices[0]?.delta.content ?? "";
-      for (const e of chunk.choices[0]?.logprobs?.content ?? []) {
-        expect(e.top_logprobs).toEqual([]);
-        tokens.push(e.token);
-      }
-    }
-    expect(text).toBe(choice.message.content);
-    expect(tokens.join("")).toBe(text);
-    // Without logprobs: null, as OpenAI.
-    const plain = await openai.chat.completions.create({ model: "tiny-llama", messages, logprobs: false, max_completion_tokens: 2 });
-    expect(plain.choices[0]!.logprobs).toBeNull();
   }, 60_000);
 
   it("completion logprobs: tokens, token_logprobs, top_logprobs and text_offset line up with the text", async () => {
@@ -161,4 +128,60 @@ describe("sampling fields on the embedded engine (tiny model)", () => {
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, n: 17 }))).toEqual({ status: 400, param: "n" });
     expect(await refusal(openai.chat.completions.create({ model: "tiny-llama", messages, frequency_penalty: 3 }))).toEqual({ status: 400, param: "frequency_penalty" });
   }, 30_000);
+});
+
+/** Chat logprobs as OpenAI shapes them, on every engine that serves them. */
+function describeChatLogprobs(name: string, start: () => Promise<{ base: string; stop(): Promise<void> }>): void {
+  describe(name, () => {
+    let server: { base: string; stop(): Promise<void> } | undefined;
+    let client_: OpenAI | undefined;
+    const client = () => client_!;
+    beforeAll(async () => {
+      server = await start();
+      client_ = new OpenAI({ baseURL: `${server.base}/v1`, apiKey: "unused", maxRetries: 0 });
+    }, 60_000);
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    it("chat logprobs: one entry per token of the content, with bytes and top_logprobs; greedy picks the likeliest", async () => {
+      const messages = [{ role: "user" as const, content: "Tell me a story" }];
+      const out = await client().chat.completions.create({ model: "tiny-llama", messages, temperature: 0, max_completion_tokens: 16, logprobs: true, top_logprobs: 3 });
+      const choice = out.choices[0]!;
+      const content = choice.logprobs!.content!;
+      expect(content.length).toBe(out.usage!.completion_tokens);
+      expect(content.map((e) => e.token).join("")).toBe(choice.message.content);
+      for (const e of content) {
+        expect(e.logprob).toBeLessThanOrEqual(0);
+        expect(e.bytes).toEqual([...Buffer.from(e.token, "utf8")]);
+        expect(e.top_logprobs).toHaveLength(3);
+        const tops = e.top_logprobs.map((t) => t.logprob);
+        expect([...tops].sort((a, b) => b - a)).toEqual(tops);
+        // Greedy decoding takes the likeliest token, whose log probability is the first alternative's.
+        expect(e.top_logprobs[0]!.logprob).toBeCloseTo(e.logprob, 6);
+      }
+      // Streamed, the chunks' entries add up to the same tokens.
+      const stream = await client().chat.completions.create({ model: "tiny-llama", messages, temperature: 0, max_completion_tokens: 16, logprobs: true, stream: true });
+      let text = "";
+      const tokens: string[] = [];
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? "";
+        for (const e of chunk.choices[0]?.logprobs?.content ?? []) {
+          expect(e.top_logprobs ?? []).toEqual([]);
+          tokens.push(e.token);
+        }
+      }
+      expect(text).toBe(choice.message.content);
+      expect(tokens.join("")).toBe(text);
+      // Without logprobs: null, as OpenAI.
+      const plain = await client().chat.completions.create({ model: "tiny-llama", messages, logprobs: false, max_completion_tokens: 2 });
+      expect(plain.choices[0]!.logprobs ?? null).toBeNull();
+    }, 60_000);
+  });
+}
+
+describeChatLogprobs("chat logprobs on the embedded engine (tiny model)", () => startEmbeddedEngine({ parallel: 2, ctxSize: 1024 }));
+
+describe.skipIf(!llamaServerBuilt)(`chat logprobs on llama-server (llamacpp profile${llamaServerBuilt ? "" : `: no llama-server at ${LLAMA_SERVER}, skipped; set HEARTH_LLAMA_SERVER`})`, () => {
+  describeChatLogprobs("the same shape", () => startLlamaServerEngine({ threads: 1, "ctx-size": 1024 }));
 });

@@ -1,16 +1,8 @@
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
 import { Ajv } from "ajv";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openaiEngine } from "../core/contracts/endpoint.ts";
-import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
-import { EMBEDDED_ENGINE } from "../worker/engines/create-engine.ts";
-import { OpenAIEngine } from "../worker/engines/openai/openai-engine.ts";
-import { FileModelSource } from "../worker/models/file-model-source.ts";
-import { ModelStore } from "../worker/models/model-source.ts";
 import { startEmbeddedEngine, type EmbeddedEngineProcess } from "./support/embedded-engine-process.ts";
+import { LLAMA_SERVER, llamaServerBuilt, startLlamaServerEngine, type LlamaServerEngine } from "./support/llama-server-engine.ts";
 
 /*
  * `response_format` on the embedded engine, through the real openai client, on the tiny gibberish
@@ -149,35 +141,17 @@ describe("response_format on the embedded engine (tiny model)", () => {
  * turns json_schema into a grammar itself. Only the proof of validity runs there; the refusals
  * above are the embedded engine's own rules.
  */
-const llamaServer = process.env.HEARTH_LLAMA_SERVER ?? "/var/cache/hearth/llama-build/bin/llama-server";
-if (existsSync(llamaServer)) {
-  describe("response_format on llama-server (llamacpp profile)", () => {
-    const scratch = mkdtempSync(join(tmpdir(), "hearth-llama-server-"));
-    let server: OpenAIEngine;
-    let client: OpenAI;
-    beforeAll(async () => {
-      // The profile runs `llama-server` from PATH, as in images/llamacpp.
-      process.env.PATH = `${dirname(llamaServer)}:${process.env.PATH ?? ""}`;
-      const modelPath = ensureTinyLlamaFile(join(scratch, "tiny-llama.gguf"));
-      server = new OpenAIEngine({
-        spec: openaiEngine.parse({ kind: "openai", profile: "llamacpp", model: `file://${modelPath}`, args: { threads: 1, "ctx-size": 4096 }, concurrency: 4 }),
-        models: new ModelStore({ cacheDir: join(scratch, "cache"), sources: [new FileModelSource({ allowedDirs: [scratch] })] }),
-        embedded: EMBEDDED_ENGINE,
-        onLog: () => {},
-      });
-      await server.start();
-      client = new OpenAI({ baseURL: `${server.baseUrl}/v1`, apiKey: "unused", maxRetries: 0 });
-    }, 60_000);
-    afterAll(async () => {
-      await server?.stop();
-      rmSync(scratch, { recursive: true, force: true });
-    });
-    it("json_schema (strict): 20 outputs sampled at temperature 1 all parse and validate against the schema", async () => {
-      await expectTwentyValid(client);
-    }, 240_000);
+describe.skipIf(!llamaServerBuilt)(`response_format on llama-server (llamacpp profile${llamaServerBuilt ? "" : `: no llama-server at ${LLAMA_SERVER}, skipped; set HEARTH_LLAMA_SERVER`})`, () => {
+  let server: LlamaServerEngine;
+  let client: OpenAI;
+  beforeAll(async () => {
+    server = await startLlamaServerEngine({ threads: 1, "ctx-size": 4096 });
+    client = new OpenAI({ baseURL: `${server.base}/v1`, apiKey: "unused", maxRetries: 0 });
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
   });
-} else {
-  describe.skip(`response_format on llama-server: no llama-server at ${llamaServer} (set HEARTH_LLAMA_SERVER to run it)`, () => {
-    it("json_schema (strict): 20 outputs sampled at temperature 1 all parse and validate against the schema", () => {});
-  });
-}
+  it("json_schema (strict): 20 outputs sampled at temperature 1 all parse and validate against the schema", async () => {
+    await expectTwentyValid(client);
+  }, 240_000);
+});

@@ -13,7 +13,8 @@ import { chatLogprobs, completionLogprobs, type TokenLogprob } from "./logprobs.
 import { sseResponse } from "./sse-response.ts";
 import { addEmbeddingsRoute } from "./embeddings-route.ts";
 import type { LlamaEmbedder } from "./llama-embedder.ts";
-import { parseToolCall, ToolCallSplitter, toolFunctions, toolPlan, type ToolCall, type ToolCallDelta, type ToolPlan } from "./tool-calls.ts";
+import { toolFunctions, toolPlan, type ToolPlan } from "./tool-calls.ts";
+import { parseToolCalls, ToolCallSplitter, type ToolCall, type ToolCallDelta } from "./tool-call-stream.ts";
 import type { Log } from "../../../core/log/process-log.ts";
 import { parseTraceparent } from "../../../core/trace/trace-context.ts";
 
@@ -66,14 +67,14 @@ const chatShape: ChoiceShape = {
   closing: (finishReason) => ({ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }),
 };
 
-function toolCallChoice(call: ToolCall) {
-  return { index: 0, message: { role: "assistant", content: null, tool_calls: [call] }, logprobs: null, finish_reason: "tool_calls" };
+function toolCallChoice(calls: ToolCall[]) {
+  return { index: 0, message: { role: "assistant", content: null, tool_calls: calls }, logprobs: null, finish_reason: "tool_calls" };
 }
 
 /** A piece of a call as OpenAI streams it: the first carries id, type and name; the rest, arguments. */
 function toolCallChunk(delta: ToolCallDelta): object {
   const fn = { ...(delta.name !== undefined && { name: delta.name }), ...(delta.arguments !== undefined && { arguments: delta.arguments }) };
-  const toolCall = { index: 0, ...(delta.id !== undefined && { id: delta.id, type: "function" }), function: fn };
+  const toolCall = { index: delta.index, ...(delta.id !== undefined && { id: delta.id, type: "function" }), function: fn };
   return { index: 0, delta: { tool_calls: [toolCall] }, logprobs: null, finish_reason: null };
 }
 
@@ -162,7 +163,7 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
 
   app.post("/v1/chat/completions", async (c) => {
     const body = parseRequestBody(chatCompletionRequest, await c.req.text());
-    const tools = await toolPlan(body.tools, body.tool_choice, generator.grammars);
+    const tools = await toolPlan(body.tools, body.tool_choice, generator.grammars, body.parallel_tool_calls !== false);
     // One grammar constrains a generation: a call's, or the response format's.
     if (tools && body.response_format != null && body.response_format.type !== "text") {
       throw OpenAiError.invalidRequest('response_format together with tools is only supported with tool_choice "none"', "response_format");
@@ -217,9 +218,9 @@ export function openAiApp(deps: OpenAiAppDeps): Hono {
       // The adapter aborts the request's signal when the client disconnects before the response.
       const results = await generateAll(c.req.raw.signal);
       const choices = results.map((result, i) => {
-        const call = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCall(result.text) : undefined;
+        const calls = tools && (tools.mode === "required" || result.text.startsWith("{")) ? parseToolCalls(result.text) : undefined;
         const logprobs = result.logprobs ? shape.logprobs(result.logprobs, 0) : null;
-        return at(i, call ? toolCallChoice(call) : shape.whole(result.text, result.finishReason, logprobs));
+        return at(i, calls ? toolCallChoice(calls) : shape.whole(result.text, result.finishReason, logprobs));
       });
       return c.json({ id, object: shape.object, created, model: servedModelName, choices, usage: usage(results) });
     }

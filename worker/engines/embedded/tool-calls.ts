@@ -1,4 +1,3 @@
-import { randomAlnum } from "../../../core/ids/random-id.ts";
 import type { ChatModelFunctions, GbnfJsonSchema, LlamaGrammar } from "node-llama-cpp";
 import { z } from "zod";
 import type { GrammarFactory } from "./grammars.ts";
@@ -9,7 +8,9 @@ import { OpenAiError } from "./openai-error.ts";
  * OpenAI function calling on the embedded engine, by grammar. A call is written by the model as one
  * JSON object `{"name": "<tool>", "arguments": {...}}` (the shape Hermes, Qwen and Llama 3.1 chat
  * templates teach their models), whose `arguments` the grammar constrains to the tool's parameter
- * schema. `required` and a named function constrain the whole output to a call. `auto` lets the
+ * schema; parallel calls are such objects one per line, up to MAX_CALLS_PER_TURN (one when the
+ * request sets `parallel_tool_calls: false`). Reading them back: tool-call-stream.ts.
+ * `required` and a named function constrain the whole output to calls. `auto` lets the
  * grammar choose at the first character: `{` starts a call, anything else is a text answer. That
  * is a choice the grammar enforces whatever the model, so it is reliable on the tiny gibberish
  * model too, which node-llama-cpp's own function calling is not (it waits for the model to write
@@ -44,12 +45,11 @@ export const assistantToolCall = z.object({
   function: z.object({ name: z.string().min(1), arguments: z.string() }),
 });
 
-/** A call in OpenAI's response shape. */
-export interface ToolCall {
-  id: string;
-  type: "function";
-  function: { name: string; arguments: string };
-}
+/** Calls one turn may make when `parallel_tool_calls` is not false (a bound the grammar enforces: a random model would otherwise call until max_tokens). */
+export const MAX_CALLS_PER_TURN = 8;
+
+/** `root ::= <the JSON value> <node-llama-cpp's end: four newlines, then any>`. */
+const ROOT_RULE = /^root ::= (.*?) ("\\n\\n\\n\\n" \[\\n\]\*)$/m;
 
 /** How a request wants tools used: the grammar to decode with and how to read its output. */
 export interface ToolPlan {
@@ -80,7 +80,7 @@ export function toolFunctions(tools: readonly Tool[] | null | undefined): { func
  * made (no tools, or `none`). Throws a 400 naming `param` for a bad parameter schema or a choice
  * naming no declared tool.
  */
-export async function toolPlan(tools: readonly Tool[] | null | undefined, choice: ToolChoice, grammars: GrammarFactory): Promise<ToolPlan | undefined> {
+export async function toolPlan(tools: readonly Tool[] | null | undefined, choice: ToolChoice, grammars: GrammarFactory, parallel = true): Promise<ToolPlan | undefined> {
   const { functions, schemas } = toolFunctions(tools);
   if (typeof choice === "object" && choice !== null && !schemas.has(choice.function.name)) {
     throw OpenAiError.invalidRequest(`tool_choice names the function ${JSON.stringify(choice.function.name)}, which is not in tools`, "tool_choice.function.name");
@@ -97,103 +97,19 @@ export async function toolPlan(tools: readonly Tool[] | null | undefined, choice
     })),
   } as GbnfJsonSchema;
   const mode = choice == null || choice === "auto" ? "auto" : "required";
-  const callGbnf = () => grammars.jsonSchemaGbnf(call);
-  const grammar =
-    mode === "required"
-      ? await grammars.gbnf(`call:${JSON.stringify(call)}`, callGbnf)
-      : await grammars.gbnf(`auto:${JSON.stringify(call)}`, async () => {
-          // The call's grammar under another name, and beside it a text answer that does not start with `{`.
-          const gbnf = await callGbnf();
-          if (!/^root ::= /m.test(gbnf)) throw new Error("node-llama-cpp's JSON grammar has no root rule");
-          return `root ::= tool-call | text-answer\ntext-answer ::= [^{\\x00] [^\\x00]*\n${gbnf.replace(/^root ::= /m, "tool-call ::= ")}`;
-        });
+  const maxCalls = parallel ? MAX_CALLS_PER_TURN : 1;
+  const gbnf = async () => {
+    // node-llama-cpp's grammar is `root ::= <call> <end>`: the call becomes a rule of its own, repeated.
+    const generated = await grammars.jsonSchemaGbnf(call);
+    const root = ROOT_RULE.exec(generated);
+    if (!root) throw new Error("node-llama-cpp's JSON grammar has no root rule of the expected shape");
+    const rules = generated.replace(ROOT_RULE, `tool-call ::= ${root[1]}`);
+    const calls = `tool-calls ::= tool-call${maxCalls > 1 ? ` ("\\n" tool-call){0,${maxCalls - 1}}` : ""} ${root[2]}`;
+    // Under auto, beside the calls a text answer that does not start with `{`.
+    const top = mode === "required" ? "root ::= tool-calls" : "root ::= tool-calls | text-answer\ntext-answer ::= [^{\\x00] [^\\x00]*";
+    return `${top}\n${calls}\n${rules}`;
+  };
+  const grammar = await grammars.gbnf(`${mode}:${maxCalls}:${JSON.stringify(call)}`, gbnf);
   return { mode, grammar, functions };
 }
 
-/**
- * Reads a tool call from a finished output: undefined when the output is a text answer (under
- * `auto`) or was cut before the call's JSON ended (finish_reason "length").
- */
-export function parseToolCall(text: string): ToolCall | undefined {
-  if (!text.trimStart().startsWith("{")) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-  const call = z.object({ name: z.string(), arguments: z.unknown() }).safeParse(value);
-  if (!call.success) return undefined;
-  return { id: `call_${randomAlnum(24)}`, type: "function", function: { name: call.data.name, arguments: JSON.stringify(call.data.arguments) } };
-}
-
-/** The start of a call as the grammar writes it, up to where the arguments' value begins. */
-const CALL_HEAD = /^\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"arguments"\s*:\s*/;
-/** What may still close the call object after the arguments: held back until the end. */
-const CALL_TAIL = /\s*(?:\}\s*)?$/;
-
-/** A piece of a streamed call: its id and name once known, then fragments of its arguments' JSON text. */
-export interface ToolCallDelta {
-  id?: string;
-  name?: string;
-  arguments?: string;
-}
-
-/**
- * Splits a streamed output into text to send as `delta.content` at once and a tool call streamed as
- * OpenAI does: id and name as soon as the grammar has written them, then the arguments' JSON text
- * as it is decoded. Under `auto` the first character decides (the grammar allows `{` only as a
- * call's start); under `required` all of it is the call. The fragments join into the arguments'
- * JSON text as the model wrote it (whitespace included), which parses to the same value.
- */
-export class ToolCallSplitter {
-  private kind: "text" | "call" | undefined;
-  private text = "";
-  /** Where the arguments' value starts in `text`, once the call's head is complete. */
-  private argsStart = -1;
-  private sentTo = 0;
-
-  constructor(mode: ToolPlan["mode"]) {
-    if (mode === "required") this.kind = "call";
-  }
-
-  /** `content` to send now, and the call's deltas that `piece` completed. */
-  push(piece: string): { content: string; deltas: ToolCallDelta[] } {
-    if (this.kind === undefined && piece !== "") this.kind = piece.startsWith("{") ? "call" : "text";
-    if (this.kind !== "call") return { content: piece, deltas: [] };
-    this.text += piece;
-    const deltas: ToolCallDelta[] = [];
-    if (this.argsStart < 0) {
-      const head = CALL_HEAD.exec(this.text);
-      if (!head) return { content: "", deltas };
-      deltas.push({ id: `call_${randomAlnum(24)}`, name: JSON.parse(head[1]!) as string, arguments: "" });
-      this.argsStart = this.sentTo = head[0].length;
-    }
-    const safeEnd = this.text.length - (CALL_TAIL.exec(this.text.slice(this.sentTo))?.[0].length ?? 0);
-    if (safeEnd > this.sentTo) {
-      deltas.push({ arguments: this.text.slice(this.sentTo, safeEnd) });
-      this.sentTo = safeEnd;
-    }
-    return { content: "", deltas };
-  }
-
-  /** Whether the output is a call, whose text went out as deltas, not content. */
-  get holdsCall(): boolean {
-    return this.kind === "call";
-  }
-
-  /** Whether the call's id and name went out already. */
-  get callStarted(): boolean {
-    return this.argsStart >= 0;
-  }
-
-  /**
-   * At the end: the rest of the arguments (without the call object's closing brace), or
-   * undefined when the output is not a complete call (cut by max_tokens or a stop string).
-   */
-  finish(output: string): ToolCallDelta[] | undefined {
-    if (!this.callStarted || parseToolCall(output) === undefined) return undefined;
-    const body = output.slice(0, output.length - (/\s*\}\s*$/.exec(output)?.[0].length ?? 0));
-    return body.length > this.sentTo ? [{ arguments: body.slice(this.sentTo) }] : [];
-  }
-}
