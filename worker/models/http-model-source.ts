@@ -1,13 +1,15 @@
+import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import http, { type IncomingMessage } from "node:http";
 import https from "node:https";
 import { join, posix } from "node:path";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { rootCertificates } from "node:tls";
 import { AddressRefusedError, guardedLookup, lookupWith, type ResolveAll } from "../../core/net/host-resolution.ts";
 import { checkUrl, type UrlPolicy } from "../../core/net/url-policy.ts";
-import { ModelSourceError, redactUri, type ModelSource } from "./model-source.ts";
+import { ModelSourceError, redactUri, type DownloadHooks, type MaterialisedModel, type ModelSource } from "./model-source.ts";
 
 export interface HttpModelSourceOptions {
   /**
@@ -51,21 +53,36 @@ export class HttpModelSource implements ModelSource {
     if (!verdict.ok) throw new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `${redactUri(uri)}: ${verdict.reason}`);
   }
 
-  async materialise(uri: URL, destDir: string, signal?: AbortSignal): Promise<string> {
+  async materialise(uri: URL, destDir: string, signal?: AbortSignal, hooks?: DownloadHooks): Promise<MaterialisedModel> {
     const res = await this.get(uri, uri.origin, signal, this.options.maxRedirects ?? 5);
     const file = join(destDir, fileName(uri));
-    await mkdir(destDir, { recursive: true });
+    const declared = res.headers["content-length"] === undefined ? undefined : Number(res.headers["content-length"]);
     try {
-      await pipeline(res, createWriteStream(file), signal ? { signal } : {});
+      await mkdir(destDir, { recursive: true });
+      if (declared !== undefined && Number.isSafeInteger(declared)) await hooks?.expectBytes?.(declared);
+    } catch (err) {
+      res.destroy();
+      throw err;
+    }
+    // Hashed as it streams: the store keys the cache by this digest without reading the file again.
+    const hash = createHash("sha256");
+    const tap = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        hooks?.onBytes?.(chunk.length);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(res, tap, createWriteStream(file), signal ? { signal } : {});
     } catch (err) {
       throw new ModelSourceError("MODEL_FETCH_FAILED", `downloading ${redactUri(uri)} failed: ${(err as Error).message}`, { cause: err });
     }
-    const expected = Number(res.headers["content-length"]);
     const written = (await stat(file)).size;
-    if (res.headers["content-length"] !== undefined && written !== expected) {
-      throw new ModelSourceError("MODEL_FETCH_FAILED", `downloading ${redactUri(uri)} stopped after ${written} of ${expected} bytes`);
+    if (declared !== undefined && written !== declared) {
+      throw new ModelSourceError("MODEL_FETCH_FAILED", `downloading ${redactUri(uri)} stopped after ${written} of ${declared} bytes`);
     }
-    return file;
+    return { path: file, sha256: hash.digest("hex") };
   }
 
   /** Resolves with a 2xx response, following redirects; rejects naming the status otherwise. */
