@@ -81,8 +81,8 @@ afterAll(async () => {
 
 let n = 0;
 const cacheDir = () => join(root, `cache-${n++}`);
-function store(cache: string, budgetBytes?: number, lines?: Record<string, unknown>[]): ModelStore {
-  const source = new S3ModelSource({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3RVER_CREDENTIALS, buckets: "any", partBytes: PART, rangeConcurrency: 4 });
+function store(cache: string, budgetBytes?: number, lines?: Record<string, unknown>[], verifyEtag = false): ModelStore {
+  const source = new S3ModelSource({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3RVER_CREDENTIALS, buckets: "any", partBytes: PART, rangeConcurrency: 4, verifyEtag });
   sources.push(source);
   return new ModelStore({ cacheDir: cache, sources: [source], ...(budgetBytes !== undefined && { budgetBytes }), ...(lines && { log: (e) => lines.push(e), progressIntervalMs: 0 }) });
 }
@@ -142,10 +142,10 @@ describe("weights cache (s3rver)", () => {
     expect(sha256(await readFile(path))).toBe(sha256(a));
   });
 
-  it("a body altered in transit fails the ETag (MD5) check and is never visible", async () => {
+  it("with verifyEtag (HEARTH_MODEL_VERIFY_ETAG), a body altered in transit fails the ETag (MD5) check and is never visible", async () => {
     const cache = cacheDir();
     faults.corruptNext = true;
-    const err = await store(cache).materialise(`s3://${BUCKET}/big.gguf`).catch((e: unknown) => e);
+    const err = await store(cache, undefined, undefined, true).materialise(`s3://${BUCKET}/big.gguf`).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "MODEL_CHECKSUM_MISMATCH" });
     expect((err as Error).message).toMatch(/ETag/);
     expect(await cacheContents(cache)).toEqual([]);

@@ -160,6 +160,7 @@ async function modelStore(config: WorkerConfig, tenantCredentials: ModelCredenti
     modelDirs: config.modelDirs,
     allow: config.modelAllowList,
     s3: config.s3,
+    verifyEtag: config.modelVerifyEtag,
     ...(tenantCredentials && { tenantCredentials }),
   });
   return new ModelStore({
