@@ -6,6 +6,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { storedEngineSpec } from "../core/contracts/endpoint.ts";
+import { parseAllowList } from "../core/net/url-policy.ts";
+import { WeightsPreloader } from "../scheduler/weights-preloader.ts";
+import { WorkerSecrets } from "../scheduler/worker-secrets.ts";
 import { ModelStore } from "../worker/models/model-store.ts";
 import { S3ModelSource } from "../worker/models/s3-model-source.ts";
 import { cacheContents, sha256 } from "./model-source-conformance.ts";
@@ -252,5 +256,47 @@ describe("weights cache (s3rver)", () => {
     expect(full).toMatchObject({ code: "MODEL_CACHE_TOO_SMALL" });
     expect((full as Error).message).toMatch(/running workers hold/);
     await holder.close();
+  });
+});
+
+describe("preload (the scheduler's hook)", () => {
+  it("runs the built preloader with a worker's environment: the model lands in the cache, and the worker's start then sends no S3 request", async () => {
+    const cache = cacheDir();
+    const allow = parseAllowList(`s3://${BUCKET}`);
+    if (!allow.ok) throw new Error(allow.errors.join("; "));
+    const lines: Record<string, unknown>[] = [];
+    const preloader = new WeightsPreloader({
+      inheritEnv: { PATH: process.env.PATH ?? "", HEARTH_MODEL_CACHE_DIR: cache, HEARTH_S3_ENDPOINT: endpoint },
+      workerEnv: { HEARTH_MODEL_ALLOWLIST: `s3://${BUCKET}` },
+      // The operator's credentials, handed to this endpoint's processes because its bucket is allow-listed.
+      secrets: new WorkerSecrets({ modelAllowList: allow.allow, operatorS3Env: { AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey } }),
+      log: (e) => lines.push(e),
+    });
+    const engine = storedEngineSpec.parse({ kind: "openai", profile: "embedded", model: `s3://${BUCKET}/c.gguf` });
+    const endpoint_ = { id: "ep-preload", tenantId: "t", gpuTypeIds: [], engine, executionTimeoutMs: 60_000, scaling: {} } as unknown as Parameters<WeightsPreloader["preload"]>[0];
+    const before = snapshot();
+    preloader.preload(endpoint_);
+    preloader.preload(endpoint_); // one at a time per endpoint: the second call is a no-op
+    const end = await waitFor(() => lines.find((l) => l.msg === "preload finished" || l.msg === "preload failed"), 60_000);
+    expect(end).toMatchObject({ msg: "preload finished", code: 0 });
+    expect(lines.filter((l) => l.msg === "preload started")).toHaveLength(1);
+    expect(sent(before).GET).toBe(1);
+
+    const mark = snapshot();
+    const path = await store(cache).materialise(`s3://${BUCKET}/c.gguf`);
+    expect(sha256(await readFile(path))).toBe(sha256(models["c.gguf"]!));
+    expect(sent(mark)).toEqual({ GET: 0, HEAD: 0, other: 0 });
+  });
+
+  it("skips handler endpoints and reports a model it cannot fetch as a failed preload", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const preloader = new WeightsPreloader({ inheritEnv: { PATH: process.env.PATH ?? "", HEARTH_MODEL_CACHE_DIR: cacheDir() }, log: (e) => lines.push(e) });
+    const handler = { id: "ep-h", engine: storedEngineSpec.parse({ kind: "handler", module: "/x.mjs" }) } as unknown as Parameters<WeightsPreloader["preload"]>[0];
+    preloader.preload(handler);
+    expect(lines).toEqual([]);
+    // No allow-list: the operator's bucket is refused, as it would be for a worker.
+    const refused = { id: "ep-r", engine: storedEngineSpec.parse({ kind: "openai", profile: "embedded", model: `s3://${BUCKET}/c.gguf` }) } as unknown as Parameters<WeightsPreloader["preload"]>[0];
+    preloader.preload(refused);
+    expect(await waitFor(() => lines.find((l) => l.msg === "preload finished" || l.msg === "preload failed"), 60_000)).toMatchObject({ msg: "preload failed", code: 1 });
   });
 });
