@@ -10,6 +10,8 @@ import { storedEngineSpec } from "../core/contracts/endpoint.ts";
 import { parseAllowList } from "../core/net/url-policy.ts";
 import { WeightsPreloader } from "../scheduler/weights-preloader.ts";
 import { WorkerSecrets } from "../scheduler/worker-secrets.ts";
+import { modelUrlPolicy } from "../core/engine/model-source-policy.ts";
+import { HttpModelSource } from "../worker/models/http-model-source.ts";
 import { ModelStore } from "../worker/models/model-store.ts";
 import { S3ModelSource } from "../worker/models/s3-model-source.ts";
 import { cacheContents, sha256 } from "./model-source-conformance.ts";
@@ -298,5 +300,70 @@ describe("preload (the scheduler's hook)", () => {
     const refused = { id: "ep-r", engine: storedEngineSpec.parse({ kind: "openai", profile: "embedded", model: `s3://${BUCKET}/c.gguf` }) } as unknown as Parameters<WeightsPreloader["preload"]>[0];
     preloader.preload(refused);
     expect(await waitFor(() => lines.find((l) => l.msg === "preload finished" || l.msg === "preload failed"), 60_000)).toMatchObject({ msg: "preload failed", code: 1 });
+  });
+});
+
+describe("https/http sources with Range", () => {
+  let server: http.Server;
+  let base: string;
+  const seen: { range: string | undefined; ifMatch: string | undefined }[] = [];
+  let lieAboutRange = false;
+
+  beforeAll(async () => {
+    const big = models["big.gguf"]!;
+    const etag = `"${sha256(big).slice(0, 16)}"`;
+    server = http.createServer((req, res) => {
+      seen.push({ range: req.headers.range, ifMatch: req.headers["if-match"] });
+      if (req.url === "/latest") return void res.writeHead(302, { location: "/big.gguf" }).end();
+      const ranged = req.url === "/big.gguf";
+      if (!ranged && req.url !== "/plain.gguf") return void res.writeHead(404).end();
+      const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
+      if (!ranged || m === null) return void res.writeHead(200, { "content-length": big.length }).end(big);
+      const start = Number(m[1]);
+      const end = Math.min(Number(m[2]), big.length - 1);
+      const claimed = lieAboutRange && start > 0 ? `bytes ${start + 1}-${end}/${big.length}` : `bytes ${start}-${end}/${big.length}`;
+      res.writeHead(206, { "content-range": claimed, "content-length": end - start + 1, etag }).end(big.subarray(start, end + 1));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => new Promise((resolve) => server?.close(resolve)));
+
+  const allow = parseAllowList("127.0.0.1/32");
+  if (!allow.ok) throw new Error(allow.errors.join("; "));
+  const httpStore = (cache: string) => new ModelStore({ cacheDir: cache, sources: [new HttpModelSource({ policy: modelUrlPolicy(allow.allow), partBytes: PART, rangeConcurrency: 4 })] });
+
+  it("reads a server that supports ranges in parallel parts (after a redirect), verified, then from the cache with no request", async () => {
+    const cache = cacheDir();
+    const big = models["big.gguf"]!;
+    seen.length = 0;
+    const path = await httpStore(cache).materialise(`${base}/latest#sha256=${sha256(big)}`);
+    expect(sha256(await readFile(path))).toBe(sha256(big));
+    const parts = seen.filter((r) => r.range !== undefined);
+    expect(parts).toHaveLength(Math.ceil(big.length / PART) + 1); // the redirect was asked for the first range too
+    expect(parts.slice(2).every((r) => r.ifMatch !== undefined)).toBe(true);
+    seen.length = 0;
+    expect(await httpStore(cache).materialise(`${base}/latest#sha256=${sha256(big)}`)).toBe(path);
+    expect(seen).toEqual([]);
+  });
+
+  it("streams the whole body from a server that ignores ranges", async () => {
+    seen.length = 0;
+    const path = await httpStore(cacheDir()).materialise(`${base}/plain.gguf`);
+    expect(sha256(await readFile(path))).toBe(sha256(models["big.gguf"]!));
+    expect(seen).toHaveLength(1);
+  });
+
+  it("fails, leaving nothing, when a part comes back for another range than asked", async () => {
+    const cache = cacheDir();
+    lieAboutRange = true;
+    try {
+      const err = await httpStore(cache).materialise(`${base}/big.gguf`).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "MODEL_FETCH_FAILED" });
+      expect((err as Error).message).toMatch(/asked for bytes/);
+      expect(await cacheContents(cache)).toEqual([]);
+    } finally {
+      lieAboutRange = false;
+    }
   });
 });
