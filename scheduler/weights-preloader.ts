@@ -15,23 +15,44 @@ export interface WeightsPreloaderOptions {
   workerEnv?: Record<string, string>;
   /** Opens the endpoint's model credentials, as for a worker. Default: none (public and operator models only). */
   secrets?: WorkerSecrets;
+  /** Preload processes at once on this host; more wait their turn (a starting scheduler sees every endpoint at once). Default 2. */
+  maxConcurrent?: number;
   log: Log;
 }
 
 /**
  * The scheduler's preload hook: runs `worker/preload-main.ts` (a worker's environment, no Redis,
  * no engine) for an endpoint whose model should be in this host's weights cache before a worker
- * needs it. At most one per endpoint at a time; it is fire-and-forget, a failure is logged, and a
+ * needs it. At most one per endpoint at a time and `maxConcurrent` in all (the rest queue, one
+ * entry per endpoint); it is fire-and-forget, a failure is logged, and a
  * worker that starts meanwhile joins its download through the cache's host-wide lock. Only the
  * local provider's host is warmed: a remote provider's hosts would need their own.
  */
 export class WeightsPreloader {
   private readonly running = new Set<string>();
+  private readonly queued = new Map<string, SchedulableEndpoint>();
 
   constructor(private readonly opts: WeightsPreloaderOptions) {}
 
   preload(endpoint: SchedulableEndpoint): void {
     if (endpoint.engine.kind !== "openai" || this.running.has(endpoint.id)) return;
+    if (this.running.size >= (this.opts.maxConcurrent ?? 2)) {
+      this.queued.set(endpoint.id, endpoint);
+      return;
+    }
+    this.queued.delete(endpoint.id);
+    this.run(endpoint);
+  }
+
+  private next(): void {
+    for (const [id, endpoint] of this.queued) {
+      if (this.running.size >= (this.opts.maxConcurrent ?? 2)) return;
+      this.queued.delete(id);
+      if (!this.running.has(id)) this.run(endpoint);
+    }
+  }
+
+  private run(endpoint: SchedulableEndpoint): void {
     const { log } = this.opts;
     let env: Record<string, string>;
     let engineJson: string;
@@ -41,6 +62,7 @@ export class WeightsPreloader {
       engineJson = JSON.stringify(opened?.engine ?? endpoint.engine);
     } catch (err) {
       log({ level: "warn", msg: "preload skipped", endpointId: endpoint.id, error: (err as Error).message });
+      this.next();
       return;
     }
     this.running.add(endpoint.id);
@@ -62,6 +84,7 @@ export class WeightsPreloader {
       ended = true;
       this.running.delete(endpoint.id);
       log({ level: code === 0 ? "info" : "warn", msg: code === 0 ? "preload finished" : "preload failed", endpointId: endpoint.id, code, ...(error && { error }) });
+      this.next();
     };
     child.once("error", (err) => done(null, err.message));
     child.once("exit", (code) => done(code));

@@ -301,6 +301,17 @@ describe("preload (the scheduler's hook)", () => {
     preloader.preload(refused);
     expect(await waitFor(() => lines.find((l) => l.msg === "preload finished" || l.msg === "preload failed"), 60_000)).toMatchObject({ msg: "preload failed", code: 1 });
   });
+
+  it("runs at most maxConcurrent preloads at once; the others wait their turn and run", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const preloader = new WeightsPreloader({ inheritEnv: { PATH: process.env.PATH ?? "", HEARTH_MODEL_CACHE_DIR: cacheDir() }, maxConcurrent: 1, log: (e) => lines.push(e) });
+    const engine = storedEngineSpec.parse({ kind: "openai", profile: "embedded", model: `s3://${BUCKET}/c.gguf` });
+    for (const id of ["ep-1", "ep-2", "ep-3"]) preloader.preload({ id, engine } as unknown as Parameters<WeightsPreloader["preload"]>[0]);
+    expect(lines.filter((l) => l.msg === "preload started").map((l) => l.endpointId)).toEqual(["ep-1"]);
+    await waitFor(() => lines.filter((l) => l.msg === "preload failed").length === 3 || undefined, 60_000);
+    const order = lines.filter((l) => l.msg === "preload started" || l.msg === "preload failed").map((l) => `${l.msg as string} ${l.endpointId as string}`);
+    expect(order).toEqual(["preload started ep-1", "preload failed ep-1", "preload started ep-2", "preload failed ep-2", "preload started ep-3", "preload failed ep-3"]);
+  });
 });
 
 describe("https/http sources with Range", () => {
