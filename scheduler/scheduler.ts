@@ -304,6 +304,7 @@ export class Scheduler {
       if (p.ok) live.set(p.endpoint.id, p.endpoint);
       else this.skip(p.id, p.reason);
     }
+    for (const id of this.lastDesired.keys()) if (!existing.has(id)) this.lastDesired.delete(id);
     if (this.closing || !this.lock.isLeader) return;
     // Workers of deleted endpoints drain away (an unreadable endpoint keeps what it has). One started
     // after the read may belong to an endpoint created since: it is left for the next tick.

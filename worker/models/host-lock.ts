@@ -139,7 +139,10 @@ export class Leases {
   async take(entry: string): Promise<void> {
     if (this.held.has(entry)) return;
     await mkdir(join(this.dir, entry), { recursive: true });
-    await writeFile(this.file(entry), JSON.stringify(this.self));
+    // Complete or absent: a lease cut short by a kill would read as unparseable, and stay live for ever.
+    const file = this.file(entry);
+    await writeFile(`${file}.tmp`, JSON.stringify(this.self));
+    await rename(`${file}.tmp`, file);
     this.held.add(entry);
   }
 
@@ -162,6 +165,7 @@ export class Leases {
     }
     let live = false;
     for (const name of names) {
+      if (name.endsWith(".tmp")) continue;
       const holder = await readHolder(join(this.dir, entry, name));
       if (holder === "gone") continue;
       if (holder === undefined || alive(holder)) live = true;

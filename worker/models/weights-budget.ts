@@ -26,6 +26,8 @@ export class WeightsBudget {
   async makeRoom(incomingBytes: number): Promise<void> {
     const release = await acquireHostLock(join(this.cacheDir, "locks", "evict.lock"));
     try {
+      // Whatever is in trash/ while we hold the lock is garbage: an evictor killed between its move and its delete.
+      await rm(join(this.cacheDir, "trash"), { recursive: true, force: true });
       const entries = await this.entries();
       const plan = planEviction(entries, incomingBytes, this.budgetBytes);
       if (!plan.ok) throw new ModelSourceError("MODEL_CACHE_TOO_SMALL", plan.message);
