@@ -13,6 +13,7 @@ import { SecretBox } from "../core/secrets/secret-box.ts";
 import { WorkerSecrets } from "./worker-secrets.ts";
 import { Registry } from "prom-client";
 import { SchedulerMetrics } from "./scheduler-metrics.ts";
+import { WeightsPreloader } from "./weights-preloader.ts";
 import { WorkerSdFile } from "./worker-sd-file.ts";
 import { serveMetrics } from "../core/metrics/metrics-server.ts";
 
@@ -54,7 +55,9 @@ async function main(): Promise<void> {
   });
   // Workers check their model again at download, against the same settings as the API.
   const workerEnv = { HEARTH_MODEL_DIRS: config.modelDirs.join(":"), HEARTH_MODEL_ALLOWLIST: config.modelAllowList.entries.join(",") };
+  const preloader = new WeightsPreloader({ workerEnv, secrets: workerSecrets, log });
   const scheduler = new Scheduler({
+    preload: (endpoint) => preloader.preload(endpoint),
     redis,
     db: dbh.db,
     provider,

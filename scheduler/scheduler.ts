@@ -6,6 +6,7 @@ import { RedisKeys } from "../core/queue/keys.ts";
 import { whenReady } from "../core/redis/connect.ts";
 import { parseMessage, wakeMessage } from "../core/queue/messages.ts";
 import { decideScaling } from "../core/policy/scaling.ts";
+import { shouldPreload } from "../core/weights/preload-trigger.ts";
 import { NO_CRASHES, recordCrash, startDelayMs, type CrashRecord } from "../core/policy/restart-backoff.ts";
 import type { Provider } from "./providers/provider.ts";
 import { Coalescer } from "./coalescer.ts";
@@ -78,6 +79,11 @@ export interface SchedulerOptions {
    * heartbeats. Owned: written empty at `start()`, updated each converge and at each exit. Default: none.
    */
   workerTargets?: WorkerSdFile;
+  /**
+   * Warms an endpoint's model in this host's weights cache (scheduler/weights-preloader.ts) when the
+   * endpoint is first seen and whenever its desired worker count rises. Fire-and-forget. Default: none.
+   */
+  preload?: (endpoint: SchedulableEndpoint) => void;
   /** Unique per replica; default host:pid:random. */
   id?: string;
   /** Default Date.now. */
@@ -111,6 +117,8 @@ export class Scheduler {
   private closing = false;
   private readonly skipped = new Map<string, string>();
   private readonly staleHeartbeatMs: number;
+  /** Each endpoint's desired worker count at its last converge, for the preload hook. */
+  private readonly lastDesired = new Map<string, number>();
   /** When the worker users were last swept (ms); 0 makes a new leader's first tick sweep. */
   private usersSweptAt = 0;
 
@@ -296,6 +304,7 @@ export class Scheduler {
       if (p.ok) live.set(p.endpoint.id, p.endpoint);
       else this.skip(p.id, p.reason);
     }
+    for (const id of this.lastDesired.keys()) if (!existing.has(id)) this.lastDesired.delete(id);
     if (this.closing || !this.lock.isLeader) return;
     // Workers of deleted endpoints drain away (an unreadable endpoint keeps what it has). One started
     // after the read may belong to an endpoint created since: it is left for the next tick.
@@ -382,6 +391,8 @@ export class Scheduler {
       const provided = this.fleet.running(endpointId);
       const snapshot = await this.observer.observe({ endpointId, provided, stopping: this.fleet.stopping, now });
       const decision = decideScaling(snapshot, endpoint.scaling, now);
+      if (this.opts.preload && shouldPreload(this.lastDesired.get(endpointId), decision.desired)) this.opts.preload(endpoint);
+      this.lastDesired.set(endpointId, decision.desired);
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
       // At zero balance idle workers stop at once (workersMin included); busy ones finish their jobs first.

@@ -7,7 +7,7 @@ import { EngineStartError, type EngineResult } from "../worker/engines/engine.ts
 import { HandlerEngine } from "../worker/engines/handler-engine.ts";
 import { createEngine } from "../worker/engines/create-engine.ts";
 import { FileModelSource } from "../worker/models/file-model-source.ts";
-import { ModelStore } from "../worker/models/model-source.ts";
+import { ModelStore } from "../worker/models/model-store.ts";
 import { describeEngineConformance } from "./engine-conformance.ts";
 
 const fixtures = fileURLToPath(new URL("./fixtures/handlers", import.meta.url));

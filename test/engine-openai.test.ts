@@ -7,7 +7,7 @@ import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { EMBEDDED_ENGINE } from "../worker/engines/create-engine.ts";
 import { OpenAIEngine } from "../worker/engines/openai/openai-engine.ts";
 import { FileModelSource } from "../worker/models/file-model-source.ts";
-import { ModelStore } from "../worker/models/model-source.ts";
+import { ModelStore } from "../worker/models/model-store.ts";
 import { describeEngineConformance } from "./engine-conformance.ts";
 import { waitFor } from "./support/services.ts";
 

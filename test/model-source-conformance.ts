@@ -3,7 +3,8 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { ModelSourceError, type ModelStore } from "../worker/models/model-source.ts";
+import { ModelSourceError } from "../worker/models/model-source.ts";
+import { type ModelStore } from "../worker/models/model-store.ts";
 
 /** What one model source provides to the shared suite. Called inside each test, after the file's `beforeAll`. */
 export interface ModelSourceFixture {
@@ -59,7 +60,7 @@ export function describeModelSourceConformance(name: string, fixture: () => Mode
       const err = await f.store(cache).materialise(f.missing).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ModelSourceError);
       expect((err as ModelSourceError).code).toBe("MODEL_NOT_FOUND");
-      expect(await readdir(cache).catch(() => [])).toEqual([]);
+      expect(await cacheContents(cache)).toEqual([]);
     });
 
     it("reuses a completed model: a second store on the same cache does not fetch again", async () => {
@@ -71,8 +72,8 @@ export function describeModelSourceConformance(name: string, fixture: () => Mode
       expect(second).toBe(first);
       if (before !== undefined) expect(f.requests?.()).toBe(before);
       if (f.copies) {
-        // One entry, no partial download beside it.
-        expect((await readdir(cache)).filter((n) => n.includes(".partial-"))).toEqual([]);
+        // One entry and the URI's ref to it, no partial download beside them.
+        expect((await cacheContents(cache)).map((p) => p.split("/")[0])).toEqual(["refs", "sha256"]);
       } else {
         expect(await readdir(cache).catch(() => [])).toEqual([]);
       }
@@ -93,6 +94,19 @@ export function describeModelSourceConformance(name: string, fixture: () => Mode
       }
     });
   });
+}
+
+/**
+ * What a cache directory holds that a worker could be handed or that takes space: entries
+ * (`sha256/<digest>`), refs and partial downloads, as `dir/name` sorted. Empty lock and lease
+ * directories are bookkeeping, not content.
+ */
+export async function cacheContents(cache: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const dir of ["partial", "refs", "sha256"]) {
+    for (const name of await readdir(join(cache, dir)).catch(() => [] as string[])) out.push(`${dir}/${name}`);
+  }
+  return out.sort();
 }
 
 export function sha256(bytes: Buffer): string {

@@ -12,11 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureTinyLlamaFile } from "../core/gguf/tiny-llama-file.ts";
 import { FileModelSource } from "../worker/models/file-model-source.ts";
 import { HttpModelSource } from "../worker/models/http-model-source.ts";
-import { ModelSourceError, ModelStore, cacheKey } from "../worker/models/model-source.ts";
+import { ModelSourceError, cacheKey } from "../worker/models/model-source.ts";
+import { ModelStore } from "../worker/models/model-store.ts";
 import { S3ModelSource } from "../worker/models/s3-model-source.ts";
 import { modelUrlPolicy } from "../core/engine/model-source-policy.ts";
 import { parseAllowList } from "../core/net/url-policy.ts";
-import { describeModelSourceConformance, sha256 } from "./model-source-conformance.ts";
+import { cacheContents, describeModelSourceConformance, sha256 } from "./model-source-conformance.ts";
 import { freePort } from "./support/services.ts";
 
 // s3rver ships no type declarations; this is the part of its API the test uses.
@@ -238,7 +239,7 @@ describe("http specifics and the store's crash safety", () => {
     cutNextDownload = true;
     const err = await storeIn(cache).materialise(`${plainBase}/files/tiny-llama.gguf`).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: "MODEL_FETCH_FAILED" });
-    expect(await readdir(cache)).toEqual([]);
+    expect(await cacheContents(cache)).toEqual([]);
     const path = await storeIn(cache).materialise(`${plainBase}/files/tiny-llama.gguf`);
     expect((await stat(path)).size).toBe(tiny.length);
   });
@@ -257,7 +258,7 @@ describe("http specifics and the store's crash safety", () => {
     const pending = storeIn(cache).materialise(`${plainBase}/stall`, ac.signal).catch((e: unknown) => e);
     setTimeout(() => ac.abort(), 200);
     expect(await pending).toMatchObject({ code: "MODEL_FETCH_ABORTED" });
-    expect(await readdir(cache)).toEqual([]);
+    expect(await cacheContents(cache)).toEqual([]);
   });
 
   it("gives up on a response that stops sending for idleTimeoutMs, mid-body", async () => {
@@ -268,21 +269,21 @@ describe("http specifics and the store's crash safety", () => {
     expect(err).toMatchObject({ code: "MODEL_FETCH_FAILED" });
     expect((err as Error).message).toMatch(/no data for 300 ms/);
     expect(Date.now() - started).toBeLessThan(5_000);
-    expect(await readdir(cache)).toEqual([]);
+    expect(await cacheContents(cache)).toEqual([]);
   });
 
   it("removes a partial download left by a dead process on this host, and keeps a live one's", async () => {
     const cache = join(await scratch(), "c");
     const uri = `${plainBase}/files/tiny-llama.gguf`;
     const key = cacheKey(uri);
-    const dead = join(cache, `${key}.partial-${hostname()}-999999999-aaaa`);
-    const live = join(cache, `${key}.partial-${hostname()}-${process.ppid}-bbbb`);
+    const dead = join(cache, "partial", `${key}.partial-${hostname()}-999999999-aaaa`);
+    const live = `${key}.partial-${hostname()}-${process.ppid}-bbbb`;
     await mkdir(dead, { recursive: true });
-    await mkdir(live, { recursive: true });
+    await mkdir(join(cache, "partial", live), { recursive: true });
     await writeFile(join(dead, "tiny-llama.gguf"), tiny.subarray(0, 1000));
     const path = await storeIn(cache).materialise(uri);
-    expect(path).toBe(join(cache, key, "tiny-llama.gguf"));
-    expect((await readdir(cache)).sort()).toEqual([key, `${key}.partial-${hostname()}-${process.ppid}-bbbb`].sort());
+    expect(path).toBe(join(cache, "sha256", sha256(tiny), "tiny-llama.gguf"));
+    expect(await cacheContents(cache)).toEqual([`partial/${live}`, `refs/${key}.json`, `sha256/${sha256(tiny)}`]);
   });
 
   it("downloads again when a cached model's files were deleted behind its back", async () => {

@@ -16,7 +16,7 @@ import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts"
 import { createEngine } from "./engines/create-engine.ts";
 import { resolveEngineUser } from "./engines/openai/engine-user.ts";
 import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../core/config/endpoint-secrets-env.ts";
-import type { ModelStore } from "./models/model-source.ts";
+import type { ModelStore } from "./models/model-store.ts";
 import { WorkerRuntime } from "./runtime/worker-runtime.ts";
 import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
@@ -155,14 +155,20 @@ async function main(): Promise<void> {
  * measures its own downloads; the runtime reports their length (not billed) as the worker leaves boot.
  */
 async function modelStore(config: WorkerConfig, tenantCredentials: ModelCredentials | undefined): Promise<ModelStore> {
-  const [{ ModelStore }, { createModelSources }] = await Promise.all([import("./models/model-source.ts"), import("./models/model-sources.ts")]);
+  const [{ ModelStore }, { createModelSources }] = await Promise.all([import("./models/model-store.ts"), import("./models/model-sources.ts")]);
   const modelSources = createModelSources({
     modelDirs: config.modelDirs,
     allow: config.modelAllowList,
     s3: config.s3,
+    verifyEtag: config.modelVerifyEtag,
     ...(tenantCredentials && { tenantCredentials }),
   });
-  return new ModelStore({ cacheDir: config.modelCacheDir, sources: modelSources.sources });
+  return new ModelStore({
+    cacheDir: config.modelCacheDir,
+    sources: modelSources.sources,
+    ...(config.modelCacheBytes !== undefined && { budgetBytes: config.modelCacheBytes }),
+    log: (entry) => log(entry.msg, entry),
+  });
 }
 
 /**

@@ -276,6 +276,10 @@ const workerSchema = z.object({
   HEARTH_STREAM_LINGER_MS: intFrom(0, 0, 1000),
   /** Where `s3://` and `https://` models are downloaded to before the engine starts. */
   HEARTH_MODEL_CACHE_DIR: z.preprocess((v) => (v === "" || v === undefined ? join(tmpdir(), "hearth-models") : v), z.string()),
+  /** Bytes the weights cache may hold; least recently used models no worker uses are evicted beyond it. Unset: no limit. */
+  /** Also check single-part S3 ETags (the body's MD5) of models; costs an MD5 pass. Default off. */
+  HEARTH_MODEL_VERIFY_ETAG: onOff(false),
+  HEARTH_MODEL_CACHE_BYTES: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional()),
   /** S3-compatible endpoint for `s3://` models (MinIO, R2, ...); unset means AWS itself. Credentials: the AWS SDK's own chain (AWS_ACCESS_KEY_ID, ...). */
   HEARTH_S3_ENDPOINT: optionalString.pipe(z.url().optional()),
   HEARTH_S3_REGION: z.preprocess((v) => (v === "" || v === undefined ? "us-east-1" : v), z.string()),
@@ -306,6 +310,10 @@ export interface WorkerConfig {
   /** Least ms between two stream writes of one job: chunks arriving sooner go together (fewer writes, a little latency). */
   streamLingerMs: number;
   modelCacheDir: string;
+  /** HEARTH_MODEL_CACHE_BYTES; undefined: the cache is not limited. */
+  modelCacheBytes?: number;
+  /** HEARTH_MODEL_VERIFY_ETAG. */
+  modelVerifyEtag: boolean;
   /** Local models must resolve inside these (HEARTH_MODEL_DIRS). */
   modelDirs: string[];
   /** What model downloads may reach beyond the public internet, and the buckets the operator's credentials may read (HEARTH_MODEL_ALLOWLIST). */
@@ -334,6 +342,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     drainTimeoutMs: c.HEARTH_DRAIN_TIMEOUT_MS,
     streamLingerMs: c.HEARTH_STREAM_LINGER_MS,
     modelCacheDir: c.HEARTH_MODEL_CACHE_DIR,
+    ...(c.HEARTH_MODEL_CACHE_BYTES !== undefined && { modelCacheBytes: c.HEARTH_MODEL_CACHE_BYTES }),
+    modelVerifyEtag: c.HEARTH_MODEL_VERIFY_ETAG,
     modelDirs: c.HEARTH_MODEL_DIRS,
     modelAllowList: c.HEARTH_MODEL_ALLOWLIST,
     s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },

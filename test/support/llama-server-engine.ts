@@ -7,7 +7,7 @@ import type { ProfileArgs } from "../../core/engine/engine-profiles.ts";
 import { EMBEDDED_ENGINE } from "../../worker/engines/create-engine.ts";
 import { OpenAIEngine } from "../../worker/engines/openai/openai-engine.ts";
 import { FileModelSource } from "../../worker/models/file-model-source.ts";
-import { ModelStore } from "../../worker/models/model-source.ts";
+import { ModelStore } from "../../worker/models/model-store.ts";
 
 /**
  * llama.cpp's own `llama-server`, where one is built (README, "not exercised"): tests of the

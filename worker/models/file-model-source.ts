@@ -18,6 +18,7 @@ export interface FileModelSourceOptions {
  */
 export class FileModelSource implements ModelSource {
   readonly schemes = ["file:"] as const;
+  readonly copies = false;
 
   constructor(private readonly options: FileModelSourceOptions) {}
 

@@ -17,6 +17,8 @@ export interface ModelSourcesOptions {
   allow: AllowList;
   /** The operator's S3 service (HEARTH_S3_ENDPOINT, HEARTH_S3_REGION). */
   s3: { endpoint?: string; region: string; forcePathStyle: boolean };
+  /** HEARTH_MODEL_VERIFY_ETAG: check single-part ETags (MD5) of S3 models too. Default false. */
+  verifyEtag?: boolean;
   /** The tenant's credentials for its own bucket (HEARTH_MODEL_CREDENTIALS), when the endpoint gives some. */
   tenantCredentials?: ModelCredentials;
   /** Resolver beneath the connect-time address checks. Default: the system's. */
@@ -42,7 +44,7 @@ export function createModelSources(options: ModelSourcesOptions): { sources: Mod
 }
 
 function operatorS3(options: ModelSourcesOptions): S3ModelSource {
-  return new S3ModelSource({ ...options.s3, buckets: [...options.allow.s3Buckets] });
+  return new S3ModelSource({ ...options.s3, buckets: [...options.allow.s3Buckets], verifyEtag: options.verifyEtag === true });
 }
 
 function tenantS3(c: ModelCredentials, options: ModelSourcesOptions, policy: ReturnType<typeof modelUrlPolicy>, resolve: ResolveAll | undefined): S3ModelSource {
@@ -50,7 +52,8 @@ function tenantS3(c: ModelCredentials, options: ModelSourcesOptions, policy: Ret
   // Whose key reads decides what may be served from the cache: the same URI read with another key
   // (or none) is another entry. The secret is in the hash so that knowing an accessId is not enough.
   const cacheScope = `s3-key:${createHash("sha256").update(`${c.endpointUrl ?? ""}\n${c.accessId}\n${c.accessSecret}`).digest("hex").slice(0, 32)}`;
-  if (c.endpointUrl === undefined) return new S3ModelSource({ ...options.s3, credentials, buckets: "any", cacheScope });
+  const verifyEtag = options.verifyEtag === true;
+  if (c.endpointUrl === undefined) return new S3ModelSource({ ...options.s3, credentials, buckets: "any", cacheScope, verifyEtag });
 
   const endpoint = new URL(c.endpointUrl);
   const verdict = checkUrl(endpoint, policy);
@@ -63,6 +66,7 @@ function tenantS3(c: ModelCredentials, options: ModelSourcesOptions, policy: Ret
     credentials,
     buckets: "any",
     cacheScope,
+    verifyEtag,
     ...(lookup && { requestHandler: { httpAgent: new http.Agent({ lookup }), httpsAgent: new https.Agent({ lookup }) } }),
   });
 }

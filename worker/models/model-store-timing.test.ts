@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FileModelSource } from "./file-model-source.ts";
-import { ModelStore, type ModelSource } from "./model-source.ts";
+import { type ModelSource } from "./model-source.ts";
+import { ModelStore } from "./model-store.ts";
 
 /**
  * A source for `test:` URIs whose downloads the test finishes by hand, on a clock the test moves:
