@@ -95,6 +95,9 @@ export class ModelStore {
   private fetching = 0;
   private busySince = 0;
   private fetchedMs: number | undefined;
+  /** Models asked for that the cache held, and that it did not (a cold start's `cacheHit`). */
+  private hits = 0;
+  private misses = 0;
 
   constructor(private readonly options: ModelStoreOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -110,6 +113,11 @@ export class ModelStore {
     if (this.fetchedMs === undefined) return undefined;
     const current = this.fetching > 0 ? this.clock() - this.busySince : 0;
     return Math.round(this.fetchedMs + current);
+  }
+
+  /** True when every model asked for came from the cache; undefined until one was asked for. */
+  get cacheHit(): boolean | undefined {
+    return this.hits + this.misses === 0 ? undefined : this.misses === 0;
   }
 
   /** A local path (file or directory) holding the model named by `uri` (a URL or an absolute path). */
@@ -145,7 +153,11 @@ export class ModelStore {
     const { cacheDir } = this.options;
     const entry = join(cacheDir, key);
     const cached = await readEntry(entry, url.href);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      this.hits++;
+      return cached;
+    }
+    this.misses++;
 
     const created = await mkdir(cacheDir, { recursive: true });
     if (created !== undefined) await openDirs(created, cacheDir);

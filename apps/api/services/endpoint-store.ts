@@ -177,6 +177,7 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     scalerValue: row.scalerValue,
     executionTimeoutMs: row.executionTimeoutMs,
     flashboot: row.flashboot,
+    maxFailedStarts: row.maxFailedStarts,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
