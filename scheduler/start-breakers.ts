@@ -123,7 +123,8 @@ export class StartBreakers {
     for (const [id, fields] of entries) {
       try {
         const e = parseLogEntry(id, fields);
-        if (e.kind === "worker" && e.p.workerId === workerId && e.p.state === "exited" && e.p.reason) return e.p.reason;
+        // The worker's own word, not the scheduler's "process ended" logged after it.
+        if (e.kind === "worker" && e.p.workerId === workerId && e.p.state === "exited" && e.p.by !== "scheduler" && e.p.reason) return e.p.reason;
       } catch {
         // an entry of no concern here
       }

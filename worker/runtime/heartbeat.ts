@@ -139,7 +139,9 @@ export class Heartbeat {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     try {
-      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason, by: "worker" });
+      // A cold-start phase still waiting for a transition (a first job that ended while draining) goes with the exit.
+      const coldStart = this.report?.coldStart;
+      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason, by: "worker", ...(coldStart && { coldStart }) });
     } catch (err) {
       this.onError(err);
     }
