@@ -406,16 +406,16 @@ export class Scheduler {
         await this.capacity.report(endpointId, { start: 0, throttled: 0 }).catch(() => {});
         return;
       }
-      // A changed engine spec: its outdated workers are no capacity for the step, and drain once a new one serves.
-      const roll = planRoll({
-        workers: observed.workers.filter((w) => provided.some((p) => p.workerId === w.id)).map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) })),
-        current: endpoint.specHash,
-        desired: decideScaling({ ...observed, workers: observed.workers.filter((w) => !this.isOutdated(w.id, endpoint.specHash)) }, endpoint.scaling, now).desired,
-      });
-      const outdated = new Set(roll.outdated);
-      for (const id of roll.stop) this.fleet.stop(id, "spec_changed");
+      // A changed engine spec: workers of the old one are no capacity for the step (new ones start
+      // for the demand first) and drain once a new one serves (core/policy/rolling.ts).
+      const outdated = new Set(provided.filter((p) => this.isOutdated(p.workerId, endpoint.specHash)).map((p) => p.workerId));
       const snapshot = outdated.size === 0 ? observed : { ...observed, workers: observed.workers.filter((w) => !outdated.has(w.id)) };
       const decision = decideScaling(snapshot, endpoint.scaling, now);
+      if (outdated.size > 0) {
+        const old = observed.workers.filter((w) => outdated.has(w.id)).map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) }));
+        const current = snapshot.workers.map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) }));
+        for (const id of planRoll({ workers: [...old, ...current], current: endpoint.specHash, desired: decision.desired }).stop) this.fleet.stop(id, "spec_changed");
+      }
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
       // At zero balance idle workers stop at once (workersMin included); busy ones finish their jobs first.
