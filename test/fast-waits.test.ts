@@ -95,6 +95,9 @@ describe("why a job waits, the start breaker, rolling a changed engine and cold-
 
     const reset = await stack.call("POST", `/api/v1/endpoints/${ep}/reset`, { key });
     expect(reset.status).toBe(200);
+    const audit = await stack.call("GET", `/api/v1/audit?endpointId=${ep}&action=endpoint.reset`, { key });
+    expect(audit.body.items).toHaveLength(1);
+    expect(audit.body.items[0].detail).toMatchObject({ wasOpen: true, failedStarts: 3 });
     expect(reset.body.startBreaker).toEqual({ open: false, failedStarts: 0, lastError: null, openedAt: null });
     expect((await stack.call("GET", `/v2/${ep}/health`, { key })).body.startBreaker.open).toBe(false);
     expect((await stack.call("PATCH", `/api/v1/endpoints/${ep}`, { key, body: { engine: echo } })).status).toBe(200);
@@ -109,6 +112,10 @@ describe("why a job waits, the start breaker, rolling a changed engine and cold-
       expect(JSON.stringify(r.body)).toContain("maxFailedStarts");
     }
     expect((await stack.call("POST", `/api/v1/endpoints/ep-nope/reset`, { key })).status).toBe(404);
+    const ep = await endpoint({ engine: echo });
+    expect((await stack.call("PATCH", `/api/v1/endpoints/${ep}`, { key, body: { maxFailedStarts: 0 } })).status).toBe(400);
+    expect((await stack.call("PATCH", `/api/v1/endpoints/${ep}`, { key, body: { maxFailedStarts: 7 } })).body.maxFailedStarts).toBe(7);
+    expect((await stack.call("GET", `/api/v1/endpoints/${ep}`, { key })).body).toMatchObject({ maxFailedStarts: 7, startBreaker: { open: false, failedStarts: 0 } });
   });
 
   it("shows no_capacity in /status while the host's cap is taken", async () => {

@@ -188,7 +188,9 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   v1.openapi(routes.resetEndpoint, async (c) => {
     const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id);
     if (!ep) throw ApiError.notFound("endpoint");
+    const before = await readBreaker(deps.redis, deps.keys, ep.id, Date.parse(ep.updatedAt));
     await deps.redis.del(deps.keys.startBreaker(ep.id));
+    await deps.endpoints.recordReset(c.get("principal").tenantId, ep.id, c.get("audit"), { wasOpen: isOpen(before), failedStarts: before.failedStarts });
     deps.submitter.wake(ep.id, { force: true }); // its queue may hold jobs waiting for a worker: start one now
     const breaker = await readBreaker(deps.redis, deps.keys, ep.id, Date.parse(ep.updatedAt));
     return c.json({ ...ep, startBreaker: breakerView(breaker) }, 200);
