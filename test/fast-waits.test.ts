@@ -65,6 +65,9 @@ describe("why a job waits, the start breaker, rolling a changed engine and cold-
     expect(s.waitDetail.open).toBe(false);
     expect(s.waitDetail.failedStarts).toBeGreaterThanOrEqual(1);
     expect(s.waitDetail.error).toContain("crashes at import");
+    // /status-sync whose wait ends first says the same.
+    const sync = (await stack.call("GET", `/v2/${ep}/status-sync/${id}?wait=1000`, { key })).body;
+    expect(sync).toMatchObject({ status: "IN_QUEUE", waitReason: "crash_loop" });
   });
 
   it("trips after maxFailedStarts (3) failed starts: queued and later jobs FAIL with the reason, no more starts; /reset closes it and the fixed endpoint serves", async () => {

@@ -131,6 +131,7 @@ async function main(): Promise<void> {
       }),
       weightsFetchMs: () => models?.weightsFetchMs,
       weightsCacheHit: () => models?.cacheHit,
+      bootPhase: () => (models?.fetchingNow ? { phase: "weights_fetch" } : undefined),
       ...(config.provisionMs !== undefined && { provisionMs: config.provisionMs }),
       ...(config.specHash !== undefined && { specHash: config.specHash }),
       redis,

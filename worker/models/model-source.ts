@@ -115,6 +115,11 @@ export class ModelStore {
     return Math.round(this.fetchedMs + current);
   }
 
+  /** True while a model is being made local (the worker's boot phase `weights_fetch`). */
+  get fetchingNow(): boolean {
+    return this.fetching > 0;
+  }
+
   /** True when every model asked for came from the cache; undefined until one was asked for. */
   get cacheHit(): boolean | undefined {
     return this.hits + this.misses === 0 ? undefined : this.misses === 0;

@@ -171,7 +171,9 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   for (const r of routes.statusSync) {
     app.openapi(r, async (c) => {
       const { endpointId, jobId } = jobOf(c);
-      const view = await deps.reader.waitFinished(endpointId, jobId, c.req.valid("query").wait, c.req.raw.signal);
+      let view = await deps.reader.waitFinished(endpointId, jobId, c.req.valid("query").wait, c.req.raw.signal);
+      // Still queued when the wait ran out: say why, as /status does.
+      if (view?.status === "IN_QUEUE") view = await deps.reader.viewExplained(endpointId, jobId, Date.parse(c.get("endpoint").updatedAt));
       if (!view) throw ApiError.notFound("job");
       return c.json(view, 200);
     });
