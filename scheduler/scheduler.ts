@@ -245,6 +245,7 @@ export class Scheduler {
     await this.ticking.idle();
     await this.converging.idle();
     await this.fleet.close();
+    await this.breakers.idle();
     await this.opts.workerTargets?.flush();
     this.opts.workerRedisUsers?.close();
     await this.lock.release().catch((err: unknown) => this.log({ level: "warn", msg: "lock release failed", ...errorFields(err) }));

@@ -88,6 +88,11 @@ export class StartBreakers {
     });
   }
 
+  /** Resolves once every breaker update in flight has been written. */
+  async idle(): Promise<void> {
+    while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
+  }
+
   private async failQueuedLogged(endpointId: string, error: string): Promise<void> {
     const failed = await this.failQueued(endpointId, error, this.opts.now);
     if (failed > 0) this.opts.log({ level: "warn", msg: "queued jobs failed: start breaker open", endpointId, failed });
