@@ -70,6 +70,24 @@ async function floorOnce(ctx: BenchContext, i: number): Promise<ColdStart> {
   }
 }
 
+/** The cold-start phases each worker records in its session (GET /api/v1/endpoints/:id/workers), each on one process's monotonic clock. */
+const SESSION_PHASES = ["provisionMs", "processStartMs", "weightsFetchMs", "engineLoadMs", "firstJobMs"] as const;
+
+/** The worker's session phases as the API lists them, once the records hold its first job's (undefined past `timeoutMs`). */
+async function sessionPhases(url: string, apiKey: string, endpointId: string, workerId: string, timeoutMs = 10_000): Promise<Record<string, number> | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${url}/api/v1/endpoints/${endpointId}/workers`, { headers: { authorization: `Bearer ${apiKey}` } });
+    const body = (await res.json()) as { items?: { id: string; coldStart: Record<string, unknown> | null }[] };
+    const cs = body.items?.find((w) => w.id === workerId)?.coldStart;
+    if (cs && typeof cs.firstJobMs === "number") {
+      return Object.fromEntries(SESSION_PHASES.flatMap((k) => (typeof cs[k] === "number" ? [[`session ${k.replace(/Ms$/, "")} (${String(cs.kind)})`, cs[k] as number]] : [])));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return undefined;
+}
+
 /** The worker phases a cold start is broken into (Hearth's worker logs each with `ms` since its start). */
 const HEARTH_PHASES = ["boot", "engine-ready", "ready", "first-job"] as const;
 
@@ -96,7 +114,7 @@ async function hearthSide(ctx: BenchContext, count: number) {
     }
   };
   const hearth = await startHearthFor(ctx, NAME, undefined, onSchedulerLine);
-  const samples: (ColdStart & { enqueueToSpawnMs: number; endToEndMs: number })[] = [];
+  const samples: (ColdStart & { enqueueToSpawnMs: number; endToEndMs: number; session: Record<string, number> })[] = [];
   const problems: string[] = [];
   try {
     const apiKey = await hearth.createTenant("bench-cold-start");
@@ -122,7 +140,11 @@ async function hearthSide(ctx: BenchContext, count: number) {
         problems.push(`cold start ${i}: expected one new worker, saw ${fresh.length}`);
         break;
       }
-      if (i > 0) samples.push({ finishedMs: doneAt - seen.startedAt, phases: { ...seen.phases }, enqueueToSpawnMs: seen.startedAt - sentAt, endToEndMs: doneAt - sentAt });
+      if (i > 0) {
+        const session = await sessionPhases(hearth.url, apiKey, endpointId, workerId);
+        if (!session) problems.push(`cold start ${i}: worker ${workerId}'s session shows no phases`);
+        samples.push({ finishedMs: doneAt - seen.startedAt, phases: { ...seen.phases }, enqueueToSpawnMs: seen.startedAt - sentAt, endToEndMs: doneAt - sentAt, session: session ?? {} });
+      }
       // Back to zero: the worker stops after idleTimeout and exits.
       const deadline = Date.now() + START_TIMEOUT_MS;
       while (!seen.exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -184,6 +206,11 @@ export async function coldStart(ctx: BenchContext): Promise<BenchResult> {
       // ms since the worker's process started, from its own lines; then `finished` as above.
       phasesMs: {
         ...phaseSummary(hearth.samples, HEARTH_PHASES),
+        // Spans as each worker's session records them (the event log → GET workers): what a user sees.
+        ...phaseSummary(
+          hearth.samples.map((s) => ({ finishedMs: s.finishedMs, phases: s.session })),
+          [...new Set(hearth.samples.flatMap((s) => Object.keys(s.session)))].sort(),
+        ),
         finished: h,
         // /runsync sent → the worker's process started: the scheduler's reaction (the activator's part), outside the ratio.
         "runsync→process start": summarize(hearth.samples.map((s) => s.enqueueToSpawnMs)),

@@ -3,6 +3,7 @@ import type { Db } from "../core/db/client.ts";
 import { endpoints, workerSessions } from "../core/db/schema.ts";
 import { scalerType, storedEngineSpec, type StoredEngineSpec } from "../core/contracts/endpoint.ts";
 import type { ScalingConfig } from "../core/policy/scaling.ts";
+import { specHash } from "../core/policy/rolling.ts";
 
 /** What the scheduler needs of an endpoint, checked: the engine comes from a JSON column. */
 export interface SchedulableEndpoint {
@@ -14,6 +15,11 @@ export interface SchedulableEndpoint {
   engine: StoredEngineSpec;
   executionTimeoutMs: number;
   scaling: ScalingConfig;
+  /** Its revision (`updatedAt`, ms): any change moves it (and closes the start breaker). */
+  revision: number;
+  /** Hash of its engine spec as stored (core/policy/rolling.ts): workers of another hash are replaced. */
+  specHash: string;
+  maxFailedStarts: number;
 }
 
 type EndpointRow = typeof endpoints.$inferSelect;
@@ -34,6 +40,9 @@ export function parseEndpointRow(row: EndpointRow): ParsedEndpoint {
       gpuTypeIds: Array.isArray(row.gpuTypeIds) ? row.gpuTypeIds.filter((g): g is string => typeof g === "string") : [],
       engine: engine.data,
       executionTimeoutMs: row.executionTimeoutMs,
+      revision: row.updatedAt.getTime(),
+      specHash: specHash(engine.data),
+      maxFailedStarts: row.maxFailedStarts,
       scaling: {
         workersMin: row.workersMin,
         workersMax: row.workersMax,

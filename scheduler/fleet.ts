@@ -20,6 +20,8 @@ export const STOP_REASONS = {
   endpoint_deleted: "endpoint deleted",
   leadership_lost: "leadership lost",
   shutdown: "scheduler shutting down",
+  spec_changed: "engine spec changed",
+  crash_loop: "start breaker open",
 } as const satisfies Partial<Record<WorkerEndReason, string>>;
 export type StopReason = keyof typeof STOP_REASONS;
 
@@ -38,6 +40,8 @@ export interface FleetOptions {
   log: Log;
   /** Told of every exit; `requested` is false when the worker ended without being asked to. */
   onExit?: (worker: ProvidedWorker, requested: boolean) => void;
+  /** Told when the provider refused a start (a failed start, for the endpoint's breaker). */
+  onStartFailed?: (endpointId: string, workerId: string, error: string) => void;
   /** Opens each endpoint's secrets for its own workers. Default: no key (endpoints with secrets do not start), no operator S3 credentials. */
   secrets?: WorkerSecrets;
   /** A Redis user per worker, created before it starts and deleted when it exits. Default: none (the provider's URL). */
@@ -60,6 +64,8 @@ export class Fleet {
   private readonly pending = new Set<Promise<unknown>>();
   private readonly unsubscribe: () => void;
   private readonly bootHeartbeats: BootHeartbeats;
+  /** The spec hash each running worker was started with (core/policy/rolling.ts). */
+  private readonly specHashes = new Map<string, string>();
   readonly workerLog: WorkerLog;
 
   constructor(private readonly opts: FleetOptions) {
@@ -75,11 +81,17 @@ export class Fleet {
       .filter((w) => w.state === "running" && (endpointId === undefined || w.endpointId === endpointId));
   }
 
+  /** The engine spec hash the worker was started with; undefined for one this fleet did not start. */
+  specHash(workerId: string): string | undefined {
+    return this.specHashes.get(workerId);
+  }
+
   /** Starts one worker; failures are logged and recorded, not thrown. */
   async start(endpoint: SchedulableEndpoint): Promise<void> {
     const { provider, now, log } = this.opts;
     const workerId = newWorkerId();
     const startedAt = now();
+    const provisionFrom = performance.now();
     let logged = false;
     let userCreated = false;
     try {
@@ -88,7 +100,8 @@ export class Fleet {
       // Before the spawn: the API counts the worker as initializing at once, the worker's own first
       // heartbeat lands over the stand-in, and the session (billed from here) exists before the process.
       const standIn = this.bootHeartbeats.standIn(endpoint.id, workerId, startedAt);
-      await this.workerLog.requested(endpoint.id, standIn, { tenantId: endpoint.tenantId, provider: provider.name, gpuType: CPU_GPU_TYPE });
+      this.specHashes.set(workerId, endpoint.specHash);
+      await this.workerLog.requested(endpoint.id, standIn, { tenantId: endpoint.tenantId, provider: provider.name, gpuType: CPU_GPU_TYPE, specHash: endpoint.specHash });
       logged = true;
       const redisUrl = await this.opts.users?.create(endpoint.id, workerId);
       userCreated = redisUrl !== undefined;
@@ -97,7 +110,8 @@ export class Fleet {
         workerId,
         endpointId: endpoint.id,
         engine,
-        env: { ...this.opts.workerEnv, ...env },
+        // HEARTH_PROVISION_MS: the scheduler's part of the cold start, a span of its own monotonic clock (never a timestamp).
+        env: { ...this.opts.workerEnv, ...env, HEARTH_PROVISION_MS: String(Math.round(performance.now() - provisionFrom)), HEARTH_SPEC_HASH: endpoint.specHash },
         executionTimeoutMs: endpoint.executionTimeoutMs,
         ...(redisUrl !== undefined && { redisUrl }),
       });
@@ -107,6 +121,8 @@ export class Fleet {
       this.opts.metrics?.workerStartFailed(endpoint.id, provider.name);
       log({ level: "error", msg: "worker start failed", endpointId: endpoint.id, workerId, ...errorFields(err) });
       this.bootHeartbeats.forget(workerId);
+      this.specHashes.delete(workerId);
+      this.opts.onStartFailed?.(endpoint.id, workerId, `start failed: ${errorFields(err).error}`.slice(0, 500));
       if (userCreated) this.track(this.opts.users!.remove(endpoint.id, workerId));
       if (logged) {
         const reason = `start failed: ${errorFields(err).error}`.slice(0, 500);
@@ -157,6 +173,7 @@ export class Fleet {
     this.stopReasons.delete(w.workerId);
     this.opts.metrics?.workerEnded(w.endpointId, asked ?? (w.exitCode === 0 ? "exited" : "crashed"));
     this.bootHeartbeats.forget(w.workerId);
+    this.specHashes.delete(w.workerId);
     // Its session is over: its Redis user goes, and with it any connection a leftover process held.
     if (this.opts.users) this.track(this.opts.users.remove(w.endpointId, w.workerId));
     this.opts.onExit?.(w, requested);

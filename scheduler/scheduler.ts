@@ -26,6 +26,8 @@ import type { BillingMode } from "../core/contracts/billing.ts";
 import { performance } from "node:perf_hooks";
 import type { SchedulerMetrics } from "./scheduler-metrics.ts";
 import type { WorkerSdFile } from "./worker-sd-file.ts";
+import { StartBreakers } from "./start-breakers.ts";
+import { planRoll } from "../core/policy/rolling.ts";
 
 /** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
 const HUNG_STOP_GRACE_MS = 5000;
@@ -119,6 +121,7 @@ export class Scheduler {
   private readonly staleHeartbeatMs: number;
   /** Each endpoint's desired worker count at its last converge, for the preload hook. */
   private readonly lastDesired = new Map<string, number>();
+  private readonly breakers: StartBreakers;
   /** When the worker users were last swept (ms); 0 makes a new leader's first tick sweep. */
   private usersSweptAt = 0;
 
@@ -154,8 +157,10 @@ export class Scheduler {
       ...(opts.workerRedisUsers && { users: opts.workerRedisUsers }),
       ...(opts.workerSecrets && { secrets: opts.workerSecrets }),
       ...(opts.metrics && { metrics: opts.metrics }),
+      onStartFailed: (endpointId, _workerId, error) => this.breakers.startFailed(endpointId, error),
       onExit: (w, requested) => {
         opts.workerTargets?.remove(w.workerId);
+        this.breakers.exited(w, requested);
         // A worker that ends on its own with an error counts towards its endpoint's crash loop.
         if (!requested && w.exitCode !== undefined && w.exitCode !== 0) {
           this.crashes.set(w.endpointId, recordCrash(this.crashes.get(w.endpointId) ?? NO_CRASHES, this.now()));
@@ -184,6 +189,16 @@ export class Scheduler {
       defaultSpendPerHourMicros: opts.defaultSpendPerHourMicros ?? 100_000_000,
       balances: new BalanceCache(opts.redis, opts.db.$client, this.keys),
       reportTtlMs: 3 * this.tickMs + 1000,
+    });
+    this.breakers = new StartBreakers({
+      redis: opts.redis,
+      keys: this.keys,
+      now: this.now,
+      log: this.log,
+      // Workers still booting when the breaker opens would only fail the same way.
+      stopBooting: (endpointId, isReady) => {
+        for (const w of this.fleet.running(endpointId)) if (!isReady(w.workerId)) this.fleet.stop(w.workerId, "crash_loop");
+      },
     });
     this.converging = new Coalescer((endpointId, endpoint) => this.converge(endpointId, endpoint));
     this.ticking = new Coalescer(() => this.convergeAll());
@@ -238,6 +253,7 @@ export class Scheduler {
     await this.ticking.idle();
     await this.converging.idle();
     await this.fleet.close();
+    await this.breakers.idle();
     await this.opts.workerTargets?.flush();
     this.opts.workerRedisUsers?.close();
     await this.lock.release().catch((err: unknown) => this.log({ level: "warn", msg: "lock release failed", ...errorFields(err) }));
@@ -365,6 +381,11 @@ export class Scheduler {
     );
   }
 
+  private isOutdated(workerId: string, current: string): boolean {
+    const hash = this.fleet.specHash(workerId);
+    return hash !== undefined && hash !== current;
+  }
+
   /** Logs an endpoint the schemas reject once per reason, not once per tick. */
   private skip(endpointId: string, reason: string): void {
     if (this.skipped.get(endpointId) === reason) return;
@@ -389,10 +410,24 @@ export class Scheduler {
       const now = this.now();
       await this.capacity.ensureTenant(endpoint.tenantId);
       const provided = this.fleet.running(endpointId);
-      const snapshot = await this.observer.observe({ endpointId, provided, stopping: this.fleet.stopping, now });
+      const observed = await this.observer.observe({ endpointId, provided, stopping: this.fleet.stopping, now });
+      const ready = observed.workers.filter((w) => w.state === "idle" || w.state === "running");
+      if (await this.breakers.holds(endpoint, ready.map((w) => w.id), observed.queued + observed.queuedLowPriority)) {
+        await this.capacity.report(endpointId, { start: 0, throttled: 0 }).catch(() => {});
+        return;
+      }
+      // A changed engine spec: workers of the old one are no capacity for the step (new ones start
+      // for the demand first) and drain once a new one serves (core/policy/rolling.ts).
+      const outdated = new Set(provided.filter((p) => this.isOutdated(p.workerId, endpoint.specHash)).map((p) => p.workerId));
+      const snapshot = outdated.size === 0 ? observed : { ...observed, workers: observed.workers.filter((w) => !outdated.has(w.id)) };
       const decision = decideScaling(snapshot, endpoint.scaling, now);
       if (this.opts.preload && shouldPreload(this.lastDesired.get(endpointId), decision.desired)) this.opts.preload(endpoint);
       this.lastDesired.set(endpointId, decision.desired);
+      if (outdated.size > 0) {
+        const old = observed.workers.filter((w) => outdated.has(w.id)).map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) }));
+        const current = snapshot.workers.map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) }));
+        for (const id of planRoll({ workers: [...old, ...current], current: endpoint.specHash, desired: decision.desired }).stop) this.fleet.stop(id, "spec_changed");
+      }
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
       // At zero balance idle workers stop at once (workersMin included); busy ones finish their jobs first.

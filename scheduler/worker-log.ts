@@ -20,7 +20,7 @@ export class WorkerLog {
   }
 
   /** Logs the start of a worker session and writes its `requested` stand-in heartbeat, atomically. */
-  async requested(endpointId: string, standIn: WorkerHeartbeat, session: { tenantId: string; provider: string; gpuType: string }): Promise<void> {
+  async requested(endpointId: string, standIn: WorkerHeartbeat, session: { tenantId: string; provider: string; gpuType: string; specHash?: string }): Promise<void> {
     const entry: WorkerPayload = { workerId: standIn.id, state: "requested", ...session };
     const results = await this.redis
       .multi()

@@ -198,14 +198,19 @@ export class RecordsProjector implements LogConsumer {
       values (${p.workerId}, ${entry.id}, ${ms}, ${n}, ${p.state}, ${at}::timestamptz, ${reason}, ${p.exitCode ?? null})
       on conflict do nothing`;
     await tx`
-      insert into worker_sessions (id, endpoint_id, tenant_id, provider, gpu_type, state, requested_at, ready_at, ended_at, exit_code, end_reason, seq_ms, seq_n)
-      values (${p.workerId}, ${ctx.endpointId}, ${p.tenantId ?? ctx.tenantId}, ${p.provider ?? null}, ${p.gpuType ?? null}, ${p.state},
+      insert into worker_sessions (id, endpoint_id, tenant_id, provider, gpu_type, spec_hash, cold_start, state, requested_at, ready_at, ended_at, exit_code, end_reason, seq_ms, seq_n)
+      values (${p.workerId}, ${ctx.endpointId}, ${p.tenantId ?? ctx.tenantId}, ${p.provider ?? null}, ${p.gpuType ?? null}, ${p.specHash ?? null},
+              ${p.coldStart === undefined ? null : JSON.stringify(p.coldStart)}::jsonb, ${p.state},
               ${p.state === "requested" ? at : null}::timestamptz, ${p.state === "idle" ? at : null}::timestamptz, ${final ? at : null}::timestamptz,
               ${p.exitCode ?? null}, ${final ? reason : null}, ${ms}, ${n})
       on conflict (id) do update set
         tenant_id = case when ${p.state === "requested"} then excluded.tenant_id else worker_sessions.tenant_id end,
         provider = coalesce(worker_sessions.provider, excluded.provider),
         gpu_type = coalesce(worker_sessions.gpu_type, excluded.gpu_type),
+        spec_hash = coalesce(worker_sessions.spec_hash, excluded.spec_hash),
+        -- Phases arrive on two entries (ready, then after the first job): merged, the later one adding its own.
+        cold_start = case when excluded.cold_start is null then worker_sessions.cold_start
+          else coalesce(worker_sessions.cold_start, '{}'::jsonb) || excluded.cold_start end,
         requested_at = coalesce(worker_sessions.requested_at, excluded.requested_at),
         ready_at = coalesce(worker_sessions.ready_at, excluded.ready_at),
         -- Once ended, a session stays ended; a later exit (the provider's, after the worker's own) only

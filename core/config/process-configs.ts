@@ -287,6 +287,10 @@ const workerSchema = z.object({
   HEARTH_ENGINE_USER: optionalString,
   /** Serve `/metrics` on 127.0.0.1, a port the OS picks, reported in the heartbeat (the local provider sets it). Default off. */
   HEARTH_WORKER_METRICS: onOff(false),
+  /** Set by the scheduler: its part of this worker's cold start (request → spawn), a span of its monotonic clock, ms. */
+  HEARTH_PROVISION_MS: z.preprocess((v) => (v === "" ? undefined : v), z.coerce.number().int().min(0).max(7 * 86_400_000).optional()),
+  /** Set by the scheduler: the hash of the engine spec this worker runs (core/policy/rolling.ts). */
+  HEARTH_SPEC_HASH: optionalString,
 });
 
 /** Every variable the worker's config reads: what a provider passes on to workers from its own environment. */
@@ -324,6 +328,10 @@ export interface WorkerConfig {
   engineUser?: string;
   /** HEARTH_WORKER_METRICS: serve `/metrics` on a loopback port and report it in the heartbeat. */
   metrics: boolean;
+  /** HEARTH_PROVISION_MS: the scheduler's part of this worker's cold start, ms. */
+  provisionMs?: number;
+  /** HEARTH_SPEC_HASH: the engine spec hash this worker runs. */
+  specHash?: string;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -349,5 +357,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },
     ...(c.HEARTH_ENGINE_USER !== undefined && { engineUser: c.HEARTH_ENGINE_USER }),
     metrics: c.HEARTH_WORKER_METRICS,
+    ...(c.HEARTH_PROVISION_MS !== undefined && { provisionMs: c.HEARTH_PROVISION_MS }),
+    ...(c.HEARTH_SPEC_HASH !== undefined && { specHash: c.HEARTH_SPEC_HASH }),
   };
 }

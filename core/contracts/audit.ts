@@ -29,6 +29,7 @@ export const AUDIT_ACTIONS = [
   "endpoint.create",
   "endpoint.update",
   "endpoint.delete",
+  "endpoint.reset",
   "webhook_secret.rotate",
   "webhook_delivery.retry",
   "job.submit",

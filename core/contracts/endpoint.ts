@@ -119,6 +119,8 @@ const endpointSettings = {
   scalerValue: z.number().int().min(1).max(3600),
   executionTimeoutMs: z.number().int().min(5000).max(7 * 24 * 3600 * 1000),
   flashboot: z.boolean(),
+  /** Failed worker starts in a row after which queued jobs fail and no worker starts until a change or `/reset` (core/policy/start-breaker.ts). */
+  maxFailedStarts: z.number().int().min(1).max(1000),
 };
 
 export const endpointCreate = z
@@ -133,6 +135,7 @@ export const endpointCreate = z
     scalerValue: endpointSettings.scalerValue.default(4),
     executionTimeoutMs: endpointSettings.executionTimeoutMs.default(600_000),
     flashboot: endpointSettings.flashboot.default(true),
+    maxFailedStarts: endpointSettings.maxFailedStarts.default(3),
   })
   .refine((e) => e.workersMin <= e.workersMax, { path: ["workersMin"], message: "workersMin must not exceed workersMax" });
 export type EndpointCreate = z.infer<typeof endpointCreate>;
@@ -162,6 +165,7 @@ export interface Endpoint {
   scalerValue: number;
   executionTimeoutMs: number;
   flashboot: boolean;
+  maxFailedStarts: number;
   createdAt: string;
   updatedAt: string;
 }

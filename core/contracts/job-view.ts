@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { waitReason } from "../policy/capacity.ts";
+import { jobWaitReason, waitDetail } from "../policy/wait-reason.ts";
 
 /** RunPod job statuses Hearth emits (`RUNNING` is documented but no client uses it, so it is never emitted). */
 export const JOB_STATUSES = ["IN_QUEUE", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"] as const;
@@ -23,6 +23,13 @@ export const jobView = z
     error: z.string().optional(),
     workerId: z.string().optional(),
     retries: z.number(),
+    /**
+     * IN_QUEUE for more than 5 s without a ready worker (or while the start breaker is open): why
+     * (core/policy/wait-reason.ts), with the phase and progress of a starting worker, or the last
+     * start error of a crash loop, in `waitDetail`.
+     */
+    waitReason: jobWaitReason.optional(),
+    waitDetail: waitDetail.optional(),
   })
   .meta({ id: "Job" });
 export type JobView = z.infer<typeof jobView>;
@@ -35,9 +42,14 @@ export const healthView = z
     /**
      * Why `workers.throttled` workers wait: the host is full (`no_capacity`), the tenant is at its
      * maxWorkers (`tenant_quota`), or its billing holds it (`billing`: zero balance, or its spend per
-     * hour reached; shown even while nothing waits).
+     * hour reached; shown even while nothing waits); and, once the oldest queued job has waited 5 s
+     * without a ready worker, `starting`, `resuming` or `crash_loop` (core/policy/wait-reason.ts).
      */
-    waitReason: waitReason.optional(),
+    waitReason: jobWaitReason.optional(),
+    /** With `waitReason`: the phase of a starting worker, the last start error of a crash loop, the count held back. */
+    waitDetail: waitDetail.optional(),
+    /** The endpoint's start breaker (core/policy/start-breaker.ts): open, queued jobs fail with `lastError`. */
+    startBreaker: z.object({ open: z.boolean(), failedStarts: z.number(), lastError: z.string().nullable() }).optional(),
   })
   .meta({ id: "Health" });
 export type HealthView = z.infer<typeof healthView>;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { bootPhase, phaseProgress } from "../policy/wait-reason.ts";
 
 /**
  * The one worker-state vocabulary: the event log, heartbeats, `/health`, the API and billing all
@@ -42,5 +43,13 @@ export const workerHeartbeat = z.object({
    * reads as absent: it must not make the rest of the heartbeat (the worker's state) unreadable.
    */
   metricsPort: z.number().int().min(1).max(65535).optional().catch(undefined),
+  /**
+   * While booting: the phase it is in and that phase's progress (weights bytes fetched), for a
+   * queued job's `waitReason: starting`. Malformed reads as absent, like `metricsPort`.
+   */
+  phase: bootPhase.optional().catch(undefined),
+  progress: phaseProgress.optional().catch(undefined),
+  /** The engine spec hash it runs (core/policy/rolling.ts): a worker of an older one is replaced. */
+  specHash: z.string().max(64).optional().catch(undefined),
 });
 export type WorkerHeartbeat = z.infer<typeof workerHeartbeat>;

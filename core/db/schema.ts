@@ -106,6 +106,8 @@ export const endpoints = pgTable(
     scalerValue: integer("scaler_value").notNull(),
     executionTimeoutMs: integer("execution_timeout_ms").notNull(),
     flashboot: boolean("flashboot").notNull(),
+    /** Failed worker starts in a row that open the endpoint's start breaker (core/policy/start-breaker.ts). */
+    maxFailedStarts: integer("max_failed_starts").notNull().default(3),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     /** Soft delete: the scheduler drains a deleted endpoint's workers, job records keep their reference. */
@@ -134,6 +136,10 @@ export const workerSessions = pgTable(
     endedAt: timestamp("ended_at", { withTimezone: true, precision: 3 }),
     exitCode: integer("exit_code"),
     endReason: text("end_reason"),
+    /** The engine spec hash the worker ran (core/policy/rolling.ts), from its `requested` entry. */
+    specHash: text("spec_hash"),
+    /** Its cold start: kind and phases in ms (core/log/log-entry.ts `coldStart`), merged as the entries come. */
+    coldStart: jsonb("cold_start").$type<Record<string, unknown>>(),
     /** Log position of the last entry applied (ms, sequence): older entries change nothing. */
     seqMs: bigint("seq_ms", { mode: "number" }).notNull(),
     seqN: integer("seq_n").notNull(),

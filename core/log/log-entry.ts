@@ -63,6 +63,31 @@ export const removingPayload = z.object({
 
 export const retriedPayload = z.object({ jobId: z.string(), retries: z.number().int().min(0) });
 
+const spanMs = z.number().int().min(0).max(7 * 86_400_000);
+
+/** How a worker came to be ready: from nothing, with its weights already cached, from the paused pool, or already up. */
+export const START_KINDS = ["cold", "cache-warm", "resumed", "warm"] as const;
+
+/**
+ * A worker's cold start, phase by phase, each a span of one process's monotonic clock (never two
+ * hosts' timestamps subtracted): `provisionMs` the scheduler's (its request to the provider's spawn,
+ * handed to the worker as HEARTH_PROVISION_MS), the rest the worker's own. Reported on its first
+ * ready transition; `firstJobMs` (ready → its first job finished) on the transition after that job.
+ */
+export const coldStartReport = z.object({
+  kind: z.enum(START_KINDS).optional(),
+  provisionMs: spanMs.optional(),
+  /** Node's start to the runtime's first line (module loading included). */
+  processStartMs: spanMs.optional(),
+  weightsFetchMs: spanMs.optional(),
+  /** The weights were in the local cache: no bytes fetched. */
+  cacheHit: z.boolean().optional(),
+  /** The engine's start, weights fetch excluded. */
+  engineLoadMs: spanMs.optional(),
+  firstJobMs: spanMs.optional(),
+});
+export type ColdStartReport = z.infer<typeof coldStartReport>;
+
 export const workerPayload = z.object({
   workerId: z.string(),
   state: workerState,
@@ -70,6 +95,10 @@ export const workerPayload = z.object({
   tenantId: z.string().optional(),
   provider: z.string().optional(),
   gpuType: z.string().optional(),
+  /** The engine spec hash it was started with (core/policy/rolling.ts), on `requested`. */
+  specHash: z.string().max(64).optional(),
+  /** Its cold start's phases (see `coldStartReport`). */
+  coldStart: coldStartReport.optional(),
   /** Why it is draining, exited or lost. */
   reason: z.string().optional(),
   exitCode: z.number().int().optional(),

@@ -98,8 +98,15 @@ export class WorkerPresence {
   }
 
   /** Removes the worker's heartbeat and logs it `exited` (with an exit code where known). */
-  async exited(endpointId: string, workerId: string, detail: { reason: string; exitCode?: number; by: "worker" | "scheduler" }): Promise<void> {
-    const entry: WorkerPayload = { workerId, state: "exited", reason: detail.reason, by: detail.by, ...(detail.exitCode !== undefined && { exitCode: detail.exitCode }) };
+  async exited(endpointId: string, workerId: string, detail: { reason: string; exitCode?: number; by: "worker" | "scheduler"; coldStart?: WorkerPayload["coldStart"] }): Promise<void> {
+    const entry: WorkerPayload = {
+      workerId,
+      state: "exited",
+      reason: detail.reason,
+      by: detail.by,
+      ...(detail.exitCode !== undefined && { exitCode: detail.exitCode }),
+      ...(detail.coldStart !== undefined && { coldStart: detail.coldStart }),
+    };
     await this.redis.hearthWorkerExited(...this.presenceKeys(endpointId), workerId, HEARTH_EVENTS.worker, JSON.stringify(entry));
   }
 

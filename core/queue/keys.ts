@@ -103,6 +103,13 @@ export class RedisKeys {
   jobOutput(endpointId: string, jobId: string): string {
     return `${this.prefix}:output:${endpointId}:j:${jobId}`;
   }
+  /**
+   * The endpoint's start breaker (core/policy/start-breaker.ts, JSON): written by the scheduler, read
+   * by the API, cleared by a PATCH or `/reset`. Outside the endpoint's prefix: no worker can close it.
+   */
+  startBreaker(endpointId: string): string {
+    return `${this.prefix}:breaker:${endpointId}`;
+  }
   /** Scheduler leadership lock. */
   schedulerLock(): string {
     return `${this.prefix}:scheduler:leader`;

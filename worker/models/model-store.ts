@@ -46,6 +46,9 @@ export class ModelStore {
   private fetching = 0;
   private busySince = 0;
   private fetchedMs: number | undefined;
+  /** Models asked for that the cache held, and that it did not (a cold start's `cacheHit`). */
+  private hits = 0;
+  private misses = 0;
 
   constructor(private readonly options: ModelStoreOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -63,6 +66,16 @@ export class ModelStore {
     if (this.fetchedMs === undefined) return undefined;
     const current = this.fetching > 0 ? this.clock() - this.busySince : 0;
     return Math.round(this.fetchedMs + current);
+  }
+
+  /** True while a model is being made local (the worker's boot phase `weights_fetch`). */
+  get fetchingNow(): boolean {
+    return this.fetching > 0;
+  }
+
+  /** True when every model asked for came from the cache; undefined until one was asked for (or only local files were). */
+  get cacheHit(): boolean | undefined {
+    return this.hits + this.misses === 0 ? undefined : this.misses === 0;
   }
 
   /** A local path (file or directory) holding the model named by `uri` (a URL or an absolute path). */
@@ -105,7 +118,10 @@ export class ModelStore {
     const { cacheDir } = this.options;
     if (source.copies === false) return pathOf(await source.materialise(url, join(cacheDir, "partial", "unused"), signal));
     const hit = await this.lookup(key, url.href);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      this.hits++;
+      return hit;
+    }
 
     const created = await mkdir(cacheDir, { recursive: true });
     if (created !== undefined) await openDirs(created, cacheDir);
@@ -118,7 +134,13 @@ export class ModelStore {
     });
     try {
       // Whoever held the lock may have just finished this very model.
-      return (await this.lookup(key, url.href)) ?? (await this.download(url, source, key, expected, signal));
+      const waited = await this.lookup(key, url.href);
+      if (waited !== undefined) {
+        this.hits++; // another process downloaded it while this one waited for the lock
+        return waited;
+      }
+      this.misses++;
+      return await this.download(url, source, key, expected, signal);
     } finally {
       await release();
     }

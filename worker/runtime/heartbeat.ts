@@ -10,10 +10,15 @@ export interface HeartbeatSnapshot {
   running: number;
   concurrency: number;
   idleSince: number | null;
+  /** While booting: its phase and progress (a queued job's `waitReason: starting`). */
+  phase?: WorkerHeartbeat["phase"];
+  progress?: WorkerHeartbeat["progress"];
+  /** HEARTH_SPEC_HASH: the engine spec it runs. */
+  specHash?: string;
 }
 
 /** Fields a worker reports once, on a transition's log entry (see `attachToNextTransition`). */
-export type TransitionReport = Pick<WorkerPayload, "weightsFetchMs">;
+export type TransitionReport = Pick<WorkerPayload, "weightsFetchMs" | "coldStart">;
 
 export interface HeartbeatOptions {
   redis: Redis;
@@ -87,7 +92,8 @@ export class Heartbeat {
    * before it adds to the same report). A write that fails keeps it for the next transition.
    */
   attachToNextTransition(report: TransitionReport): void {
-    this.report = { ...this.report, ...report };
+    const coldStart = this.report?.coldStart || report.coldStart ? { ...this.report?.coldStart, ...report.coldStart } : undefined;
+    this.report = { ...this.report, ...report, ...(coldStart && { coldStart }) };
   }
 
   /** Writes the current snapshot now. Never rejects. */
@@ -104,6 +110,9 @@ export class Heartbeat {
       idleSince: s.idleSince,
       at: this.now(),
       ...(this.metricsPort !== undefined && { metricsPort: this.metricsPort }),
+      ...(s.phase !== undefined && { phase: s.phase }),
+      ...(s.progress !== undefined && { progress: s.progress }),
+      ...(s.specHash !== undefined && { specHash: s.specHash }),
     };
     const entry: WorkerPayload | undefined = s.state === this.logged ? undefined : { workerId, state: s.state, ...this.report };
     // Taken now, not after the write: a beat started while this one is in flight must not log it twice.
@@ -130,7 +139,9 @@ export class Heartbeat {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     try {
-      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason, by: "worker" });
+      // A cold-start phase still waiting for a transition (a first job that ended while draining) goes with the exit.
+      const coldStart = this.report?.coldStart;
+      await this.presence.exited(this.options.endpointId, this.options.workerId, { reason, by: "worker", ...(coldStart && { coldStart }) });
     } catch (err) {
       this.onError(err);
     }

@@ -14,6 +14,9 @@ import { OffloadClient } from "./offload-client.ts";
 import type { Tracer } from "@opentelemetry/api";
 import type { Log } from "../../core/log/process-log.ts";
 import type { RuntimeMetrics } from "./runtime-metrics.ts";
+import { performance } from "node:perf_hooks";
+import type { ColdStartReport } from "../../core/log/log-entry.ts";
+import type { BootPhase, PhaseProgress } from "../../core/policy/wait-reason.ts";
 
 /** The largest `weightsFetchMs` a worker log entry may carry (a week). */
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
@@ -42,6 +45,17 @@ export interface WorkerRuntimeOptions {
    * default) reports nothing: a handler fetches no model.
    */
   weightsFetchMs?: () => number | undefined;
+  /** True when every model the engine asked for came from the local cache (a `cache-warm` start). Default: unknown (`cold`). */
+  weightsCacheHit?: () => boolean | undefined;
+  /**
+   * The boot phase and its progress while the engine starts (weights bytes fetched), put in the
+   * heartbeat for a queued job's `waitReason: starting`. Default: `engine_load` for the whole start.
+   */
+  bootPhase?: () => { phase: BootPhase; progress?: PhaseProgress } | undefined;
+  /** HEARTH_PROVISION_MS: the scheduler's part of this worker's cold start (a span, ms), logged with the rest. */
+  provisionMs?: number;
+  /** HEARTH_SPEC_HASH: the engine spec hash this worker runs, in its heartbeat. */
+  specHash?: string;
   /** Our commands and BullMQ's (BullMQ duplicates it for its blocking reads). Not closed here. */
   redis: Redis;
   /** A connection of its own for the control channel; unsubscribed on drain, not closed here. */
@@ -81,6 +95,12 @@ export class WorkerRuntime {
   private draining: Promise<void> | undefined;
   private readonly pending = new Set<Promise<void>>();
   private metrics: RuntimeMetrics | undefined;
+  /** Boot phases, each on this process's monotonic clock (performance.now: ms since the process started). */
+  private bootPhase: BootPhase = "process_start";
+  private readonly processStartMs = performance.now();
+  private engineStartMs: number | undefined;
+  private readyAt: number | undefined;
+  private firstJobReported = false;
 
   private constructor(private readonly options: WorkerRuntimeOptions) {
     this.keys = new RedisKeys(options.redisPrefix);
@@ -98,6 +118,8 @@ export class WorkerRuntime {
         running: this.running,
         concurrency: this.info?.concurrency ?? 1,
         idleSince: this.idleSince,
+        ...(this.lifecycle.state === "initializing" && this.phaseNow()),
+        ...(options.specHash !== undefined && { specHash: options.specHash }),
       }),
       onError: (err) => this.onError(err, "heartbeat"),
     });
@@ -106,7 +128,10 @@ export class WorkerRuntime {
     this.lifecycle.onChange((to, from) => {
       this.idleSince = to === "idle" ? this.now() : null;
       // Attached before the write below, so the first entry out of boot carries it.
-      if (from === "initializing") this.reportWeightsFetch();
+      if (from === "initializing") {
+        this.reportWeightsFetch();
+        this.reportColdStart();
+      }
       // The busy/idle flip of every job is coalesced; boot, drain and health changes are written at once.
       if (to === "idle" || to === "running") this.heartbeat.beatSoon();
       else void this.heartbeat.beat();
@@ -146,7 +171,10 @@ export class WorkerRuntime {
 
   private async bootEngineAndQueue(): Promise<void> {
     const { options } = this;
+    this.bootPhase = "engine_load";
+    const engineFrom = performance.now();
     this.info = await options.engine.start();
+    this.engineStartMs = performance.now() - engineFrom;
     const weightsFetchMs = options.weightsFetchMs?.();
     this.onPhase("engine-ready", { concurrency: this.info.concurrency, ...(weightsFetchMs !== undefined && { weightsFetchMs }) });
 
@@ -218,6 +246,7 @@ export class WorkerRuntime {
   start(): void {
     const worker = this.worker;
     if (!worker || this.lifecycle.state !== "initializing") return;
+    this.readyAt = performance.now();
     this.lifecycle.to("idle");
     this.metrics?.engineHealth(true);
     worker.run().catch((err) => this.onError(err, "queue loop"));
@@ -271,6 +300,26 @@ export class WorkerRuntime {
     this.heartbeat.attachToNextTransition({ weightsFetchMs: Math.min(Math.max(0, Math.round(ms)), MAX_WEIGHTS_FETCH_MS) });
   }
 
+  /** The boot phase for the heartbeat: the engine's own report where it gives one. */
+  private phaseNow(): { phase: BootPhase; progress?: PhaseProgress } {
+    return (this.bootPhase === "engine_load" ? this.options.bootPhase?.() : undefined) ?? { phase: this.bootPhase };
+  }
+
+  /** The cold start's phases, for the first entry out of boot (core/log/log-entry.ts `coldStart`). */
+  private reportColdStart(): void {
+    const weights = this.options.weightsFetchMs?.();
+    const cacheHit = this.options.weightsCacheHit?.();
+    const report: ColdStartReport = {
+      kind: cacheHit === true ? "cache-warm" : "cold",
+      processStartMs: clampMs(this.processStartMs),
+      ...(this.options.provisionMs !== undefined && { provisionMs: clampMs(this.options.provisionMs) }),
+      ...(weights !== undefined && Number.isFinite(weights) && { weightsFetchMs: clampMs(weights) }),
+      ...(cacheHit !== undefined && { cacheHit }),
+      ...(this.engineStartMs !== undefined && { engineLoadMs: clampMs(this.engineStartMs - (weights ?? 0)) }),
+    };
+    this.heartbeat.attachToNextTransition({ coldStart: report });
+  }
+
   /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
   private counted(processor: JobProcessor): JobProcessor {
     return async (job, token, signal) => {
@@ -295,6 +344,11 @@ export class WorkerRuntime {
       } finally {
         this.running--;
         metrics?.jobsRunning(this.running);
+        if (!this.firstJobReported && this.readyAt !== undefined) {
+          // Ready → first job finished, logged on the transition that follows.
+          this.firstJobReported = true;
+          this.heartbeat.attachToNextTransition({ coldStart: { firstJobMs: clampMs(performance.now() - this.readyAt) } });
+        }
         if (this.running === 0 && this.lifecycle.state === "running") this.lifecycle.to("idle");
       }
     };
@@ -323,4 +377,9 @@ export class WorkerRuntime {
     const tracked = p.catch((err) => this.onError(err, context)).finally(() => this.pending.delete(tracked));
     this.pending.add(tracked);
   }
+}
+
+/** A span as the log's schema takes it: whole ms, 0 to a week. */
+function clampMs(ms: number): number {
+  return Math.min(Math.max(0, Math.round(ms)), MAX_WEIGHTS_FETCH_MS);
 }

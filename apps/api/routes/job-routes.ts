@@ -163,7 +163,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   for (const r of routes.status) {
     app.openapi(r, async (c) => {
       const { endpointId, jobId } = jobOf(c);
-      const view = await deps.reader.view(endpointId, jobId);
+      const view = await deps.reader.viewExplained(endpointId, jobId, Date.parse(c.get("endpoint").updatedAt));
       if (!view) throw ApiError.notFound("job");
       return c.json(view, 200);
     });
@@ -171,7 +171,9 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   for (const r of routes.statusSync) {
     app.openapi(r, async (c) => {
       const { endpointId, jobId } = jobOf(c);
-      const view = await deps.reader.waitFinished(endpointId, jobId, c.req.valid("query").wait, c.req.raw.signal);
+      let view = await deps.reader.waitFinished(endpointId, jobId, c.req.valid("query").wait, c.req.raw.signal);
+      // Still queued when the wait ran out: say why, as /status does.
+      if (view?.status === "IN_QUEUE") view = await deps.reader.viewExplained(endpointId, jobId, Date.parse(c.get("endpoint").updatedAt));
       if (!view) throw ApiError.notFound("job");
       return c.json(view, 200);
     });
@@ -188,7 +190,7 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   app.openapi(routes.cancel, async (c) => c.json(await deps.control.cancel(c.get("endpoint").id, c.req.valid("param").id), 200));
   app.openapi(routes.retry, async (c) => c.json(await deps.control.retry(c.get("endpoint").id, c.req.valid("param").id), 200));
   app.openapi(routes.purge, async (c) => c.json({ removed: await deps.control.purge(c.get("endpoint").id), status: "completed" as const }, 200));
-  app.openapi(routes.health, async (c) => c.json(await endpointHealth(deps.queues, deps.redis, c.get("endpoint").id), 200));
+  app.openapi(routes.health, async (c) => c.json(await endpointHealth(deps.queues, deps.redis, c.get("endpoint").id, Date.now(), Date.parse(c.get("endpoint").updatedAt)), 200));
 
   return app;
 }

@@ -9,8 +9,10 @@ import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { checkEngine } from "../services/engine-check.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
-import { waitReason } from "../../../core/policy/capacity.ts";
+import { jobWaitReason } from "../../../core/policy/wait-reason.ts";
+import { isOpen } from "../../../core/policy/start-breaker.ts";
 import { readCapacity } from "../services/endpoint-health.ts";
+import { breakerView, readBreaker } from "../services/wait-reasons.ts";
 
 const keyCreate = z.object({
   name: safeText(191).default("key"),
@@ -33,10 +35,16 @@ const endpointView = z
     scalerValue: z.number(),
     executionTimeoutMs: z.number(),
     flashboot: z.boolean(),
+    maxFailedStarts: z.number(),
     createdAt: z.string(),
     updatedAt: z.string(),
-    /** On `GET /endpoints/{id}`: why its workers wait, as `/health` says (`billing`: zero balance or the spend per hour). */
-    waitReason: waitReason.optional(),
+    /**
+     * On `GET /endpoints/{id}`: why its workers wait, as `/health` says (`billing`: zero balance or
+     * the spend per hour; `crash_loop`: its start breaker is open).
+     */
+    waitReason: jobWaitReason.optional(),
+    /** On `GET /endpoints/{id}`: its start breaker (`maxFailedStarts` failed starts in a row open it; a PATCH or `/reset` closes it). */
+    startBreaker: z.object({ open: z.boolean(), failedStarts: z.number(), lastError: z.string().nullable(), openedAt: z.string().nullable() }).optional(),
   })
   .meta({ id: "Endpoint" });
 const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), scope: keyScope, createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
@@ -91,6 +99,16 @@ const routes = {
     security: tenantSecurity,
     request: { params: idParam, body: jsonRequest(endpointPatch) },
     responses: { ...okJson(endpointView, "The endpoint after the change."), ...errors, 403: quotaError },
+  }),
+  resetEndpoint: createRoute({
+    method: "post",
+    path: "/endpoints/{id}/reset",
+    summary: "Close the endpoint's start breaker: the scheduler starts its workers again",
+    description: "After `maxFailedStarts` failed worker starts in a row the breaker opens: queued jobs fail with the last start error and no worker starts. A PATCH of the endpoint closes it too.",
+    tags,
+    security: tenantSecurity,
+    request: { params: idParam },
+    responses: { ...okJson(endpointView, "The endpoint, its breaker closed."), ...errors, ...scopeError },
   }),
   deleteEndpoint: createRoute({
     method: "delete",
@@ -163,8 +181,19 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   v1.openapi(routes.getEndpoint, async (c) => {
     const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id);
     if (!ep) throw ApiError.notFound("endpoint");
-    const held = await readCapacity(deps.redis, deps.keys, ep.id);
-    return c.json({ ...ep, ...(held && { waitReason: held.waitReason }) }, 200);
+    const [held, breaker] = await Promise.all([readCapacity(deps.redis, deps.keys, ep.id), readBreaker(deps.redis, deps.keys, ep.id, Date.parse(ep.updatedAt))]);
+    const reason = isOpen(breaker) ? ("crash_loop" as const) : held?.waitReason;
+    return c.json({ ...ep, ...(reason && { waitReason: reason }), startBreaker: breakerView(breaker) }, 200);
+  });
+  v1.openapi(routes.resetEndpoint, async (c) => {
+    const ep = await deps.endpoints.getOwned(c.get("principal").tenantId, c.req.valid("param").id);
+    if (!ep) throw ApiError.notFound("endpoint");
+    const before = await readBreaker(deps.redis, deps.keys, ep.id, Date.parse(ep.updatedAt));
+    await deps.redis.del(deps.keys.startBreaker(ep.id));
+    await deps.endpoints.recordReset(c.get("principal").tenantId, ep.id, c.get("audit"), { wasOpen: isOpen(before), failedStarts: before.failedStarts });
+    deps.submitter.wake(ep.id, { force: true }); // its queue may hold jobs waiting for a worker: start one now
+    const breaker = await readBreaker(deps.redis, deps.keys, ep.id, Date.parse(ep.updatedAt));
+    return c.json({ ...ep, startBreaker: breakerView(breaker) }, 200);
   });
   v1.openapi(routes.patchEndpoint, async (c) => {
     const tenantId = c.get("principal").tenantId;
@@ -182,6 +211,8 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     await deps.policy.checkEndpoint(tenantId, { workersMin: min, workersMax: max }, current.id);
     const updated = await deps.endpoints.update(tenantId, current.id, patch, c.get("audit"));
     if (!updated) throw ApiError.notFound("endpoint");
+    // A changed endpoint gets a closed start breaker (the scheduler also reads a breaker of an older revision as closed).
+    await deps.redis.del(deps.keys.startBreaker(updated.id));
     void deps.invalidations.announce({ type: "invalidate-endpoint", endpointId: updated.id });
     deps.submitter.wake(updated.id, { force: true }); // new min/max take effect now, not at the next tick
     return c.json(updated, 200);

@@ -126,6 +126,17 @@ export class EndpointStore {
     throw new ApiError(400, code, `invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
   }
 
+  /** Records a start breaker reset (`POST …/reset`; the breaker itself lives in Redis). False when the endpoint is not the tenant's. */
+  async recordReset(tenantId: string, id: string, by: AuditBy, detail: Record<string, unknown>): Promise<boolean> {
+    const [row] = await this.db
+      .select()
+      .from(endpoints)
+      .where(and(eq(endpoints.id, id), eq(endpoints.tenantId, tenantId), isNull(endpoints.deletedAt)));
+    if (!row) return false;
+    await this.db.insert(auditLog).values(auditRow(by, endpointAudit("endpoint.reset", row, detail)));
+    return true;
+  }
+
   async softDelete(tenantId: string, id: string, by: AuditBy): Promise<boolean> {
     const deleted = await this.db.transaction(async (tx) => {
       const [row] = await tx
@@ -177,6 +188,7 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     scalerValue: row.scalerValue,
     executionTimeoutMs: row.executionTimeoutMs,
     flashboot: row.flashboot,
+    maxFailedStarts: row.maxFailedStarts,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };

@@ -5,6 +5,7 @@ import type { JobData } from "../../../core/queue/job-catalog.ts";
 import type { JobEvent } from "../../../core/queue/messages.ts";
 import type { EndpointQueues } from "./endpoint-queues.ts";
 import type { JobEvents, JobWatch } from "./job-events.ts";
+import { explainJobWait } from "./wait-reasons.ts";
 
 export type { StreamPage };
 
@@ -38,6 +39,18 @@ export class JobReader {
   /** The job's RunPod view, or undefined (→ 404) if unknown, expired or another endpoint's. */
   async view(endpointId: string, jobId: string): Promise<JobView | undefined> {
     return (await this.lookup(endpointId, jobId))?.view;
+  }
+
+  /**
+   * The view, and for a job still IN_QUEUE why it waits (`waitReason`, `waitDetail`):
+   * `revision` is the endpoint's `updatedAt` in ms (core/policy/start-breaker.ts).
+   */
+  async viewExplained(endpointId: string, jobId: string, revision: number): Promise<JobView | undefined> {
+    const found = await this.lookup(endpointId, jobId);
+    if (!found || found.view.status !== "IN_QUEUE" || !found.data) return found?.view;
+    const now = this.now();
+    const wait = await explainJobWait(this.options.redis, this.options.queues.keys, endpointId, revision, Math.max(0, now - found.data.submittedAt), now);
+    return wait ? { ...found.view, ...wait } : found.view;
   }
 
   /** The view and, for a job BullMQ still has, its data. */

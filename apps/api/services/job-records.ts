@@ -2,6 +2,7 @@ import type { Sql } from "postgres";
 import { z } from "zod";
 import type { StoredObject } from "../../../core/objects/object-store.ts";
 import { fromPgText } from "../../../core/db/pg-text.ts";
+import { coldStartReport } from "../../../core/log/log-entry.ts";
 
 /** A stored output as the record shows it: `url` is the API's own route for it (relative to the API). */
 const outputObjectRef = z
@@ -63,6 +64,14 @@ export const workerSessionView = z
     endedAt: z.string().nullable(),
     exitCode: z.number().nullable(),
     endReason: z.string().nullable(),
+    /** The engine spec hash it ran: after a PATCH of the engine, workers of the old hash are replaced. */
+    specHash: z.string().nullable(),
+    /**
+     * Its cold start: `kind` (cold, cache-warm, resumed, warm) and each phase in ms (`provisionMs`,
+     * `processStartMs`, `weightsFetchMs` or `cacheHit`, `engineLoadMs`, `firstJobMs`), each measured on
+     * one process's monotonic clock. Null until it was ready.
+     */
+    coldStart: coldStartReport.nullable(),
     transitions: z.array(z.object({ state: z.string(), at: z.string(), reason: z.string().nullable(), exitCode: z.number().nullable() })),
   })
   .meta({ id: "WorkerSession" });
@@ -104,6 +113,9 @@ const sessionRow = z.object({
   ended_at: z.coerce.date().nullable(),
   exit_code: z.number().nullable(),
   end_reason: z.string().nullable(),
+  spec_hash: z.string().nullable(),
+  // A damaged value reads as none: it must not hide the session.
+  cold_start: coldStartReport.nullable().catch(null),
 });
 const transitionRow = z.object({ worker_id: z.string(), state: z.string(), at: z.coerce.date(), reason: z.string().nullable(), exit_code: z.number().nullable() });
 
@@ -181,7 +193,7 @@ export class JobRecords {
   async workerSessions(endpointId: string, limit = 100): Promise<WorkerSessionView[]> {
     const { sql } = this;
     const sessions = z.array(sessionRow).parse(
-      await sql`select id, endpoint_id, state, provider, gpu_type, requested_at, ready_at, ended_at, exit_code, end_reason
+      await sql`select id, endpoint_id, state, provider, gpu_type, requested_at, ready_at, ended_at, exit_code, end_reason, spec_hash, cold_start
                 from worker_sessions where endpoint_id = ${endpointId}
                 order by coalesce(requested_at, 'epoch'::timestamptz) desc, id desc limit ${limit}`,
     );
@@ -206,6 +218,8 @@ export class JobRecords {
       endedAt: iso(s.ended_at),
       exitCode: s.exit_code,
       endReason: s.end_reason,
+      specHash: s.spec_hash,
+      coldStart: s.cold_start,
       transitions: (byWorker.get(s.id) ?? []).map((t) => ({ state: t.state, at: t.at.toISOString(), reason: t.reason, exitCode: t.exit_code })),
     }));
   }
