@@ -1,0 +1,40 @@
+import { loadWorkersConfig, type WorkersConfig } from "../../../core/config/workers-config.ts";
+import { consoleLog } from "../../../core/log/console-log.ts";
+import type { Log } from "../../../core/log/process-log.ts";
+import { frontDoor } from "./front-door.ts";
+import { forwardToOrigin } from "./origin-forward.ts";
+import { serveInScope, type WaitUntil } from "./request-scope.ts";
+
+const json = (status: number, code: string, error: string) =>
+  new Response(JSON.stringify({ error, code }), { status, headers: { "content-type": "application/json" } });
+
+/** Parsed once per isolate: the bindings of an isolate do not change. */
+let isolate: { env: object; config: WorkersConfig; log: Log; adminToken: string } | undefined;
+
+/**
+ * The Cloudflare Workers entry (wrangler.toml): the API app itself, from the Worker's bindings, on
+ * per-request connections (request-scope.ts); what a Worker cannot serve goes to HEARTH_ORIGIN
+ * (front-door.ts). The Node entry is apps/api/main.ts.
+ */
+export default {
+  async fetch(request: Request, env: Record<string, unknown>, ctx: WaitUntil): Promise<Response> {
+    if (isolate?.env !== env) {
+      const config = loadWorkersConfig(env);
+      // /admin is never served here, so no admin token is needed: an unguessable one fills the slot.
+      const adminToken = Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0")).join("");
+      isolate = { env, config, log: consoleLog("api-workers", config.logLevel), adminToken };
+    }
+    const { config, log, adminToken } = isolate;
+    switch (frontDoor(new URL(request.url).pathname)) {
+      case "app":
+        return serveInScope(request, config, adminToken, log, ctx);
+      case "origin":
+        if (config.origin === undefined) return json(501, "not_on_workers", "this route is served by the origin API; set HEARTH_ORIGIN to forward it");
+        return forwardToOrigin(config.origin, request);
+      case "unavailable":
+        return json(501, "not_on_workers", "metrics are scraped from the Node API processes, not from Workers isolates");
+      case "refused":
+        return json(404, "not_found", "no such route");
+    }
+  },
+};
