@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import workersEntry from "../apps/api/workers/workers-entry.ts";
 import { startApiServer, type RunningApi } from "../apps/api/api-server.ts";
 import { examplesDir } from "./support/hearth-stack.ts";
@@ -71,7 +71,15 @@ describe("Workers entry: served, forwarded, refused", () => {
     expect((await req("/healthz")).status).toBe(200);
   });
 
-  it("refuses bindings it cannot use, naming the variable", async () => {
-    await expect(req("/healthz", {}, { ...env, REDIS_URL: "http://nope" })).rejects.toThrow(/REDIS_URL/);
+  it("answers 500 on bindings it cannot use, and logs the variable's name", async () => {
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const r = await req("/healthz", {}, { ...env, REDIS_URL: "http://nope" });
+      expect(r.status).toBe(500);
+      expect(r.json()).toMatchObject({ code: "misconfigured" });
+      expect(String(errors.mock.calls[0]?.[0])).toMatch(/REDIS_URL/);
+    } finally {
+      errors.mockRestore();
+    }
   });
 });

@@ -19,7 +19,14 @@ let isolate: { env: object; config: WorkersConfig; log: Log; adminToken: string 
 export default {
   async fetch(request: Request, env: Record<string, unknown>, ctx: WaitUntil): Promise<Response> {
     if (isolate?.env !== env) {
-      const config = loadWorkersConfig(env);
+      let config: WorkersConfig;
+      try {
+        config = loadWorkersConfig(env);
+      } catch (err) {
+        // The message names each bad variable; it belongs in the operator's log, not in a caller's answer.
+        console.error(err instanceof Error ? err.message : String(err));
+        return json(500, "misconfigured", "the Worker's bindings are invalid; its log names them");
+      }
       // /admin is never served here, so no admin token is needed: an unguessable one fills the slot.
       const adminToken = Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0")).join("");
       isolate = { env, config, log: consoleLog("api-workers", config.logLevel), adminToken };
