@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKERS_CONNECTION_NAME } from "../apps/api/workers/request-scope.ts";
 import { apiClient } from "./support/api-client.ts";
 import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
-import { waitFor } from "./support/services.ts";
+import { freePort, waitFor } from "./support/services.ts";
 import { startWranglerDev, wranglerDevUnavailable, type WranglerDev } from "./support/wrangler-dev.ts";
 
 const unavailable = wranglerDevUnavailable();
@@ -106,12 +106,15 @@ describe.skipIf(unavailable !== undefined)("the API on Workers (wrangler dev, lo
     expect((await call("GET", "/readyz")).body).toEqual({ ready: true, redis: true, postgres: true });
   });
 
+  /** The Worker's connections now open (named WORKERS_CONNECTION_NAME), to this stack's database and to Redis. */
+  const workersConnections = async () => {
+    const redis = ((await stack.redis.client("LIST")) as string).split("\n").filter((l) => l.includes(`name=${WORKERS_CONNECTION_NAME} `)).length;
+    const [pg] = await stack.sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity where application_name = ${WORKERS_CONNECTION_NAME} and datname = current_database()`;
+    return { redis, postgres: pg!.n };
+  };
+
   it("closes each request's Redis and Postgres connections once its response is sent", async () => {
-    const open = async () => {
-      const redis = ((await stack.redis.client("LIST")) as string).split("\n").filter((l) => l.includes(`name=${WORKERS_CONNECTION_NAME} `)).length;
-      const [pg] = await stack.sql<{ n: number }[]>`select count(*)::int as n from pg_stat_activity where application_name = ${WORKERS_CONNECTION_NAME} and datname = current_database()`;
-      return { redis, postgres: pg!.n };
-    };
+    const open = workersConnections;
     const waiting = Promise.all([1, 2, 3].map(() => call("POST", `/v2/${ep}/runsync`, { key, body: { input: { echo: "n", delayMs: 1500 } } })));
     // While they wait, each holds its own connections: two to Redis (commands, pub/sub) and one to Postgres.
     await waitFor(async () => {
@@ -124,6 +127,27 @@ describe.skipIf(unavailable !== undefined)("the API on Workers (wrangler dev, lo
       return o.redis === 0 && o.postgres === 0;
     }, 10_000);
   });
+
+  it("answers 503 with Retry-After while Redis is unreachable, and /readyz says which store", async () => {
+    const down = await startWranglerDev({
+      DATABASE_URL: stack.databaseUrl,
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`, // nothing listens there
+      HEARTH_REDIS_PREFIX: stack.redisPrefix,
+      HEARTH_BILLING_MODE: "meter",
+      HEARTH_LOG_LEVEL: "silent",
+    });
+    try {
+      const outage = apiClient(down.url);
+      const run = await outage("POST", `/v2/${ep}/run`, { key, body: { input: { echo: "lost" } } });
+      expect(run.status).toBe(503);
+      expect(run.headers.get("retry-after")).toBe("1");
+      expect(run.body.code).toBe("unavailable");
+      expect((await outage("GET", "/readyz")).body).toEqual({ ready: false, redis: false, postgres: true });
+      expect((await outage("GET", "/healthz")).status).toBe(200);
+    } finally {
+      await down.close();
+    }
+  }, 180_000);
 
   it("never reached for Cloudflare: no Request.cf fetch, no login", () => {
     expect(dev.output()).not.toMatch(/Unable to fetch the `Request.cf`|workers\.cloudflare\.com|wrangler login/);
