@@ -8,6 +8,7 @@ import { EMPTY_ALLOW_LIST } from "../../../core/net/url-policy.ts";
 import type { ObjectStore } from "../../../core/objects/object-store.ts";
 import { connectRedis } from "../../../core/redis/connect.ts";
 import { createApp } from "../app.ts";
+import { RequestDeps } from "./request-deps.ts";
 import { ApiError } from "../api-error.ts";
 import { buildApiServices } from "../api-services.ts";
 
@@ -33,45 +34,55 @@ const noObjects: ObjectStore = {
  * that touches neither opens neither), and closed once the response body has been sent or
  * cancelled (SSE and long-polls keep them while they stream).
  */
-export async function serveInScope(request: Request, config: WorkersConfig, adminToken: string, log: Log, ctx: WaitUntil): Promise<Response> {
-  // Fail fast while Redis is away (503 with Retry-After), as the Node API does.
-  const redis = connectRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: WORKERS_CONNECTION_NAME });
-  const subscriber = connectRedis(config.redisUrl, { lazyConnect: true, connectionName: WORKERS_CONNECTION_NAME });
-  redis.on("error", () => {});
-  subscriber.on("error", () => {});
-  // One connection: a request's queries run one after another; postgres.js picks cloudflare:sockets under workerd.
-  const sql = postgres(config.databaseUrl, { max: 1, onnotice: () => {}, connect_timeout: 10, fetch_types: false, connection: { application_name: WORKERS_CONNECTION_NAME } });
-  const dbh: DbHandle = { sql, db: drizzle(sql, { schema }) as Db, close: () => sql.end({ timeout: 5 }) };
-  const services = buildApiServices(
-    { redis, subscriber, dbh },
-    {
-      redisPrefix: config.redisPrefix,
-      handlerDirs: [],
-      adminToken,
-      ...(config.secretsKey && { secretsKey: config.secretsKey }),
-      egressAllowHttp: config.egressAllowHttp,
-      egressAllowList: config.egressAllowList,
-      modelPolicy: { modelDirs: [], allow: EMPTY_ALLOW_LIST },
-      limitDefaults: config.limitDefaults,
-      billingMode: config.billingMode,
-      retention: config.retention,
-      objects: { store: noObjects, offloadBytes: config.offloadBytes, ...(config.platformBucket !== undefined && { platformBucket: config.platformBucket }) },
-    },
-    { log, metrics: false },
-  );
-  let closed: Promise<void> | undefined;
-  const close = () =>
-    (closed ??= (async () => {
-      await services.close().catch(() => {});
-      redis.disconnect();
-      await dbh.close().catch(() => {});
-    })());
-  try {
-    const response = await createApp(services.deps).fetch(request);
-    return closeWhenSent(response, close, ctx);
-  } catch (err) {
-    ctx.waitUntil(close());
-    throw err;
+export class WorkersApi {
+  private readonly requestDeps = new RequestDeps();
+  /** The isolate's one app, on `requestDeps`' facade; built at the first request. */
+  private app: ReturnType<typeof createApp> | undefined;
+
+  constructor(private readonly config: WorkersConfig, private readonly adminToken: string, private readonly log: Log) {}
+
+  async serve(request: Request, ctx: WaitUntil): Promise<Response> {
+    const { config, adminToken, log } = this;
+    // Fail fast while Redis is away (503 with Retry-After), as the Node API does.
+    const redis = connectRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, connectionName: WORKERS_CONNECTION_NAME });
+    const subscriber = connectRedis(config.redisUrl, { lazyConnect: true, connectionName: WORKERS_CONNECTION_NAME });
+    redis.on("error", () => {});
+    subscriber.on("error", () => {});
+    // One connection: a request's queries run one after another; postgres.js picks cloudflare:sockets under workerd.
+    const sql = postgres(config.databaseUrl, { max: 1, onnotice: () => {}, connect_timeout: 10, fetch_types: false, connection: { application_name: WORKERS_CONNECTION_NAME } });
+    const dbh: DbHandle = { sql, db: drizzle(sql, { schema }) as Db, close: () => sql.end({ timeout: 5 }) };
+    const services = buildApiServices(
+      { redis, subscriber, dbh },
+      {
+        redisPrefix: config.redisPrefix,
+        handlerDirs: [],
+        adminToken,
+        ...(config.secretsKey && { secretsKey: config.secretsKey }),
+        egressAllowHttp: config.egressAllowHttp,
+        egressAllowList: config.egressAllowList,
+        modelPolicy: { modelDirs: [], allow: EMPTY_ALLOW_LIST },
+        limitDefaults: config.limitDefaults,
+        billingMode: config.billingMode,
+        retention: config.retention,
+        objects: { store: noObjects, offloadBytes: config.offloadBytes, ...(config.platformBucket !== undefined && { platformBucket: config.platformBucket }) },
+      },
+      { log, metrics: false },
+    );
+    let closed: Promise<void> | undefined;
+    const close = () =>
+      (closed ??= (async () => {
+        await services.close().catch(() => {});
+        redis.disconnect();
+        await dbh.close().catch(() => {});
+      })());
+    try {
+      const app = (this.app ??= createApp(this.requestDeps.facade(services.deps)));
+      const response = await this.requestDeps.run(services.deps, () => app.fetch(request));
+      return closeWhenSent(response, close, ctx);
+    } catch (err) {
+      ctx.waitUntil(close());
+      throw err;
+    }
   }
 }
 

@@ -1,15 +1,14 @@
 import { loadWorkersConfig, type WorkersConfig } from "../../../core/config/workers-config.ts";
 import { consoleLog } from "../../../core/log/console-log.ts";
-import type { Log } from "../../../core/log/process-log.ts";
 import { frontDoor } from "./front-door.ts";
 import { forwardToOrigin } from "./origin-forward.ts";
-import { serveInScope, type WaitUntil } from "./request-scope.ts";
+import { WorkersApi, type WaitUntil } from "./request-scope.ts";
 
 const json = (status: number, code: string, error: string) =>
   new Response(JSON.stringify({ error, code }), { status, headers: { "content-type": "application/json" } });
 
 /** Parsed once per isolate: the bindings of an isolate do not change. */
-let isolate: { env: object; config: WorkersConfig; log: Log; adminToken: string } | undefined;
+let isolate: { env: object; config: WorkersConfig; api: WorkersApi } | undefined;
 
 /**
  * The Cloudflare Workers entry (wrangler.toml): the API app itself, from the Worker's bindings, on
@@ -29,12 +28,12 @@ export default {
       }
       // /admin is never served here, so no admin token is needed: an unguessable one fills the slot.
       const adminToken = Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0")).join("");
-      isolate = { env, config, log: consoleLog("api-workers", config.logLevel), adminToken };
+      isolate = { env, config, api: new WorkersApi(config, adminToken, consoleLog("api-workers", config.logLevel)) };
     }
-    const { config, log, adminToken } = isolate;
+    const { config, api } = isolate;
     switch (frontDoor(new URL(request.url).pathname)) {
       case "app":
-        return serveInScope(request, config, adminToken, log, ctx);
+        return api.serve(request, ctx);
       case "origin":
         if (config.origin === undefined) return json(501, "not_on_workers", "this route is served by the origin API; set HEARTH_ORIGIN to forward it");
         return forwardToOrigin(config.origin, request);
