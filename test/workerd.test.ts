@@ -65,6 +65,18 @@ describe.skipIf(unavailable !== undefined)("the API on Workers (wrangler dev, lo
     expect((await call("POST", `/v2/${ep}/run`, { raw: "{}" })).status).toBe(401);
   });
 
+  it("refuses hostile input through workerd as the Node API does: 4xx with the zod path, never 5xx", async () => {
+    const deep = await call("POST", `/v2/${ep}/run`, { key, raw: `{"input":${"[".repeat(5000)}${"]".repeat(5000)}}` });
+    expect(deep.status).toBe(400);
+    expect(deep.body.issues[0].path).toBe("input");
+    const nul = await call("GET", `/v2/${ep}/status/a%00b`, { key });
+    expect(nul.status).toBe((await stack.call("GET", `/v2/${ep}/status/a%00b`, { key })).status);
+    expect(nul.status).toBeLessThan(500);
+    const big = await call("POST", `/v2/${ep}/run`, { key, raw: JSON.stringify({ input: "x".repeat(11 * 1024 * 1024) }) });
+    expect(big.status).toBe(413);
+    expect((await call("POST", `/v2/${ep}/run`, { key, raw: "{not json" })).status).toBe(400);
+  });
+
   it("drains /stream while the job runs, and /cancel stops a running job", async () => {
     const run = await call("POST", `/v2/${ep}/run`, { key, body: { input: { count: 4, delayMs: 150 } } });
     const got: unknown[] = [];
