@@ -8,7 +8,10 @@ const json = (status: number, code: string, error: string) =>
   new Response(JSON.stringify({ error, code }), { status, headers: { "content-type": "application/json" } });
 
 /** Parsed once per isolate: the bindings of an isolate do not change. */
-let isolate: { env: object; config: WorkersConfig; api: WorkersApi } | undefined;
+let isolate: { bindings: string; config: WorkersConfig; api: WorkersApi } | undefined;
+
+/** The string bindings as one text: whether `env` is the same object from request to request is the runtime's business. */
+const fingerprint = (env: Record<string, unknown>) => JSON.stringify(Object.entries(env).filter(([, v]) => typeof v === "string").sort(([a], [b]) => (a < b ? -1 : 1)));
 
 /**
  * The Cloudflare Workers entry (wrangler.toml): the API app itself, from the Worker's bindings, on
@@ -17,7 +20,8 @@ let isolate: { env: object; config: WorkersConfig; api: WorkersApi } | undefined
  */
 export default {
   async fetch(request: Request, env: Record<string, unknown>, ctx: WaitUntil): Promise<Response> {
-    if (isolate?.env !== env) {
+    const bindings = fingerprint(env);
+    if (isolate?.bindings !== bindings) {
       let config: WorkersConfig;
       try {
         config = loadWorkersConfig(env);
@@ -28,7 +32,7 @@ export default {
       }
       // /admin is never served here, so no admin token is needed: an unguessable one fills the slot.
       const adminToken = Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, "0")).join("");
-      isolate = { env, config, api: new WorkersApi(config, adminToken, consoleLog("api-workers", config.logLevel)) };
+      isolate = { bindings, config, api: new WorkersApi(config, adminToken, consoleLog("api-workers", config.logLevel)) };
     }
     const { config, api } = isolate;
     switch (frontDoor(new URL(request.url).pathname)) {
