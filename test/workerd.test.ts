@@ -112,6 +112,12 @@ describe.skipIf(unavailable !== undefined)("the API on Workers (wrangler dev, lo
     expect(mine.status).toBe(200);
     expect(mine.body.id).toBe(ep);
     expect((await call("GET", "/admin/tenants", { key })).status).toBe(404);
+    const doc = await call("GET", "/openapi.json");
+    expect(doc.status).toBe(200);
+    expect(Object.keys(doc.body.paths)).toContain("/v2/{ep}/runsync");
+    const docs = await fetch(`${dev.url}/docs`);
+    expect(docs.status).toBe(200); // forwarded: the page is read from the origin's node_modules
+    expect(await docs.text()).toContain("<html");
     const metrics = await call("GET", "/metrics");
     expect(metrics.status).toBe(501);
     expect(metrics.body.code).toBe("not_on_workers");
