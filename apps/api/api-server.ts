@@ -1,52 +1,22 @@
 import type { ApiConfig } from "../../core/config/process-configs.ts";
 import { defaultModelDir } from "../../core/config/model-sources.ts";
-import { egressPolicy } from "../../core/config/egress.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
-import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { openDb } from "../../core/db/client.ts";
-import { RedisKeys } from "../../core/queue/keys.ts";
 import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
 import { connectRedis, whenReady } from "../../core/redis/connect.ts";
-import { redisNowMs } from "../../core/redis/redis-clock.ts";
 import { coalesceWrites } from "../../core/redis/write-coalescing.ts";
 import { createApp } from "./app.ts";
+import { buildApiServices } from "./api-services.ts";
 import { listen, type ConnectionSettings } from "./node-listener.ts";
 import { processLog, type Log } from "../../core/log/process-log.ts";
 import type { Tracer } from "@opentelemetry/api";
 import type { ApiDeps } from "./api-deps.ts";
-import { EndpointQueues } from "./services/endpoint-queues.ts";
-import { EndpointStore } from "./services/endpoint-store.ts";
-import { JobControl } from "./services/job-control.ts";
-import { JobEvents } from "./services/job-events.ts";
-import { JobReader } from "./services/job-reader.ts";
-import { JobSubmitter } from "./services/job-submitter.ts";
-import { OpenAIRelay } from "./services/openai-relay.ts";
-import { TenantStore } from "./services/tenant-store.ts";
-import { TenantPolicy } from "./services/tenant-policy.ts";
 import { loadLimitDefaults } from "../../core/config/tenant-limit-defaults.ts";
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
-import { Invalidations } from "./services/invalidations.ts";
-import { JobRecords } from "./services/job-records.ts";
-import { OutputLogs } from "./services/output-logs.ts";
-import { LogAdmin } from "./services/log-admin.ts";
-import { SyncRuns } from "./services/sync-runs.ts";
-import { BillingGate } from "./services/billing-gate.ts";
-import { WebhookDeliveries } from "./services/webhook-deliveries.ts";
-import { DEFAULT_WEBHOOK_SECRET_GRACE_MS, WebhookSecretStore } from "../../core/db/webhook-secrets.ts";
-import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
-import { DEFAULT_RETENTION, type ResultRetention } from "../../core/policy/retention.ts";
-import { ApiMetrics } from "./metrics/api-metrics.ts";
-import { endpointSampler } from "./metrics/endpoint-samples.ts";
+import type { ResultRetention } from "../../core/policy/retention.ts";
 import { createObjectStore, parseOutputBucket } from "../../core/objects/object-store-config.ts";
 import { DEFAULT_OFFLOAD_BYTES, defaultObjectDir, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
-import { PriceStore } from "./services/price-store.ts";
-import { Ledger } from "./services/ledger.ts";
-import { UsageReports } from "./services/usage-report.ts";
-import { SessionCosts } from "./services/session-costs.ts";
-import { ReconcileReports } from "./services/reconcile-report.ts";
-import { AdminKeyStore } from "./services/admin-key-store.ts";
-import { AuditTrail } from "./services/audit-trail.ts";
 
 export interface RunningApi {
   url: string;
@@ -98,16 +68,25 @@ export async function startApiServer(
   subscriber.on("error", () => {}); // reconnects and resubscribes on its own
   redis.on("error", () => {}); // reconnects on its own; requests meanwhile get 503
   await Promise.all([whenReady(redis, config.redisUrl), whenReady(subscriber, config.redisUrl)]);
-  const keys = new RedisKeys(config.redisPrefix);
-
-  // Retrying a lost revocation for as long as the key cache's TTL: past that no replica still trusts the key.
-  const keyCacheMs = 60_000;
-  const invalidations = new Invalidations({ redis, keys, retryForMs: keyCacheMs, now });
-  const tenants = new TenantStore({ db: dbh.db, keyCacheMs, invalidations, now });
-  const secrets = config.secretsKey === undefined ? undefined : new SecretBox(config.secretsKey);
-  const endpoints = new EndpointStore({ db: dbh.db, ...(secrets && { secrets }) });
-  const queues = new EndpointQueues(redis, keys);
-  const events = new JobEvents({ subscriber, keys });
+  const objectSettings = config.objects ?? { objectDir: defaultObjectDir, s3Region: "us-east-1", offloadBytes: DEFAULT_OFFLOAD_BYTES };
+  const platformBucket = objectSettings.outputBucket === undefined ? undefined : parseOutputBucket(objectSettings.outputBucket).bucket;
+  const services = buildApiServices(
+    { redis, subscriber, dbh },
+    {
+      ...config,
+      modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
+      limitDefaults: config.limitDefaults ?? loadLimitDefaults(),
+      objects: { store: createObjectStore(objectSettings), offloadBytes: objectSettings.offloadBytes, ...(platformBucket !== undefined && { platformBucket }) },
+    },
+    {
+      log: options.log ?? processLog("api", { level: config.logLevel ?? "info" }),
+      now,
+      ...(options.tracer && { tracer: options.tracer }),
+      ...(options.sseHeartbeatMs !== undefined && { sseHeartbeatMs: options.sseHeartbeatMs }),
+      metrics: config.metrics !== false,
+    },
+  );
+  const { deps, keys, tenants, endpoints, queues } = services;
 
   // Other replicas announce revocations and endpoint changes; drop our cached copies at once.
   subscriber.on("message", (channel: string, raw: string) => {
@@ -121,74 +100,6 @@ export async function startApiServer(
     }
   });
   await subscriber.subscribe(keys.apiChannel());
-
-  const objectSettings = config.objects ?? { objectDir: defaultObjectDir, s3Region: "us-east-1", offloadBytes: DEFAULT_OFFLOAD_BYTES };
-  const platformBucket = objectSettings.outputBucket === undefined ? undefined : parseOutputBucket(objectSettings.outputBucket).bucket;
-  const submitter = new JobSubmitter({
-    queues,
-    redis,
-    now,
-    ...(secrets && { secrets }),
-    offload: { bytes: objectSettings.offloadBytes, platformBucket: platformBucket !== undefined },
-  });
-  const reader = new JobReader({ queues, events, redis, now });
-  const control = new JobControl({ queues, events, redis, submitter, now });
-  const syncRuns = new SyncRuns({ submitter, reader });
-  const prices = new PriceStore({ sql: dbh.sql, now });
-  const billingMode = config.billingMode ?? "meter";
-  const egress = egressPolicy(config.egressAllowHttp ?? false, config.egressAllowList ?? EMPTY_ALLOW_LIST);
-  const retention = config.retention ?? DEFAULT_RETENTION;
-  const balances = new BalanceCache(redis, dbh.sql, keys);
-  const deps: ApiDeps = {
-    log: options.log ?? processLog("api", { level: config.logLevel ?? "info" }),
-    ...(options.tracer && { tracer: options.tracer }),
-    adminToken: config.adminToken,
-    adminKeys: new AdminKeyStore(dbh.sql),
-    audit: new AuditTrail(dbh.sql),
-    ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
-    metricsPublic: config.metricsPublic ?? false,
-    handlerDirs: config.handlerDirs,
-    modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
-    egress,
-    submissionChecks: { egress, ...(secrets && { secrets }), ...(platformBucket !== undefined && { platformBucket }) },
-    ...(secrets && { secrets }),
-    redis,
-    keys,
-    tenants,
-    policy: new TenantPolicy({ sql: dbh.sql, redis, keys, defaults: config.limitDefaults ?? loadLimitDefaults(), now }),
-    invalidations,
-    endpoints,
-    queues,
-    submitter,
-    reader,
-    control,
-    syncRuns,
-    records: new JobRecords(dbh.sql),
-    outputLogs: new OutputLogs(redis, dbh.sql, keys),
-    logAdmin: new LogAdmin(redis, dbh.sql, keys),
-    prices,
-    ledger: new Ledger({ sql: dbh.sql, now }),
-    billingMode,
-    balances,
-    billing: new BillingGate({ mode: billingMode, balances, now }),
-    webhooks: new WebhookDeliveries(dbh.sql),
-    webhookSecrets: new WebhookSecretStore(dbh.sql, secrets),
-    webhookSecretGraceMs: DEFAULT_WEBHOOK_SECRET_GRACE_MS,
-    retention,
-    objects: createObjectStore(objectSettings),
-    usage: new UsageReports(dbh.sql),
-    sessionCosts: new SessionCosts({ sql: dbh.sql, prices }),
-    reconcile: new ReconcileReports({ sql: dbh.sql, prices }),
-    logNow: () => redisNowMs(redis),
-    openai: new OpenAIRelay({ submitter, reader, events, control, syncRuns, retention, ...(options.sseHeartbeatMs !== undefined && { heartbeatMs: options.sseHeartbeatMs }) }),
-    checkReady: async () => {
-      const [r, p] = await Promise.all([
-        redis.ping().then(() => true, () => false),
-        dbh.sql`select 1`.then(() => true, () => false),
-      ]);
-      return { redis: r, postgres: p };
-    },
-  };
 
   const app = createApp(deps);
   const server = await listen({
@@ -205,9 +116,7 @@ export async function startApiServer(
     deps,
     close: async () => {
       await server.close();
-      invalidations.close();
-      await events.close();
-      await queues.close();
+      await services.close();
       redis.disconnect();
       await dbh.close();
     },

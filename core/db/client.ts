@@ -13,7 +13,8 @@ export interface DbHandle {
   close(): Promise<void>;
 }
 
-const migrationsFolder = fileURLToPath(new URL("../../migrations", import.meta.url));
+/** Resolved when migrating, not at import: a Workers bundle imports this module and has no migrations folder. */
+const migrationsFolder = () => fileURLToPath(new URL("../../migrations", import.meta.url));
 
 /**
  * Opens a pooled connection. `max` bounds the pool; postgres.js connects lazily.
@@ -62,7 +63,7 @@ export async function migrateDb(url: string): Promise<void> {
   try {
     // Two processes starting together must not both apply the same migration.
     await sql`select pg_advisory_lock(727274)`;
-    await migrate(drizzle(sql), { migrationsFolder });
+    await migrate(drizzle(sql), { migrationsFolder: migrationsFolder() });
   } finally {
     await sql.end({ timeout: 5 });
   }
