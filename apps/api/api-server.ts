@@ -24,6 +24,9 @@ import { OpenAIRelay } from "./services/openai-relay.ts";
 import { TenantStore } from "./services/tenant-store.ts";
 import { TenantPolicy } from "./services/tenant-policy.ts";
 import { loadLimitDefaults } from "../../core/config/tenant-limit-defaults.ts";
+import { loadAdmissionDefaults, type AdmissionDefaults } from "../../core/config/admission-defaults.ts";
+import { RateLimiter } from "./services/rate-limiter.ts";
+import { OpenAIAdmission } from "./services/openai-admission.ts";
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
 import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
@@ -64,6 +67,8 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
   Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics" | "logLevel" | "tls">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
+    /** Rate-limit preset and queue capacity bound; default: HEARTH_DEFAULT_RATE_LIMITS, HEARTH_QUEUE_CAPACITY_* in the environment. */
+    admission?: AdmissionDefaults;
     /**
      * HEARTH_BILLING_MODE. Default `meter` for an embedder (tests, a program of one's own), which
      * then opts into refusals; the environment's default (loadApiConfig) is `enforce`.
@@ -139,13 +144,26 @@ export async function startApiServer(
   const egress = egressPolicy(config.egressAllowHttp ?? false, config.egressAllowList ?? EMPTY_ALLOW_LIST);
   const retention = config.retention ?? DEFAULT_RETENTION;
   const balances = new BalanceCache(redis, dbh.sql, keys);
+  const admission = config.admission ?? loadAdmissionDefaults();
+  const log = options.log ?? processLog("api", { level: config.logLevel ?? "info" });
+  const metrics = config.metrics !== false ? new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) : undefined;
+  const policy = new TenantPolicy({
+    sql: dbh.sql,
+    redis,
+    keys,
+    defaults: config.limitDefaults ?? loadLimitDefaults(),
+    now,
+    ...(admission.queueCapacityMultiple > 0 && { queueCapacity: { multiple: admission.queueCapacityMultiple, floor: admission.queueCapacityFloor } }),
+    ...(metrics && { onQueueFull: (endpointId: string) => metrics.refused(endpointId, "queue") }),
+  });
+  const rateLimiter = new RateLimiter({ redis, keys, preset: admission.ratePreset, log, ...(metrics && { onRefused: (endpointId, kind) => metrics.refused(endpointId, kind) }) });
   const deps: ApiDeps = {
-    log: options.log ?? processLog("api", { level: config.logLevel ?? "info" }),
+    log,
     ...(options.tracer && { tracer: options.tracer }),
     adminToken: config.adminToken,
     adminKeys: new AdminKeyStore(dbh.sql),
     audit: new AuditTrail(dbh.sql),
-    ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
+    ...(metrics && { metrics }),
     metricsPublic: config.metricsPublic ?? false,
     handlerDirs: config.handlerDirs,
     modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
@@ -155,7 +173,9 @@ export async function startApiServer(
     redis,
     keys,
     tenants,
-    policy: new TenantPolicy({ sql: dbh.sql, redis, keys, defaults: config.limitDefaults ?? loadLimitDefaults(), now }),
+    policy,
+    rateLimiter,
+    openaiAdmission: new OpenAIAdmission({ limiter: rateLimiter, policy, redis, keys, ...(metrics && { onContextRefused: (endpointId: string) => metrics.refused(endpointId, "context_length") }) }),
     invalidations,
     endpoints,
     queues,
