@@ -120,7 +120,7 @@ export class RateLimiter {
       }
       return {};
     }
-    const headers = limitHeaders(plan, reply);
+    const headers = limitHeaders(plan, reply, req.routeClass === "openai");
     if (reply.allowed) return headers;
     const refused = plan[reply.refusedBy]!;
     const answer = reply.buckets[reply.refusedBy]!;
@@ -148,9 +148,9 @@ export function openAIDuration(ms: number): string {
 /**
  * `X-RateLimit-Limit/Remaining/Reset` of the tightest request bucket (else the tightest token
  * bucket): limit = its burst, remaining = whole requests left, reset = seconds until it is full.
- * OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for each kind that applies.
+ * On the OpenAI routes also OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for each kind that applies.
  */
-export function limitHeaders(plan: readonly { kind: LimitKind; spec: BucketSpec }[], reply: Pick<TakeReply, "buckets">): Record<string, string> {
+export function limitHeaders(plan: readonly { kind: LimitKind; spec: BucketSpec }[], reply: Pick<TakeReply, "buckets">, openai: boolean): Record<string, string> {
   const tightest: Partial<Record<LimitKind, { spec: BucketSpec; remaining: number; resetMs: number }>> = {};
   plan.forEach((p, i) => {
     const b = reply.buckets[i]!;
@@ -165,6 +165,8 @@ export function limitHeaders(plan: readonly { kind: LimitKind; spec: BucketSpec 
     h["X-RateLimit-Remaining"] = String(main.remaining);
     h["X-RateLimit-Reset"] = String(Math.ceil(main.resetMs / 1000));
   }
+  // OpenAI's own headers only where OpenAI's clients read them: three fewer headers on every RunPod answer.
+  if (!openai) return h;
   for (const kind of ["requests", "tokens"] as const) {
     const t = tightest[kind];
     if (!t) continue;
