@@ -4,6 +4,7 @@ import type { RouteClass } from "../../../core/contracts/rate-limits.ts";
 import type { RateLimiter } from "../services/rate-limiter.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { TenantEnv } from "./tenant-auth.ts";
+import { isBackendUnavailable } from "../backend-unavailable.ts";
 
 type JobEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -41,7 +42,8 @@ export function rateLimit(options: { limiter: RateLimiter; policy: TenantPolicy 
     const ep = c.get("endpoint");
     const principal = c.get("principal");
     const cached = policy.admission(ep.tenantId);
-    const { rates } = cached instanceof Promise ? await cached : cached;
+    // Postgres away with no cached policy: the read routes keep working unlimited (fail open, as for Redis).
+    const { rates } = cached instanceof Promise ? await cached.catch((err: unknown) => (isBackendUnavailable(err) ? { rates: {} } : Promise.reject(err))) : cached;
     const admitted = limiter.admit({ endpointId: ep.id, tenantId: ep.tenantId, keyId: principal.keyId, routeClass: routeClassOf(path), tenantRates: rates, keyRates: principal.rates });
     if (admitted === undefined) return next();
     const headers = await admitted;
