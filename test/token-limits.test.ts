@@ -109,4 +109,20 @@ describe("token limits and context windows on an embedded-engine endpoint", () =
     expect((second as InstanceType<typeof OpenAI.RateLimitError>).type).toBe("tokens");
     await setTokens(tenantId, null);
   });
+
+  it("a streamed completion carries the token headers and its hold is settled once it ends", async () => {
+    const t = await stack.call("POST", "/api/v1/keys", { key, body: { name: "stream", scope: "run", rateLimits: { tokensPerMinute: 5000 } } });
+    const res = await fetch(`${stack.api.url}/v2/${ep}/openai/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t.body.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "tiny-llama", messages: [{ role: "user", content: "Tell me a story" }], max_tokens: 16, stream: true }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    expect(res.headers.get("x-ratelimit-limit-tokens")).toBe("5000");
+    // 3 + 4 + 4 ("Tell me a story" is 15 bytes) + 16 held.
+    expect(res.headers.get("x-ratelimit-remaining-tokens")).toBe(String(5000 - 27));
+    expect(await res.text()).toContain("data: [DONE]");
+    await waitFor(async () => (await holds()) === 0, 20_000);
+  });
 });
