@@ -71,8 +71,11 @@ describe("request-rate limits per tenant and per API key", () => {
       expect(a.headers.get("retry-after")).toBe("1000");
       expect(a.headers.get("x-ratelimit-reset")).toBe("5000");
     }
-    // The queue holds only the admitted jobs.
-    expect((await call("GET", `/v2/${t.ep}/health`, { key: t.key })).status).toBe(429); // /health counts against the same bucket
+    // /health counts against the same bucket.
+    expect((await call("GET", `/v2/${t.ep}/health`, { key: t.key })).status).toBe(429);
+    // Each refusal counted once, by endpoint and limit.
+    const metrics = await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } }).then((r) => r.text());
+    expect(metrics).toContain(`hearth_admission_refusals_total{endpoint="${t.ep}",limit="requests"} 16`);
   });
 
   it("a key's own limits apply under the tenant's; the tenant reads both at /api/v1/limits", async () => {
