@@ -83,18 +83,27 @@ async function floorSide(ctx: BenchContext) {
 }
 
 /** Hearth: API + scheduler, an endpoint that may run no worker, so every accepted job stays queued. */
-async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv) {
+async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv, options: { limits?: boolean } = {}) {
   const { config } = ctx;
   const hearth = await startHearthFor(ctx, NAME, env);
   let measured;
   try {
-    const apiKey = await hearth.createTenant("bench-run");
-    const endpointId = await hearth.createEndpoint(apiKey, {
+    const tenantKey = await hearth.createTenant("bench-run");
+    const endpointId = await hearth.createEndpoint(tenantKey, {
       name: "bench-queue-only",
       engine: { kind: "handler", module: noopHandler },
       workersMin: 0,
       workersMax: 0,
     });
+    let apiKey = tenantKey;
+    if (options.limits) {
+      // Limits far above what the run reaches, on the tenant and on the key that drives the load:
+      // every /run then takes two request buckets in one script (the heaviest request-rate case).
+      const high = { requestsPerSecond: 1_000_000, burst: 1_000_000 };
+      const tenantId = (await hearth.get(`/api/v1/endpoints/${endpointId}`, tenantKey)).tenantId as string;
+      await hearth.put(`/admin/tenants/${tenantId}/limits`, hearth.adminToken, high);
+      apiKey = (await hearth.post("/api/v1/keys", tenantKey, { name: "limited", scope: "run", rateLimits: high })).key as string;
+    }
     const probe = await hearth.post(`/v2/${endpointId}/run`, apiKey, JSON.parse(BODY));
     if (typeof probe.id !== "string" || probe.status !== "IN_QUEUE") throw new Error(`unexpected /run answer ${JSON.stringify(probe)}`);
 
@@ -174,6 +183,33 @@ export async function metricsOverhead(ctx: BenchContext): Promise<BenchResult> {
     problems: [...off.problems, ...on.problems],
     warnings: noiseWarnings(cpu, REST_OF_MACHINE),
     settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0 },
+    hearth: { ...on.run.measured, warmUp: on.run.warm },
+    floor: { ...off.run.measured, warmUp: off.run.warm },
+    cpu,
+  };
+}
+
+/**
+ * The cost of rate limits on the hot path: `/run` throughput with request-rate limits configured on
+ * the tenant and on the key (never reached) against the same Hearth without limits, one after the
+ * other in one run. Target: with limits ≥ 90 % of without.
+ */
+export async function limitsOverhead(ctx: BenchContext): Promise<BenchResult> {
+  const { config } = ctx;
+  const prefix = ctx.isolation.redisPrefix;
+  ctx.log("floor: Hearth without rate limits");
+  const off = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}free` });
+  ctx.log("hearth: Hearth with tenant and key rate limits configured (not reached)");
+  const on = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}limited` }, { limits: true });
+  const problems = [...off.problems, ...on.problems];
+  if (on.run.measured.non2xx > 0) problems.push("limits: some requests were refused; the limits must not be reached");
+  const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
+  return {
+    name: "limits-overhead",
+    comparison: compare("/run requests/s, rate limits on vs off", "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: 0.9 }),
+    problems,
+    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
+    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0, limits: "tenant + key, 1e6 req/s, burst 1e6" },
     hearth: { ...on.run.measured, warmUp: on.run.warm },
     floor: { ...off.run.measured, warmUp: off.run.warm },
     cpu,

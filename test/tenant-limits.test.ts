@@ -44,11 +44,12 @@ describe("tenant quotas, grants and hostile input", () => {
     const t = await tenant("a");
     const mine = await call("GET", "/api/v1/limits", { key: t.key });
     expect(mine.status).toBe(200);
-    expect(mine.body).toEqual({ limits: DEFAULTS, usage: { endpoints: 0, workersMin: 0 }, grants: { remoteCode: false } });
+    expect(mine.body).toMatchObject({ limits: DEFAULTS, usage: { endpoints: 0, workersMin: 0 }, grants: { remoteCode: false } });
+    expect(mine.body.rates.source).toBe("none");
 
     const set = await admin("PUT", `/admin/tenants/${t.id}/limits`, { maxEndpoints: 3, maxInputBytes: 5000 });
     expect(set.status).toBe(200);
-    expect(set.body).toEqual({ tenantId: t.id, limits: { ...DEFAULTS, maxEndpoints: 3, maxInputBytes: 5000 }, overrides: { maxEndpoints: 3, maxInputBytes: 5000 } });
+    expect(set.body).toEqual({ tenantId: t.id, limits: { ...DEFAULTS, maxEndpoints: 3, maxInputBytes: 5000 }, overrides: { maxEndpoints: 3, maxInputBytes: 5000 }, rates: {}, rateDefault: "none" });
     const reset = await admin("PUT", `/admin/tenants/${t.id}/limits`, { maxInputBytes: null });
     expect(reset.body.overrides).toEqual({ maxEndpoints: 3 });
     expect((await admin("GET", `/admin/tenants/${t.id}/limits`)).body.limits.maxEndpoints).toBe(3);

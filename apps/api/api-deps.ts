@@ -34,6 +34,8 @@ import type { SubmissionCheckContext } from "./services/submission-checks.ts";
 import type { ApiMetrics } from "./metrics/api-metrics.ts";
 import type { AdminKeyStore } from "./services/admin-key-store.ts";
 import type { AuditTrail } from "./services/audit-trail.ts";
+import type { RateLimiter } from "./services/rate-limiter.ts";
+import type { OpenAIAdmission } from "./services/openai-admission.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -66,6 +68,10 @@ export interface ApiDeps {
   tenants: TenantStore;
   /** Tenants' quotas and grants, and the admission checks that read them. */
   policy: TenantPolicy;
+  /** Request-rate and token-rate limits per tenant and per API key (Redis buckets). */
+  rateLimiter: RateLimiter;
+  /** The OpenAI routes' context-window check and request + token limits. */
+  openaiAdmission: OpenAIAdmission;
   /** Tells the other API replicas to drop a cached key or endpoint; retries while Redis is away. */
   invalidations: Invalidations;
   endpoints: EndpointStore;

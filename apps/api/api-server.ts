@@ -12,6 +12,7 @@ import { processLog, type Log } from "../../core/log/process-log.ts";
 import type { Tracer } from "@opentelemetry/api";
 import type { ApiDeps } from "./api-deps.ts";
 import { loadLimitDefaults } from "../../core/config/tenant-limit-defaults.ts";
+import { loadAdmissionDefaults, type AdmissionDefaults } from "../../core/config/admission-defaults.ts";
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import type { ResultRetention } from "../../core/policy/retention.ts";
@@ -34,6 +35,8 @@ type ServerConfig = Pick<ApiConfig, "databaseUrl" | "redisUrl" | "redisPrefix" |
   Partial<Pick<ApiConfig, "modelDirs" | "modelAllowList" | "secretsKey" | "egressAllowHttp" | "egressAllowList" | "metricsPublic" | "metrics" | "logLevel" | "tls">> & {
     /** Default tenant quotas; default: from HEARTH_DEFAULT_MAX_* in the environment. */
     limitDefaults?: TenantLimits;
+    /** Rate-limit preset and queue capacity bound; default: HEARTH_DEFAULT_RATE_LIMITS, HEARTH_QUEUE_CAPACITY_* in the environment. */
+    admission?: AdmissionDefaults;
     /**
      * HEARTH_BILLING_MODE. Default `meter` for an embedder (tests, a program of one's own), which
      * then opts into refusals; the environment's default (loadApiConfig) is `enforce`.
@@ -76,6 +79,7 @@ export async function startApiServer(
       ...config,
       modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
       limitDefaults: config.limitDefaults ?? loadLimitDefaults(),
+      admission: config.admission ?? loadAdmissionDefaults(),
       objects: { store: createObjectStore(objectSettings), offloadBytes: objectSettings.offloadBytes, ...(platformBucket !== undefined && { platformBucket }) },
     },
     {

@@ -19,6 +19,9 @@ import { JobSubmitter } from "./services/job-submitter.ts";
 import { OpenAIRelay } from "./services/openai-relay.ts";
 import { TenantStore } from "./services/tenant-store.ts";
 import { TenantPolicy } from "./services/tenant-policy.ts";
+import type { AdmissionDefaults } from "../../core/config/admission-defaults.ts";
+import { RateLimiter } from "./services/rate-limiter.ts";
+import { OpenAIAdmission } from "./services/openai-admission.ts";
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
 import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
@@ -57,6 +60,8 @@ export type ApiServiceSettings = Pick<ApiConfig, "redisPrefix" | "handlerDirs" |
     modelPolicy: ModelSourcePolicy;
     /** Tenants' default quotas (HEARTH_DEFAULT_MAX_*). */
     limitDefaults: TenantLimits;
+    /** Rate-limit preset and queue capacity bound (HEARTH_DEFAULT_RATE_LIMITS, HEARTH_QUEUE_CAPACITY_*). Default: no preset, no bound. */
+    admission?: AdmissionDefaults;
     /** HEARTH_BILLING_MODE; default `meter`. */
     billingMode?: BillingMode;
     /** Default core/policy's DEFAULT_RETENTION (30 min, 1 min). */
@@ -122,13 +127,31 @@ export function buildApiServices(clients: ApiClients, settings: ApiServiceSettin
   const egress = egressPolicy(settings.egressAllowHttp ?? false, settings.egressAllowList ?? EMPTY_ALLOW_LIST);
   const retention = settings.retention ?? DEFAULT_RETENTION;
   const balances = new BalanceCache(redis, dbh.sql, keys);
+  const admission = settings.admission;
+  const metrics = options.metrics !== false ? new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) : undefined;
+  const policy = new TenantPolicy({
+    sql: dbh.sql,
+    redis,
+    keys,
+    defaults: settings.limitDefaults,
+    now,
+    ...(admission && admission.queueCapacityMultiple > 0 && { queueCapacity: { multiple: admission.queueCapacityMultiple, floor: admission.queueCapacityFloor } }),
+    ...(metrics && { onQueueFull: (endpointId: string) => metrics.refused(endpointId, "queue") }),
+  });
+  const rateLimiter = new RateLimiter({
+    redis,
+    keys,
+    preset: admission?.ratePreset ?? "none",
+    log: options.log,
+    ...(metrics && { onRefused: (endpointId: string, kind: Parameters<ApiMetrics["refused"]>[1]) => metrics.refused(endpointId, kind) }),
+  });
   const deps: ApiDeps = {
     log: options.log,
     ...(options.tracer && { tracer: options.tracer }),
     adminToken: settings.adminToken,
     adminKeys: new AdminKeyStore(dbh.sql),
     audit: new AuditTrail(dbh.sql),
-    ...(options.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
+    ...(metrics && { metrics }),
     metricsPublic: settings.metricsPublic ?? false,
     handlerDirs: settings.handlerDirs,
     modelPolicy: settings.modelPolicy,
@@ -138,7 +161,9 @@ export function buildApiServices(clients: ApiClients, settings: ApiServiceSettin
     redis,
     keys,
     tenants,
-    policy: new TenantPolicy({ sql: dbh.sql, redis, keys, defaults: settings.limitDefaults, now }),
+    policy,
+    rateLimiter,
+    openaiAdmission: new OpenAIAdmission({ limiter: rateLimiter, policy, redis, keys, ...(metrics && { onContextRefused: (endpointId: string) => metrics.refused(endpointId, "context_length") }) }),
     invalidations,
     endpoints,
     queues,

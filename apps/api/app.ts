@@ -1,6 +1,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
 import { ApiError } from "./api-error.ts";
+import { RateLimitError } from "./services/rate-limiter.ts";
 import type { ApiDeps } from "./api-deps.ts";
 import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
@@ -84,6 +85,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
   app.onError((err, c) => {
     // OpenAI clients read `error.message`: the same errors, in OpenAI's shape, on the OpenAI routes.
     if (isOpenAIPath(c.req.path)) {
+      // OpenAI's own rate-limit errors say which limit in `type` ("requests", "tokens") and name no param.
+      if (err instanceof RateLimitError) return c.json(openAIErrorBody(err.message, err.kind, err.code, null), err.status, err.headers);
       if (err instanceof ApiError) {
         const param = err.issues?.[0]?.path ?? null;
         return c.json(openAIErrorBody(err.message, openAIErrorType(err.status), err.code, param), err.status, err.headers);

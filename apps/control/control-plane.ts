@@ -5,6 +5,7 @@ import { errorFields, type Log } from "../../core/log/process-log.ts";
 import { LogConsumerRunner, type LogConsumer } from "./log-consumer.ts";
 import { LogTrimmer } from "./log-trimmer.ts";
 import { RecordsProjector } from "./records-projector.ts";
+import { TokenSettler } from "./token-settler.ts";
 import { LOG_CONSUMERS } from "../../core/log/log-stream.ts";
 import { BalanceCache } from "../../core/redis/balance-cache.ts";
 import type { PriceTable } from "../../core/billing/price-table.ts";
@@ -96,7 +97,7 @@ export class ControlPlane {
       ...(options.platformBucket && { platform: options.platformBucket }),
     });
     const webhooks = new WebhookConsumer({ redis: options.redis, keys: options.keys, log: options.log, onDeliveries: () => this.dispatcher.wake() });
-    const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log, metrics: this.metrics });
+    const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log, metrics: this.metrics, tokens: new TokenSettler({ redis: options.redis, keys: options.keys }) });
     const consumers: LogConsumer[] = [records, billing, webhooks];
     this.runners = consumers.map((consumer) => {
       const redis = options.redis.duplicate();

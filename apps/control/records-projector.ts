@@ -10,6 +10,7 @@ import type { ObjectStore } from "../../core/objects/object-store.ts";
 import { errorFields, type Log } from "../../core/log/process-log.ts";
 import type { ControlMetrics } from "./control-metrics.ts";
 import { auditSubmissions } from "./submission-audit.ts";
+import type { TokenSettler } from "./token-settler.ts";
 
 
 /** Error text of a job removed from its queue, by reason (CANCELLED has none, as RunPod). */
@@ -31,7 +32,8 @@ export class RecordsProjector implements LogConsumer {
   readonly name = "records";
 
   /** `objects`: where outputs over 256 KB are kept (without one they stay in Redis only, for their retention). */
-  constructor(private readonly options: { objects?: ObjectStore; log?: Log; metrics?: ControlMetrics } = {}) {}
+  /** `tokens`: settles finished jobs' token holds (apps/control/token-settler.ts) before the batch commits; a Redis failure retries the batch. */
+  constructor(private readonly options: { objects?: ObjectStore; log?: Log; metrics?: ControlMetrics; tokens?: TokenSettler } = {}) {}
 
   /** Jobs and workers reach the metrics once their records committed: each entry observed once. */
   committed(ctx: EntryContext, entries: readonly LogEntry[]): void {
@@ -44,6 +46,7 @@ export class RecordsProjector implements LogConsumer {
    */
   async applyBatch(tx: Tx, entries: LogEntry[], ctx: EntryContext): Promise<void> {
     const stored = await this.storeLargeOutputs(entries, ctx);
+    await this.options.tokens?.settle(entries);
     const { folded, single } = foldJobs(entries, ctx, stored);
     // Acceptances also reach the audit log, in this same transaction (Postgres stays off the /run path).
     await Promise.all([upsertFolded(tx, folded), ...single.map((e) => this.applyOne(tx, e, ctx, stored)), auditSubmissions(tx, entries, ctx)]);
@@ -51,6 +54,7 @@ export class RecordsProjector implements LogConsumer {
 
   async apply(tx: Tx, entry: LogEntry, ctx: EntryContext): Promise<void> {
     await auditSubmissions(tx, [entry], ctx);
+    await this.options.tokens?.settle([entry]);
     return this.applyOne(tx, entry, ctx, await this.storeLargeOutputs([entry], ctx));
   }
 

@@ -36,6 +36,7 @@ export interface RunningHearth {
   /** POSTs JSON with a Bearer token and returns the parsed body; throws on a non-200. */
   post(path: string, token: string, body: unknown): Promise<Record<string, unknown>>;
   get(path: string, token: string): Promise<Record<string, unknown>>;
+  put(path: string, token: string, body: unknown): Promise<Record<string, unknown>>;
   /** A tenant's API key. */
   createTenant(name: string): Promise<string>;
   /** The new endpoint's id. */
@@ -159,6 +160,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
   };
   const post = (path: string, token: string, body: unknown) => call("POST", path, token, body);
   const get = (path: string, token: string) => call("GET", path, token);
+  const put = (path: string, token: string, body: unknown) => call("PUT", path, token, body);
 
   const running: RunningHearth = {
     url,
@@ -168,6 +170,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
     control,
     post,
     get,
+    put,
     // The default mode (enforce) with a credit: the job path pays for its balance check, as in production.
     createTenant: async (name) => {
       const t = await post("/admin/tenants", adminToken, { name });

@@ -9,6 +9,7 @@ import { egressEnv } from "./egress.ts";
 import { databaseUrl, intFrom, optionalString, parseEnv, redisPrefix, redisUrl } from "./parse-env.ts";
 import { secretsKey } from "./secrets-key.ts";
 import { loadLimitDefaults } from "./tenant-limit-defaults.ts";
+import { loadAdmissionDefaults, type AdmissionDefaults } from "./admission-defaults.ts";
 
 /**
  * The Workers entry's bindings (wrangler.toml `[vars]` and `wrangler secret put`): the same names as
@@ -48,6 +49,8 @@ export interface WorkersConfig {
   /** The bucket part of HEARTH_OUTPUT_BUCKET. */
   platformBucket?: string;
   limitDefaults: TenantLimits;
+  /** HEARTH_DEFAULT_RATE_LIMITS and HEARTH_QUEUE_CAPACITY_*, as on Node. */
+  admission: AdmissionDefaults;
   /** Base URL of the origin API, without a trailing slash. */
   origin?: string;
 }
@@ -71,6 +74,7 @@ export function loadWorkersConfig(env: Record<string, unknown>): WorkersConfig {
     offloadBytes: c.HEARTH_OFFLOAD_BYTES,
     ...(bucket !== undefined && { platformBucket: bucket }),
     limitDefaults: loadLimitDefaults(strings),
+    admission: loadAdmissionDefaults(strings),
     ...(c.HEARTH_ORIGIN !== undefined && { origin: c.HEARTH_ORIGIN.replace(/\/+$/, "") }),
   };
 }

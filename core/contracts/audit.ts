@@ -17,6 +17,7 @@ export const AUDIT_ACTIONS = [
   "tenant.create",
   "tenant.billing_mode.update",
   "tenant.limits.update",
+  "key.rate_limits.update",
   "tenant.grants.update",
   "credit.add",
   "price.add",

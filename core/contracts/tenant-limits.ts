@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { rateLimitsUpdate } from "./rate-limits.ts";
 
 /**
  * A tenant's quotas. The admin sets overrides (`PUT /admin/tenants/:id/limits`); every other
@@ -29,7 +30,11 @@ export const tenantLimits = z.object(limitValues);
 
 /** The body of `PUT /admin/tenants/:id/limits`: the quotas to set; `null` returns one to its default. */
 export const limitsUpdate = z
-  .object(Object.fromEntries(LIMIT_NAMES.map((n) => [n, limitValues[n].nullable().optional()])) as { [K in LimitName]: z.ZodOptional<z.ZodNullable<(typeof limitValues)[K]>> })
+  .object({
+    ...(Object.fromEntries(LIMIT_NAMES.map((n) => [n, limitValues[n].nullable().optional()])) as { [K in LimitName]: z.ZodOptional<z.ZodNullable<(typeof limitValues)[K]>> }),
+    // Rate limits (core/contracts/rate-limits.ts) live beside the quotas; `null` makes one unlimited again.
+    ...rateLimitsUpdate.shape,
+  })
   .strict()
   .meta({ id: "TenantLimitsUpdate" });
 export type LimitsUpdate = z.infer<typeof limitsUpdate>;

@@ -32,6 +32,8 @@ export const apiKeys = pgTable(
     hash: text("hash").notNull().unique(),
     /** What the key may do (core/policy/key-scopes.ts): `read` ⊂ `run` ⊂ `full`; keys made before scopes are `full`. */
     scope: text("scope").$type<KeyScope>().notNull().default("full"),
+    /** The key's own rate limits under its tenant's (core/contracts/rate-limits.ts); `{}`: none of its own. */
+    rateLimits: jsonb("rate_limits").$type<Record<string, number>>().notNull().default({}),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     revokedAt: timestamp("revoked_at", { withTimezone: true }),
   },

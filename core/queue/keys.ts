@@ -43,6 +43,17 @@ export class RedisKeys {
     return `${this.queuePrefix(endpointId)}:${jobId}`;
   }
   /**
+   * A rate or token bucket (core/redis/rate-limit-scripts.ts) of a tenant (`t`) or an API key (`k`);
+   * `name` says which (`req`, `req.run`, `tok`…). Expires once full again.
+   */
+  rateBucket(scope: "t" | "k", id: string, name: string): string {
+    return `${this.prefix}:rl:${scope}:${id}:${name}`;
+  }
+  /** The tokens a job's admission held, until the control plane settles them with the real count. */
+  tokenHold(jobId: string): string {
+    return `${this.prefix}:rl:hold:${jobId}`;
+  }
+  /**
    * Workers' requests for presigned offload URLs (core/contracts/offload.ts): one list for all
    * endpoints, which a worker may push to and never read (its ACL grants it write-only).
    */

@@ -35,6 +35,7 @@ export class ApiMetrics {
   private readonly oldest: Gauge<"endpoint">;
   private readonly workers: Gauge<"endpoint" | "state">;
   private readonly throttled: Gauge<"endpoint">;
+  private readonly refusals: Counter<"endpoint" | "limit">;
 
   constructor(private readonly options: ApiMetricsOptions) {
     const registers = [this.registry];
@@ -45,6 +46,8 @@ export class ApiMetrics {
     this.queue = new Gauge({ name: "hearth_queue_jobs", help: "Jobs per endpoint now: queued (waiting, prioritized, delayed) or running.", labelNames: ["endpoint", "state"], registers });
     this.oldest = new Gauge({ name: "hearth_queue_oldest_job_age_seconds", help: "Age of the oldest job waiting in the endpoint's queue (0 when none waits).", labelNames: ["endpoint"], registers });
     this.workers = new Gauge({ name: "hearth_workers", help: "Workers per endpoint by state (idle, initializing, running, unhealthy: each worker in one), from their heartbeats.", labelNames: ["endpoint", "state"], registers });
+    // Endpoint ids are those of resolved (owned) endpoints and `limit` one of four words: bounded labels.
+    this.refusals = new Counter({ name: "hearth_admission_refusals_total", help: "Requests refused at admission, by endpoint and limit: requests, tokens (rate limits, 429), context_length (400), queue (back-pressure, 429).", labelNames: ["endpoint", "limit"], registers });
     this.throttled = new Gauge({ name: "hearth_workers_throttled", help: "Workers the endpoint's demand asks for that the scheduler holds back (host capacity, tenant quota, billing).", labelNames: ["endpoint"], registers });
   }
 
@@ -58,6 +61,11 @@ export class ApiMetrics {
         this.child(c.req.method, routeOf(c), c.res.status).observe((performance.now() - started) / 1000);
       }
     };
+  }
+
+  /** One request refused at admission. */
+  refused(endpoint: string, limit: "requests" | "tokens" | "context_length" | "queue"): void {
+    this.refusals.inc({ endpoint, limit });
   }
 
   private child(method: string, route: string, status: number): { observe(v: number): void } {

@@ -22,7 +22,7 @@ export function jobAdmission(options: { policy: TenantPolicy; billing: BillingGa
     const { limits, billingMode } = cached instanceof Promise ? await cached : cached;
     const paid = billing.check(ep.tenantId, billingMode);
     if (paid) await paid;
-    const queued = policy.checkQueue(ep.id, limits);
+    const queued = policy.checkQueue(ep, limits);
     if (queued) await queued;
     if (limits.maxInputBytes < operationMaxBytes) return limitBody(c, next, limits.maxInputBytes, "the tenant's maxInputBytes quota");
     return limitBody(c, next, operationMaxBytes, "the limit of this operation");

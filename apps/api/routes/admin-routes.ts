@@ -4,6 +4,7 @@ import { z } from "zod";
 import { billingMode, creditRequest, priceVersionUpdate } from "../../../core/contracts/billing.ts";
 import { hasUnstorableChars, resourceId, safeText } from "../../../core/contracts/safe-text.ts";
 import { grantsUpdate, limitsUpdate, tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
+import { defaultRatePreset, rateLimits } from "../../../core/contracts/rate-limits.ts";
 import { ApiError } from "../api-error.ts";
 import type { AdminEnv } from "../middleware/tenant-auth.ts";
 import { decodeLedgerCursor, ledgerEntryView } from "../services/ledger.ts";
@@ -21,7 +22,15 @@ const logStatus = z.object({
   deadLetters: z.object({ open: z.number(), items: z.array(z.unknown()) }),
 });
 const tenantParam = z.object({ id: resourceId });
-const limitsView = z.object({ tenantId: z.string(), limits: tenantLimits, overrides: tenantLimits.partial() }).meta({ id: "TenantLimits" });
+const limitsView = z
+  .object({
+    tenantId: z.string(),
+    limits: tenantLimits,
+    overrides: tenantLimits.partial(),
+    rates: rateLimits.describe("The tenant's own rate limits; empty: `rateDefault` applies."),
+    rateDefault: defaultRatePreset.describe("HEARTH_DEFAULT_RATE_LIMITS: `runpod` (RunPod's per-route table) or `none` (unlimited) for tenants without rates of their own."),
+  })
+  .meta({ id: "TenantLimits" });
 const grantsView = z.object({ tenantId: z.string(), grants: tenantGrants });
 const deadLetterParams = z.object({ id: z.string().min(1).max(512).refine((s) => !hasUnstorableChars(s), "is not a dead letter id") });
 const deadLetterState = <S extends string>(state: S) => z.object({ id: z.string(), state: z.literal(state) });
@@ -192,13 +201,13 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono<AdminEnv> {
     const { id } = c.req.valid("param");
     const policy = await deps.policy.policy(id);
     if (!policy) throw ApiError.notFound("tenant");
-    return c.json({ tenantId: id, limits: policy.limits, overrides: policy.overrides }, 200);
+    return c.json({ tenantId: id, limits: policy.limits, overrides: policy.overrides, rates: policy.rates, rateDefault: deps.rateLimiter.defaultPreset }, 200);
   });
   app.openapi(routes.setLimits, async (c) => {
     const { id } = c.req.valid("param");
     const r = await deps.policy.setLimits(id, c.req.valid("json"), c.get("audit"));
     if (!r) throw ApiError.notFound("tenant");
-    return c.json({ tenantId: id, ...r }, 200);
+    return c.json({ tenantId: id, ...r, rateDefault: deps.rateLimiter.defaultPreset }, 200);
   });
   app.openapi(routes.setGrants, async (c) => {
     const { id } = c.req.valid("param");

@@ -7,6 +7,7 @@ import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
+import { rateLimit } from "../middleware/rate-limit.ts";
 import { originOf, tenantAuth, type TenantEnv } from "../middleware/tenant-auth.ts";
 import { syncRetentionMs } from "../../../core/policy/retention.ts";
 import { jobRouteScope } from "../../../core/policy/key-scopes.ts";
@@ -41,7 +42,11 @@ const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErro
 const runErrors = { ...errors, 403: commonErrors[403] };
 const tooLarge = (mb: number) => ({
   413: { ...commonErrors[400], description: `The body is larger than ${mb} MB or the tenant's maxInputBytes.` },
-  429: { ...commonErrors[400], description: "The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds." },
+  429: {
+    ...commonErrors[400],
+    description:
+      "A request rate limit of the tenant or key (`rate_limit_exceeded`, with Retry-After and X-RateLimit-Limit/Remaining/Reset), or the endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint or HEARTH_QUEUE_CAPACITY_MULTIPLE × its capacity (`queue_full`); retry after Retry-After seconds.",
+  },
 });
 
 const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
@@ -130,7 +135,10 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     await next();
   });
 
-  openaiRoutes(deps.openai, { policy: deps.policy, billing: deps.billing }, app);
+  // Request rates of every job route (the OpenAI generation routes take theirs with their tokens, in their handler).
+  app.use("/:ep/*", rateLimit({ limiter: deps.rateLimiter, policy: deps.policy }));
+
+  openaiRoutes(deps.openai, { policy: deps.policy, billing: deps.billing }, deps.openaiAdmission, app);
 
   hotRoute(app, routes.run, async (c, input) => {
     const idempotencyKey = input.header["idempotency-key"];

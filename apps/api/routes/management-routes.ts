@@ -3,6 +3,7 @@ import { z } from "zod";
 import { endpointCreate, endpointPatch } from "../../../core/contracts/endpoint.ts";
 import { resourceId, safeText } from "../../../core/contracts/safe-text.ts";
 import { keyScope } from "../../../core/contracts/key-scope.ts";
+import { applyRateUpdate, rateLimits, rateLimitsUpdate, ratesInForce, ROUTE_CLASSES, type RateLimits, type RouteClass } from "../../../core/contracts/rate-limits.ts";
 import { tenantGrants, tenantLimits } from "../../../core/contracts/tenant-limits.ts";
 import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
@@ -14,8 +15,13 @@ import { isOpen } from "../../../core/policy/start-breaker.ts";
 import { readCapacity } from "../services/endpoint-health.ts";
 import { breakerView, readBreaker } from "../services/wait-reasons.ts";
 
+const keyRates = rateLimitsUpdate.strict().meta({ id: "KeyRateLimitsUpdate" });
 const keyCreate = z.object({
   name: safeText(191).default("key"),
+  rateLimits: rateLimitsUpdate
+    .strict()
+    .optional()
+    .describe("The key's own rate limits (requestsPerSecond, burst, tokensPerMinute), applied under the tenant's: a request must pass both. Absent: only the tenant's apply."),
   scope: keyScope.default("full").describe("`read`: statuses, streams, health and listings; `run`: also submitting and cancelling jobs; `full` (default): also management."),
 });
 const idParam = z.object({ id: resourceId });
@@ -47,7 +53,14 @@ const endpointView = z
     startBreaker: z.object({ open: z.boolean(), failedStarts: z.number(), lastError: z.string().nullable(), openedAt: z.string().nullable() }).optional(),
   })
   .meta({ id: "Endpoint" });
-const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), scope: keyScope, createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
+const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), scope: keyScope, rateLimits, createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
+const ratesView = z
+  .object({
+    source: z.enum(["tenant", "runpod", "none"]).describe("`tenant`: the tenant's own; `runpod`: the operator's default, RunPod's per-route table (HEARTH_DEFAULT_RATE_LIMITS); `none`: unlimited."),
+    routes: z.record(z.enum(ROUTE_CLASSES), rateLimits).describe("The limits in force per class of job route (`openai`: every /openai/v1 route); `{}` is unlimited."),
+    key: rateLimits.describe("The presenting API key's own limits, applied under the tenant's."),
+  })
+  .meta({ id: "RatesInForce" });
 
 const tags = ["endpoints"];
 const keyTags = ["keys"];
@@ -127,8 +140,8 @@ const routes = {
     security: tenantSecurity,
     responses: {
       ...okJson(
-        z.object({ limits: tenantLimits, usage: z.object({ endpoints: z.number(), workersMin: z.number() }), grants: tenantGrants }).meta({ id: "Limits" }),
-        "Counts past a quota are refused with 403 quota_exceeded, a full queue with 429, an oversize input with 413.",
+        z.object({ limits: tenantLimits, rates: ratesView, usage: z.object({ endpoints: z.number(), workersMin: z.number() }), grants: tenantGrants }).meta({ id: "Limits" }),
+        "Counts past a quota are refused with 403 quota_exceeded, a full queue with 429, an oversize input with 413, a request past a rate limit with 429 rate_limit_exceeded.",
       ),
       401: errors[401],
     },
@@ -149,6 +162,15 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     responses: { ...okJson(z.array(keyView), "The tenant's keys."), 401: errors[401] },
+  }),
+  setKeyRates: createRoute({
+    method: "put",
+    path: "/keys/{id}/limits",
+    summary: "Set an API key's own rate limits (null removes one)",
+    tags: keyTags,
+    security: tenantSecurity,
+    request: { params: idParam, body: jsonRequest(keyRates) },
+    responses: { ...okJson(keyView, "The key after the change; every API replica applies it at once (or within the key cache's 60 s)."), ...errors, ...scopeError },
   }),
   revokeKey: createRoute({
     method: "delete",
@@ -228,15 +250,24 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   v1.openapi(routes.limits, async (c) => {
     const tenantId = c.get("principal").tenantId;
     const [policy, usage] = await Promise.all([deps.policy.policy(tenantId), deps.policy.usage(tenantId)]);
-    return c.json({ limits: policy?.limits ?? deps.policy.defaults, usage, grants: policy?.grants ?? { remoteCode: false } }, 200);
+    const own = policy?.rates ?? {};
+    const routes = Object.fromEntries(ROUTE_CLASSES.map((rc) => [rc, ratesInForce(own, deps.rateLimiter.defaultPreset, rc).rates])) as Record<RouteClass, RateLimits>;
+    const rates = { source: ratesInForce(own, deps.rateLimiter.defaultPreset, "run").source, routes, key: c.get("principal").rates ?? {} };
+    return c.json({ limits: policy?.limits ?? deps.policy.defaults, rates, usage, grants: policy?.grants ?? { remoteCode: false } }, 200);
   });
 
   v1.openapi(routes.createKey, async (c) => {
     // An empty body stands for `{}`: the default name.
     const body = keyCreate.parse(c.req.valid("json") ?? {});
-    return c.json(await deps.tenants.createKey(c.get("principal").tenantId, body.name, body.scope, c.get("audit")), 200);
+    const rates = body.rateLimits ? applyRateUpdate({}, body.rateLimits) : {};
+    return c.json(await deps.tenants.createKey(c.get("principal").tenantId, body.name, body.scope, c.get("audit"), rates), 200);
   });
   v1.openapi(routes.listKeys, async (c) => c.json(await deps.tenants.listKeys(c.get("principal").tenantId), 200));
+  v1.openapi(routes.setKeyRates, async (c) => {
+    const key = await deps.tenants.setKeyRates(c.get("principal").tenantId, c.req.valid("param").id, c.req.valid("json"), c.get("audit"));
+    if (!key) throw ApiError.notFound("key");
+    return c.json(key, 200);
+  });
   v1.openapi(routes.revokeKey, async (c) => {
     const { id } = c.req.valid("param");
     const hash = await deps.tenants.revokeKey(c.get("principal").tenantId, id, c.get("audit"));

@@ -9,6 +9,7 @@ import { originOf, type TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
+import type { OpenAIAdmission } from "../services/openai-admission.ts";
 import { apiRouter, jsonRequest, tenantSecurity } from "./route-kit.ts";
 
 type OpenAIEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
@@ -66,9 +67,11 @@ const generation = (admission: Admission, path: string, summary: string, schema:
         description: "The completion, or with `stream: true` server-sent events ending in `data: [DONE]`.",
         content: { "application/json": { schema: engineAnswer }, "text/event-stream": { schema: z.string() } },
       },
-      400: errorAnswer("Malformed request, or refused by the engine."),
+      400: errorAnswer("Malformed request; `context_length_exceeded` when the estimated prompt + max_tokens pass the endpoint's context window (known from its engine spec), before anything is queued; or refused by the engine."),
       413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
-      429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds."),
+      429: errorAnswer(
+        "A request or token rate limit of the tenant or key (`rate_limit_exceeded`, type `requests` or `tokens`, with Retry-After and x-ratelimit-* headers), or the endpoint's queue is full (`queue_full`); retry after Retry-After seconds.",
+      ),
       401: errorAnswer("No API key, or an unknown one."),
       403: errorAnswer("The API key's scope is `read`: completions need a `run` or `full` key (`insufficient_scope`)."),
       404: errorAnswer("No such endpoint for this tenant."),
@@ -107,30 +110,46 @@ const buildRoutes = (admission: Admission) => ({
  * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, on the job router (whose middleware
  * has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in `app.onError`.
  */
-export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+export function openaiRoutes(relay: OpenAIRelay, admission: Admission, gate: OpenAIAdmission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
   const routes = buildRoutes(admission);
   const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
     const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
-    if (body.stream === true) {
-      const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c));
-      // No `Connection: keep-alive`: HTTP/1.1 keeps the connection by default (Node says so itself),
-      // and HTTP/2 forbids connection headers (Node drops it with a warning per process).
-      return new Response(stream, {
-        status: 200,
-        headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" },
-      });
+    // Context window, request and token limits; the tokens are held under the job's id until it ends.
+    const admitted = await gate.admit(ep, c.get("principal"), target, body);
+    try {
+      if (body.stream === true) {
+        const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c), admitted.jobId);
+        // No `Connection: keep-alive`: HTTP/1.1 keeps the connection by default (Node says so itself),
+        // and HTTP/2 forbids connection headers (Node drops it with a warning per process).
+        return new Response(stream, {
+          status: 200,
+          headers: { ...admitted.headers, "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" },
+        });
+      }
+      const r = await relay.complete(ep, target, body, c.req.raw.signal, originOf(c), admitted.jobId);
+      return c.json(r.body as Record<string, unknown>, r.status as 200, admitted.headers);
+    } catch (err) {
+      // Nothing (or nothing that will report usage) was queued: the hold goes back whole.
+      await admitted.release();
+      throw err;
     }
-    const r = await relay.complete(ep, target, body, c.req.raw.signal, originOf(c));
-    return c.json(r.body as Record<string, unknown>, r.status as 200);
   };
 
   app.openapi(routes.chat, forward("/v1/chat/completions"));
   app.openapi(routes.completion, forward("/v1/completions"));
   // Never streamed: one job, one JSON answer (a job on the endpoint's queue like any completion).
   app.openapi(routes.embeddings, async (c) => {
-    const r = await relay.complete(c.get("endpoint"), "/v1/embeddings", c.req.valid("json"), c.req.raw.signal, originOf(c));
-    return c.json(r.body as Record<string, unknown>, r.status as 200);
+    const ep = c.get("endpoint");
+    const body = c.req.valid("json");
+    const admitted = await gate.admit(ep, c.get("principal"), "/v1/embeddings", body);
+    try {
+      const r = await relay.complete(ep, "/v1/embeddings", body, c.req.raw.signal, originOf(c), admitted.jobId);
+      return c.json(r.body as Record<string, unknown>, r.status as 200, admitted.headers);
+    } catch (err) {
+      await admitted.release();
+      throw err;
+    }
   });
 
   app.openapi(routes.models, async (c) => {

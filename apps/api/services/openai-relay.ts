@@ -45,7 +45,15 @@ export class OpenAIRelay {
   }
 
   /** Runs the request to completion: the engine's JSON on success, an OpenAI error otherwise. */
-  async complete(ep: Endpoint, route: string, body: Record<string, unknown> | undefined, signal: AbortSignal, origin?: JobOrigin): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
+  async complete(
+    ep: Endpoint,
+    route: string,
+    body: Record<string, unknown> | undefined,
+    signal: AbortSignal,
+    origin?: JobOrigin,
+    /** The job's id when the caller made it beforehand (admission held tokens under it). */
+    presetJobId?: string,
+  ): Promise<{ status: 200; body: unknown } | ReturnType<typeof jobFailure>> {
     const wait = this.waitMs(ep);
     let jobId: string | undefined;
     const cancelIfGone = () => {
@@ -53,7 +61,7 @@ export class OpenAIRelay {
     };
     signal.addEventListener("abort", cancelIfGone, { once: true });
     try {
-      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), ...(origin && { origin }) }, wait, signal, (submittedId) => {
+      const { id, view } = await this.options.syncRuns.run(ep, { input: passthrough(route, body) }, { retentionMs: syncRetentionMs(this.options.retention ?? DEFAULT_RETENTION, wait), ...(origin && { origin }), ...(presetJobId !== undefined && { id: presetJobId }) }, wait, signal, (submittedId) => {
         jobId = submittedId;
         if (signal.aborted) cancelIfGone(); // gone while the job was being queued
       });
@@ -70,9 +78,9 @@ export class OpenAIRelay {
    * written as `data: <chunk>` the moment its message arrives (no polling), then `data: [DONE]`.
    * A job that fails mid-stream ends with an OpenAI error event, which OpenAI's clients raise.
    */
-  async stream(ep: Endpoint, route: string, body: Record<string, unknown>, signal: AbortSignal, origin?: JobOrigin): Promise<ReadableStream<Uint8Array>> {
+  async stream(ep: Endpoint, route: string, body: Record<string, unknown>, signal: AbortSignal, origin?: JobOrigin, presetJobId?: string): Promise<ReadableStream<Uint8Array>> {
     const { submitter, events, control, reader } = this.options;
-    const jobId = newJobId(true);
+    const jobId = presetJobId ?? newJobId(true);
     const wait = this.waitMs(ep);
     let ended = false;
     let lastWrite = Date.now();

@@ -16,18 +16,19 @@ export class SyncRuns {
   /**
    * Submits and waits up to `waitMs` for the job to finish; `view` is its state then (terminal or
    * not). `onSubmitted` is told the job's id once it exists, before the wait (to cancel it when the
-   * caller goes away). With a repeated `Idempotency-Key`, the id is the first job's.
+   * caller goes away). With a repeated `Idempotency-Key`, the id is the first job's; `mode.id` names a new job.
    */
   async run(
     ep: Endpoint,
     req: RunRequest,
-    mode: Omit<SubmitMode, "sync" | "id">,
+    mode: Omit<SubmitMode, "sync">,
     waitMs: number,
     signal?: AbortSignal,
     onSubmitted?: (jobId: string) => void,
   ): Promise<{ id: string; view: JobView | undefined }> {
     const { submitter, reader } = this.options;
-    const id = newJobId(true);
+    // A caller may name the job beforehand (a token hold is recorded under its id before it is queued).
+    const id = mode.id ?? newJobId(true);
     await reader.ready(ep.id);
     const watch = reader.watchFinish(ep.id, id);
     try {

@@ -13,6 +13,9 @@ import {
   type TenantGrants,
   type TenantLimits,
 } from "../../../core/contracts/tenant-limits.ts";
+import { applyRateUpdate, storedRateLimits, type RateLimits } from "../../../core/contracts/rate-limits.ts";
+import { queueBound } from "../../../core/policy/queue-bound.ts";
+import type { Endpoint } from "../../../core/contracts/endpoint.ts";
 import { ENGINE_PROFILES, riskyArgs, type EngineProfile, type ProfileArgs } from "../../../core/engine/engine-profiles.ts";
 import type { RedisKeys } from "../../../core/queue/keys.ts";
 import { billingMode, type BillingMode } from "../../../core/contracts/billing.ts";
@@ -31,6 +34,10 @@ export interface TenantPolicyOptions {
   cacheMs?: number;
   /** How often one endpoint's queue depth is sampled for back-pressure (ms). Default 250. */
   depthSampleMs?: number;
+  /** HEARTH_QUEUE_CAPACITY_MULTIPLE and _FLOOR (core/policy/queue-bound.ts); multiple 0 or absent: no capacity bound. */
+  queueCapacity?: { multiple: number; floor: number };
+  /** Counts a back-pressure refusal (metrics). */
+  onQueueFull?: (endpointId: string) => void;
   now?: () => number;
 }
 
@@ -39,6 +46,8 @@ export interface Policy {
   overrides: StoredLimits;
   limits: TenantLimits;
   grants: TenantGrants;
+  /** The tenant's own rate limits (`requestsPerSecond`, `burst`, `tokensPerMinute`); empty: the operator's preset. */
+  rates: RateLimits;
   /** How the tenant pays: `enforce` tenants need credit for new jobs. */
   billingMode: BillingMode;
 }
@@ -85,6 +94,7 @@ export class TenantPolicy {
         overrides,
         limits: effectiveLimits(this.options.defaults, overrides),
         grants: tenantGrants.catch({ remoteCode: false }).parse(row.grants),
+        rates: storedRateLimits.catch({}).parse(row.limits),
         billingMode: row.billing_mode,
       };
       this.cache.set(tenantId, policy);
@@ -104,10 +114,10 @@ export class TenantPolicy {
   }
 
   /** Limits and billing mode of a tenant known to exist; synchronous from the cache (the job path's read). */
-  admission(tenantId: string): Pick<Policy, "limits" | "billingMode"> | Promise<Pick<Policy, "limits" | "billingMode">> {
+  admission(tenantId: string): Pick<Policy, "limits" | "billingMode" | "rates"> | Promise<Pick<Policy, "limits" | "billingMode" | "rates">> {
     const hit = this.cache.get(tenantId);
     if (hit) return hit;
-    return this.policy(tenantId).then((p) => p ?? { limits: this.options.defaults, billingMode: "meter" as const });
+    return this.policy(tenantId).then((p) => p ?? { limits: this.options.defaults, billingMode: "meter" as const, rates: {} });
   }
 
   /** Sets how the tenant pays; undefined for an unknown tenant. Replicas see it within `cacheMs`. */
@@ -121,18 +131,20 @@ export class TenantPolicy {
     return found ? mode : undefined;
   }
 
-  async setLimits(tenantId: string, update: LimitsUpdate, by: AuditBy): Promise<{ limits: TenantLimits; overrides: StoredLimits } | undefined> {
+  async setLimits(tenantId: string, update: LimitsUpdate, by: AuditBy): Promise<{ limits: TenantLimits; overrides: StoredLimits; rates: RateLimits } | undefined> {
     const { sql } = this.options;
     const next = await sql.begin(async (tx) => {
       const rows = z.array(z.object({ limits: z.unknown() })).parse(await tx`select limits from tenants where id = ${tenantId} for update`);
       if (!rows[0]) return undefined;
       const overrides = applyLimitsUpdate(storedLimits.catch({}).parse(rows[0].limits), update);
-      await tx`update tenants set limits = ${JSON.stringify(overrides)}::text::jsonb where id = ${tenantId}`;
-      await appendAudit(tx, [auditRow(by, { action: "tenant.limits.update", tenantId, targetId: tenantId, detail: { update, overrides } })]);
-      return overrides;
+      // Rates share the column with the quotas: one JSON object, each name once.
+      const rates = applyRateUpdate(storedRateLimits.catch({}).parse(rows[0].limits), update);
+      await tx`update tenants set limits = ${JSON.stringify({ ...overrides, ...rates })}::text::jsonb where id = ${tenantId}`;
+      await appendAudit(tx, [auditRow(by, { action: "tenant.limits.update", tenantId, targetId: tenantId, detail: { update, overrides, rates } })]);
+      return { overrides, rates };
     });
     this.cache.delete(tenantId);
-    return next && { limits: effectiveLimits(this.options.defaults, next), overrides: next };
+    return next && { limits: effectiveLimits(this.options.defaults, next.overrides), overrides: next.overrides, rates: next.rates };
   }
 
   async setGrants(tenantId: string, update: z.infer<typeof grantsUpdate>, by: AuditBy): Promise<TenantGrants | undefined> {
@@ -190,13 +202,15 @@ export class TenantPolicy {
 
   /**
    * Back-pressure: 429 with Retry-After when the endpoint's queue holds `maxQueuedJobsPerEndpoint`
-   * jobs or more. Synchronous while the sample is fresh (the common case: no await on the job
-   * path); one refresh at a time per endpoint.
+   * jobs or more, or more than its capacity bound (`queueCapacity`: a multiple of workersMax ×
+   * per-worker concurrency). Synchronous while the sample is fresh (the common case: no await on
+   * the job path); one refresh at a time per endpoint.
    */
-  checkQueue(endpointId: string, limits: TenantLimits): void | Promise<void> {
+  checkQueue(ep: Pick<Endpoint, "id" | "workersMax" | "engine">, limits: TenantLimits): void | Promise<void> {
+    const endpointId = ep.id;
     const now = this.now();
     const sample = this.depth.get(endpointId);
-    if (sample && now - sample.at < (this.options.depthSampleMs ?? 250)) return this.judgeDepth(sample.depth, limits);
+    if (sample && now - sample.at < (this.options.depthSampleMs ?? 250)) return this.judgeDepth(ep, sample.depth, limits);
     let refresh = this.refreshing.get(endpointId);
     if (!refresh) {
       const { redis, keys } = this.options;
@@ -209,14 +223,28 @@ export class TenantPolicy {
         .finally(() => this.refreshing.delete(endpointId));
       this.refreshing.set(endpointId, refresh);
     }
-    return refresh.then((depth) => this.judgeDepth(depth, limits));
+    return refresh.then((depth) => this.judgeDepth(ep, depth, limits));
   }
 
-  private judgeDepth(depth: number, limits: TenantLimits): void {
+  private judgeDepth(ep: Pick<Endpoint, "id" | "workersMax" | "engine">, depth: number, limits: TenantLimits): void {
     const max = limits.maxQueuedJobsPerEndpoint;
     if (depth >= max) {
+      this.options.onQueueFull?.(ep.id);
       throw new ApiError(429, "queue_full", `the endpoint's queue holds ${depth} jobs, its limit (maxQueuedJobsPerEndpoint ${max}); retry later`, undefined, { "Retry-After": "1" });
     }
+    const cap = this.options.queueCapacity;
+    if (!cap) return;
+    const perWorker = "concurrency" in ep.engine && typeof ep.engine.concurrency === "number" ? ep.engine.concurrency : 1;
+    const bound = queueBound(cap.multiple, cap.floor, ep.workersMax, perWorker);
+    if (bound !== undefined && depth >= bound) {
+      this.options.onQueueFull?.(ep.id);
+      throw new ApiError(
+        429,
+        "queue_full",
+        `the endpoint's queue holds ${depth} jobs, ${cap.multiple} times its capacity (workersMax ${ep.workersMax} × concurrency ${perWorker}, at least ${cap.floor}); retry later`,
+        undefined,
+        { "Retry-After": "1" },
+      );
+    }
   }
-
 }

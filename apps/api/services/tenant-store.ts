@@ -6,6 +6,7 @@ import { apiKeys, auditLog, tenants } from "../../../core/db/schema.ts";
 import type { BillingMode } from "../../../core/contracts/billing.ts";
 import { newApiKey, newKeyId, newTenantId } from "../../../core/ids/random-id.ts";
 import { keyScope, type KeyScope } from "../../../core/contracts/key-scope.ts";
+import { applyRateUpdate, hasRates, storedRateLimits, type RateLimits, type RateLimitsUpdate } from "../../../core/contracts/rate-limits.ts";
 import { auditRow, type AuditBy } from "../../../core/db/audit-writes.ts";
 import type { ControlMessage } from "../../../core/queue/messages.ts";
 import { TtlCache } from "./ttl-cache.ts";
@@ -17,6 +18,8 @@ export interface Principal {
   keyId: string;
   /** What the key may do (core/policy/key-scopes.ts). */
   scope: KeyScope;
+  /** The key's own rate limits, under its tenant's; absent when it has none. */
+  rates?: RateLimits;
 }
 
 export interface KeyInfo {
@@ -25,6 +28,8 @@ export interface KeyInfo {
   /** The first characters of the key, to tell keys apart. */
   prefix: string;
   scope: KeyScope;
+  /** The key's own rate limits (`{}`: only the tenant's apply). */
+  rateLimits: RateLimits;
   createdAt: string;
   revokedAt: string | null;
 }
@@ -35,7 +40,7 @@ export const hashKey = (key: string) => createHash("sha256").update(key).digest(
 const KEY_SHAPE = /^hk_[A-Za-z0-9_-]{32}$/;
 
 /** The row a presented key resolves to, checked as it comes back from Postgres. */
-const keyRow = z.object({ tenantId: z.string(), keyId: z.string(), scope: keyScope, hash: z.string().regex(/^[0-9a-f]{64}$/) });
+const keyRow = z.object({ tenantId: z.string(), keyId: z.string(), scope: keyScope, hash: z.string().regex(/^[0-9a-f]{64}$/), rateLimits: storedRateLimits.catch({}) });
 
 export interface TenantStoreOptions {
   db: Db;
@@ -96,12 +101,12 @@ export class TenantStore {
     return { id, name, apiKey: key, billingMode };
   }
 
-  async createKey(tenantId: string, name: string, scope: KeyScope, by: AuditBy): Promise<KeyInfo & { key: string }> {
+  async createKey(tenantId: string, name: string, scope: KeyScope, by: AuditBy, rateLimits: RateLimits = {}): Promise<KeyInfo & { key: string }> {
     const key = newApiKey();
     const hash = hashKey(key);
     const row = await this.db.transaction(async (tx) => {
-      const [inserted] = await tx.insert(apiKeys).values({ id: newKeyId(), tenantId, name, displayPrefix: key.slice(0, 10), hash, scope }).returning();
-      await tx.insert(auditLog).values(auditRow(by, { action: "key.create", tenantId, targetId: inserted!.id, detail: { name, scope } }));
+      const [inserted] = await tx.insert(apiKeys).values({ id: newKeyId(), tenantId, name, displayPrefix: key.slice(0, 10), hash, scope, rateLimits }).returning();
+      await tx.insert(auditLog).values(auditRow(by, { action: "key.create", tenantId, targetId: inserted!.id, detail: { name, scope, rateLimits } }));
       return inserted!;
     });
     // Only someone who presented this exact key before it existed could have it cached as unknown; be exact anyway.
@@ -135,6 +140,29 @@ export class TenantStore {
     return row.hash;
   }
 
+  /**
+   * Sets a live key's own rate limits (a number sets, `null` removes); undefined when the key is not
+   * the tenant's or is revoked. Replicas drop the cached key at once (or within `keyCacheMs`).
+   */
+  async setKeyRates(tenantId: string, keyId: string, update: RateLimitsUpdate, by: AuditBy): Promise<KeyInfo | undefined> {
+    const row = await this.db.transaction(async (tx) => {
+      const [current] = await tx
+        .select()
+        .from(apiKeys)
+        .where(and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId), isNull(apiKeys.revokedAt)))
+        .for("update");
+      if (!current) return undefined;
+      const rateLimits = applyRateUpdate(storedRateLimits.catch({}).parse(current.rateLimits), update);
+      const [updated] = await tx.update(apiKeys).set({ rateLimits }).where(eq(apiKeys.id, keyId)).returning();
+      await tx.insert(auditLog).values(auditRow(by, { action: "key.rate_limits.update", tenantId, targetId: keyId, detail: { update, rateLimits } }));
+      return updated;
+    });
+    if (!row) return undefined;
+    this.forgetKeyHash(row.hash);
+    void this.invalidations?.announce({ type: "invalidate-key", keyHash: row.hash });
+    return toKeyInfo(row);
+  }
+
   /** Resolves a presented key to its tenant; cached so the job path does not touch Postgres. */
   async authenticate(key: string): Promise<Principal | undefined> {
     // Not a key we could have issued: refused without hashing, caching or a query.
@@ -161,7 +189,7 @@ export class TenantStore {
     let rows: unknown[];
     try {
       rows = await this.db
-        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id, scope: apiKeys.scope, hash: apiKeys.hash })
+        .select({ tenantId: apiKeys.tenantId, keyId: apiKeys.id, scope: apiKeys.scope, hash: apiKeys.hash, rateLimits: apiKeys.rateLimits })
         .from(apiKeys)
         .where(and(eq(apiKeys.hash, hash), isNull(apiKeys.revokedAt)));
     } catch (err) {
@@ -175,12 +203,13 @@ export class TenantStore {
     // is the presented key's whatever the query matched on.
     const row = parsed.success && timingSafeEqual(Buffer.from(parsed.data.hash, "hex"), Buffer.from(hash, "hex")) ? parsed.data : undefined;
     // Revoked while we asked: answer this request as Postgres did, but remember nothing.
-    if (generation !== this.generation) return row && { tenantId: row.tenantId, keyId: row.keyId, scope: row.scope };
+    const principalOf = (r: z.infer<typeof keyRow>): Principal => ({ tenantId: r.tenantId, keyId: r.keyId, scope: r.scope, ...(hasRates(r.rateLimits) && { rates: r.rateLimits }) });
+    if (generation !== this.generation) return row && principalOf(row);
     if (!row) {
       this.unknown.set(hash, true);
       return undefined;
     }
-    const principal: Principal = { tenantId: row.tenantId, keyId: row.keyId, scope: row.scope };
+    const principal = principalOf(row);
     this.known.set(hash, principal);
     return principal;
   }
@@ -199,6 +228,7 @@ function toKeyInfo(row: typeof apiKeys.$inferSelect): KeyInfo {
     name: row.name,
     prefix: row.displayPrefix,
     scope: row.scope,
+    rateLimits: storedRateLimits.catch({}).parse(row.rateLimits),
     createdAt: row.createdAt.toISOString(),
     revokedAt: row.revokedAt?.toISOString() ?? null,
   };

@@ -62,6 +62,7 @@ export class WorkersApi {
         egressAllowList: config.egressAllowList,
         modelPolicy: { modelDirs: [], allow: EMPTY_ALLOW_LIST },
         limitDefaults: config.limitDefaults,
+        admission: config.admission,
         billingMode: config.billingMode,
         retention: config.retention,
         objects: { store: noObjects, offloadBytes: config.offloadBytes, ...(config.platformBucket !== undefined && { platformBucket: config.platformBucket }) },
