@@ -14,6 +14,8 @@ export interface SchedulableEndpoint {
   engine: StoredEngineSpec;
   executionTimeoutMs: number;
   scaling: ScalingConfig;
+  /** Scale-down pauses workers (snapshot pool) where the provider can. */
+  flashboot: boolean;
 }
 
 type EndpointRow = typeof endpoints.$inferSelect;
@@ -40,7 +42,9 @@ export function parseEndpointRow(row: EndpointRow): ParsedEndpoint {
         idleTimeout: row.idleTimeout,
         scalerType: scaler.data,
         scalerValue: row.scalerValue,
+        workersStandby: row.workersStandby,
       },
+      flashboot: row.flashboot,
     },
   };
 }

@@ -119,6 +119,8 @@ const endpointSettings = {
   scalerValue: z.number().int().min(1).max(3600),
   executionTimeoutMs: z.number().int().min(5000).max(7 * 24 * 3600 * 1000),
   flashboot: z.boolean(),
+  /** Warm pool: idle booted (or, with flashboot, paused) workers kept ready besides workersMin and the demand. */
+  workersStandby: z.number().int().min(0).max(100),
 };
 
 export const endpointCreate = z
@@ -133,6 +135,7 @@ export const endpointCreate = z
     scalerValue: endpointSettings.scalerValue.default(4),
     executionTimeoutMs: endpointSettings.executionTimeoutMs.default(600_000),
     flashboot: endpointSettings.flashboot.default(true),
+    workersStandby: endpointSettings.workersStandby.default(0),
   })
   .refine((e) => e.workersMin <= e.workersMax, { path: ["workersMin"], message: "workersMin must not exceed workersMax" });
 export type EndpointCreate = z.infer<typeof endpointCreate>;
@@ -162,6 +165,7 @@ export interface Endpoint {
   scalerValue: number;
   executionTimeoutMs: number;
   flashboot: boolean;
+  workersStandby: number;
   createdAt: string;
   updatedAt: string;
 }

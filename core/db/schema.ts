@@ -106,6 +106,8 @@ export const endpoints = pgTable(
     scalerValue: integer("scaler_value").notNull(),
     executionTimeoutMs: integer("execution_timeout_ms").notNull(),
     flashboot: boolean("flashboot").notNull(),
+    /** Warm pool: idle booted or paused workers kept ready besides workersMin. */
+    workersStandby: integer("workers_standby").notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     /** Soft delete: the scheduler drains a deleted endpoint's workers, job records keep their reference. */

@@ -33,6 +33,7 @@ const endpointView = z
     scalerValue: z.number(),
     executionTimeoutMs: z.number(),
     flashboot: z.boolean(),
+    workersStandby: z.number(),
     createdAt: z.string(),
     updatedAt: z.string(),
     /** On `GET /endpoints/{id}`: why its workers wait, as `/health` says (`billing`: zero balance or the spend per hour). */

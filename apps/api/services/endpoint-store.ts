@@ -177,6 +177,7 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     scalerValue: row.scalerValue,
     executionTimeoutMs: row.executionTimeoutMs,
     flashboot: row.flashboot,
+    workersStandby: row.workersStandby,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
