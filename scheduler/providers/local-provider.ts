@@ -19,6 +19,7 @@ import {
 import { pauseReply, type PauseReply, type PauseRequest } from "../../core/contracts/pause-messages.ts";
 import { groupResidentBytes, processStartTicks, signalGroup } from "./process-group.ts";
 import { PausedGroupsFile } from "./paused-groups-file.ts";
+import { SIGSTOP_FREEZE, type FreezeStrategy } from "./freeze-strategy.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 /** The worker's source entry; workers run its build (dist/worker/main.js), never through a TypeScript loader. */
@@ -69,6 +70,12 @@ export interface LocalProviderOptions {
    * paused (`pause` refuses): a frozen worker nobody knows of would never be freed.
    */
   stateDir?: string;
+  /**
+   * How a paused worker's group is frozen. Default SIGSTOP/SIGCONT (model resident). The CRIU +
+   * cuda-checkpoint strategy (criu-freeze.ts) is written against the same interface but not wired
+   * or exercised (see there).
+   */
+  freeze?: FreezeStrategy;
 }
 
 interface Child {
@@ -218,7 +225,7 @@ export class LocalProvider implements Provider {
       entry.info.pausedAt = Date.now();
       // Listed before it is frozen: a scheduler that dies from here on leaves it to its successor.
       this.persistPaused();
-      signalGroup(pgid, "SIGSTOP");
+      await (this.opts.freeze ?? SIGSTOP_FREEZE).freeze(pgid);
       entry.info.residentBytes = groupResidentBytes(pgid);
       return { ok: true };
     })();
@@ -268,9 +275,10 @@ export class LocalProvider implements Provider {
     await Promise.all([...this.children.keys()].map((id) => this.stop(id, { graceMs })));
   }
 
-  /** SIGCONT to the whole group; the worker is no longer in the pool. */
+  /** Thaws the whole group (SIGCONT by default); the worker is no longer in the pool. */
   private thaw(entry: Child): void {
-    if (entry.process.pid !== undefined) signalGroup(entry.process.pid, "SIGCONT");
+    // The default thaw is synchronous underneath (a signal): a failure is the group being gone, which its exit reports.
+    if (entry.process.pid !== undefined) void (this.opts.freeze ?? SIGSTOP_FREEZE).thaw(entry.process.pid).catch(() => {});
     entry.info.state = "running";
     delete entry.info.pausedAt;
     delete entry.info.residentBytes;
