@@ -8,6 +8,7 @@ import { connectRedis } from "../core/redis/connect.ts";
 import { openDb, type DbHandle } from "../core/db/client.ts";
 import { endpoints, tenants } from "../core/db/schema.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
+import { workerPayloads } from "./support/event-log-probe.ts";
 import { examplesDir } from "./support/hearth-stack.ts";
 import { spawnScheduler } from "./support/scheduler-process.ts";
 import type { EntryProcess } from "./support/entry-process.ts";
@@ -86,10 +87,7 @@ describe("snapshot pool: scheduler SIGKILLed with paused workers", () => {
     await waitFor(() => processState(old!) === undefined || processState(old!) === "Z", 20_000);
     // Its session is closed in the log, by the scheduler, with why.
     const exited = await waitFor(async () => {
-      const entries = (await redis.xrange(keys.log(ep), "-", "+")) as Array<[string, string[]]>;
-      return entries
-        .map(([, f]) => JSON.parse(f[f.findIndex((x, n) => n % 2 === 0 && x === "d") + 1] ?? "{}") as { state?: string; reason?: string; by?: string })
-        .find((p) => p.state === "exited" && p.reason?.includes("scheduler that is gone"));
+      return (await workerPayloads(redis, keys.log(ep))).find((p) => p.state === "exited" && p.reason?.includes("scheduler that is gone"));
     });
     expect(exited).toMatchObject({ by: "scheduler" });
 

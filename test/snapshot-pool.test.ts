@@ -7,6 +7,7 @@ import { waitFor } from "./support/services.ts";
 import { groupMembers } from "../scheduler/providers/process-group.ts";
 import { processState } from "./support/process-probe.ts";
 import { RedisKeys } from "../core/queue/keys.ts";
+import { workerPayloads } from "./support/event-log-probe.ts";
 
 /*
  * The snapshot pool (FlashBoot) with real worker processes: an idle worker of a flashboot endpoint
@@ -92,15 +93,7 @@ describe("snapshot pool", () => {
   }
 
   async function workerStates(ep: string, workerId: string): Promise<string[]> {
-    const entries = (await stack.redis.xrange(new RedisKeys(stack.redisPrefix).log(ep), "-", "+")) as Array<[string, string[]]>;
-    const out: string[] = [];
-    for (const [, fields] of entries) {
-      const i = fields.findIndex((f, n) => n % 2 === 0 && f === "d");
-      const d = i >= 0 ? fields[i + 1] : undefined;
-      if (!d) continue;
-      const p = JSON.parse(d) as { workerId?: string; state?: string };
-      if (p.workerId === workerId && p.state) out.push(p.state);
-    }
-    return out;
+    return (await workerPayloads(stack.redis, new RedisKeys(stack.redisPrefix).log(ep))).filter((p) => p.workerId === workerId).map((p) => p.state!);
   }
+
 });
