@@ -94,7 +94,14 @@ export class EndpointObserver {
       const hb = heartbeats.get(p.workerId);
       if (hb?.metricsPort !== undefined) metricsPorts.set(p.workerId, hb.metricsPort);
       // Started but not yet heard from: booting. Frozen by the provider: paused, whatever it last said.
-      const state = input.stopping.has(p.workerId) ? "draining" : p.state === "paused" ? "paused" : (hb?.state ?? "requested");
+      // Thawed but not yet heard from since (its last beat still says `paused`): resuming, as good as booting.
+      const state = input.stopping.has(p.workerId)
+        ? "draining"
+        : p.state === "paused"
+          ? "paused"
+          : hb?.state === "paused"
+            ? "initializing"
+            : (hb?.state ?? "requested");
       // A process that runs but has stopped beating is hung. Booting is left out: until a worker's
       // own first beat its entry is the scheduler's stand-in, refreshed only once per tick. A paused
       // worker is silent by design (its process is stopped): not hung.

@@ -481,11 +481,11 @@ export class Scheduler {
       for (const id of unpaused) this.fleet.stop(id, "paused_evicted");
       // A hung worker will not drain: a short grace, then the provider kills it.
       for (const id of replace) this.fleet.stop(id, "heartbeat_lost", HUNG_STOP_GRACE_MS);
-      // A paused worker that cannot be resumed (it died meanwhile) is replaced by a new one.
+      // A paused worker that cannot be resumed and is gone (it died meanwhile) is replaced by a new one.
       const resumes = resume.map((id) =>
         this.fleet
           .resume(id)
-          .then((ok) => (ok ? undefined : this.fleet.start(endpoint)))
+          .then((ok) => (ok || this.fleet.held().some((w) => w.workerId === id) ? undefined : this.fleet.start(endpoint)))
           .finally(() => this.capacity.release(endpoint.id)),
       );
       const starts = Array.from({ length: start }, () => this.fleet.start(endpoint).finally(() => this.capacity.release(endpoint.id)));

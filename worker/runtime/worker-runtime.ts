@@ -251,7 +251,12 @@ export class WorkerRuntime {
       // Stops fetching at once; a job taken just before runs to its end first.
       await worker.close();
       if (this.draining) return "draining";
-      if (this.lifecycle.state !== "idle") return `not idle (${this.lifecycle.state})`;
+      if (this.lifecycle.state !== "idle") {
+        // Not paused after all: it takes jobs again (a closed BullMQ worker cannot run again).
+        const state = this.lifecycle.state;
+        await this.restartQueue();
+        return `not idle (${state})`;
+      }
       await this.options.engine.sleep?.();
       this.lifecycle.to("paused");
       // Beats leave in order on one connection: once this one is written, so is the `paused` entry.
