@@ -6,6 +6,7 @@ import { Redis } from "ioredis";
 import { compare, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { noopHandler, startHearthFor } from "./support/hearth-processes.ts";
 import { summarize, type LatencySummary } from "./support/latency-stats.ts";
+import { performance } from "node:perf_hooks";
 
 const NAME = "cold-start";
 const floorEntry = fileURLToPath(new URL("./floors/bare-bullmq-cold-start.mjs", import.meta.url));
@@ -99,26 +100,36 @@ const HEARTH_PHASES = ["boot", "engine-ready", "ready", "first-job"] as const;
  * bench through the scheduler's output.
  */
 async function hearthSide(ctx: BenchContext, count: number) {
-  type Seen = { phases: Record<string, number>; startedAt?: number; exited: boolean };
+  type Seen = { phases: Record<string, number>; startedAt?: number; exited: boolean; pauses: number; resumes: number };
   const workers = new Map<string, Seen>();
   const onSchedulerLine = (line: string) => {
     const o = parseLine(line);
     if (o?.component !== "worker" || typeof o.workerId !== "string") return;
-    const seen = workers.get(o.workerId) ?? { phases: {}, exited: false };
+    const seen = workers.get(o.workerId) ?? { phases: {}, exited: false, pauses: 0, resumes: 0 };
     workers.set(o.workerId, seen);
     if (typeof o.phase === "string" && typeof o.ms === "number") {
       seen.phases[o.phase] ??= o.ms;
       // pino's `time` is the wall clock of the line: minus the worker's ms since start, its process start.
       if (seen.startedAt === undefined && typeof o.time === "string") seen.startedAt = Date.parse(o.time) - o.ms;
       if (o.phase === "exit") seen.exited = true;
+      if (o.phase === "paused") seen.pauses++;
+      if (o.phase === "resumed") seen.resumes++;
     }
   };
   const hearth = await startHearthFor(ctx, NAME, undefined, onSchedulerLine);
   const samples: (ColdStart & { enqueueToSpawnMs: number; endToEndMs: number; session: Record<string, number> })[] = [];
+  const resumed: number[] = [];
   const problems: string[] = [];
+  const runsync = (endpointId: string, apiKey: string) =>
+    fetch(`${hearth.url}/v2/${endpointId}/runsync?wait=${START_TIMEOUT_MS}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+      body: '{"input":{}}',
+    });
   try {
     const apiKey = await hearth.createTenant("bench-cold-start");
-    const endpointId = await hearth.createEndpoint(apiKey, { name: "bench-cold-start", engine: { kind: "handler", module: noopHandler }, workersMin: 0, workersMax: 1, idleTimeout: 1 });
+    // flashboot off: each idle worker stops, so each /runsync below is a true cold start.
+    const endpointId = await hearth.createEndpoint(apiKey, { name: "bench-cold-start", engine: { kind: "handler", module: noopHandler }, workersMin: 0, workersMax: 1, idleTimeout: 1, flashboot: false });
     // One unmeasured cold start first: the page cache and Redis warm up, as they are on a running host.
     for (let i = 0; i < count + 1; i++) {
       const before = new Set(workers.keys());
@@ -153,12 +164,37 @@ async function hearthSide(ctx: BenchContext, count: number) {
         break;
       }
     }
+    // Resumed: a flashboot endpoint whose one worker is paused (process group stopped) between jobs.
+    // Each sample is a /runsync that finds it paused: the scheduler resumes it and it answers.
+    const pausing = await hearth.createEndpoint(apiKey, { name: "bench-resumed", engine: { kind: "handler", module: noopHandler }, workersMin: 0, workersMax: 1, idleTimeout: 1, flashboot: true });
+    let worker: Seen | undefined;
+    for (let i = 0; i < count + 1 && problems.length === 0; i++) {
+      const before = new Set(workers.keys());
+      const pausesBefore = worker?.pauses ?? 0;
+      const sentAt = performance.now();
+      const res = await runsync(pausing, apiKey);
+      const tookMs = performance.now() - sentAt;
+      const body = (await res.json()) as { status?: string };
+      if (res.status !== 200 || body.status !== "COMPLETED") {
+        problems.push(`resumed ${i}: HTTP ${res.status} ${JSON.stringify(body)}`);
+        break;
+      }
+      if (i === 0) worker = [...workers.entries()].find(([id]) => !before.has(id))?.[1];
+      else if ([...workers.keys()].some((id) => !before.has(id))) problems.push(`resumed ${i}: a new worker started instead of a resume`);
+      if (i > 0) resumed.push(tookMs);
+      // Paused again (idleTimeout, then the pause) before the next sample.
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (worker && worker.pauses <= pausesBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // Its state reaches the scheduler's view with the next tick: leave it one.
+      await new Promise((r) => setTimeout(r, 300));
+      if (!worker || worker.pauses <= pausesBefore) problems.push(`resumed ${i}: the worker was not paused within ${START_TIMEOUT_MS} ms`);
+    }
     if (!hearth.api.alive() || !hearth.scheduler.alive()) problems.push("hearth: the API or the scheduler died during the run");
   } finally {
     ctx.log("hearth: stopping");
     await hearth.stop();
   }
-  return { samples, problems };
+  return { samples, resumed, problems };
 }
 
 function phaseSummary(samples: ColdStart[], names: readonly string[]): Record<string, LatencySummary> {
@@ -216,6 +252,8 @@ export async function coldStart(ctx: BenchContext): Promise<BenchResult> {
         "runsync→process start": summarize(hearth.samples.map((s) => s.enqueueToSpawnMs)),
         // What a caller sees: /runsync on an endpoint at zero workers, sent → answered.
         "runsync end to end": summarize(hearth.samples.map((s) => s.endToEndMs)),
+        // Snapshot pool: /runsync on a flashboot endpoint whose worker is paused, sent → answered (target ≤ 100 ms p50).
+        ...(hearth.resumed.length > 0 && { "resumed: runsync end to end": summarize(hearth.resumed) }),
       },
       samplesMs: hearth.samples.map((s) => s.finishedMs),
     },

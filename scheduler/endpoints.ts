@@ -20,6 +20,8 @@ export interface SchedulableEndpoint {
   /** Hash of its engine spec as stored (core/policy/rolling.ts): workers of another hash are replaced. */
   specHash: string;
   maxFailedStarts: number;
+  /** Scale-down pauses workers (snapshot pool) where the provider can. */
+  flashboot: boolean;
 }
 
 type EndpointRow = typeof endpoints.$inferSelect;
@@ -49,7 +51,9 @@ export function parseEndpointRow(row: EndpointRow): ParsedEndpoint {
         idleTimeout: row.idleTimeout,
         scalerType: scaler.data,
         scalerValue: row.scalerValue,
+        workersStandby: row.workersStandby,
       },
+      flashboot: row.flashboot,
     },
   };
 }

@@ -22,6 +22,7 @@ export const STOP_REASONS = {
   shutdown: "scheduler shutting down",
   spec_changed: "engine spec changed",
   crash_loop: "start breaker open",
+  paused_evicted: "evicted from the snapshot pool",
 } as const satisfies Partial<Record<WorkerEndReason, string>>;
 export type StopReason = keyof typeof STOP_REASONS;
 
@@ -48,6 +49,10 @@ export interface FleetOptions {
   users?: WorkerRedisUsers;
   /** Counts starts, start latency and exits. Default: none. */
   metrics?: SchedulerMetrics;
+  /** How long a worker may take to ready itself for a pause, or to take jobs again after a resume (ms). Default 10_000. */
+  pauseTimeoutMs?: number;
+  /** Told after each pause that happened (the scheduler then applies the pool's limits and looks at the endpoint again). */
+  onPaused?: (worker: ProvidedWorker) => void;
 }
 
 /**
@@ -59,6 +64,8 @@ export interface FleetOptions {
 export class Fleet {
   /** Workers asked to stop and not yet exited: they are draining, whatever they last reported. */
   readonly stopping = new Set<string>();
+  /** Pauses in flight, by worker id. */
+  private readonly pausing = new Map<string, Promise<void>>();
   /** Why each stopping worker was asked to stop (its exit's reason). */
   private readonly stopReasons = new Map<string, StopReason>();
   private readonly pending = new Set<Promise<unknown>>();
@@ -84,6 +91,65 @@ export class Fleet {
   /** The engine spec hash the worker was started with; undefined for one this fleet did not start. */
   specHash(workerId: string): string | undefined {
     return this.specHashes.get(workerId);
+  }
+
+  /** Paused workers (snapshot pool) this fleet's provider holds, optionally of one endpoint. */
+  paused(endpointId?: string): ProvidedWorker[] {
+    return this.opts.provider.list().filter((w) => w.state === "paused" && (endpointId === undefined || w.endpointId === endpointId));
+  }
+
+  /** Running and paused workers: every process this fleet's provider holds, optionally of one endpoint. */
+  held(endpointId?: string): ProvidedWorker[] {
+    return this.opts.provider.list().filter((w) => w.state !== "exited" && (endpointId === undefined || w.endpointId === endpointId));
+  }
+
+  /** True when scale-down can pause workers instead of stopping them. */
+  get canPause(): boolean {
+    return this.opts.provider.pausable === true && this.opts.provider.pause !== undefined && this.opts.provider.resume !== undefined;
+  }
+
+  /**
+   * Pauses an idle worker (snapshot pool); returns at once. The worker logs `paused` itself before it
+   * is frozen; a worker that refuses (a job arrived) goes on as it was.
+   */
+  pause(workerId: string): void {
+    const { provider, log } = this.opts;
+    if (!provider.pause || this.stopping.has(workerId) || this.pausing.has(workerId)) return;
+    const worker = this.running().find((w) => w.workerId === workerId);
+    if (!worker) return;
+    const p = provider.pause(workerId, { timeoutMs: this.opts.pauseTimeoutMs ?? 10_000 }).then((outcome) => {
+      if (outcome.ok) {
+        log({ msg: "worker paused", endpointId: worker.endpointId, workerId });
+        this.opts.onPaused?.(worker);
+      } else {
+        log({ msg: "worker not paused", endpointId: worker.endpointId, workerId, reason: outcome.reason });
+      }
+    });
+    this.pausing.set(workerId, p);
+    this.track(p.finally(() => this.pausing.delete(workerId)));
+  }
+
+  /** Resumes a paused worker (after a pause in flight, if any); resolves true once it takes jobs again. */
+  async resume(workerId: string): Promise<boolean> {
+    const { provider, log } = this.opts;
+    await this.pausing.get(workerId)?.catch(() => {});
+    const worker = this.paused().find((w) => w.workerId === workerId);
+    if (!provider.resume || !worker || this.stopping.has(workerId)) return false;
+    const outcome = await provider.resume(workerId, { timeoutMs: this.opts.pauseTimeoutMs ?? 10_000 });
+    if (outcome.ok) log({ msg: "worker resumed", endpointId: worker.endpointId, workerId, pausedMs: worker.pausedAt === undefined ? null : this.opts.now() - worker.pausedAt });
+    else log({ level: "warn", msg: "worker not resumed", endpointId: worker.endpointId, workerId, reason: outcome.reason });
+    return outcome.ok;
+  }
+
+  /** Kills what a dead predecessor left paused on this host and closes those sessions. */
+  async reclaim(): Promise<void> {
+    const reclaimed = (await this.opts.provider.reclaim?.()) ?? [];
+    await Promise.all(
+      reclaimed.map(async (w) => {
+        await this.workerLog.exited(w.endpointId, w.workerId, { reason: "paused by a scheduler that is gone: killed", exitCode: 128 + 9 });
+        await this.opts.users?.remove(w.endpointId, w.workerId);
+      }),
+    );
   }
 
   /** Starts one worker; failures are logged and recorded, not thrown. */
@@ -134,7 +200,7 @@ export class Fleet {
   /** Asks one of this provider's workers to drain and stop; returns at once, the exit is recorded when it comes. */
   stop(workerId: string, reason: StopReason, graceMs = this.opts.stopGraceMs): void {
     if (this.stopping.has(workerId)) return;
-    const worker = this.running().find((w) => w.workerId === workerId);
+    const worker = this.held().find((w) => w.workerId === workerId);
     if (!worker) return;
     this.stopping.add(workerId);
     this.stopReasons.set(workerId, reason);
@@ -149,12 +215,12 @@ export class Fleet {
   }
 
   stopAll(reason: StopReason): void {
-    for (const w of this.running()) this.stop(w.workerId, reason);
+    for (const w of this.held()) this.stop(w.workerId, reason);
   }
 
   /** Stops every worker and waits for them to exit (they drain) and for their records to be written. */
   async close(): Promise<void> {
-    for (const w of this.running()) this.stopReasons.set(w.workerId, "shutdown");
+    for (const w of this.held()) this.stopReasons.set(w.workerId, "shutdown");
     await this.opts.provider.close();
     await this.settle();
     this.unsubscribe();

@@ -1,3 +1,5 @@
+import { join } from "node:path";
+import { totalmem } from "node:os";
 import { loadSchedulerConfig } from "../core/config/process-configs.ts";
 import { openDb } from "../core/db/client.ts";
 import { connectRedis } from "../core/redis/connect.ts";
@@ -42,6 +44,8 @@ async function main(): Promise<void> {
     handlerDirs: config.handlerDirs,
     workerLockMs: config.workerLockMs,
     workerMetrics: config.workerMetrics,
+    // Paused process groups are listed here for the next scheduler on this host (snapshot pool).
+    stateDir: join(config.dataDir, "scheduler"),
     log,
   });
   const metrics = config.metricsListen ? new SchedulerMetrics({ registry: new Registry() }) : undefined;
@@ -73,6 +77,7 @@ async function main(): Promise<void> {
     ...(config.hostWorkerCap !== undefined && { hostWorkerCap: config.hostWorkerCap }),
     ...(metrics && { metrics }),
     ...(workerTargets && { workerTargets }),
+    pausedPool: { memoryBytes: config.pausedMemoryBytes ?? Math.floor(totalmem() / 4), maxAgeMs: config.pausedMaxAgeS * 1000 },
   });
   const metricsListener = metrics && config.metricsListen && (await serveMetrics(metrics.registry, config.metricsListen.host, config.metricsListen.port));
 

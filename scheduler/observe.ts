@@ -26,7 +26,7 @@ export interface EndpointObserverOptions {
 
 export interface ObserveInput {
   endpointId: string;
-  /** The provider's running workers of this endpoint. */
+  /** The provider's running and paused workers of this endpoint. */
   provided: readonly ProvidedWorker[];
   /** Workers the scheduler has asked to stop: shown as draining whatever their last heartbeat said. */
   stopping: ReadonlySet<string>;
@@ -93,23 +93,34 @@ export class EndpointObserver {
       provided.add(p.workerId);
       const hb = heartbeats.get(p.workerId);
       if (hb?.metricsPort !== undefined) metricsPorts.set(p.workerId, hb.metricsPort);
-      // Started but not yet heard from: booting.
-      const state = input.stopping.has(p.workerId) ? "draining" : (hb?.state ?? "requested");
+      // Started but not yet heard from: booting. Frozen by the provider: paused, whatever it last said.
+      // Thawed but not yet heard from since (its last beat still says `paused`): resuming, as good as booting.
+      const state = input.stopping.has(p.workerId)
+        ? "draining"
+        : p.state === "paused"
+          ? "paused"
+          : hb?.state === "paused"
+            ? "initializing"
+            : (hb?.state ?? "requested");
       // A process that runs but has stopped beating is hung. Booting is left out: until a worker's
-      // own first beat its entry is the scheduler's stand-in, refreshed only once per tick.
-      const heartbeatLost = hb !== undefined && state !== "requested" && state !== "initializing" && state !== "draining" && input.now - hb.at > this.hungAfterMs;
+      // own first beat its entry is the scheduler's stand-in, refreshed only once per tick. A paused
+      // worker is silent by design (its process is stopped): not hung.
+      const heartbeatLost =
+        hb !== undefined && state !== "requested" && state !== "initializing" && state !== "draining" && state !== "paused" && input.now - hb.at > this.hungAfterMs;
       workers.push({
         id: p.workerId,
         state,
         idleSince: state === "idle" ? (hb?.idleSince ?? null) : null,
         startedAt: p.startedAt,
         ...(heartbeatLost ? { heartbeatLost } : {}),
+        ...(p.pausedAt !== undefined && { pausedAt: p.pausedAt }),
       });
     }
 
     const stale: string[] = [];
     for (const [id, hb] of heartbeats) {
       if (provided.has(id)) continue;
+      // A paused worker of another scheduler on this host is silent too; its provider's successor reclaims it (LocalProvider.reclaim).
       if (hb === undefined || input.now - hb.at > this.staleHeartbeatMs) {
         stale.push(id);
       } else {

@@ -6,7 +6,7 @@ import { WAIT_REASONS, type WaitReason } from "../core/policy/capacity.ts";
  * for (scheduler/fleet.ts), and `exited` / `crashed` for a worker that ended without being asked
  * (exit code 0 / anything else).
  */
-export const WORKER_END_REASONS = ["idle", "heartbeat_lost", "endpoint_deleted", "leadership_lost", "shutdown", "spec_changed", "crash_loop", "exited", "crashed"] as const;
+export const WORKER_END_REASONS = ["idle", "heartbeat_lost", "endpoint_deleted", "leadership_lost", "shutdown", "spec_changed", "crash_loop", "exited", "crashed", "paused_evicted"] as const;
 export type WorkerEndReason = (typeof WORKER_END_REASONS)[number];
 
 /** Seconds from asking the provider for a worker to its process running: a local spawn in tens of ms, a pod in many seconds. */

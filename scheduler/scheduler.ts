@@ -18,7 +18,7 @@ import { EndpointObserver, type EndpointObservation } from "./observe.ts";
 import type { WorkerRedisUsers } from "./worker-redis-users.ts";
 import type { WorkerSecrets } from "./worker-secrets.ts";
 import { workerHeartbeat } from "../core/contracts/worker-state.ts";
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { defaultHostWorkerCap, type CapacityDecision } from "../core/policy/capacity.ts";
 import { CapacityGate } from "./capacity-gate.ts";
 import { BalanceCache } from "../core/redis/balance-cache.ts";
@@ -28,6 +28,9 @@ import type { SchedulerMetrics } from "./scheduler-metrics.ts";
 import type { WorkerSdFile } from "./worker-sd-file.ts";
 import { StartBreakers } from "./start-breakers.ts";
 import { planRoll } from "../core/policy/rolling.ts";
+import { choosePausedEvictions, type PausedPoolLimits } from "../core/policy/snapshot-pool.ts";
+import { warmPoolSize } from "../core/policy/warm-pool.ts";
+import { ArrivalHistory } from "./arrival-history.ts";
 
 /** How long a hung worker gets between SIGTERM and SIGKILL (ms). */
 const HUNG_STOP_GRACE_MS = 5000;
@@ -86,6 +89,14 @@ export interface SchedulerOptions {
    * endpoint is first seen and whenever its desired worker count rises. Fire-and-forget. Default: none.
    */
   preload?: (endpoint: SchedulableEndpoint) => void;
+  /**
+   * The snapshot pool's limits on this host (HEARTH_PAUSED_MEMORY_BYTES, HEARTH_PAUSED_MAX_AGE_S):
+   * past them paused workers are stopped, least recently used first. Default: a quarter of the
+   * host's memory, one hour.
+   */
+  pausedPool?: PausedPoolLimits;
+  /** How long a worker may take to ready itself for a pause or to take jobs after a resume (ms). Default 10_000. */
+  pauseTimeoutMs?: number;
   /** Unique per replica; default host:pid:random. */
   id?: string;
   /** Default Date.now. */
@@ -124,6 +135,8 @@ export class Scheduler {
   private readonly breakers: StartBreakers;
   /** When the worker users were last swept (ms); 0 makes a new leader's first tick sweep. */
   private usersSweptAt = 0;
+  private readonly arrivals = new ArrivalHistory();
+  private readonly pausedPool: PausedPoolLimits;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.id = opts.id ?? `${hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`;
@@ -134,6 +147,7 @@ export class Scheduler {
     const heartbeatMs = opts.heartbeatMs ?? 1000;
     const drainTimeoutMs = opts.drainTimeoutMs ?? 30_000;
     this.staleHeartbeatMs = 3 * heartbeatMs;
+    this.pausedPool = opts.pausedPool ?? { memoryBytes: Math.floor(totalmem() / 4), maxAgeMs: 3_600_000 };
     this.lock = new LeaderLock({
       redis: opts.redis,
       key: this.keys.schedulerLock(),
@@ -158,6 +172,12 @@ export class Scheduler {
       ...(opts.workerSecrets && { secrets: opts.workerSecrets }),
       ...(opts.metrics && { metrics: opts.metrics }),
       onStartFailed: (endpointId, _workerId, error) => this.breakers.startFailed(endpointId, error),
+      ...(opts.pauseTimeoutMs !== undefined && { pauseTimeoutMs: opts.pauseTimeoutMs }),
+      onPaused: (w) => {
+        this.enforcePausedPool();
+        // Demand that came while it was pausing finds it paused now: resume it rather than wait for a tick.
+        void this.wake(w.endpointId);
+      },
       onExit: (w, requested) => {
         opts.workerTargets?.remove(w.workerId);
         this.breakers.exited(w, requested);
@@ -212,6 +232,8 @@ export class Scheduler {
   async start(): Promise<void> {
     // No worker of ours runs yet: whatever a previous run left in the file goes.
     await this.opts.workerTargets?.flush();
+    // Whatever a dead predecessor left frozen on this host goes before anything else: nobody else would free it.
+    await this.fleet.reclaim().catch((err: unknown) => this.log({ level: "error", msg: "paused workers reclaim failed", ...errorFields(err) }));
     this.subscriber = this.opts.redis.duplicate();
     this.subscriber.on("error", () => {}); // reconnects and resubscribes on its own; the tick covers lost wakes
     const wakeChannel = this.keys.wakeChannel();
@@ -288,7 +310,7 @@ export class Scheduler {
   private async reconcileSessions(): Promise<void> {
     try {
       const open = await loadOpenSessions(this.opts.db, this.now() - 60_000);
-      const ours = new Set(this.fleet.running().map((w) => w.workerId));
+      const ours = new Set(this.fleet.held().map((w) => w.workerId));
       for (const s of open) {
         if (ours.has(s.id) || (await this.fleet.workerLog.present(s.endpointId, s.id))) continue;
         if (await this.fleet.workerLog.lost(s.endpointId, s.id, "session left open by a stopped scheduler", { force: true })) {
@@ -324,15 +346,17 @@ export class Scheduler {
     if (this.closing || !this.lock.isLeader) return;
     // Workers of deleted endpoints drain away (an unreadable endpoint keeps what it has). One started
     // after the read may belong to an endpoint created since: it is left for the next tick.
-    for (const w of this.fleet.running()) {
+    for (const w of this.fleet.held()) {
       if (!existing.has(w.endpointId) && w.startedAt < queriedAt) this.fleet.stop(w.workerId, "endpoint_deleted");
     }
+    this.arrivals.keep(existing);
     await Promise.all([
       this.fleet.refreshBooting().catch((err: unknown) => this.log({ level: "warn", msg: "boot heartbeat refresh failed", ...errorFields(err) })),
       ...[...live.values()].map((e) => this.converging.run(e.id, e)),
       this.sweepWorkerUsers(queriedAt),
     ]);
     if (this.closing || !this.lock.isLeader) return;
+    this.enforcePausedPool();
     this.opts.metrics?.keepEndpoints(new Set(live.keys()));
     this.opts.metrics?.tick((performance.now() - passStarted) / 1000);
   }
@@ -364,9 +388,27 @@ export class Scheduler {
     }
   }
 
+  /** Stops the paused workers past the pool's age or beyond its memory budget, least recently used first. */
+  private enforcePausedPool(): void {
+    const paused = this.fleet.paused().flatMap((w) =>
+      w.pausedAt === undefined || this.fleet.stopping.has(w.workerId) ? [] : [{ id: w.workerId, endpointId: w.endpointId, pausedAt: w.pausedAt, residentBytes: w.residentBytes ?? 0 }],
+    );
+    for (const e of choosePausedEvictions(paused, this.pausedPool, this.now())) {
+      this.log({ msg: "paused worker evicted", workerId: e.id, why: e.why });
+      this.fleet.stop(e.id, "paused_evicted");
+    }
+  }
+
+  /** Feeds the arrival history of an endpoint with a warm pool: jobs finished, cancelled, queued and in progress. */
+  private async recordArrivals(endpointId: string, snapshot: EndpointObservation, now: number): Promise<void> {
+    const [completed, failed, cancelled] = await this.opts.redis.hmget(this.keys.stats(endpointId), "completed", "failed", "cancelled");
+    const n = (v: string | null | undefined) => Number(v ?? 0) || 0;
+    this.arrivals.record(endpointId, n(completed) + n(failed) + n(cancelled) + snapshot.queued + snapshot.queuedLowPriority + snapshot.inProgress, now);
+  }
+
   /** What one converge saw, for the metrics and the service discovery file. */
   private observed(endpointId: string, snapshot: EndpointObservation, desired: number, gate: CapacityDecision): void {
-    const live = snapshot.workers.filter((w) => w.state !== "exited" && w.state !== "lost" && w.state !== "draining" && !w.heartbeatLost).length;
+    const live = snapshot.workers.filter((w) => w.state !== "exited" && w.state !== "lost" && w.state !== "draining" && w.state !== "paused" && !w.heartbeatLost).length;
     this.opts.metrics?.endpointScaled(endpointId, { desired, live, heldBack: gate.throttled, ...(gate.waitReason && { heldBackReason: gate.waitReason }) });
     const targets = this.opts.workerTargets;
     if (!targets) return;
@@ -409,7 +451,7 @@ export class Scheduler {
 
       const now = this.now();
       await this.capacity.ensureTenant(endpoint.tenantId);
-      const provided = this.fleet.running(endpointId);
+      const provided = this.fleet.held(endpointId);
       const observed = await this.observer.observe({ endpointId, provided, stopping: this.fleet.stopping, now });
       const ready = observed.workers.filter((w) => w.state === "idle" || w.state === "running");
       if (await this.breakers.holds(endpoint, ready.map((w) => w.id), observed.queued + observed.queuedLowPriority)) {
@@ -420,7 +462,12 @@ export class Scheduler {
       // for the demand first) and drain once a new one serves (core/policy/rolling.ts).
       const outdated = new Set(provided.filter((p) => this.isOutdated(p.workerId, endpoint.specHash)).map((p) => p.workerId));
       const snapshot = outdated.size === 0 ? observed : { ...observed, workers: observed.workers.filter((w) => !outdated.has(w.id)) };
-      const decision = decideScaling(snapshot, endpoint.scaling, now);
+      // Snapshot pool: scale-down pauses where the endpoint asks for it and the provider can.
+      const pausesIdle = endpoint.flashboot && this.fleet.canPause;
+      const configuredStandby = endpoint.scaling.workersStandby ?? 0;
+      if (configuredStandby > 0) await this.recordArrivals(endpointId, snapshot, now);
+      const workersStandby = warmPoolSize(this.arrivals.history(endpointId), { workersStandby: configuredStandby, workersMax: endpoint.scaling.workersMax }, now);
+      const decision = decideScaling(snapshot, { ...endpoint.scaling, workersStandby, pausesIdle }, now);
       if (this.opts.preload && shouldPreload(this.lastDesired.get(endpointId), decision.desired)) this.opts.preload(endpoint);
       this.lastDesired.set(endpointId, decision.desired);
       if (outdated.size > 0) {
@@ -428,12 +475,14 @@ export class Scheduler {
         const current = snapshot.workers.map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) }));
         for (const id of planRoll({ workers: [...old, ...current], current: endpoint.specHash, desired: decision.desired }).stop) this.fleet.stop(id, "spec_changed");
       }
+      // Paused workers of an endpoint whose flashboot was turned off have no reason to stay.
+      const unpaused = pausesIdle ? [] : this.fleet.paused(endpointId).map((w) => w.workerId);
       // Only our provider's workers can be stopped; a live foreign one is capacity, not ours to end.
       const ours = new Set(provided.map((w) => w.workerId));
       // At zero balance idle workers stop at once (workersMin included); busy ones finish their jobs first.
       const billing = this.capacity.billing(endpoint.tenantId);
-      const unpaid = billing.stopIdle ? snapshot.workers.filter((w) => w.state === "idle").map((w) => w.id) : [];
-      const stop = [...new Set([...decision.stop, ...unpaid])].filter((id) => ours.has(id));
+      const unpaidIdle = billing.stopIdle ? snapshot.workers.filter((w) => w.state === "idle").map((w) => w.id) : [];
+      const stop = [...new Set([...decision.stop, ...unpaidIdle])].filter((id) => ours.has(id));
       const replace = decision.replace.filter((id) => ours.has(id));
       if (snapshot.workers.some((w) => w.state === "idle" || w.state === "running")) this.crashes.delete(endpointId);
       const crashes = this.crashes.get(endpointId) ?? NO_CRASHES;
@@ -442,14 +491,16 @@ export class Scheduler {
         this.log({ level: "warn", msg: "start delayed: workers keep crashing", endpointId, crashes: crashes.consecutiveFailures, waitMs });
       }
       // The host's cap and the tenant's maxWorkers bound the starts; what they hold back waits, reported on /health.
-      const gate = this.capacity.admit(endpoint, waitMs > 0 ? 0 : decision.start, this.fleet.running());
-      const start = gate.start;
+      // Resumes count against the caps as starts do (a paused worker is not running), and go first.
+      const gate = this.capacity.admit(endpoint, decision.resume.length + (waitMs > 0 ? 0 : decision.start), this.fleet.running());
+      const resume = decision.resume.slice(0, gate.start);
+      const start = gate.start - resume.length;
       this.observed(endpointId, snapshot, decision.desired, gate);
       await this.capacity.report(endpointId, gate).catch((err: unknown) => this.log({ level: "warn", msg: "capacity report failed", endpointId, ...errorFields(err) }));
       if (gate.throttled > 0) this.log({ level: "warn", msg: "starts held back", endpointId, throttled: gate.throttled, waitReason: gate.waitReason });
-      if (start === 0 && stop.length === 0 && replace.length === 0) return;
+      if (start === 0 && resume.length === 0 && stop.length === 0 && replace.length === 0 && unpaused.length === 0) return;
       if (this.closing || !this.lock.isLeader) {
-        for (let i = 0; i < start; i++) this.capacity.release(endpointId);
+        for (let i = 0; i < gate.start; i++) this.capacity.release(endpointId);
         return;
       }
 
@@ -458,7 +509,9 @@ export class Scheduler {
         endpointId,
         desired: decision.desired,
         start,
+        resume,
         stop,
+        pauses: pausesIdle,
         replace,
         reason: decision.reason,
         queued: snapshot.queued,
@@ -466,11 +519,23 @@ export class Scheduler {
         inProgress: snapshot.inProgress,
         workers: snapshot.workers.length,
       });
-      for (const id of stop) this.fleet.stop(id, "idle");
+      const unpaid = new Set(unpaidIdle);
+      for (const id of stop) {
+        if (pausesIdle && !unpaid.has(id)) this.fleet.pause(id);
+        else this.fleet.stop(id, "idle");
+      }
+      for (const id of unpaused) this.fleet.stop(id, "paused_evicted");
       // A hung worker will not drain: a short grace, then the provider kills it.
       for (const id of replace) this.fleet.stop(id, "heartbeat_lost", HUNG_STOP_GRACE_MS);
+      // A paused worker that cannot be resumed and is gone (it died meanwhile) is replaced by a new one.
+      const resumes = resume.map((id) =>
+        this.fleet
+          .resume(id)
+          .then((ok) => (ok || this.fleet.held().some((w) => w.workerId === id) ? undefined : this.fleet.start(endpoint)))
+          .finally(() => this.capacity.release(endpoint.id)),
+      );
       const starts = Array.from({ length: start }, () => this.fleet.start(endpoint).finally(() => this.capacity.release(endpoint.id)));
-      await Promise.all(starts);
+      await Promise.all([...resumes, ...starts]);
     } catch (err) {
       this.log({ level: "error", msg: "converge failed", endpointId, ...errorFields(err) });
     }

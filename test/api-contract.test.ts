@@ -156,7 +156,8 @@ describe("API contract (real Redis and Postgres, no workers)", () => {
     expect(purged.body).toEqual({ removed: before.jobs.inQueue, status: "completed" });
     const after = (await call("GET", `/v2/${epA}/health`, { key: keyA })).body;
     expect(after.jobs.inQueue).toBe(0);
-    expect(Object.keys(after.workers).sort()).toEqual(["idle", "initializing", "ready", "running", "throttled", "unhealthy"]);
+    // RunPod's six worker counters, and `paused` (the snapshot pool) beside them.
+    expect(Object.keys(after.workers).sort()).toEqual(["idle", "initializing", "paused", "ready", "running", "throttled", "unhealthy"]);
     expect(Object.keys(after.jobs).sort()).toEqual(["completed", "failed", "inProgress", "inQueue", "retried"]);
     expect((await call("GET", `/v2/${epA}/status/${b.body.id}`, { key: keyA })).status).toBe(404);
   });

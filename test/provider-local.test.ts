@@ -13,6 +13,7 @@ import { LocalProvider, type LocalProviderOptions } from "../scheduler/providers
 import type { ProvidedWorker, WorkerSpec } from "../scheduler/providers/provider.ts";
 import { newWorkerId } from "../core/ids/random-id.ts";
 import { describeProviderConformance } from "./provider-conformance.ts";
+import { groupMembers } from "../scheduler/providers/process-group.ts";
 import { TEST_REDIS_URL, clearPrefix, createTestDatabase, uniquePrefix, waitFor } from "./support/services.ts";
 
 const echoModule = fileURLToPath(new URL("../images/handler/examples/echo.mjs", import.meta.url));
@@ -186,5 +187,35 @@ setInterval(() => {}, 1000);
     await waitFor(() => existsSync(ready));
     await p.stop(spec.workerId, { graceMs: 300 });
     expect(exits[0]).toMatchObject({ workerId: spec.workerId, exitCode: 128 + 9 });
+  });
+
+  it("kills what is left of a worker's process group when the worker dies: an engine child outliving a SIGKILLed worker is gone", async () => {
+    const entry = join(scratch, "with-engine.mjs");
+    const pids = join(scratch, "with-engine.pids");
+    // The "engine": a child that ignores SIGTERM and SIGHUP, as a stuck engine would, in the worker's group.
+    writeFileSync(
+      entry,
+      `import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+const engine = spawn(process.execPath, ["-e", "process.on('SIGTERM', () => {}); process.on('SIGHUP', () => {}); setInterval(() => {}, 1000)"], { stdio: "ignore" });
+engine.unref();
+writeFileSync(${JSON.stringify(pids)}, JSON.stringify({ worker: process.pid, engine: engine.pid }));
+process.on("disconnect", () => {});
+setInterval(() => {}, 1000);
+`,
+    );
+    const p = provider({ workerEntry: entry });
+    const exits: ProvidedWorker[] = [];
+    p.onExit((w) => exits.push(w));
+    await p.start(echoSpec());
+    await waitFor(() => existsSync(pids));
+    const { worker, engine } = JSON.parse(readFileSync(pids, "utf8")) as { worker: number; engine: number };
+    // The worker leads its own group, and its engine is in it.
+    expect(groupMembers(worker).sort()).toEqual([worker, engine].sort());
+    process.kill(worker, "SIGKILL");
+    await waitFor(() => exits.length === 1);
+    expect(exits[0]).toMatchObject({ exitCode: 128 + 9 });
+    await waitFor(() => groupMembers(worker).length === 0);
+    expect(existsSync(`/proc/${engine}/stat`) ? readFileSync(`/proc/${engine}/stat`, "utf8").split(") ")[1]?.[0] : "gone").toMatch(/gone|Z/);
   });
 });

@@ -102,7 +102,7 @@ describe("runpod-sdk against Hearth", () => {
     const h = await runpod.endpoint(echoEp)!.health();
     expect(h.jobs.completed).toBeGreaterThanOrEqual(2);
     expect(h.jobs).toMatchObject({ inProgress: 0, inQueue: 0, failed: 0, retried: 0 });
-    expect(h.workers).toEqual({ idle: 1, initializing: 0, ready: 1, running: 0, throttled: 0, unhealthy: 0 });
+    expect(h.workers).toEqual({ idle: 1, initializing: 0, ready: 1, running: 0, throttled: 0, unhealthy: 0, paused: 0 });
   });
 
   it("purgeQueue removes queued jobs", async () => {

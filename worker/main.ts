@@ -11,6 +11,7 @@ import type { ModelCredentials } from "../core/contracts/endpoint-env.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
 import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
+import { pauseRequest, type PauseReply } from "../core/contracts/pause-messages.ts";
 import { connectRedis } from "../core/redis/connect.ts";
 import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
 import { createEngine } from "./engines/create-engine.ts";
@@ -150,7 +151,37 @@ async function main(): Promise<void> {
   if (metrics) runtime.attachMetrics(metrics.series, metrics.port);
   if (stopReason !== undefined) return stop(stopReason);
   runtime.start();
+  if (process.send) listenForPause(runtime);
   log("ready");
+}
+
+/**
+ * Snapshot pool: the local provider asks over the IPC channel; the worker readies itself and says
+ * so, and only then is its process group frozen (SIGSTOP). Resumed (thawed by SIGCONT, then asked),
+ * it takes jobs again and says so. One request at a time, in order.
+ */
+function listenForPause(runtime: WorkerRuntime): void {
+  const reply = (message: PauseReply) => {
+    try {
+      process.send?.(message);
+    } catch {
+      // the scheduler is gone: the disconnect handler drains this worker
+    }
+  };
+  let queue: Promise<void> = Promise.resolve();
+  process.on("message", (raw: unknown) => {
+    const parsed = pauseRequest.safeParse(raw);
+    if (!parsed.success) return;
+    queue = queue.then(async () => {
+      if (parsed.data.type === "hearth:pause") {
+        const refused = await runtime.pause();
+        reply(refused === undefined ? { type: "hearth:paused" } : { type: "hearth:pause-refused", reason: refused.slice(0, 500) });
+      } else {
+        await runtime.resume().catch((err: unknown) => logError("resume", err));
+        reply({ type: "hearth:resumed" });
+      }
+    });
+  });
 }
 
 /**

@@ -136,6 +136,12 @@ const schedulerSchema = z.object({
   HEARTH_SCHEDULER_METRICS_HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
   /** Prometheus file-based service discovery file listing workers' `/metrics` ports; unset: none kept. */
   HEARTH_WORKER_SD_FILE: optionalString,
+  /** Where the scheduler keeps host-local state (its paused process groups, for a successor to reclaim). */
+  HEARTH_DATA_DIR: z.preprocess((v) => (v === "" || v === undefined ? join(tmpdir(), "hearth-data") : v), z.string()),
+  /** Snapshot pool: resident memory all paused workers of the host may keep (bytes); empty: a quarter of the host's memory. */
+  HEARTH_PAUSED_MEMORY_BYTES: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional()),
+  /** Snapshot pool: a worker paused longer than this is stopped (seconds). */
+  HEARTH_PAUSED_MAX_AGE_S: intFrom(3600, 1, 30 * 86_400),
 });
 
 export interface SchedulerConfig {
@@ -177,6 +183,12 @@ export interface SchedulerConfig {
    * scheduler serves its own or keeps the discovery file. Otherwise they never load prom-client.
    */
   workerMetrics: boolean;
+  /** HEARTH_DATA_DIR: host-local state (the paused process groups). Default `$TMPDIR/hearth-data`. */
+  dataDir: string;
+  /** HEARTH_PAUSED_MEMORY_BYTES; undefined: a quarter of the host's memory. */
+  pausedMemoryBytes?: number;
+  /** HEARTH_PAUSED_MAX_AGE_S. Default 3600. */
+  pausedMaxAgeS: number;
 }
 
 export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
@@ -200,6 +212,9 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     ...(c.HEARTH_SCHEDULER_METRICS_PORT !== undefined && { metricsListen: { host: c.HEARTH_SCHEDULER_METRICS_HOST, port: c.HEARTH_SCHEDULER_METRICS_PORT } }),
     ...(c.HEARTH_WORKER_SD_FILE !== undefined && { workerSdFile: c.HEARTH_WORKER_SD_FILE }),
     workerMetrics: c.HEARTH_SCHEDULER_METRICS_PORT !== undefined || c.HEARTH_WORKER_SD_FILE !== undefined,
+    dataDir: c.HEARTH_DATA_DIR,
+    ...(c.HEARTH_PAUSED_MEMORY_BYTES !== undefined && { pausedMemoryBytes: c.HEARTH_PAUSED_MEMORY_BYTES }),
+    pausedMaxAgeS: c.HEARTH_PAUSED_MAX_AGE_S,
   };
 }
 

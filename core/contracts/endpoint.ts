@@ -121,6 +121,8 @@ const endpointSettings = {
   flashboot: z.boolean(),
   /** Failed worker starts in a row after which queued jobs fail and no worker starts until a change or `/reset` (core/policy/start-breaker.ts). */
   maxFailedStarts: z.number().int().min(1).max(1000),
+  /** Warm pool: idle booted (or, with flashboot, paused) workers kept ready besides workersMin and the demand. */
+  workersStandby: z.number().int().min(0).max(100),
 };
 
 export const endpointCreate = z
@@ -136,6 +138,7 @@ export const endpointCreate = z
     executionTimeoutMs: endpointSettings.executionTimeoutMs.default(600_000),
     flashboot: endpointSettings.flashboot.default(true),
     maxFailedStarts: endpointSettings.maxFailedStarts.default(3),
+    workersStandby: endpointSettings.workersStandby.default(0),
   })
   .refine((e) => e.workersMin <= e.workersMax, { path: ["workersMin"], message: "workersMin must not exceed workersMax" });
 export type EndpointCreate = z.infer<typeof endpointCreate>;
@@ -166,6 +169,7 @@ export interface Endpoint {
   executionTimeoutMs: number;
   flashboot: boolean;
   maxFailedStarts: number;
+  workersStandby: number;
   createdAt: string;
   updatedAt: string;
 }

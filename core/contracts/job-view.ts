@@ -38,7 +38,7 @@ export type JobView = z.infer<typeof jobView>;
 export const healthView = z
   .object({
     jobs: z.object({ completed: z.number(), failed: z.number(), inProgress: z.number(), inQueue: z.number(), retried: z.number() }),
-    workers: z.object({ idle: z.number(), initializing: z.number(), ready: z.number(), running: z.number(), throttled: z.number(), unhealthy: z.number() }),
+    workers: z.object({ idle: z.number(), initializing: z.number(), ready: z.number(), running: z.number(), throttled: z.number(), unhealthy: z.number(), paused: z.number() }),
     /**
      * Why `workers.throttled` workers wait: the host is full (`no_capacity`), the tenant is at its
      * maxWorkers (`tenant_quota`), or its billing holds it (`billing`: zero balance, or its spend per

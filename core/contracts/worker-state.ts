@@ -8,12 +8,13 @@ import { bootPhase, phaseProgress } from "../policy/wait-reason.ts";
  *   requested ─► initializing ─► idle ⇄ running ─► draining ─► exited
  *                     │           │  ▲    │
  *                     ▼           ▼  │    ▼
- *                   (exited)     unhealthy          paused (snapshot pool, later)
+ *                   (exited)     unhealthy          idle ⇄ paused ─► draining
  *
  * `requested`: the scheduler asked its provider for the worker (the billed session starts here);
  * `initializing`: its process runs and its engine is loading; `idle`/`running`: ready, without or
  * with jobs in flight; `unhealthy`: its engine fails its health check (it takes no jobs);
- * `draining`: asked to stop, finishing its jobs; `exited`: its process ended (with a reason and an
+ * `paused`: in the snapshot pool (its process group stopped, its model resident; silent, not hung,
+ * not billed); `draining`: asked to stop, finishing its jobs; `exited`: its process ended (with a reason and an
  * exit code where known); `lost`: it died without a word, dated by its last heartbeat received.
  */
 export const workerState = z.enum(["requested", "initializing", "idle", "running", "paused", "unhealthy", "draining", "exited", "lost"]);

@@ -110,6 +110,8 @@ export const endpoints = pgTable(
     flashboot: boolean("flashboot").notNull(),
     /** Failed worker starts in a row that open the endpoint's start breaker (core/policy/start-breaker.ts). */
     maxFailedStarts: integer("max_failed_starts").notNull().default(3),
+    /** Warm pool: idle booted or paused workers kept ready besides workersMin. */
+    workersStandby: integer("workers_standby").notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     /** Soft delete: the scheduler drains a deleted endpoint's workers, job records keep their reference. */

@@ -109,9 +109,18 @@ describe("engineCommand", () => {
       ],
       port: 41001,
       healthPath: "/health",
+      sleepMode: true,
     });
     const withCtx = engineCommand({ ...launch, args: { "ctx-size": 512, threads: 1, parallel: 4 } });
     expect(withCtx.args.slice(11)).toEqual(["--ctx-size", "512", "--parallel", "4", "--threads", "1"]);
+  });
+
+  it("vLLM serves sleep mode only with enable-sleep-mode, in its dev-mode server (VLLM_SERVER_DEV_MODE=1)", () => {
+    const plain = engineCommand({ ...base, profile: "vllm", modelPath: "/m", args: {} });
+    expect(plain.sleepMode).toBeUndefined();
+    const sleepy = engineCommand({ ...base, profile: "vllm", modelPath: "/m", args: { "enable-sleep-mode": true } });
+    expect(sleepy).toMatchObject({ sleepMode: true, env: { VLLM_SERVER_DEV_MODE: "1" } });
+    expect(sleepy.args).toContain("--enable-sleep-mode");
   });
 
   it("gives the same argv whatever the order of the args keys (JSONB reorders them)", () => {

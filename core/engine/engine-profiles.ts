@@ -61,6 +61,7 @@ const VLLM: ProfileTable = {
     "max-num-batched-tokens": positive("Tokens processed per scheduler step."),
     "trust-remote-code": { type: "bool", risk: "code", doc: "Run modelling code shipped with the checkpoint (needs the remoteCode grant)." },
     "enforce-eager": { type: "bool", doc: "Skip CUDA graph capture: less memory, slower decode." },
+    "enable-sleep-mode": { type: "bool", doc: "Sleep mode (POST /sleep, /wake_up): a paused worker's engine releases GPU memory first (snapshot pool)." },
     seed: { type: "int", doc: "Random seed." },
     "load-format": { type: "string", doc: "Weight format (auto, safetensors, pt, gguf, …)." },
     "max-logprobs": { type: "int", min: 0, doc: "Most logprobs a request may ask for." },
@@ -285,6 +286,11 @@ export interface EngineCommandLine {
   port: number;
   /** Answers 200 once the model is loaded (every profile's engine serves `/health`). */
   healthPath: string;
+  /**
+   * The engine serves vLLM's sleep mode (`POST /sleep`, `POST /wake_up`): the embedded engine always,
+   * vLLM with `enable-sleep-mode`. A worker puts it to sleep before it is paused.
+   */
+  sleepMode?: boolean;
 }
 
 /** Raised by `engineCommand` for a launch it cannot build (bad args, missing embedded entry). */
@@ -316,6 +322,8 @@ export function engineCommand(launch: EngineLaunch): EngineCommandLine {
   switch (launch.profile) {
     case "vllm": {
       const args = ["serve", launch.modelPath, "--host", host, "--port", port, "--served-model-name", name, ...user];
+      // vLLM serves /sleep and /wake_up only in its development mode (VLLM_SERVER_DEV_MODE=1).
+      if (launch.args["enable-sleep-mode"] === true) return { ...base, command: "vllm", args, env: { ...OFFLINE_ENV, VLLM_SERVER_DEV_MODE: "1" }, sleepMode: true };
       return { ...base, command: "vllm", args, env: OFFLINE_ENV };
     }
     case "sglang": {
@@ -333,7 +341,7 @@ export function engineCommand(launch: EngineLaunch): EngineCommandLine {
       const { node, execArgv, entry } = launch.embedded;
       const ctx = launch.args["ctx-size"] === undefined ? ["--ctx-size", String(EMBEDDED_DEFAULT_CTX_SIZE)] : [];
       const args = [...execArgv, entry, "--model", launch.modelPath, "--host", host, "--port", port, "--served-model-name", name, ...ctx, ...user];
-      return { ...base, command: node, args };
+      return { ...base, command: node, args, sleepMode: true };
     }
   }
 }

@@ -206,3 +206,44 @@ describe("decideScaling — hung workers", () => {
     expect(later).toMatchObject({ start: 0, replace: [] });
   });
 });
+
+describe("decideScaling — snapshot pool and warm pool", () => {
+  const paused = (id: string, pausedAgoMs: number): ObservedWorker => ({ id, state: "paused", idleSince: null, startedAt: NOW - 600_000, pausedAt: NOW - pausedAgoMs });
+  const qd = (over: Partial<ScalingConfig> = {}) => config({ scalerType: "QUEUE_DELAY", scalerValue: 4, pausesIdle: true, ...over });
+
+  it("a paused worker is no capacity: the first job resumes it (the most recently paused) instead of starting one", () => {
+    const d = decideScaling(snapshot({ queued: 1, oldestQueuedAt: NOW, workers: [paused("old", 9000), paused("recent", 1000)] }), qd(), NOW);
+    expect(d).toMatchObject({ desired: 1, start: 0, resume: ["recent"], stop: [] });
+  });
+
+  it("resumes what it has, then starts the rest", () => {
+    const d = decideScaling(snapshot({ queued: 3, workers: [paused("p", 1000)] }), config({ scalerValue: 1, pausesIdle: true }), NOW);
+    expect(d).toMatchObject({ desired: 3, start: 2, resume: ["p"] });
+  });
+
+  it("without demand, leaves paused workers paused", () => {
+    const d = decideScaling(snapshot({ workers: [paused("p", 1000)] }), qd(), NOW);
+    expect(d).toMatchObject({ desired: 0, start: 0, resume: [], stop: [] });
+  });
+
+  it("with pausesIdle, an idle standby worker past the timeout is paused (it stays in the pool)", () => {
+    const d = decideScaling(snapshot({ workers: [idle("a", 60_000)] }), qd({ workersStandby: 1 }), NOW);
+    expect(d).toMatchObject({ start: 0, stop: ["a"] });
+  });
+
+  it("with pausesIdle, paused workers fill the pool; a short pool is filled by a new start, not a resume", () => {
+    expect(decideScaling(snapshot({ workers: [paused("p", 1000)] }), qd({ workersStandby: 1 }), NOW)).toMatchObject({ start: 0, resume: [] });
+    expect(decideScaling(snapshot({ workers: [paused("p", 1000)] }), qd({ workersStandby: 2 }), NOW)).toMatchObject({ desired: 1, start: 1, resume: [] });
+  });
+
+  it("without pausesIdle, standby workers are started and never stopped for idleness", () => {
+    expect(decideScaling(snapshot(), qd({ workersStandby: 2, pausesIdle: false }), NOW)).toMatchObject({ desired: 2, start: 2 });
+    const d = decideScaling(snapshot({ workers: [idle("a", 60_000), idle("b", 60_000), idle("c", 90_000)] }), qd({ workersStandby: 2, pausesIdle: false }), NOW);
+    expect(d).toMatchObject({ start: 0, stop: ["c"] });
+  });
+
+  it("the pool lives within workersMax, demand first", () => {
+    const d = decideScaling(snapshot({ queued: 3 }), config({ scalerValue: 1, workersMax: 4, workersStandby: 3 }), NOW);
+    expect(d).toMatchObject({ desired: 4, start: 4 });
+  });
+});

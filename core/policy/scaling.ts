@@ -8,6 +8,16 @@ export interface ScalingConfig {
   idleTimeout: number;
   scalerType: ScalerType;
   scalerValue: number;
+  /**
+   * Warm pool: idle booted or paused workers kept ready besides the demand (see core/policy/warm-pool.ts
+   * for sizing it from recent arrivals). Default 0.
+   */
+  workersStandby?: number;
+  /**
+   * Scale-down pauses instead of stopping (snapshot pool: the endpoint's `flashboot`, on a provider
+   * that can pause). Paused workers then count towards the warm pool. Default false.
+   */
+  pausesIdle?: boolean;
 }
 
 /** One live worker as the scheduler sees it. */
@@ -20,6 +30,8 @@ export interface ObservedWorker {
   startedAt: number;
   /** Its process runs but its heartbeat stopped: hung. It is no capacity and is replaced. */
   heartbeatLost?: boolean;
+  /** A paused worker's pause time (ms epoch): the most recently paused resumes first. */
+  pausedAt?: number;
 }
 
 /** A snapshot of one endpoint's demand and fleet. */
@@ -37,9 +49,11 @@ export interface EndpointSnapshot {
 export interface ScalingDecision {
   /** Workers the endpoint should have after this step. */
   desired: number;
-  /** How many new workers to start now. */
+  /** How many new workers to start now (besides the resumes). */
   start: number;
-  /** Which idle workers to stop now (longest idle first). */
+  /** Paused workers to resume now, before any new one starts: most recently paused first. */
+  resume: string[];
+  /** Which idle workers to stop (or, with `pausesIdle`, pause) now (longest idle first). */
   stop: string[];
   /** Hung workers to kill; replacements for them are counted in `start`. */
   replace: string[];
@@ -62,10 +76,16 @@ const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n
  * idleTimeout seconds, never below the larger of workersMin and the demand-based target, so a
  * worker that has work is never stopped by the scheduler. A hung worker (`heartbeatLost`) is no
  * capacity: it is listed in `replace`, and the count above starts its replacement.
+ *
+ * Paused workers are no capacity either, but the first to serve demand: they are resumed before any
+ * new worker starts. `workersStandby` (clamped to what workersMax leaves) is kept on top of the
+ * demand: as idle workers that are never stopped for idleness, or with `pausesIdle`, as paused
+ * workers (idle ones are paused at the idle timeout, and new ones start only to fill the pool).
  */
 export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig, now: number): ScalingDecision {
   const replace = snapshot.workers.filter((w) => w.heartbeatLost && w.state !== "exited" && w.state !== "lost" && w.state !== "draining").map((w) => w.id);
-  const live = snapshot.workers.filter((w) => w.state !== "exited" && w.state !== "lost" && w.state !== "draining" && !w.heartbeatLost);
+  const live = snapshot.workers.filter((w) => w.state !== "exited" && w.state !== "lost" && w.state !== "draining" && w.state !== "paused" && !w.heartbeatLost);
+  const paused = snapshot.workers.filter((w) => w.state === "paused" && !w.heartbeatLost).sort((a, b) => (b.pausedAt ?? 0) - (a.pausedAt ?? 0));
   const current = live.length;
   const booting = live.filter((w) => w.state === "initializing" || w.state === "requested").length;
 
@@ -90,12 +110,20 @@ export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig,
   }
 
   const desired = clamp(target, config.workersMin, config.workersMax);
-  if (desired > current) {
-    return { desired, start: desired - current, stop: [], replace, reason: `${reason}; start ${desired - current}` };
+  const standby = clamp(config.workersStandby ?? 0, 0, Math.max(0, config.workersMax - desired));
+  const pool = config.pausesIdle ? Math.max(0, standby - paused.length) : standby;
+  const wanted = desired + pool;
+  if (wanted > current) {
+    const need = wanted - current;
+    // Demand is served from the paused pool first (a resume takes ms, a start seconds); the pool is refilled by starts.
+    const resume = paused.slice(0, clamp(desired - current, 0, need)).map((w) => w.id);
+    const start = need - resume.length;
+    const parts = [resume.length > 0 && `resume ${resume.length}`, start > 0 && `start ${start}`, pool > 0 && `standby ${pool}`].filter(Boolean).join(", ");
+    return { desired: wanted, start, resume, stop: [], replace, reason: `${reason}; ${parts}` };
   }
 
-  // Never go below desired; stop only workers idle past the timeout, longest idle first.
-  const floor = Math.max(desired, config.workersMin);
+  // Never go below desired (and an idle warm pool); stop only workers idle past the timeout, longest idle first.
+  const floor = Math.max(desired, config.workersMin) + (config.pausesIdle ? 0 : standby);
   const removable = current - floor;
   const idleLongEnough = live
     .filter((w) => w.state === "idle" && w.idleSince !== null && now - w.idleSince >= config.idleTimeout * 1000)
@@ -104,6 +132,7 @@ export function decideScaling(snapshot: EndpointSnapshot, config: ScalingConfig,
   return {
     desired: current - stop.length,
     start: 0,
+    resume: [],
     stop,
     replace,
     reason: stop.length > 0 ? `${reason}; stop ${stop.length} idle past ${config.idleTimeout}s` : reason,

@@ -28,6 +28,11 @@ describe("countWorkers", () => {
       5000,
       3000,
     );
-    expect(counts).toEqual({ idle: 1, initializing: 1, ready: 2, running: 2, throttled: 0, unhealthy: 2 });
+    expect(counts).toEqual({ idle: 1, initializing: 1, ready: 2, running: 2, throttled: 0, unhealthy: 2, paused: 0 });
+  });
+
+  it("counts paused workers apart, never as unhealthy however old their last beat", () => {
+    const counts = countWorkers([hb({ state: "paused", at: 0 }), hb({ state: "paused" }), hb({ state: "idle" })], 600_000, 3000);
+    expect(counts).toEqual({ idle: 0, initializing: 0, ready: 0, running: 0, throttled: 0, unhealthy: 1, paused: 2 });
   });
 });

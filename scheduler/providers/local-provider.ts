@@ -9,11 +9,17 @@ import { processLog, withFields, type Log } from "../../core/log/process-log.ts"
 import {
   ProviderClosedError,
   type ExitListener,
+  type PauseOptions,
+  type PauseOutcome,
   type ProvidedWorker,
   type Provider,
   type StopOptions,
   type WorkerSpec,
 } from "./provider.ts";
+import { pauseReply, type PauseReply, type PauseRequest } from "../../core/contracts/pause-messages.ts";
+import { groupResidentBytes, processStartTicks, signalGroup } from "./process-group.ts";
+import { PausedGroupsFile } from "./paused-groups-file.ts";
+import { SIGSTOP_FREEZE, type FreezeStrategy } from "./freeze-strategy.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 /** The worker's source entry; workers run its build (dist/worker/main.js), never through a TypeScript loader. */
@@ -58,6 +64,18 @@ export interface LocalProviderOptions {
    * this process's environment says.
    */
   workerMetrics?: boolean;
+  /**
+   * Where this provider lists its paused process groups (HEARTH_DATA_DIR), so that the next scheduler
+   * on this host kills what a dead one left frozen (`reclaim`). Default: none, and no worker is
+   * paused (`pause` refuses): a frozen worker nobody knows of would never be freed.
+   */
+  stateDir?: string;
+  /**
+   * How a paused worker's group is frozen. Default SIGSTOP/SIGCONT (model resident). The CRIU +
+   * cuda-checkpoint strategy (criu-freeze.ts) is written against the same interface but not wired
+   * or exercised (see there).
+   */
+  freeze?: FreezeStrategy;
 }
 
 interface Child {
@@ -65,6 +83,12 @@ interface Child {
   info: ProvidedWorker;
   exited: Promise<void>;
   stopping?: Promise<void>;
+  /** Start ticks of the worker's process (with its pid, the group's identity on disk). */
+  start?: string;
+  /** Replies awaited from the worker, oldest first. */
+  waiters: Array<{ types: ReadonlyArray<PauseReply["type"]>; resolve: (reply: PauseReply | undefined) => void }>;
+  /** A pause or resume in flight: one at a time per worker. */
+  transition?: Promise<unknown>;
 }
 
 /**
@@ -75,7 +99,10 @@ interface Child {
  * Each worker leads a process group of its own (`detached`), which its engine processes share:
  * once the worker has exited, however it ended, the group is SIGKILLed, so an engine whose worker
  * was killed does not live on. A polite stop signals the worker alone: it drains and then stops
- * its engine itself.
+ * its engine itself. A pause freezes the whole group (SIGSTOP) once the worker has said it is ready
+ * (over the IPC channel, core/contracts/pause-messages.ts), a resume or a stop thaws it (SIGCONT).
+ * A frozen worker cannot see this process die: the paused groups are listed in `stateDir` for the
+ * next scheduler to reclaim.
  */
 export class LocalProvider implements Provider {
   readonly name = "local";
@@ -84,9 +111,15 @@ export class LocalProvider implements Provider {
   private closed = false;
 
   private readonly log: Log;
+  private readonly pausedFile: PausedGroupsFile | undefined;
+
+  get pausable(): boolean {
+    return this.pausedFile !== undefined;
+  }
 
   constructor(private readonly opts: LocalProviderOptions) {
     this.log = opts.log ?? processLog("scheduler");
+    this.pausedFile = opts.stateDir === undefined ? undefined : new PausedGroupsFile(opts.stateDir, opts.redisPrefix);
     // A missing build fails the scheduler's start, saying to run it, not every worker's.
     if (opts.workerEntry === undefined) requireBuiltEntry(WORKER_SOURCE);
   }
@@ -107,17 +140,28 @@ export class LocalProvider implements Provider {
     });
     const info: ProvidedWorker = { workerId: spec.workerId, endpointId: spec.endpointId, startedAt: Date.now(), state: "running" };
     let markExited!: () => void;
-    const entry: Child = { process: child, info, exited: new Promise((r) => (markExited = r)) };
+    const entry: Child = { process: child, info, exited: new Promise((r) => (markExited = r)), waiters: [] };
     this.children.set(spec.workerId, entry);
+    child.on("message", (raw: unknown) => {
+      const parsed = pauseReply.safeParse(raw);
+      if (!parsed.success) return;
+      const i = entry.waiters.findIndex((w) => w.types.includes(parsed.data.type));
+      if (i >= 0) entry.waiters.splice(i, 1)[0]!.resolve(parsed.data);
+    });
 
     this.pipeOutput(spec, "stdout", child.stdout);
     this.pipeOutput(spec, "stderr", child.stderr);
     child.once("exit", (code, signal) => {
       // Whatever the worker left in its group (an engine, the engine's own children) goes with it.
       killGroup(child, "SIGKILL");
+      const wasPaused = info.state === "paused";
       info.state = "exited";
+      delete info.pausedAt;
+      delete info.residentBytes;
+      for (const w of entry.waiters.splice(0)) w.resolve(undefined);
       info.exitCode = code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0);
       this.children.delete(spec.workerId);
+      if (wasPaused) this.persistPaused();
       for (const listener of this.listeners) {
         try {
           listener({ ...info });
@@ -129,7 +173,10 @@ export class LocalProvider implements Provider {
     });
 
     await new Promise<void>((resolve, reject) => {
-      child.once("spawn", resolve);
+      child.once("spawn", () => {
+        entry.start = child.pid === undefined ? undefined : processStartTicks(child.pid);
+        resolve();
+      });
       // Kept for the child's whole life: an 'error' event without a listener would crash this process.
       child.on("error", (err) => {
         // A failed spawn has no exit event: forget the worker here. Later errors (a failed kill) change nothing.
@@ -148,6 +195,8 @@ export class LocalProvider implements Provider {
     if (!entry) return Promise.resolve();
     entry.stopping ??= (async () => {
       entry.process.kill("SIGTERM");
+      // A frozen worker handles its SIGTERM once thawed: it drains (nothing in flight) and exits.
+      if (entry.info.state === "paused") this.thaw(entry);
       const kill = setTimeout(() => killGroup(entry.process, "SIGKILL"), options.graceMs);
       try {
         await entry.exited;
@@ -156,6 +205,59 @@ export class LocalProvider implements Provider {
       }
     })();
     return entry.stopping;
+  }
+
+  async pause(workerId: string, options: PauseOptions): Promise<PauseOutcome> {
+    const entry = this.children.get(workerId);
+    if (!entry || entry.info.state !== "running" || entry.stopping || entry.transition) return { ok: false, reason: "not a running worker" };
+    if (!this.pausedFile) return { ok: false, reason: "no state directory: paused workers could not be reclaimed" };
+    if (!entry.process.connected || entry.process.pid === undefined || entry.start === undefined) return { ok: false, reason: "no IPC channel" };
+    const pgid = entry.process.pid;
+    const run = (async (): Promise<PauseOutcome> => {
+      const reply = await this.ask(entry, { type: "hearth:pause" }, ["hearth:paused", "hearth:pause-refused"], options.timeoutMs);
+      if (reply?.type === "hearth:pause-refused") return { ok: false, reason: reply.reason };
+      if (reply?.type !== "hearth:paused" || entry.stopping || entry.info.state !== "running") {
+        // Late or interrupted: whatever the worker did, it takes jobs again.
+        if (reply === undefined && entry.info.state === "running") this.send(entry, { type: "hearth:resume" });
+        return { ok: false, reason: reply === undefined ? "the worker did not answer in time" : "stopped meanwhile" };
+      }
+      entry.info.state = "paused";
+      entry.info.pausedAt = Date.now();
+      // Listed before it is frozen: a scheduler that dies from here on leaves it to its successor.
+      this.persistPaused();
+      await (this.opts.freeze ?? SIGSTOP_FREEZE).freeze(pgid);
+      entry.info.residentBytes = groupResidentBytes(pgid);
+      return { ok: true };
+    })();
+    entry.transition = run;
+    try {
+      return await run;
+    } finally {
+      entry.transition = undefined;
+    }
+  }
+
+  async resume(workerId: string, options: PauseOptions): Promise<PauseOutcome> {
+    const entry = this.children.get(workerId);
+    if (!entry || entry.info.state !== "paused" || entry.stopping || entry.transition) return { ok: false, reason: "not a paused worker" };
+    const run = (async (): Promise<PauseOutcome> => {
+      this.thaw(entry);
+      const reply = await this.ask(entry, { type: "hearth:resume" }, ["hearth:resumed"], options.timeoutMs);
+      return reply ? { ok: true } : { ok: false, reason: "the worker did not answer in time" };
+    })();
+    entry.transition = run;
+    try {
+      return await run;
+    } finally {
+      entry.transition = undefined;
+    }
+  }
+
+  async reclaim(): Promise<Array<Pick<ProvidedWorker, "workerId" | "endpointId">>> {
+    const reaped = this.pausedFile?.reapOrphans() ?? [];
+    for (const g of reaped) this.log({ level: "warn", msg: "paused worker of a scheduler that is gone killed", workerId: g.workerId, endpointId: g.endpointId, pgid: g.pgid });
+    // Sessions of another installation (another Redis prefix) are not ours to close.
+    return reaped.filter((g) => g.redisPrefix === this.opts.redisPrefix).map(({ workerId, endpointId }) => ({ workerId, endpointId }));
   }
 
   list(): ProvidedWorker[] {
@@ -171,6 +273,58 @@ export class LocalProvider implements Provider {
     this.closed = true;
     const graceMs = this.opts.closeGraceMs ?? 40_000;
     await Promise.all([...this.children.keys()].map((id) => this.stop(id, { graceMs })));
+  }
+
+  /** Thaws the whole group (SIGCONT by default); the worker is no longer in the pool. */
+  private thaw(entry: Child): void {
+    // The default thaw is synchronous underneath (a signal): a failure is the group being gone, which its exit reports.
+    if (entry.process.pid !== undefined) void (this.opts.freeze ?? SIGSTOP_FREEZE).thaw(entry.process.pid).catch(() => {});
+    entry.info.state = "running";
+    delete entry.info.pausedAt;
+    delete entry.info.residentBytes;
+    this.persistPaused();
+  }
+
+  private persistPaused(): void {
+    if (!this.pausedFile) return;
+    const groups = [...this.children.values()].flatMap((c) =>
+      c.info.state === "paused" && c.process.pid !== undefined && c.start !== undefined
+        ? [{ pgid: c.process.pid, start: c.start, workerId: c.info.workerId, endpointId: c.info.endpointId }]
+        : [],
+    );
+    try {
+      this.pausedFile.write(groups);
+    } catch (err) {
+      this.log({ level: "error", msg: "paused workers list not written", error: (err as Error).message });
+    }
+  }
+
+  private send(entry: Child, message: PauseRequest): boolean {
+    try {
+      return entry.process.connected && entry.process.send(message);
+    } catch {
+      return false; // the channel closed meanwhile: the exit follows
+    }
+  }
+
+  /** Sends `message` and waits for the first reply of one of `types`; undefined on timeout or exit. */
+  private ask(entry: Child, message: PauseRequest, types: ReadonlyArray<PauseReply["type"]>, timeoutMs: number): Promise<PauseReply | undefined> {
+    return new Promise((resolve) => {
+      const waiter = {
+        types,
+        resolve: (reply: PauseReply | undefined) => {
+          clearTimeout(timer);
+          resolve(reply);
+        },
+      };
+      const timer = setTimeout(() => {
+        const i = entry.waiters.indexOf(waiter);
+        if (i >= 0) entry.waiters.splice(i, 1);
+        resolve(undefined);
+      }, timeoutMs);
+      entry.waiters.push(waiter);
+      if (!this.send(entry, message)) waiter.resolve(undefined);
+    });
   }
 
   private envFor(spec: WorkerSpec): NodeJS.ProcessEnv {

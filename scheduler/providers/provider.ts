@@ -27,10 +27,23 @@ export interface ProvidedWorker {
   endpointId: string;
   /** ms epoch the provider started it. */
   startedAt: number;
-  state: "running" | "exited";
+  /** `paused`: in the snapshot pool (see `Provider.pause`), its process stopped with its model resident. */
+  state: "running" | "paused" | "exited";
+  /** While paused: ms epoch it was paused (the pool evicts least recently used first). */
+  pausedAt?: number;
+  /** While paused: resident memory it keeps (bytes), what the pool's memory budget counts. */
+  residentBytes?: number;
   /** Set once exited: the process exit code, or 128 + signal number when a signal ended it. */
   exitCode?: number;
 }
+
+export interface PauseOptions {
+  /** How long the worker may take to close its queue worker and put its engine to sleep before the pause is given up (ms). */
+  timeoutMs: number;
+}
+
+/** Why a pause or resume did not happen: the worker is unknown, busy, already in that state, or did not answer in time. */
+export type PauseOutcome = { ok: true } | { ok: false; reason: string };
 
 export type ExitListener = (worker: ProvidedWorker) => void;
 
@@ -46,14 +59,32 @@ export interface StopOptions {
 export interface Provider {
   /** Written to `workers.provider`: "local", "kubernetes"… */
   readonly name: string;
+  /** True when `pause` and `resume` can work here (local: a state directory to list paused groups in). Absent: false. */
+  readonly pausable?: boolean;
   /** Resolves once the worker is started (not once it is ready: readiness comes from its heartbeat). */
   start(spec: WorkerSpec): Promise<ProvidedWorker>;
   /**
-   * Asks the worker to drain and stop; kills it when `graceMs` passes. Resolves once it has exited.
+   * Asks the worker to drain and stop (a paused one is thawed to do so); kills it when `graceMs`
+   * passes. Resolves once it has exited.
    * Idempotent; an unknown or already exited worker resolves at once.
    */
   stop(workerId: string, options: StopOptions): Promise<void>;
-  /** Workers the provider holds now: started and not yet reported exited. */
+  /**
+   * Snapshot pool (FlashBoot), where the provider can: the worker first closes its queue worker (so
+   * no job lock can lapse) and puts a sleep-capable engine to sleep, logs `paused`, and only then is
+   * it frozen with its model resident (local: SIGSTOP to its whole process group). A worker with a
+   * job in flight refuses. Absent: this provider cannot pause, and scale-down stops workers.
+   */
+  pause?(workerId: string, options: PauseOptions): Promise<PauseOutcome>;
+  /** Thaws a paused worker (local: SIGCONT to its group); resolves once it takes jobs again. */
+  resume?(workerId: string, options: PauseOptions): Promise<PauseOutcome>;
+  /**
+   * Finds what a predecessor of this provider left paused on this host (its scheduler died while
+   * they were frozen, and a frozen worker cannot notice) and kills it. Returns the workers killed so
+   * their sessions can be closed.
+   */
+  reclaim?(): Promise<Array<Pick<ProvidedWorker, "workerId" | "endpointId">>>;
+  /** Workers the provider holds now: started and not yet reported exited (paused ones included). */
   list(): ProvidedWorker[];
   /** Called once per worker when it exits, whoever stopped it; returns an unsubscribe function. */
   onExit(listener: ExitListener): () => void;

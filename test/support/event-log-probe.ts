@@ -83,3 +83,17 @@ export async function waitForJobStatus(sql: Sql, ids: string[], status: string, 
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** The payloads (`d`, JSON) of a log's worker entries, oldest first: states, reasons, who logged them. */
+export async function workerPayloads(redis: Redis, key: string): Promise<Array<{ workerId?: string; state?: string; reason?: string; by?: string }>> {
+  return (await readLog(redis, key)).flatMap((e) => {
+    const d = e.fields.get("d");
+    if (d === undefined) return [];
+    try {
+      const p = JSON.parse(d) as Record<string, unknown>;
+      return typeof p.state === "string" ? [p as { workerId?: string; state?: string; reason?: string; by?: string }] : [];
+    } catch {
+      return [];
+    }
+  });
+}

@@ -109,6 +109,13 @@ export interface StackOptions {
   tls?: TlsFiles;
   /** The API's connection timeouts (apps/api/node-listener.ts). Default: the production ones. */
   connections?: Partial<ConnectionSettings>;
+  /**
+   * Snapshot pool: the local provider lists paused groups in this directory (HEARTH_DATA_DIR), which
+   * lets flashboot endpoints pause on scale-down. Default none: workers are stopped, never paused.
+   */
+  pausedStateDir?: string;
+  /** HEARTH_PAUSED_MEMORY_BYTES and HEARTH_PAUSED_MAX_AGE_S (in ms here). Default the scheduler's. */
+  pausedPool?: { memoryBytes: number; maxAgeMs: number };
 }
 
 /**
@@ -174,6 +181,7 @@ export async function startStack(options: StackOptions = {}) {
     output: process.env.HEARTH_TEST_WORKER_LOGS ? "forward" : "silent",
     ...(options.workerInheritEnv && { inheritEnv: options.workerInheritEnv }),
     workerMetrics: options.metrics !== undefined,
+    ...(options.pausedStateDir !== undefined && { stateDir: options.pausedStateDir }),
   });
   const schedulerMetrics = options.metrics && new SchedulerMetrics({ registry: new Registry() });
   const sdFile = options.metrics?.workerSdFile;
@@ -198,6 +206,7 @@ export async function startStack(options: StackOptions = {}) {
     log: options.schedulerLog ?? (() => {}),
     ...(schedulerMetrics && { metrics: schedulerMetrics }),
     ...(workerTargets && { workerTargets }),
+    ...(options.pausedPool && { pausedPool: options.pausedPool }),
   });
   await scheduler.start();
   // The control plane in this process, reading the log often so tests wait little for records.

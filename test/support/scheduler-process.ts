@@ -10,6 +10,8 @@ export interface SchedulerProcessOptions {
   handlerDirs: string[];
   /** HEARTH_SCHEDULER_TICK_MS. Default 200: tests wait little for a converge. */
   tickMs?: number;
+  /** More environment (HEARTH_DATA_DIR…). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -25,6 +27,7 @@ export function spawnScheduler(options: SchedulerProcessOptions): Promise<EntryP
       HEARTH_REDIS_PREFIX: options.redisPrefix,
       HEARTH_HANDLER_DIRS: options.handlerDirs.join(":"),
       HEARTH_SCHEDULER_TICK_MS: String(options.tickMs ?? 200),
+      ...options.env,
     },
     readyLine: /"msg":"scheduler started"/,
   });

@@ -57,6 +57,13 @@ export interface Engine {
    * work promptly when it does, but the runtime does not wait for it to.
    */
   run(job: EngineJob, signal: AbortSignal): Promise<EngineResult>;
+  /**
+   * Sleep mode (vLLM's `--enable-sleep-mode`, the embedded engine's `/sleep`): releases the model and
+   * its contexts before the worker is paused, keeping the process. Absent: the engine is frozen as it is.
+   */
+  sleep?(): Promise<void>;
+  /** Undoes `sleep` (reloads the model) when the worker is resumed. */
+  wakeUp?(): Promise<void>;
   /** Releases whatever `start` acquired; called once, after the last job. */
   stop(): Promise<void>;
 }

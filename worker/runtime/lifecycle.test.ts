@@ -16,6 +16,22 @@ describe("worker lifecycle", () => {
     expect(seen).toEqual(["initializing>idle", "idle>running", "running>idle", "idle>running", "running>draining", "draining>exited"]);
   });
 
+  it("pauses only from idle; a paused worker resumes to idle or drains, never runs a job directly", () => {
+    const l = new Lifecycle();
+    expect(l.can("paused")).toBe(false);
+    l.to("idle");
+    l.to("paused");
+    expect(() => l.to("running")).toThrow(IllegalTransitionError);
+    l.to("idle");
+    l.to("running");
+    expect(l.can("paused")).toBe(false);
+    l.to("idle");
+    l.to("paused");
+    l.to("draining");
+    l.to("exited");
+    expect(l.state).toBe("exited");
+  });
+
   it("goes unhealthy and back", () => {
     const l = new Lifecycle();
     l.to("idle");

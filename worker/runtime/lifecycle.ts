@@ -7,22 +7,25 @@ import type { WorkerState } from "../../core/contracts/worker-state.ts";
  *      │              │  ▲    │           ▲
  *      │              ▼  │    ▼           │
  *      └──────────► unhealthy ────────────┘
+ *                     idle ⇄ paused ──► draining
  *
  * `initializing` until the engine has started; `idle` with no job in flight, `running` with at
  * least one; `unhealthy` while the engine fails its health check (it takes no jobs); `draining`
  * after SIGTERM or the loss of the parent; `exited` once everything is handed back and closed.
- * A boot that fails goes straight to `exited`. (The vocabulary's `requested`, `paused` and `lost`
- * are the scheduler's words for a worker, never the worker's own.)
+ * A boot that fails goes straight to `exited`. `paused`: its queue worker closed and its engine
+ * asleep, about to be frozen by its provider (snapshot pool); thawed, it goes back to `idle`, or
+ * drains when it was thawed to be stopped. (The vocabulary's `requested` and `lost` are the
+ * scheduler's words for a worker, never the worker's own.)
  */
 const allowed: Readonly<Record<WorkerState, readonly WorkerState[]>> = {
   initializing: ["idle", "unhealthy", "draining", "exited"],
-  idle: ["running", "unhealthy", "draining"],
+  idle: ["running", "unhealthy", "draining", "paused"],
   running: ["idle", "unhealthy", "draining"],
   unhealthy: ["idle", "running", "draining"],
   draining: ["exited"],
   exited: [],
   requested: [],
-  paused: [],
+  paused: ["idle", "draining"],
   lost: [],
 };
 

@@ -22,7 +22,7 @@ import type { BootPhase, PhaseProgress } from "../../core/policy/wait-reason.ts"
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
 
 /** Milestones the composition root logs with timings. */
-export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited" | "offload";
+export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited" | "offload" | "paused" | "resumed";
 
 export interface WorkerRuntimeOptions {
   endpointId: string;
@@ -86,6 +86,10 @@ export class WorkerRuntime {
   private readonly onError: NonNullable<WorkerRuntimeOptions["onError"]>;
   private readonly now: () => number;
   private worker: Worker | undefined;
+  /** Builds a fresh BullMQ worker over the same processor (a closed one cannot run again). */
+  private newQueueWorker: (() => Worker) | undefined;
+  /** A pause or resume in flight. */
+  private pausing: Promise<unknown> | undefined;
   private info: EngineInfo | undefined;
   private running = 0;
   private idleSince: number | null = null;
@@ -132,8 +136,8 @@ export class WorkerRuntime {
         this.reportWeightsFetch();
         this.reportColdStart();
       }
-      // The busy/idle flip of every job is coalesced; boot, drain and health changes are written at once.
-      if (to === "idle" || to === "running") this.heartbeat.beatSoon();
+      // The busy/idle flip of every job is coalesced; boot, drain, pause and health changes are written at once.
+      if ((to === "idle" && from !== "paused") || to === "running") this.heartbeat.beatSoon();
       else void this.heartbeat.beat();
     });
   }
@@ -195,26 +199,32 @@ export class WorkerRuntime {
       ...(options.tracer && { tracer: options.tracer }),
       now: this.now,
     });
-    const worker = new Worker(this.keys.queueName(options.endpointId), this.counted(processor), {
-      connection: options.redis,
-      prefix: options.redisPrefix,
-      // BullMQ records it as job.processedBy, which is how the API reports a job's workerId.
-      name: options.workerId,
-      concurrency: this.info.concurrency,
-      lockDuration: options.lockMs,
-      stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
-      maxStalledCount: 2,
-      autorun: false,
-    });
-    worker.on("error", (err) => this.onError(err, "queue"));
-    // Our processor never throws, so `failed` here is BullMQ's own verdict (a job that stalled more
-    // than maxStalledCount, failed as this worker took it): tell the waiters, as a finish would.
-    worker.on("failed", (job, err) => {
-      if (!job?.id) return;
-      const now = this.now();
-      const result: JobResult = { status: "FAILED", error: job.failedReason || err.message, workerId: options.workerId, startedAt: now, finishedAt: now };
-      this.track(reportFailedByQueue({ redis: options.redis, keys: this.keys, endpointId: options.endpointId }, job.id, result), "failed report");
-    });
+    const counted = this.counted(processor);
+    const concurrency = this.info.concurrency;
+    this.newQueueWorker = () => {
+      const w = new Worker(this.keys.queueName(options.endpointId), counted, {
+        connection: options.redis,
+        prefix: options.redisPrefix,
+        // BullMQ records it as job.processedBy, which is how the API reports a job's workerId.
+        name: options.workerId,
+        concurrency,
+        lockDuration: options.lockMs,
+        stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
+        maxStalledCount: 2,
+        autorun: false,
+      });
+      w.on("error", (err) => this.onError(err, "queue"));
+      // Our processor never throws, so `failed` here is BullMQ's own verdict (a job that stalled more
+      // than maxStalledCount, failed as this worker took it): tell the waiters, as a finish would.
+      w.on("failed", (job, err) => {
+        if (!job?.id) return;
+        const now = this.now();
+        const result: JobResult = { status: "FAILED", error: job.failedReason || err.message, workerId: options.workerId, startedAt: now, finishedAt: now };
+        this.track(reportFailedByQueue({ redis: options.redis, keys: this.keys, endpointId: options.endpointId }, job.id, result), "failed report");
+      });
+      return w;
+    };
+    const worker = this.newQueueWorker();
     this.worker = worker;
 
     // Only this endpoint's cancels: a worker hears nothing of other tenants' traffic.
@@ -254,6 +264,69 @@ export class WorkerRuntime {
     this.healthTimer.unref();
   }
 
+  /**
+   * Readies the worker to be frozen (snapshot pool): closes its BullMQ worker (so it holds no job,
+   * no lock that could lapse, no blocking read), puts a sleep-capable engine to sleep and logs
+   * `paused`. Refuses (returns a reason) unless idle with nothing in flight. After `resume()` the
+   * worker takes jobs through a fresh BullMQ worker (a new blocking connection).
+   */
+  async pause(): Promise<string | undefined> {
+    const worker = this.worker;
+    if (!worker || this.pausing || this.draining || this.lifecycle.state !== "idle" || this.running > 0) return `not idle (${this.lifecycle.state})`;
+    let done!: () => void;
+    this.pausing = new Promise<void>((r) => (done = r));
+    try {
+      clearInterval(this.healthTimer);
+      // Stops fetching at once; a job taken just before runs to its end first.
+      await worker.close();
+      if (this.draining) return "draining";
+      if (this.lifecycle.state !== "idle") {
+        // Not paused after all: it takes jobs again (a closed BullMQ worker cannot run again).
+        const state = this.lifecycle.state;
+        await this.restartQueue();
+        return `not idle (${state})`;
+      }
+      await this.options.engine.sleep?.();
+      this.lifecycle.to("paused");
+      // Beats leave in order on one connection: once this one is written, so is the `paused` entry.
+      await this.heartbeat.beat();
+      this.metrics?.engineHealth(false);
+      this.onPhase("paused");
+      return undefined;
+    } catch (err) {
+      this.onError(err, "pause");
+      await this.restartQueue();
+      return `pause failed: ${err instanceof Error ? err.message : String(err)}`;
+    } finally {
+      done();
+      this.pausing = undefined;
+    }
+  }
+
+  /** Thawed: wakes the engine, checks the Redis connections, and takes jobs again. A no-op unless paused. */
+  async resume(): Promise<void> {
+    if (this.lifecycle.state !== "paused" || this.draining) return;
+    const started = this.now();
+    await this.options.engine.wakeUp?.();
+    await this.restartQueue();
+    this.onPhase("resumed", { resumeMs: this.now() - started });
+  }
+
+  /** A fresh BullMQ worker, `idle`, health checks on again. */
+  private async restartQueue(): Promise<void> {
+    if (!this.newQueueWorker || this.draining) return;
+    // Connections frozen for long may have been dropped by Redis or a middlebox: ping, reconnect if silent.
+    await freshConnection(this.options.redis);
+    const worker = this.newQueueWorker();
+    this.worker = worker;
+    if (this.lifecycle.state === "paused") this.lifecycle.to("idle");
+    this.metrics?.engineHealth(true);
+    worker.run().catch((err) => this.onError(err, "queue loop"));
+    clearInterval(this.healthTimer);
+    this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
+    this.healthTimer.unref();
+  }
+
   /** Stops the worker cleanly; concurrent and repeated calls share one drain. Never drops a job. */
   drain(reason: string): Promise<void> {
     this.draining ??= this.runDrain(reason);
@@ -262,6 +335,7 @@ export class WorkerRuntime {
 
   private async runDrain(reason: string): Promise<void> {
     if (this.lifecycle.state === "exited") return;
+    await this.pausing;
     const started = this.now();
     this.lifecycle.to("draining");
     this.onPhase("draining", { reason, running: this.running });
@@ -382,4 +456,13 @@ export class WorkerRuntime {
 /** A span as the log's schema takes it: whole ms, 0 to a week. */
 function clampMs(ms: number): number {
   return Math.min(Math.max(0, Math.round(ms)), MAX_WEIGHTS_FETCH_MS);
+}
+
+/** Pings `redis`; when it does not answer within a second, drops the connection so ioredis opens a new one. */
+async function freshConnection(redis: Redis): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 1000)));
+  const answered = await Promise.race([redis.ping().then(() => false, () => true), silent]);
+  clearTimeout(timer);
+  if (answered) redis.disconnect(true);
 }

@@ -42,6 +42,7 @@ const endpointView = z
     executionTimeoutMs: z.number(),
     flashboot: z.boolean(),
     maxFailedStarts: z.number(),
+    workersStandby: z.number(),
     createdAt: z.string(),
     updatedAt: z.string(),
     /**

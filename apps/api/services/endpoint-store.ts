@@ -189,6 +189,7 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     executionTimeoutMs: row.executionTimeoutMs,
     flashboot: row.flashboot,
     maxFailedStarts: row.maxFailedStarts,
+    workersStandby: row.workersStandby,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };

@@ -13,6 +13,7 @@ import { z } from "zod";
  *   node dist/worker/engines/embedded/main.js --model <path.gguf> --host 127.0.0.1 --port <n>   (npm run build)
  *     --parallel <n> --ctx-size <n> [--threads <n>] [--served-model-name <name>]
  *
+ * Serves vLLM's sleep mode routes too (`POST /sleep`, `POST /wake_up`, `GET /is_sleeping`: sleep-mode.ts).
  * Other code builds this command line: keep the flag names. Bad flags exit 2; a model that cannot
  * be loaded or a port that cannot be bound exits 1; SIGTERM/SIGINT stop cleanly and exit 0.
  */
@@ -73,22 +74,26 @@ async function main(): Promise<void> {
   }
 
   // Imported only now: node-llama-cpp takes a while to load, and a bad flag should fail at once.
-  const { createEmbeddedEngine } = await import("./embedded-server.ts");
+  const [{ createEmbeddedEngine }, { sleepable }] = await Promise.all([import("./embedded-server.ts"), import("./sleep-mode.ts")]);
   // node-llama-cpp's own default, max(cores, 4), oversubscribes a small machine where this
   // server's JS thread, the worker and the API share the cores: on 2 cores the tiny model ran at
   // ~4 tokens/s with 4 threads, ~100 with 2 and ~800 with 1. Half the cores leaves room for them.
   const threads = flags.threads ?? Math.max(1, Math.floor(availableParallelism() / 2));
-  const engine = await createEmbeddedEngine({
-    modelPath: flags.model,
-    parallel: flags.parallel,
-    contextSize: flags["ctx-size"],
-    threads,
-    servedModelName: flags["served-model-name"],
-    log,
-  });
+  const load = () =>
+    createEmbeddedEngine({
+      modelPath: flags.model,
+      parallel: flags.parallel,
+      contextSize: flags["ctx-size"],
+      threads,
+      servedModelName: flags["served-model-name"],
+      log,
+    });
+  const engine = await load();
+  // vLLM's sleep mode: the worker puts the engine to sleep (model unloaded) before it is paused.
+  const served = sleepable(engine, load, log);
 
   // Listening only after the model is loaded: `/health` answering means ready to serve.
-  const server = serve({ fetch: engine.app.fetch, hostname: flags.host, port: flags.port }, (info) => {
+  const server = serve({ fetch: served.app.fetch, hostname: flags.host, port: flags.port }, (info) => {
     log({
       msg: "listening",
       url: `http://${flags.host}:${info.port}`,
@@ -111,7 +116,7 @@ async function main(): Promise<void> {
     log({ msg: "shutting down", signal });
     const closed = new Promise<void>((resolve) => server.close(() => resolve())); // stop accepting
     // Running generations end now (503, or an error event on a stream); then the model is freed.
-    await engine.close();
+    await served.close();
     // Their last bytes go out within moments; close each connection as soon as it falls idle (a
     // keep-alive client would otherwise hold the server open), and any left after 2 s regardless.
     const sweep = setInterval(() => server.closeIdleConnections(), 20);

@@ -65,6 +65,9 @@ export class EngineLostError extends Error {
  */
 export class OpenAIEngine implements Engine {
   private supervisor: EngineSupervisor | undefined;
+  /** The engine serves sleep mode (its profile says so), and whether it sleeps now. */
+  private sleepMode = false;
+  private asleep = false;
   private home: EngineHome | undefined;
   private servedModelName = "";
   private readyWaiters = new Set<() => void>();
@@ -112,6 +115,7 @@ export class OpenAIEngine implements Engine {
       args: spec.args,
       embedded: this.options.embedded,
     });
+    this.sleepMode = command.sleepMode === true;
     this.home = await createEngineHome(runAs);
     const env = engineEnvironment({
       profile: spec.profile,
@@ -145,6 +149,28 @@ export class OpenAIEngine implements Engine {
 
   async health(): Promise<boolean> {
     return this.supervisor?.current === "ready";
+  }
+
+  /** Before a pause: an engine with a sleep mode unloads its model (and frees accelerator memory). */
+  async sleep(): Promise<void> {
+    if (!this.sleepMode || this.asleep) return;
+    await this.sleepCall("/sleep");
+    this.asleep = true;
+  }
+
+  /** After a resume: loads the model again. */
+  async wakeUp(): Promise<void> {
+    if (!this.asleep) return;
+    await this.sleepCall("/wake_up");
+    this.asleep = false;
+  }
+
+  private async sleepCall(path: string): Promise<void> {
+    const base = this.supervisor?.baseUrl;
+    if (!base) throw new Error("no engine runs");
+    const res = await fetch(`${base}${path}`, { method: "POST", signal: AbortSignal.timeout(this.options.spec.startupTimeoutMs ?? 600_000) });
+    await res.body?.cancel();
+    if (!res.ok) throw new Error(`engine ${path} answered ${res.status}`);
   }
 
   async stop(): Promise<void> {

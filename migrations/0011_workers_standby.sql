@@ -1,0 +1,1 @@
+ALTER TABLE "endpoints" ADD COLUMN "workers_standby" integer DEFAULT 0 NOT NULL;
