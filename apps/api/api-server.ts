@@ -1,6 +1,8 @@
 import type { ApiConfig } from "../../core/config/process-configs.ts";
 import { defaultModelDir } from "../../core/config/model-sources.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
+import { ExternalGuardClient } from "../../core/guardrails/external-guard.ts";
+import { InputGuard } from "./services/input-guard.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { openDb } from "../../core/db/client.ts";
@@ -139,17 +141,20 @@ export async function startApiServer(
   const egress = egressPolicy(config.egressAllowHttp ?? false, config.egressAllowList ?? EMPTY_ALLOW_LIST);
   const retention = config.retention ?? DEFAULT_RETENTION;
   const balances = new BalanceCache(redis, dbh.sql, keys);
+  const log = options.log ?? processLog("api", { level: config.logLevel ?? "info" });
+  const metrics = config.metrics !== false ? new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) : undefined;
   const deps: ApiDeps = {
-    log: options.log ?? processLog("api", { level: config.logLevel ?? "info" }),
+    log,
     ...(options.tracer && { tracer: options.tracer }),
     adminToken: config.adminToken,
     adminKeys: new AdminKeyStore(dbh.sql),
     audit: new AuditTrail(dbh.sql),
-    ...(config.metrics !== false && { metrics: new ApiMetrics({ sampleEndpoints: endpointSampler({ endpoints, queues, redis, now }) }) }),
+    ...(metrics && { metrics }),
     metricsPublic: config.metricsPublic ?? false,
     handlerDirs: config.handlerDirs,
     modelPolicy: { modelDirs: config.modelDirs ?? [defaultModelDir], allow: config.modelAllowList ?? EMPTY_ALLOW_LIST },
     egress,
+    guard: new InputGuard({ redis, keys, external: new ExternalGuardClient({ policy: egress }), log, ...(metrics && { metrics }) }),
     submissionChecks: { egress, ...(secrets && { secrets }), ...(platformBucket !== undefined && { platformBucket }) },
     ...(secrets && { secrets }),
     redis,

@@ -10,6 +10,7 @@ import {
   modelCredentialsView,
   runpodEnvInput,
 } from "./endpoint-env.ts";
+import { guardrails, type Guardrails } from "./guardrails.ts";
 
 /** Where an engine's weights come from: materialised to a local path before the engine starts. */
 const modelUri = z
@@ -119,6 +120,8 @@ const endpointSettings = {
   scalerValue: z.number().int().min(1).max(3600),
   executionTimeoutMs: z.number().int().min(5000).max(7 * 24 * 3600 * 1000),
   flashboot: z.boolean(),
+  /** Input and output checks (core/contracts/guardrails.ts); `null` in a PATCH removes them. */
+  guardrails,
 };
 
 export const endpointCreate = z
@@ -133,6 +136,7 @@ export const endpointCreate = z
     scalerValue: endpointSettings.scalerValue.default(4),
     executionTimeoutMs: endpointSettings.executionTimeoutMs.default(600_000),
     flashboot: endpointSettings.flashboot.default(true),
+    guardrails: endpointSettings.guardrails.optional(),
   })
   .refine((e) => e.workersMin <= e.workersMax, { path: ["workersMin"], message: "workersMin must not exceed workersMax" });
 export type EndpointCreate = z.infer<typeof endpointCreate>;
@@ -142,6 +146,7 @@ export const endpointPatch = z
     name: safeText(191),
     engine: engineSpec,
     ...endpointSettings,
+    guardrails: guardrails.nullable(),
   })
   .partial()
   .strict();
@@ -162,6 +167,8 @@ export interface Endpoint {
   scalerValue: number;
   executionTimeoutMs: number;
   flashboot: boolean;
+  /** Absent: no checks. */
+  guardrails?: Guardrails;
   createdAt: string;
   updatedAt: string;
 }

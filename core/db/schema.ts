@@ -106,6 +106,8 @@ export const endpoints = pgTable(
     scalerValue: integer("scaler_value").notNull(),
     executionTimeoutMs: integer("execution_timeout_ms").notNull(),
     flashboot: boolean("flashboot").notNull(),
+    /** The endpoint's guardrails (core/contracts/guardrails.ts), checked by zod when read back; null: none. */
+    guardrails: jsonb("guardrails"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     /** Soft delete: the scheduler drains a deleted endpoint's workers, job records keep their reference. */

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import type { HealthView } from "../../../core/contracts/job-view.ts";
+import type { GuardrailTrigger } from "../../../core/contracts/guardrails.ts";
 
 /** One endpoint as a scrape sees it: its `/health` counters and the age of its oldest queued job. */
 export interface EndpointSample {
@@ -35,6 +36,7 @@ export class ApiMetrics {
   private readonly oldest: Gauge<"endpoint">;
   private readonly workers: Gauge<"endpoint" | "state">;
   private readonly throttled: Gauge<"endpoint">;
+  private readonly guardrails: Counter<"endpoint" | "direction" | "rule" | "action">;
 
   constructor(private readonly options: ApiMetricsOptions) {
     const registers = [this.registry];
@@ -45,7 +47,13 @@ export class ApiMetrics {
     this.queue = new Gauge({ name: "hearth_queue_jobs", help: "Jobs per endpoint now: queued (waiting, prioritized, delayed) or running.", labelNames: ["endpoint", "state"], registers });
     this.oldest = new Gauge({ name: "hearth_queue_oldest_job_age_seconds", help: "Age of the oldest job waiting in the endpoint's queue (0 when none waits).", labelNames: ["endpoint"], registers });
     this.workers = new Gauge({ name: "hearth_workers", help: "Workers per endpoint by state (idle, initializing, running, unhealthy: each worker in one), from their heartbeats.", labelNames: ["endpoint", "state"], registers });
+    this.guardrails = new Counter({ name: "hearth_guardrail_triggers_total", help: "Guardrail checks that found something, by endpoint, direction (input: checked by the API; output: by the worker, in its own series), rule (email, phone, card, secret, injection, external, external_error) and action taken (block, redact, flag, allow).", labelNames: ["endpoint", "direction", "rule", "action"], registers });
     this.throttled = new Gauge({ name: "hearth_workers_throttled", help: "Workers the endpoint's demand asks for that the scheduler holds back (host capacity, tenant quota, billing).", labelNames: ["endpoint"], registers });
+  }
+
+  /** One guardrail trigger (apps/api/services/input-guard.ts). */
+  guardrailTriggered(endpointId: string, t: GuardrailTrigger): void {
+    this.guardrails.inc({ endpoint: endpointId, direction: t.direction, rule: t.rule, action: t.action });
   }
 
   /** Counts and times every request, labelled with the route pattern that answered it. */

@@ -7,6 +7,7 @@ import { servedModelName } from "../../../core/engine/served-model-name.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
 import { originOf, type TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
+import type { InputGuard } from "../services/input-guard.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
 import { apiRouter, jsonRequest, tenantSecurity } from "./route-kit.ts";
@@ -107,11 +108,13 @@ const buildRoutes = (admission: Admission) => ({
  * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, on the job router (whose middleware
  * has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in `app.onError`.
  */
-export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>(), guard?: InputGuard): OpenAPIHono<OpenAIEnv> {
   const routes = buildRoutes(admission);
+  /** The body as the endpoint's input guardrails leave it; a refusal is thrown (OpenAI's error shape, app.onError). */
+  const guarded = async (ep: Endpoint, body: Record<string, unknown>) => (guard && ep.guardrails !== undefined ? ((await guard.check(ep, body)) as Record<string, unknown>) : body);
   const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
-    const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
+    const body = await guarded(ep, (c.req.valid as (t: "json") => Record<string, unknown>)("json"));
     if (body.stream === true) {
       const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c));
       // No `Connection: keep-alive`: HTTP/1.1 keeps the connection by default (Node says so itself),
@@ -129,7 +132,8 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, app: Open
   app.openapi(routes.completion, forward("/v1/completions"));
   // Never streamed: one job, one JSON answer (a job on the endpoint's queue like any completion).
   app.openapi(routes.embeddings, async (c) => {
-    const r = await relay.complete(c.get("endpoint"), "/v1/embeddings", c.req.valid("json"), c.req.raw.signal, originOf(c));
+    const ep = c.get("endpoint");
+    const r = await relay.complete(ep, "/v1/embeddings", await guarded(ep, c.req.valid("json")), c.req.raw.signal, originOf(c));
     return c.json(r.body as Record<string, unknown>, r.status as 200);
   });
 

@@ -1,0 +1,224 @@
+import type { GuardrailAction, GuardrailRule } from "../contracts/guardrails.ts";
+import { redact, scanPii, type PiiFinding } from "./pii-scan.ts";
+import { checkText, type RuleCounts } from "./json-guard.ts";
+
+/** The most characters of a trailing token held back (a longer token is checked in pieces; each piece is still long enough to be a secret). */
+const MAX_TOKEN_HOLD = 1024;
+/** The most characters of a trailing run of digits and separators held back: a card with separators is 37, a formatted phone number less. */
+const MAX_NUMBER_HOLD = 64;
+
+const isSpace = (c: number) => c <= 32 || c === 0xa0 || c === 0x2028 || c === 0x2029;
+const isDigit = (c: number) => c >= 48 && c <= 57;
+/** Digits and what may join digit groups (space, `-`, `.`, parentheses, `+`). */
+const isNumberChar = (c: number) => isDigit(c) || c === 32 || c === 45 || c === 46 || c === 40 || c === 41 || c === 43;
+
+/**
+ * Where text that may still grow can be cut: before the trailing token (any pattern may continue
+ * it: `john@exa` + `mple.com`) and before the digit groups that precede it (`4111 1111 ` + `1111 1111`).
+ * Everything before the cut can be checked and written now.
+ */
+export function safeCut(text: string): number {
+  let i = text.length;
+  while (i > 0 && !isSpace(text.charCodeAt(i - 1)) && text.length - i < MAX_TOKEN_HOLD) i--;
+  let j = i;
+  let digits = false;
+  while (j > 0 && isNumberChar(text.charCodeAt(j - 1)) && i - j < MAX_NUMBER_HOLD) {
+    if (isDigit(text.charCodeAt(j - 1))) digits = true;
+    j--;
+  }
+  if (!digits) {
+    // The held token itself may be the start of a number: then the groups before it count too.
+    for (let k = i; k < text.length && !digits; k++) digits = isDigit(text.charCodeAt(k));
+    if (!digits) return i;
+  }
+  // Separators before the first group join nothing yet: they can be written.
+  while (j < i && (text.charCodeAt(j) === 32 || text.charCodeAt(j) === 45 || text.charCodeAt(j) === 46)) j++;
+  return j;
+}
+
+/** One stream of text (a choice's `delta.content`, a handler's string chunks) checked as it grows. */
+export class TextChannel {
+  private pending = "";
+
+  constructor(
+    private readonly action: GuardrailAction,
+    private readonly counts: RuleCounts,
+  ) {}
+
+  /** The part of `pending + text` that can be written now (redacted), or the rule that blocks it. */
+  feed(text: string): { text: string } | { blocked: GuardrailRule } {
+    const all = this.pending + text;
+    let cut = safeCut(all);
+    const findings = scanPii(all);
+    // A match that reaches past the cut is held back whole.
+    for (const f of findings) if (f.start < cut && f.end > cut) cut = f.start;
+    const done: PiiFinding[] = [];
+    for (const f of findings) if (f.end <= cut) done.push(f);
+    this.pending = all.slice(cut);
+    return this.settle(all.slice(0, cut), done);
+  }
+
+  /** Whatever was held back, checked as final. */
+  flush(): { text: string } | { blocked: GuardrailRule } {
+    const rest = this.pending;
+    this.pending = "";
+    return rest === "" ? { text: "" } : this.settle(rest, scanPii(rest));
+  }
+
+  get holding(): boolean {
+    return this.pending !== "";
+  }
+
+  private settle(text: string, findings: PiiFinding[]): { text: string } | { blocked: GuardrailRule } {
+    for (const f of findings) this.counts[f.rule] = (this.counts[f.rule] ?? 0) + 1;
+    if (findings.length === 0) return { text };
+    if (this.action === "block") return { blocked: findings[0]!.rule };
+    return { text: this.action === "redact" ? redact(text, findings) : text };
+  }
+}
+
+export type StreamStep = { kind: "write"; chunks: unknown[] } | { kind: "block"; rule: GuardrailRule };
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * Output PII checks of a stream, chunk by chunk, holding back only what a pattern could still span.
+ * The text of a stream is, per chunk shape:
+ * - a string chunk (a handler yielding text): the chunks in order;
+ * - an OpenAI chunk (`choices[]`): each choice's `delta.content` (chat) or `text` (completions), by
+ *   its `index`; what a choice held back is released into the chunk that carries its `finish_reason`;
+ * - any other object: each of its top-level string fields, by name.
+ * Other strings in a chunk (ids, roles, nested values) are checked on their own. What is still held
+ * when the stream ends comes out of `end()` as one more chunk per channel. Pure.
+ */
+export class StreamGuard {
+  readonly counts: RuleCounts = {};
+  private readonly channels = new Map<string, TextChannel>();
+  /** The last OpenAI chunk seen: the shape of a closing chunk for text still held at the end. */
+  private lastChoiceChunk: Obj | undefined;
+
+  constructor(private readonly action: GuardrailAction) {}
+
+  push(chunk: unknown): StreamStep {
+    if (typeof chunk === "string") {
+      const r = this.channel("$").feed(chunk);
+      if ("blocked" in r) return { kind: "block", rule: r.blocked };
+      return { kind: "write", chunks: r.text === "" ? [] : [r.text] };
+    }
+    if (!isObj(chunk)) return this.stateless(chunk);
+    const copy = deepCopy(chunk) as Obj;
+    const skip = new Set<Obj>();
+    if (Array.isArray(copy.choices)) {
+      this.lastChoiceChunk = copy;
+      for (let k = 0; k < copy.choices.length; k++) {
+        const choice: unknown = copy.choices[k];
+        if (!isObj(choice)) continue;
+        const index = typeof choice.index === "number" ? choice.index : k;
+        const finished = choice.finish_reason !== undefined && choice.finish_reason !== null;
+        const delta = choice.delta;
+        for (const [holder, key, name] of [[isObj(delta) ? delta : undefined, "content", `d${index}`], [choice, "text", `t${index}`]] as const) {
+          if (!holder || (typeof holder[key] !== "string" && !(finished && this.channels.get(name)?.holding))) continue;
+          const channel = this.channel(name);
+          const fed = channel.feed(typeof holder[key] === "string" ? (holder[key] as string) : "");
+          if ("blocked" in fed) return { kind: "block", rule: fed.blocked };
+          let text = fed.text;
+          if (finished) {
+            const rest = channel.flush();
+            if ("blocked" in rest) return { kind: "block", rule: rest.blocked };
+            text += rest.text;
+          }
+          holder[key] = text;
+          skip.add(holder);
+        }
+      }
+    } else {
+      for (const key of Object.keys(copy)) {
+        const value = copy[key];
+        if (typeof value !== "string") continue;
+        const fed = this.channel(`.${key}`).feed(value);
+        if ("blocked" in fed) return { kind: "block", rule: fed.blocked };
+        copy[key] = fed.text;
+      }
+      skip.add(copy);
+    }
+    const blocked = this.checkOthers(copy, skip);
+    return blocked ? { kind: "block", rule: blocked } : { kind: "write", chunks: [copy] };
+  }
+
+  /** What is still held back, as closing chunks (checked as final). */
+  end(): StreamStep {
+    const chunks: unknown[] = [];
+    for (const [name, channel] of this.channels) {
+      if (!channel.holding) continue;
+      const r = channel.flush();
+      if ("blocked" in r) return { kind: "block", rule: r.blocked };
+      if (name === "$") chunks.push(r.text);
+      else if (name.startsWith(".")) chunks.push({ [name.slice(1)]: r.text });
+      else {
+        const index = Number(name.slice(1));
+        const choice = name.startsWith("d") ? { index, delta: { content: r.text }, finish_reason: null } : { index, text: r.text, finish_reason: null };
+        chunks.push({ ...(this.lastChoiceChunk ?? {}), choices: [choice] });
+      }
+    }
+    return { kind: "write", chunks };
+  }
+
+  private channel(name: string): TextChannel {
+    let c = this.channels.get(name);
+    if (!c) {
+      c = new TextChannel(this.action, this.counts);
+      this.channels.set(name, c);
+    }
+    return c;
+  }
+
+  /** A chunk with no stream text of its own (a number, an array): each string in it checked alone. */
+  private stateless(chunk: unknown): StreamStep {
+    if (chunk === null || typeof chunk !== "object") return { kind: "write", chunks: [chunk] };
+    const copy = deepCopy(chunk);
+    const blocked = this.checkOthers(copy, new Set());
+    return blocked ? { kind: "block", rule: blocked } : { kind: "write", chunks: [copy] };
+  }
+
+  /** Checks, and redacts in place, the strings of `root` outside the channel fields (`skip` holds the objects whose string fields are channels). */
+  private checkOthers(root: unknown, skip: Set<Obj>): GuardrailRule | undefined {
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const v = stack.pop();
+      if (v === null || typeof v !== "object") continue;
+      const o = v as Obj;
+      const skipStrings = skip.has(o);
+      for (const k of Object.keys(o)) {
+        const item = o[k];
+        if (typeof item === "string") {
+          if (skipStrings || item.length < 5) continue; // no pattern is shorter
+          const r = checkText(item, { pii: this.action }, this.counts);
+          if (r.blockedBy) return r.blockedBy;
+          if (r.findings.length > 0 && this.action === "redact") o[k] = redact(item, r.findings);
+        } else if (item !== null && typeof item === "object") stack.push(item);
+      }
+    }
+    return undefined;
+  }
+}
+
+/** A copy of a JSON value, with an explicit stack (any depth). */
+function deepCopy(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  const container = (v: object): Obj => (Array.isArray(v) ? [] : {}) as Obj;
+  const root = container(value);
+  const stack: [Obj, Obj][] = [[value as Obj, root]];
+  while (stack.length > 0) {
+    const [src, dst] = stack.pop()!;
+    for (const k of Object.keys(src)) {
+      const item = src[k];
+      if (item !== null && typeof item === "object") {
+        const c = container(item);
+        dst[k] = c;
+        stack.push([item as Obj, c]);
+      } else dst[k] = item;
+    }
+  }
+  return root;
+}
