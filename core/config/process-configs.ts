@@ -283,6 +283,8 @@ const workerSchema = z.object({
   HEARTH_ENGINE_USER: optionalString,
   /** Serve `/metrics` on 127.0.0.1, a port the OS picks, reported in the heartbeat (the local provider sets it). Default off. */
   HEARTH_WORKER_METRICS: onOff(false),
+  /** Where jobs' external guardrails may be (inherited from the scheduler's environment, like the API's). */
+  ...egressEnv,
 });
 
 /** Every variable the worker's config reads: what a provider passes on to workers from its own environment. */
@@ -316,6 +318,10 @@ export interface WorkerConfig {
   engineUser?: string;
   /** HEARTH_WORKER_METRICS: serve `/metrics` on a loopback port and report it in the heartbeat. */
   metrics: boolean;
+  /** HEARTH_EGRESS_ALLOW_HTTP: an external guard may be plain http://. Default false. */
+  egressAllowHttp: boolean;
+  /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts an external guard may be at. Default empty. */
+  egressAllowList: AllowList;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -339,5 +345,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     s3: { ...(c.HEARTH_S3_ENDPOINT && { endpoint: c.HEARTH_S3_ENDPOINT }), region: c.HEARTH_S3_REGION, forcePathStyle: c.HEARTH_S3_ENDPOINT !== undefined },
     ...(c.HEARTH_ENGINE_USER !== undefined && { engineUser: c.HEARTH_ENGINE_USER }),
     metrics: c.HEARTH_WORKER_METRICS,
+    egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
+    egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
   };
 }
