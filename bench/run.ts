@@ -9,8 +9,8 @@
  *
  * Knobs (env): BENCH_N (500), BENCH_WARMUP (50), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
  * BENCH_CONNECTIONS (50), BENCH_LLM_REQUESTS (20), BENCH_LLM_TOKENS (200), BENCH_WEBHOOK_JOBS (200),
- * BENCH_COLD_STARTS (10), BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency,metrics-overhead,
- * runpod-worker,cold-start), BENCH_CPU_PROF=<dir>
+ * BENCH_COLD_STARTS (10), BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency,metrics-overhead,guardrails-overhead,
+ * runpod-worker,cold-start), BENCH_LLM_GUARDRAILS=1 (llm-stream's endpoint with output PII redaction), BENCH_CPU_PROF=<dir>
  * (V8 profile of the Hearth API; see bench/cpu-profile-top.ts), BENCH_VERBOSE=1, BENCH_STRICT=1,
  * REDIS_URL, BENCH_PG_BASE_URL.
  *
@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { coldStart } from "./cold-start.ts";
 import { llmStream } from "./llm-stream.ts";
-import { metricsOverhead, runThroughput } from "./run-throughput.ts";
+import { guardrailsOverhead, metricsOverhead, runThroughput } from "./run-throughput.ts";
 import { runsyncLatency } from "./runsync-latency.ts";
 import { runpodWorker } from "./runpod-worker.ts";
 import { webhookLatency } from "./webhook-latency.ts";
@@ -39,6 +39,7 @@ const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult |
   "llm-stream": llmStream,
   "webhook-latency": webhookLatency,
   "metrics-overhead": metricsOverhead,
+  "guardrails-overhead": guardrailsOverhead,
   "runpod-worker": runpodWorker,
   "cold-start": coldStart,
 };
