@@ -29,7 +29,7 @@ const isAlnum = (c: number) => isDigit(c) || isUpper(c) || isLower(c);
 const isLocalChar = (c: number) => isAlnum(c) || c === 46 || c === 95 || c === 37 || c === 43 || c === 45;
 const isDomainChar = (c: number) => isAlnum(c) || c === 45 || c === 46;
 /** Characters of key-like tokens: letters, digits, `_` `-` and base64's `+` `/` `=`. */
-const isTokenChar = (c: number) => isAlnum(c) || c === 95 || c === 45 || c === 43 || c === 47 || c === 61;
+export const isTokenChar = (c: number) => isAlnum(c) || c === 95 || c === 45 || c === 43 || c === 47 || c === 61;
 
 /** Every finding in `text`, sorted by start, none overlapping (the earlier, then the longer, wins). */
 export function scanPii(text: string): PiiFinding[] {

@@ -66,6 +66,35 @@ describe("StreamGuard", () => {
     expect(out).toEqual([{ choices: [{ index: 0, text: "mail " }] }, { choices: [{ index: 0, text: "" }] }, { choices: [{ index: 0, text: "[REDACTED:email]", finish_reason: null }] }]);
   });
 
+  it("redacts a secret longer than the hold as it streams, dropping its rest, in linear time", () => {
+    const key = "sk-proj-" + "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9".repeat(40); // ~1 KB
+    const pieces = ["key: "];
+    for (let i = 0; i < key.length; i += 7) pieces.push(key.slice(i, i + 7));
+    pieces.push(" end");
+    expect(run(new StreamGuard("redact"), pieces).join("")).toBe("key: [REDACTED:secret] end");
+    // The same key cut off by the end of the stream: its rest still does not come out.
+    expect(run(new StreamGuard("redact"), pieces.slice(0, -1)).join("")).toBe("key: [REDACTED:secret]");
+    // 2 MB of one random-looking token in 8-character chunks: each chunk rescans a bounded tail.
+    const big = "Zx9Qw3Er5Ty7Ui1Op2As4Df6Gh8Jk0Lm".repeat(65_536);
+    const guard = new StreamGuard("redact");
+    let written = "";
+    for (let i = 0; i < big.length; i += 8) {
+      const step = guard.push(big.slice(i, i + 8));
+      if (step.kind === "write") written += step.chunks.join("");
+    }
+    expect(written).toBe("[REDACTED:secret]");
+  }, 60_000);
+
+  it("holds at most a short tail of text without spaces", () => {
+    const guard = new StreamGuard("redact");
+    let written = "";
+    for (let i = 0; i < 50; i++) {
+      const step = guard.push("abcd");
+      if (step.kind === "write") written += step.chunks.join("");
+    }
+    expect(written.length).toBe(200 - 64);
+  });
+
   it("checks other strings in a chunk on their own", () => {
     expect(run(new StreamGuard("redact"), [{ text: "hi ", meta: { owner: "x@y.org" } }])).toEqual([{ text: "hi ", meta: { owner: "[REDACTED:email]" } }]);
   });

@@ -1,9 +1,19 @@
 import type { GuardrailAction, GuardrailRule } from "../contracts/guardrails.ts";
-import { redact, scanPii, type PiiFinding } from "./pii-scan.ts";
+import { isTokenChar, redact, scanPii, type PiiFinding } from "./pii-scan.ts";
 import { checkText, type RuleCounts } from "./json-guard.ts";
 
-/** The most characters of a trailing token held back (a longer token is checked in pieces; each piece is still long enough to be a secret). */
-const MAX_TOKEN_HOLD = 1024;
+/**
+ * The most characters of a trailing token held back when nothing in it matches yet: an e-mail's
+ * local part is at most 64 (the scanner looks no further back from an `@`), and a key is recognised
+ * from its first 32–40 characters.
+ */
+const MAX_TOKEN_HOLD = 64;
+/**
+ * The most characters held back for a match still growing at the end: an e-mail address fits, and
+ * a longer secret is redacted up to here and its rest dropped as it comes. Bounds the text each
+ * chunk rescans, so a stream costs linear time whatever it holds.
+ */
+const MAX_MATCH_HOLD = 512;
 /** The most characters of a trailing run of digits and separators held back: a card with separators is 37, a formatted phone number less. */
 const MAX_NUMBER_HOLD = 64;
 
@@ -39,6 +49,8 @@ export function safeCut(text: string): number {
 /** One stream of text (a choice's `delta.content`, a handler's string chunks) checked as it grows. */
 export class TextChannel {
   private pending = "";
+  /** The start of a secret longer than MAX_MATCH_HOLD was written (redacted): its rest is not. */
+  private inSecret = false;
 
   constructor(
     private readonly action: GuardrailAction,
@@ -47,21 +59,54 @@ export class TextChannel {
 
   /** The part of `pending + text` that can be written now (redacted), or the rule that blocks it. */
   feed(text: string): { text: string } | { blocked: GuardrailRule } {
-    const all = this.pending + text;
+    let all = this.pending + text;
+    let lead = "";
+    if (this.inSecret) {
+      // The rest of a long secret whose start went out redacted: dropped (flag: written as it is).
+      let k = 0;
+      while (k < all.length && isTokenChar(all.charCodeAt(k))) k++;
+      if (this.action === "flag") lead = all.slice(0, k);
+      if (k === all.length) {
+        this.pending = "";
+        return { text: lead };
+      }
+      this.inSecret = false;
+      all = all.slice(k);
+    }
     let cut = safeCut(all);
     const findings = scanPii(all);
-    // A match that reaches past the cut is held back whole.
-    for (const f of findings) if (f.start < cut && f.end > cut) cut = f.start;
     const done: PiiFinding[] = [];
-    for (const f of findings) if (f.end <= cut) done.push(f);
+    for (const f of findings) {
+      if (f.end <= cut) {
+        done.push(f);
+        continue;
+      }
+      if (f.start < cut) {
+        // A match reaching past the cut is held back whole, up to MAX_MATCH_HOLD; past that (only a
+        // secret is so long) its start goes out redacted now and the rest is dropped as it comes.
+        if (all.length - f.start <= MAX_MATCH_HOLD) cut = f.start;
+        else {
+          done.push({ rule: f.rule, start: f.start, end: cut });
+          this.inSecret = true;
+        }
+      }
+      break;
+    }
     this.pending = all.slice(cut);
-    return this.settle(all.slice(0, cut), done);
+    const r = this.settle(all.slice(0, cut), done);
+    return "blocked" in r || lead === "" ? r : { text: lead + r.text };
   }
 
   /** Whatever was held back, checked as final. */
   flush(): { text: string } | { blocked: GuardrailRule } {
-    const rest = this.pending;
+    let rest = this.pending;
     this.pending = "";
+    if (this.inSecret) {
+      this.inSecret = false;
+      let k = 0;
+      while (k < rest.length && isTokenChar(rest.charCodeAt(k))) k++;
+      if (this.action !== "flag") rest = rest.slice(k);
+    }
     return rest === "" ? { text: "" } : this.settle(rest, scanPii(rest));
   }
 
