@@ -95,6 +95,11 @@ describe("StreamGuard", () => {
     expect(written.length).toBe(200 - 64);
   });
 
+  it("joins only text fields across object chunks; other strings are values of their own", () => {
+    const out = run(new StreamGuard("redact"), [{ text: "mail a@b", id: "r1" }, { text: ".io ok", id: "r1" }]);
+    expect(out).toEqual([{ text: "mail ", id: "r1" }, { text: "[REDACTED:email] ", id: "r1" }, { text: "ok" }]);
+  });
+
   it("checks other strings in a chunk on their own", () => {
     expect(run(new StreamGuard("redact"), [{ text: "hi ", meta: { owner: "x@y.org" } }])).toEqual([{ text: "hi ", meta: { owner: "[REDACTED:email]" } }]);
   });

@@ -125,6 +125,13 @@ export class TextChannel {
 export type StreamStep = { kind: "write"; chunks: unknown[] } | { kind: "block"; rule: GuardrailRule };
 
 type Obj = Record<string, unknown>;
+
+/**
+ * Top-level fields of a non-OpenAI object chunk that carry a stream's text (`{"text": "…"}`): their
+ * pieces are joined across chunks. Any other string field is a value of its own (an id, a status),
+ * checked alone.
+ */
+const TEXT_FIELDS: ReadonlySet<string> = new Set(["text", "content", "delta", "token", "output", "generated_text"]);
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /**
@@ -153,7 +160,13 @@ export class StreamGuard {
     }
     if (!isObj(chunk)) return this.stateless(chunk);
     const copy = deepCopy(chunk) as Obj;
-    const skip = new Set<Obj>();
+    /** The channel fields, which checkOthers leaves alone. */
+    const skip = new Map<Obj, Set<string>>();
+    const skipField = (o: Obj, key: string) => {
+      const keys = skip.get(o);
+      if (keys) keys.add(key);
+      else skip.set(o, new Set([key]));
+    };
     if (Array.isArray(copy.choices)) {
       this.lastChoiceChunk = copy;
       for (let k = 0; k < copy.choices.length; k++) {
@@ -162,7 +175,8 @@ export class StreamGuard {
         const index = typeof choice.index === "number" ? choice.index : k;
         const finished = choice.finish_reason !== undefined && choice.finish_reason !== null;
         const delta = choice.delta;
-        for (const [holder, key, name] of [[isObj(delta) ? delta : undefined, "content", `d${index}`], [choice, "text", `t${index}`]] as const) {
+        const d = isObj(delta) ? delta : undefined;
+        for (const [holder, key, name] of [[d, "content", `d${index}`], [d, "reasoning_content", `r${index}`], [choice, "text", `t${index}`]] as const) {
           if (!holder || (typeof holder[key] !== "string" && !(finished && this.channels.get(name)?.holding))) continue;
           const channel = this.channel(name);
           const fed = channel.feed(typeof holder[key] === "string" ? (holder[key] as string) : "");
@@ -174,18 +188,18 @@ export class StreamGuard {
             text += rest.text;
           }
           holder[key] = text;
-          skip.add(holder);
+          skipField(holder, key);
         }
       }
     } else {
       for (const key of Object.keys(copy)) {
         const value = copy[key];
-        if (typeof value !== "string") continue;
+        if (typeof value !== "string" || !TEXT_FIELDS.has(key)) continue;
         const fed = this.channel(`.${key}`).feed(value);
         if ("blocked" in fed) return { kind: "block", rule: fed.blocked };
         copy[key] = fed.text;
+        skipField(copy, key);
       }
-      skip.add(copy);
     }
     const blocked = this.checkOthers(copy, skip);
     return blocked ? { kind: "block", rule: blocked } : { kind: "write", chunks: [copy] };
@@ -222,22 +236,22 @@ export class StreamGuard {
   private stateless(chunk: unknown): StreamStep {
     if (chunk === null || typeof chunk !== "object") return { kind: "write", chunks: [chunk] };
     const copy = deepCopy(chunk);
-    const blocked = this.checkOthers(copy, new Set());
+    const blocked = this.checkOthers(copy, new Map());
     return blocked ? { kind: "block", rule: blocked } : { kind: "write", chunks: [copy] };
   }
 
-  /** Checks, and redacts in place, the strings of `root` outside the channel fields (`skip` holds the objects whose string fields are channels). */
-  private checkOthers(root: unknown, skip: Set<Obj>): GuardrailRule | undefined {
+  /** Checks, and redacts in place, the strings of `root` outside the channel fields (`skip`: object → its channel keys). */
+  private checkOthers(root: unknown, skip: Map<Obj, Set<string>>): GuardrailRule | undefined {
     const stack: unknown[] = [root];
     while (stack.length > 0) {
       const v = stack.pop();
       if (v === null || typeof v !== "object") continue;
       const o = v as Obj;
-      const skipStrings = skip.has(o);
+      const skipKeys = skip.get(o);
       for (const k of Object.keys(o)) {
         const item = o[k];
         if (typeof item === "string") {
-          if (skipStrings || item.length < 5) continue; // no pattern is shorter
+          if (item.length < 5 || skipKeys?.has(k)) continue; // no pattern is shorter
           const r = checkText(item, { pii: this.action }, this.counts);
           if (r.blockedBy) return r.blockedBy;
           if (r.findings.length > 0 && this.action === "redact") o[k] = redact(item, r.findings);
