@@ -22,6 +22,10 @@ describe("safeCut", () => {
     expect(safeCut("card 4111 1111 ")).toBe(5);
     expect(safeCut("card 4111 11")).toBe(5);
     expect(safeCut("a b")).toBe(2);
+    // Nothing any pattern contains: written at once.
+    expect(safeCut("привет")).toBe(6);
+    expect(safeCut("done!")).toBe(5);
+    expect(safeCut("(555)")).toBe(0);
   });
 });
 

@@ -17,7 +17,12 @@ const MAX_MATCH_HOLD = 512;
 /** The most characters of a trailing run of digits and separators held back: a card with separators is 37, a formatted phone number less. */
 const MAX_NUMBER_HOLD = 64;
 
-const isSpace = (c: number) => c <= 32 || c === 0xa0 || c === 0x2028 || c === 0x2029;
+/**
+ * Characters some pattern may contain besides the number separators: letters, digits and
+ * `_ - + / = . % @ ( )` (keys, e-mail addresses, phone numbers). A trailing run of anything else
+ * (spaces, other punctuation, non-ASCII text) joins nothing that comes after it.
+ */
+const isPatternChar = (c: number) => isTokenChar(c) || c === 46 || c === 37 || c === 64 || c === 40 || c === 41;
 const isDigit = (c: number) => c >= 48 && c <= 57;
 /** Digits and what may join digit groups (space, `-`, `.`, parentheses, `+`). */
 const isNumberChar = (c: number) => isDigit(c) || c === 32 || c === 45 || c === 46 || c === 40 || c === 41 || c === 43;
@@ -29,7 +34,7 @@ const isNumberChar = (c: number) => isDigit(c) || c === 32 || c === 45 || c === 
  */
 export function safeCut(text: string): number {
   let i = text.length;
-  while (i > 0 && !isSpace(text.charCodeAt(i - 1)) && text.length - i < MAX_TOKEN_HOLD) i--;
+  while (i > 0 && isPatternChar(text.charCodeAt(i - 1)) && text.length - i < MAX_TOKEN_HOLD) i--;
   let j = i;
   let digits = false;
   while (j > 0 && isNumberChar(text.charCodeAt(j - 1)) && i - j < MAX_NUMBER_HOLD) {
