@@ -1,9 +1,8 @@
 import type { Redis } from "ioredis";
-import type { GuardrailTrigger } from "../contracts/guardrails.ts";
 import { HEARTH_EVENTS, hearthEntry, type GuardrailPayload } from "../log/log-entry.ts";
 import type { RedisKeys } from "../queue/keys.ts";
 import type { RuleCounts } from "./json-guard.ts";
-import type { GuardrailAction, GuardrailDirection, GuardrailRule } from "../contracts/guardrails.ts";
+import type { GuardrailAction, GuardrailDirection, GuardrailRule, GuardrailTrigger } from "../contracts/guardrails.ts";
 
 /** Counts a trigger (prom-client in the API and the worker; labels: endpoint, direction, rule, action). */
 export interface GuardrailCounter {
