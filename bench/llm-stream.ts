@@ -132,8 +132,10 @@ async function openHearth(ctx: BenchContext) {
       engine: { kind: "openai", profile: "embedded", model: pathToFileURL(modelPath).href, args: ENGINE_ARGS, concurrency: CONCURRENCY },
       workersMin: 1,
       workersMax: 1,
+      // BENCH_LLM_GUARDRAILS=1: every streamed chunk goes through the worker's output PII check (redact; not triggered by this prompt).
+      ...(process.env.BENCH_LLM_GUARDRAILS === "1" && { guardrails: { output: { pii: "redact" } } }),
     });
-    ctx.log(`hearth: endpoint ${endpointId}; waiting for an idle worker (it starts the engine)`);
+    ctx.log(`hearth: endpoint ${endpointId}${process.env.BENCH_LLM_GUARDRAILS === "1" ? " (output guardrails on)" : ""}; waiting for an idle worker (it starts the engine)`);
     await hearth.waitIdleWorkers(apiKey, endpointId, 1, 120_000);
     const engine = findEngineProcesses(modelPath)[0];
     if (!engine) throw new Error(`the worker's engine (--model ${modelPath}) is not among the running processes`);
@@ -264,6 +266,7 @@ export async function llmStream(ctx: BenchContext): Promise<BenchResult[]> {
     engineFlags: hearth.engineFlags,
     floor: "the worker's own engine process, requested directly on its port",
     workers: 1,
+    outputGuardrails: process.env.BENCH_LLM_GUARDRAILS === "1" ? { pii: "redact" } : "none",
     targets: { addedGapP50Ms: `<= ${MAX_ADDED_GAP_MS}`, tokensPerSecondRatio: `>= ${MIN_TOKENS_PER_SECOND_RATIO}`, addedTtftP50Ms: `<= ${MAX_ADDED_TTFT_MS}` },
   };
   const hearthDetails = {

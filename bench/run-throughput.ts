@@ -83,7 +83,7 @@ async function floorSide(ctx: BenchContext) {
 }
 
 /** Hearth: API + scheduler, an endpoint that may run no worker, so every accepted job stays queued. */
-async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv, options: { limits?: boolean } = {}) {
+async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv, options: { limits?: boolean; endpointExtra?: Record<string, unknown> } = {}) {
   const { config } = ctx;
   const hearth = await startHearthFor(ctx, NAME, env);
   let measured;
@@ -94,6 +94,7 @@ async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv, options: {
       engine: { kind: "handler", module: noopHandler },
       workersMin: 0,
       workersMax: 0,
+      ...options.endpointExtra,
     });
     let apiKey = tenantKey;
     if (options.limits) {
@@ -210,6 +211,36 @@ export async function limitsOverhead(ctx: BenchContext): Promise<BenchResult> {
     problems,
     warnings: noiseWarnings(cpu, REST_OF_MACHINE),
     settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0, limits: "tenant + key, 1e6 req/s, burst 1e6" },
+    hearth: { ...on.run.measured, warmUp: on.run.warm },
+    floor: { ...off.run.measured, warmUp: off.run.warm },
+    cpu,
+  };
+}
+
+/** Input and output guardrails as an endpoint would have them, none of which the bench's body triggers. */
+export const BENCH_GUARDRAILS = { input: { pii: "block", injection: "flag" }, output: { pii: "redact" } } as const;
+
+/**
+ * The cost of guardrails on the hot path: `/run` throughput on an endpoint with input and output
+ * guardrails configured (every request's input scanned for PII and injection, not triggered; the
+ * output part travels in the job's data) against the same Hearth on an endpoint without them, one
+ * after the other in one run. Target: with ≥ 90 % of without. No external guard: that is an HTTP
+ * round trip per request by design.
+ */
+export async function guardrailsOverhead(ctx: BenchContext): Promise<BenchResult> {
+  const { config } = ctx;
+  const prefix = ctx.isolation.redisPrefix;
+  ctx.log("floor: Hearth, endpoint without guardrails");
+  const off = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}plain` });
+  ctx.log("hearth: Hearth, endpoint with guardrails configured (not triggered)");
+  const on = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}guarded` }, { endpointExtra: { guardrails: BENCH_GUARDRAILS } });
+  const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
+  return {
+    name: "guardrails-overhead",
+    comparison: compare("/run requests/s, guardrails vs none", "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: 0.9 }),
+    problems: [...off.problems, ...on.problems],
+    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
+    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0, guardrails: BENCH_GUARDRAILS },
     hearth: { ...on.run.measured, warmUp: on.run.warm },
     floor: { ...off.run.measured, warmUp: off.run.warm },
     cpu,

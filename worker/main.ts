@@ -9,6 +9,7 @@ import { z } from "zod";
 import { loadWorkerConfig, type WorkerConfig } from "../core/config/process-configs.ts";
 import type { ModelCredentials } from "../core/contracts/endpoint-env.ts";
 import { parseEnv } from "../core/config/parse-env.ts";
+import { egressPolicy } from "../core/config/egress.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
 import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
 import { pauseRequest, type PauseReply } from "../core/contracts/pause-messages.ts";
@@ -141,6 +142,7 @@ async function main(): Promise<void> {
       onError: (err, context) => logError(context, err),
       log: processLines,
       ...(tracing.tracer && { tracer: tracing.tracer }),
+      guardEgress: egressPolicy(config.egressAllowHttp, config.egressAllowList),
     });
   } catch (err) {
     await closeClients();

@@ -36,6 +36,7 @@ import type { AdminKeyStore } from "./services/admin-key-store.ts";
 import type { AuditTrail } from "./services/audit-trail.ts";
 import type { RateLimiter } from "./services/rate-limiter.ts";
 import type { OpenAIAdmission } from "./services/openai-admission.ts";
+import type { InputGuard } from "./services/input-guard.ts";
 
 /** Everything `createApp` needs; built by a composition root (apps/api/main.ts, or a test). */
 export interface ApiDeps {
@@ -59,6 +60,8 @@ export interface ApiDeps {
   metrics?: ApiMetrics;
   /** HEARTH_METRICS_PUBLIC: `/metrics` without the admin token. */
   metricsPublic?: boolean;
+  /** Endpoints' input guardrails, run before a job is queued (`/run`, `/runsync`, the OpenAI routes). */
+  guard: InputGuard;
   /** What `/run` and `/runsync` check beyond the schema (URLs, s3Config, inputRef). */
   submissionChecks: SubmissionCheckContext;
   /** Seals endpoint secrets (HEARTH_SECRETS_KEY); absent, secrets are refused with 400 `secrets_unavailable`. */

@@ -22,6 +22,8 @@ import { TenantPolicy } from "./services/tenant-policy.ts";
 import type { AdmissionDefaults } from "../../core/config/admission-defaults.ts";
 import { RateLimiter } from "./services/rate-limiter.ts";
 import { OpenAIAdmission } from "./services/openai-admission.ts";
+import { InputGuard } from "./services/input-guard.ts";
+import { ExternalGuardClient } from "../../core/guardrails/external-guard.ts";
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
 import { Invalidations } from "./services/invalidations.ts";
 import { JobRecords } from "./services/job-records.ts";
@@ -156,6 +158,7 @@ export function buildApiServices(clients: ApiClients, settings: ApiServiceSettin
     handlerDirs: settings.handlerDirs,
     modelPolicy: settings.modelPolicy,
     egress,
+    guard: new InputGuard({ redis, keys, external: new ExternalGuardClient({ policy: egress }), log: options.log, ...(metrics && { metrics }) }),
     submissionChecks: { egress, ...(secrets && { secrets }), ...(platformBucket !== undefined && { platformBucket }) },
     ...(secrets && { secrets }),
     redis,

@@ -306,6 +306,8 @@ const workerSchema = z.object({
   HEARTH_PROVISION_MS: z.preprocess((v) => (v === "" ? undefined : v), z.coerce.number().int().min(0).max(7 * 86_400_000).optional()),
   /** Set by the scheduler: the hash of the engine spec this worker runs (core/policy/rolling.ts). */
   HEARTH_SPEC_HASH: optionalString,
+  /** Where jobs' external guardrails may be (inherited from the scheduler's environment, like the API's). */
+  ...egressEnv,
 });
 
 /** Every variable the worker's config reads: what a provider passes on to workers from its own environment. */
@@ -347,6 +349,10 @@ export interface WorkerConfig {
   provisionMs?: number;
   /** HEARTH_SPEC_HASH: the engine spec hash this worker runs. */
   specHash?: string;
+  /** HEARTH_EGRESS_ALLOW_HTTP: an external guard may be plain http://. Default false. */
+  egressAllowHttp: boolean;
+  /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts an external guard may be at. Default empty. */
+  egressAllowList: AllowList;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -374,5 +380,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     metrics: c.HEARTH_WORKER_METRICS,
     ...(c.HEARTH_PROVISION_MS !== undefined && { provisionMs: c.HEARTH_PROVISION_MS }),
     ...(c.HEARTH_SPEC_HASH !== undefined && { specHash: c.HEARTH_SPEC_HASH }),
+    egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
+    egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
   };
 }

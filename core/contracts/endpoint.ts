@@ -10,6 +10,7 @@ import {
   modelCredentialsView,
   runpodEnvInput,
 } from "./endpoint-env.ts";
+import { guardrails, type Guardrails } from "./guardrails.ts";
 
 /** Where an engine's weights come from: materialised to a local path before the engine starts. */
 const modelUri = z
@@ -123,6 +124,8 @@ const endpointSettings = {
   maxFailedStarts: z.number().int().min(1).max(1000),
   /** Warm pool: idle booted (or, with flashboot, paused) workers kept ready besides workersMin and the demand. */
   workersStandby: z.number().int().min(0).max(100),
+  /** Input and output checks (core/contracts/guardrails.ts); `null` in a PATCH removes them. */
+  guardrails,
 };
 
 export const endpointCreate = z
@@ -139,6 +142,7 @@ export const endpointCreate = z
     flashboot: endpointSettings.flashboot.default(true),
     maxFailedStarts: endpointSettings.maxFailedStarts.default(3),
     workersStandby: endpointSettings.workersStandby.default(0),
+    guardrails: endpointSettings.guardrails.optional(),
   })
   .refine((e) => e.workersMin <= e.workersMax, { path: ["workersMin"], message: "workersMin must not exceed workersMax" });
 export type EndpointCreate = z.infer<typeof endpointCreate>;
@@ -148,6 +152,7 @@ export const endpointPatch = z
     name: safeText(191),
     engine: engineSpec,
     ...endpointSettings,
+    guardrails: guardrails.nullable(),
   })
   .partial()
   .strict();
@@ -170,6 +175,8 @@ export interface Endpoint {
   flashboot: boolean;
   maxFailedStarts: number;
   workersStandby: number;
+  /** Absent: no checks. */
+  guardrails?: Guardrails;
   createdAt: string;
   updatedAt: string;
 }

@@ -112,6 +112,8 @@ export const endpoints = pgTable(
     maxFailedStarts: integer("max_failed_starts").notNull().default(3),
     /** Warm pool: idle booted or paused workers kept ready besides workersMin. */
     workersStandby: integer("workers_standby").notNull().default(0),
+    /** The endpoint's guardrails (core/contracts/guardrails.ts), checked by zod when read back; null: none. */
+    guardrails: jsonb("guardrails"),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
     /** Soft delete: the scheduler drains a deleted endpoint's workers, job records keep their reference. */

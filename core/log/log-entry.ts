@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { jobResult } from "../queue/job-catalog.ts";
 import { workerState } from "../contracts/worker-state.ts";
+import { GUARDRAIL_RULES } from "../contracts/guardrails.ts";
 
 /**
  * The event log of an endpoint is one Redis stream: BullMQ's own events stream of the endpoint's
@@ -21,6 +22,8 @@ export const HEARTH_EVENTS = {
   retried: "hearth:retried",
   /** A worker changed state. */
   worker: "hearth:worker",
+  /** A guardrail check found something (core/guardrails): its rule and action, never the matched text. Not projected (yet): read from the stream. */
+  guardrail: "hearth:guardrail",
 } as const;
 
 export const acceptedPayload = z.object({
@@ -60,6 +63,21 @@ export const removingPayload = z.object({
   /** A job with a webhook takes its input along: its hash is gone once removed, and the webhook carries it. */
   input: z.unknown().optional(),
 });
+
+export const guardrailPayload = z.object({
+  direction: z.enum(["input", "output"]),
+  rule: z.enum(GUARDRAIL_RULES),
+  action: z.enum(["block", "redact", "flag", "allow"]),
+  /** Matches of the rule in the one check. */
+  count: z.number().int().min(1),
+  /** The job checked (output checks; input checks run before a job exists). */
+  jobId: z.string().optional(),
+  /** An external guard's own rule name (`[a-z0-9_.:-]{1,64}`), when it gave one. */
+  guardRule: z.string().max(64).optional(),
+  /** Which process checked. */
+  by: z.enum(["api", "worker"]),
+});
+export type GuardrailPayload = z.infer<typeof guardrailPayload>;
 
 export const retriedPayload = z.object({ jobId: z.string(), retries: z.number().int().min(0) });
 

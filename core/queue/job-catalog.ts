@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { outputGuardrails } from "../contracts/guardrails.ts";
 
 /**
  * What the API puts on an endpoint's BullMQ queue and the worker reads back: one schema both
@@ -29,6 +30,11 @@ export const jobData = z.object({
   /** How long a finished result stays readable (30 min for /run, 1–5 min for /runsync). */
   retentionMs: z.number().int().positive(),
   retries: z.number().int().min(0),
+  /**
+   * The endpoint's output guardrails as they were when the job was submitted (a PATCH applies to the
+   * next job, on workers already running too); the worker checks the job's output with them.
+   */
+  guardrails: outputGuardrails.optional(),
   /** W3C `traceparent` of the API request that submitted the job: the worker's span for it is a child of this one. */
   traceparent: z.string().max(128).optional(),
 });

@@ -197,7 +197,13 @@ export async function startStack(options: StackOptions = {}) {
       modelAllowList,
       ...(options.operatorS3Env && { operatorS3Env: options.operatorS3Env }),
     }),
-    workerEnv: { HEARTH_MODEL_DIRS: modelDirs.join(":"), HEARTH_MODEL_ALLOWLIST: modelAllowList.entries.join(",") },
+    workerEnv: {
+      HEARTH_MODEL_DIRS: modelDirs.join(":"),
+      HEARTH_MODEL_ALLOWLIST: modelAllowList.entries.join(","),
+      // Workers check jobs' external guards against the same egress policy as the API.
+      HEARTH_EGRESS_ALLOWLIST: egressAllowList.entries.join(","),
+      HEARTH_EGRESS_ALLOW_HTTP: egressAllowHttp ? "on" : "off",
+    },
     redisPrefix,
     tickMs: options.tickMs ?? 500,
     billingMode: options.billingMode ?? "meter",

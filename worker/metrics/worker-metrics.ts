@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from "prom-client";
 import type { JobResult } from "../../core/queue/job-catalog.ts";
 import type { RuntimeMetrics } from "../runtime/runtime-metrics.ts";
+import type { GuardrailTrigger } from "../../core/contracts/guardrails.ts";
 
 /** Seconds a job ran on this worker: from a no-op handler to a long generation (as the control plane's). */
 const EXECUTION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
@@ -29,6 +30,7 @@ export class WorkerMetrics implements RuntimeMetrics {
   private readonly chunks: Counter<"endpoint">;
   private readonly restarts: Counter<"endpoint">;
   private readonly healthy: Gauge<"endpoint">;
+  private readonly guardrails: Counter<"endpoint" | "direction" | "rule" | "action">;
   private readonly endpoint: { endpoint: string };
 
   constructor(options: WorkerMetricsOptions) {
@@ -42,6 +44,7 @@ export class WorkerMetrics implements RuntimeMetrics {
     this.chunks = new Counter({ name: "hearth_worker_stream_chunks_total", help: "Stream chunks this worker wrote for its jobs (what /stream reads).", labelNames: ["endpoint"], registers });
     this.restarts = new Counter({ name: "hearth_worker_engine_restarts_total", help: "Times this worker's engine process was lost after it had started (or a restart failed), each followed by a restart after a backoff.", labelNames: ["endpoint"], registers });
     this.healthy = new Gauge({ name: "hearth_worker_engine_healthy", help: "1 while the engine passes its health check (the worker takes jobs), 0 while it fails it or is not started.", labelNames: ["endpoint"], registers });
+    this.guardrails = new Counter({ name: "hearth_guardrail_triggers_total", help: "Output guardrail checks of this worker's jobs that found something, by rule (email, phone, card, secret, external, external_error) and action taken (block, redact, flag, allow).", labelNames: ["endpoint", "direction", "rule", "action"], registers });
     // Present from the start: a series that first appears at 1 loses that increase to `increase()`.
     for (const status of STATUSES) this.jobs.inc({ ...this.endpoint, status }, 0);
     this.chunks.inc(this.endpoint, 0);
@@ -63,6 +66,10 @@ export class WorkerMetrics implements RuntimeMetrics {
 
   engineHealth(healthy: boolean): void {
     this.healthy.set(this.endpoint, healthy ? 1 : 0);
+  }
+
+  guardrailTriggered(endpointId: string, t: GuardrailTrigger): void {
+    this.guardrails.inc({ endpoint: endpointId, direction: t.direction, rule: t.rule, action: t.action });
   }
 
   engineLost(): void {

@@ -12,6 +12,7 @@ import { withFields, type Log } from "../../core/log/process-log.ts";
 import { formatTraceparent, parseTraceparent } from "../../core/trace/trace-context.ts";
 import { SpanKind, startSpan } from "../../core/trace/tracing.ts";
 import { jobLogContext } from "./job-log-context.ts";
+import { JobOutputGuard, type OutputGuardDeps } from "./output-guard.ts";
 
 /**
  * The abort reason the runtime gives BullMQ (`worker.cancelAllJobs(DRAIN_REASON)`) when a drain
@@ -42,6 +43,8 @@ export interface JobProcessorOptions {
   log?: Log;
   /** Exports each job's span when tracing is on (see core/trace/tracing.ts). */
   tracer?: Tracer;
+  /** Runs jobs' output guardrails (set per job by the API in its data); without it, a job that has some fails rather than run unchecked. */
+  guardrails?: OutputGuardDeps;
   now?: () => number;
 }
 
@@ -109,6 +112,11 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
     if (cancels.take(job.id!) || signal?.aborted) return envelope({ status: "CANCELLED" });
 
     const jobId = job.id!;
+    let guard: JobOutputGuard | undefined;
+    if (data.guardrails) {
+      if (!options.guardrails) return envelope({ status: "FAILED", error: "guardrail_unavailable: this worker cannot run the endpoint's output guardrails" });
+      guard = new JobOutputGuard(data.guardrails, options.guardrails, { endpointId, jobId, openai: isOpenAIPassthrough(data.input) });
+    }
 
     // One signal for the engine, fired by whichever comes first; the first cause is the one reported.
     const controller = new AbortController();
@@ -153,6 +161,8 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
     let generation: EngineResult["generation"];
     let iterator: AsyncIterator<unknown> | undefined;
     let exhausted = false;
+    /** The job's error once its output guardrails blocked it. */
+    let blocked: string | undefined;
     try {
       let input = data.input;
       if (data.inputRef !== undefined) {
@@ -163,13 +173,18 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
       }
       const progress = (value: unknown) => {
         // Shown by /status while the job runs (core/policy/job-view.ts reads it back); a lost update is only a stale view.
-        if (cause === undefined) job.updateProgress({ output: value } satisfies JobProgress).catch((err: unknown) => log({ level: "warn", msg: "progress update failed", jobId, error: errorMessage(err) }));
+        const shown = guard ? guard.progress(value) : { value };
+        if (cause === undefined && shown) job.updateProgress({ output: shown.value } satisfies JobProgress).catch((err: unknown) => log({ level: "warn", msg: "progress update failed", jobId, error: errorMessage(err) }));
       };
       const result = await raceAbort(engine.run({ id: jobId, input, traceparent, progress }, controller.signal), aborted);
       if (result !== ABORTED) {
         generation = result.generation;
         if (result.kind === "value") {
           outcome = valueOutcome(result.value);
+          if (guard && outcome.output !== undefined) {
+            const checked = await raceAbort(guard.value(outcome.output), aborted);
+            if (checked !== ABORTED) outcome = checked.ok ? { ...outcome, output: checked.output } : { status: "FAILED", error: checked.error };
+          }
           if (offload && outcome.output !== undefined) {
             const output = await raceAbort(labelled("output upload failed", offload.value(outcome.output)), aborted);
             if (output !== ABORTED) outcome = { ...outcome, output };
@@ -178,37 +193,67 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
           iterator = result.chunks[Symbol.asyncIterator]();
           const all: unknown[] = [];
           if (offload && engineInfo.returnAggregateStream) aggregate = offload.aggregate();
-          for (let n = 0; ; n++) {
+          let n = 0;
+          /** Writes one chunk (as the guardrails left it) everywhere it goes; false once aborted. */
+          const emit = async (value: unknown): Promise<boolean> => {
+            let chunk = value;
+            if (offload) {
+              const sent = await raceAbort(labelled("stream chunk upload failed", offload.chunk(n++, chunk)), aborted);
+              if (sent === ABORTED) return false;
+              chunk = sent;
+            }
+            const backlog = stream.add(chunk);
+            if (backlog && (await raceAbort(backlog, aborted)) === ABORTED) return false;
+            if (aggregate) {
+              const uploading = aggregate.add(value);
+              if (uploading && (await raceAbort(labelled("output upload failed", uploading), aborted)) === ABORTED) return false;
+            } else if (engineInfo.returnAggregateStream) all.push(value);
+            return true;
+          };
+          for (;;) {
             const step = await raceAbort(iterator.next(), aborted);
             if (step === ABORTED) break;
             if (step.done) {
               exhausted = true;
               break;
             }
-            let chunk = step.value;
-            if (offload) {
-              const sent = await raceAbort(labelled("stream chunk upload failed", offload.chunk(n, chunk)), aborted);
-              if (sent === ABORTED) break;
-              chunk = sent;
+            if (!guard) {
+              if (!(await emit(step.value))) break;
+              continue;
             }
-            const backlog = stream.add(chunk);
-            if (backlog && (await raceAbort(backlog, aborted)) === ABORTED) break;
-            if (aggregate) {
-              const uploading = aggregate.add(step.value);
-              if (uploading && (await raceAbort(labelled("output upload failed", uploading), aborted)) === ABORTED) break;
-            } else if (engineInfo.returnAggregateStream) all.push(step.value);
+            // Checked before anything is written: what a pattern could still span waits for the next chunk.
+            const checked = guard.chunk(step.value);
+            if (checked.kind === "block") {
+              blocked = guard.blockedError(checked.rule);
+              break;
+            }
+            let going = true;
+            for (const c of checked.chunks) if (!(going = await emit(c))) break;
+            if (!going) break;
+          }
+          if (guard && exhausted && blocked === undefined) {
+            const rest = guard.endStream();
+            if (rest.kind === "block") blocked = guard.blockedError(rest.rule);
+            else for (const c of rest.chunks) if (!(await emit(c))) break;
           }
           // Every chunk is in Redis before the job is reported finished (the relay's order).
           await stream.flush();
-          if (cause === undefined) {
+          if (blocked !== undefined) outcome = { status: "FAILED", error: blocked };
+          else if (cause === undefined) {
             let output: unknown = engineInfo.returnAggregateStream ? all : undefined;
             if (aggregate) output = await raceAbort(labelled("output upload failed", aggregate.finish()), aborted);
             else if (result.output) {
               // The engine's own final output (a RunPod worker's job-done), offloaded like any value.
               output = result.output();
-              if (offload && output !== undefined) output = await raceAbort(labelled("output upload failed", offload.value(output)), aborted);
+              if (guard && output !== undefined) {
+                const checked = await raceAbort(guard.value(output), aborted);
+                output = checked === ABORTED ? ABORTED : checked.ok ? checked.output : undefined;
+                if (checked !== ABORTED && !checked.ok) blocked = checked.error;
+              }
+              if (offload && output !== undefined && output !== ABORTED) output = await raceAbort(labelled("output upload failed", offload.value(output)), aborted);
             }
-            if (output !== ABORTED) outcome = { status: "COMPLETED", output };
+            if (blocked !== undefined) outcome = { status: "FAILED", error: blocked };
+            else if (output !== ABORTED) outcome = { status: "COMPLETED", output };
           }
         }
       }
@@ -229,6 +274,7 @@ export function createJobProcessor(options: JobProcessorOptions): JobProcessor {
     if (cause === "drain") return handBack(job, token);
     if (cause !== undefined) outcome = abortOutcome(cause, data);
     await stream.seal(data.retentionMs).catch(() => {});
+    if (guard) await guard.finish().catch((err: unknown) => log({ level: "warn", msg: "guardrail triggers not logged", jobId, error: errorMessage(err) }));
     const stats = safely(generation);
     return envelope({
       ...(outcome ?? { status: "FAILED", error: "engine produced no result" }),
@@ -325,6 +371,11 @@ function raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T | typeof AB
       },
     );
   });
+}
+
+/** A job from the OpenAI routes (RunPod's passthrough input): its errors are read as engine refusals. */
+function isOpenAIPassthrough(input: unknown): boolean {
+  return isPlainObject(input) && typeof input.openai_route === "string";
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

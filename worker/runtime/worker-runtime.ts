@@ -17,6 +17,10 @@ import type { RuntimeMetrics } from "./runtime-metrics.ts";
 import { performance } from "node:perf_hooks";
 import type { ColdStartReport } from "../../core/log/log-entry.ts";
 import type { BootPhase, PhaseProgress } from "../../core/policy/wait-reason.ts";
+import { ExternalGuardClient } from "../../core/guardrails/external-guard.ts";
+import { logGuardrailTriggers } from "../../core/guardrails/guardrail-log.ts";
+import { egressPolicy } from "../../core/config/egress.ts";
+import { EMPTY_ALLOW_LIST, type UrlPolicy } from "../../core/net/url-policy.ts";
 
 /** The largest `weightsFetchMs` a worker log entry may carry (a week). */
 const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
@@ -67,6 +71,11 @@ export interface WorkerRuntimeOptions {
   log?: Log;
   /** Exports job spans when tracing is on. */
   tracer?: Tracer;
+  /**
+   * Where jobs' external guards may be (HEARTH_EGRESS_ALLOWLIST, HEARTH_EGRESS_ALLOW_HTTP of the
+   * worker). Default: https:// to public addresses only.
+   */
+  guardEgress?: UrlPolicy;
   now?: () => number;
 }
 
@@ -197,6 +206,13 @@ export class WorkerRuntime {
       onOffloadProgress: (detail) => this.onPhase("offload", detail),
       ...(options.log && { log: options.log }),
       ...(options.tracer && { tracer: options.tracer }),
+      guardrails: {
+        external: new ExternalGuardClient({ policy: options.guardEgress ?? egressPolicy(false, EMPTY_ALLOW_LIST) }),
+        record: async (jobId, triggers, guardRule) => {
+          for (const t of triggers) this.metrics?.guardrailTriggered(options.endpointId, t);
+          await logGuardrailTriggers(options.redis, this.keys, options.endpointId, triggers, { by: "worker", jobId, ...(guardRule !== undefined && { guardRule }) });
+        },
+      },
       now: this.now,
     });
     const counted = this.counted(processor);

@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { Context, MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import type { HealthView } from "../../../core/contracts/job-view.ts";
+import type { GuardrailTrigger } from "../../../core/contracts/guardrails.ts";
 
 /** One endpoint as a scrape sees it: its `/health` counters and the age of its oldest queued job. */
 export interface EndpointSample {
@@ -36,6 +37,7 @@ export class ApiMetrics {
   private readonly workers: Gauge<"endpoint" | "state">;
   private readonly throttled: Gauge<"endpoint">;
   private readonly refusals: Counter<"endpoint" | "limit">;
+  private readonly guardrails: Counter<"endpoint" | "direction" | "rule" | "action">;
 
   constructor(private readonly options: ApiMetricsOptions) {
     const registers = [this.registry];
@@ -48,7 +50,13 @@ export class ApiMetrics {
     this.workers = new Gauge({ name: "hearth_workers", help: "Workers per endpoint by state (idle, initializing, running, unhealthy: each worker in one), from their heartbeats.", labelNames: ["endpoint", "state"], registers });
     // Endpoint ids are those of resolved (owned) endpoints and `limit` one of four words: bounded labels.
     this.refusals = new Counter({ name: "hearth_admission_refusals_total", help: "Requests refused at admission, by endpoint and limit: requests, tokens (rate limits, 429), context_length (400), queue (back-pressure, 429).", labelNames: ["endpoint", "limit"], registers });
+    this.guardrails = new Counter({ name: "hearth_guardrail_triggers_total", help: "Guardrail checks that found something, by endpoint, direction (input: checked by the API; output: by the worker, in its own series), rule (email, phone, card, secret, injection, external, external_error) and action taken (block, redact, flag, allow).", labelNames: ["endpoint", "direction", "rule", "action"], registers });
     this.throttled = new Gauge({ name: "hearth_workers_throttled", help: "Workers the endpoint's demand asks for that the scheduler holds back (host capacity, tenant quota, billing).", labelNames: ["endpoint"], registers });
+  }
+
+  /** One guardrail trigger (apps/api/services/input-guard.ts). */
+  guardrailTriggered(endpointId: string, t: GuardrailTrigger): void {
+    this.guardrails.inc({ endpoint: endpointId, direction: t.direction, rule: t.rule, action: t.action });
   }
 
   /** Counts and times every request, labelled with the route pattern that answered it. */

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, type RouteConfig } from "@hono/zod-opena
 import type { Context } from "hono";
 import { z } from "zod";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
-import { runRequest } from "../../../core/contracts/job-request.ts";
+import { runRequest, type RunRequest } from "../../../core/contracts/job-request.ts";
 import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { healthView, jobStatus, jobView, streamPage } from "../../../core/contracts/job-view.ts";
 import { ApiError } from "../api-error.ts";
@@ -138,13 +138,20 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
   // Request rates of every job route (the OpenAI generation routes take theirs with their tokens, in their handler).
   app.use("/:ep/*", rateLimit({ limiter: deps.rateLimiter, policy: deps.policy }));
 
-  openaiRoutes(deps.openai, { policy: deps.policy, billing: deps.billing }, deps.openaiAdmission, app);
+  openaiRoutes(deps.openai, { policy: deps.policy, billing: deps.billing }, deps.openaiAdmission, app, deps.guard);
+
+  /** The request with its input as the endpoint's input guardrails leave it (or a refusal). */
+  const guarded = async (ep: Endpoint, req: RunRequest): Promise<RunRequest> => {
+    if (ep.guardrails === undefined) return req;
+    const checked = await deps.guard.check(ep, req.input);
+    return checked === req.input ? req : { ...req, input: checked as RunRequest["input"] };
+  };
 
   hotRoute(app, routes.run, async (c, input) => {
     const idempotencyKey = input.header["idempotency-key"];
-    const req = input.json;
-    await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
+    const req = await guarded(ep, input.json);
+    await checkSubmission(req, deps.submissionChecks);
     const submitted = await deps.submitter.submit(ep, ep.tenantId, req, { sync: false, retentionMs: deps.retention.asyncMs, origin: originOf(c), ...(idempotencyKey !== undefined && { idempotencyKey }) });
     if (submitted.repeated) {
       // The first submission's job, as it is now (RunPod answers /run with id and status only).
@@ -158,9 +165,9 @@ export function jobRoutes(deps: ApiDeps): OpenAPIHono<JobEnv> {
     const asked = input.query.wait;
     const wait = asked ?? 90_000;
     const idempotencyKey = input.header["idempotency-key"];
-    const req = input.json;
-    await checkSubmission(req, deps.submissionChecks);
     const ep = c.get("endpoint");
+    const req = await guarded(ep, input.json);
+    await checkSubmission(req, deps.submissionChecks);
     const retentionMs = asked === undefined ? deps.retention.syncMs : syncRetentionMs(deps.retention, asked);
     const { id, view } = await deps.syncRuns.run(ep, req, { retentionMs, origin: originOf(c), ...(idempotencyKey !== undefined && { idempotencyKey }) }, wait, c.req.raw.signal);
     return c.json(view ?? { id, status: "IN_QUEUE" as const }, 200);

@@ -1,6 +1,8 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import { endpointCreate, endpointPatch } from "../../../core/contracts/endpoint.ts";
+import { guardrails } from "../../../core/contracts/guardrails.ts";
+import { checkGuardrails } from "../services/guardrail-check.ts";
 import { resourceId, safeText } from "../../../core/contracts/safe-text.ts";
 import { keyScope } from "../../../core/contracts/key-scope.ts";
 import { applyRateUpdate, rateLimits, rateLimitsUpdate, ratesInForce, ROUTE_CLASSES, type RateLimits, type RouteClass } from "../../../core/contracts/rate-limits.ts";
@@ -43,6 +45,7 @@ const endpointView = z
     flashboot: z.boolean(),
     maxFailedStarts: z.number(),
     workersStandby: z.number(),
+    guardrails: guardrails.optional(),
     createdAt: z.string(),
     updatedAt: z.string(),
     /**
@@ -192,6 +195,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     const body = c.req.valid("json");
     const tenantId = c.get("principal").tenantId;
     await checkEngine(body.engine, deps, "engine");
+    if (body.guardrails) await checkGuardrails(body.guardrails, deps.egress, "guardrails");
     await deps.prices.checkGpuTypes(body.gpuTypeIds, "gpuTypeIds");
     await deps.policy.checkGrants(tenantId, body.engine, "engine");
     await deps.policy.checkEndpoint(tenantId, body);
@@ -227,6 +231,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
       await checkEngine(patch.engine, deps, "engine");
       await deps.policy.checkGrants(tenantId, patch.engine, "engine");
     }
+    if (patch.guardrails) await checkGuardrails(patch.guardrails, deps.egress, "guardrails");
     if (patch.gpuTypeIds) await deps.prices.checkGpuTypes(patch.gpuTypeIds, "gpuTypeIds");
     const min = patch.workersMin ?? current.workersMin;
     const max = patch.workersMax ?? current.workersMax;

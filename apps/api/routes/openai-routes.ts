@@ -7,6 +7,7 @@ import { servedModelName } from "../../../core/engine/served-model-name.ts";
 import { jobAdmission } from "../middleware/job-admission.ts";
 import { originOf, type TenantEnv } from "../middleware/tenant-auth.ts";
 import type { OpenAIRelay } from "../services/openai-relay.ts";
+import type { InputGuard } from "../services/input-guard.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
 import type { OpenAIAdmission } from "../services/openai-admission.ts";
@@ -110,14 +111,18 @@ const buildRoutes = (admission: Admission) => ({
  * RunPod's OpenAI-compatible routes, `/v2/:ep/openai/v1/*`, on the job router (whose middleware
  * has authenticated the key and resolved the endpoint). Errors take OpenAI's shape in `app.onError`.
  */
-export function openaiRoutes(relay: OpenAIRelay, admission: Admission, gate: OpenAIAdmission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>()): OpenAPIHono<OpenAIEnv> {
+export function openaiRoutes(relay: OpenAIRelay, admission: Admission, gate: OpenAIAdmission, app: OpenAPIHono<OpenAIEnv> = apiRouter<OpenAIEnv>(), guard?: InputGuard): OpenAPIHono<OpenAIEnv> {
   const routes = buildRoutes(admission);
+  /** The body as the endpoint's input guardrails leave it; a refusal is thrown (OpenAI's error shape, app.onError). */
+  const guarded = async (ep: Endpoint, body: Record<string, unknown>) => (guard && ep.guardrails !== undefined ? ((await guard.check(ep, body)) as Record<string, unknown>) : body);
   const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
-    const body = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
     const ep = c.get("endpoint");
-    // Context window, request and token limits; the tokens are held under the job's id until it ends.
-    const admitted = await gate.admit(ep, c.get("principal"), target, body);
+    const given = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
+    // Context window, request and token limits first (cheap, and they bound what reaches the guards);
+    // the tokens are held under the job's id until it ends.
+    const admitted = await gate.admit(ep, c.get("principal"), target, given);
     try {
+      const body = await guarded(ep, given);
       if (body.stream === true) {
         const stream = await relay.stream(ep, target, body, c.req.raw.signal, originOf(c), admitted.jobId);
         // No `Connection: keep-alive`: HTTP/1.1 keeps the connection by default (Node says so itself),
@@ -141,10 +146,10 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, gate: Ope
   // Never streamed: one job, one JSON answer (a job on the endpoint's queue like any completion).
   app.openapi(routes.embeddings, async (c) => {
     const ep = c.get("endpoint");
-    const body = c.req.valid("json");
-    const admitted = await gate.admit(ep, c.get("principal"), "/v1/embeddings", body);
+    const given = c.req.valid("json");
+    const admitted = await gate.admit(ep, c.get("principal"), "/v1/embeddings", given);
     try {
-      const r = await relay.complete(ep, "/v1/embeddings", body, c.req.raw.signal, originOf(c), admitted.jobId);
+      const r = await relay.complete(ep, "/v1/embeddings", await guarded(ep, given), c.req.raw.signal, originOf(c), admitted.jobId);
       return c.json(r.body as Record<string, unknown>, r.status as 200, admitted.headers);
     } catch (err) {
       await admitted.release();

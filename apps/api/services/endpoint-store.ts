@@ -4,6 +4,7 @@ import { auditLog, endpoints } from "../../../core/db/schema.ts";
 import { auditRow, type AuditBy, type AuditWhat } from "../../../core/db/audit-writes.ts";
 import { modelIdentity } from "../../../core/engine/model-identity.ts";
 import { storedEngineSpec, type Endpoint, type EndpointCreate, type EndpointPatch, type EngineSpec, type StoredEngineSpec } from "../../../core/contracts/endpoint.ts";
+import { guardrails, type Guardrails } from "../../../core/contracts/guardrails.ts";
 import { sealEngine, viewEngine } from "../../../core/secrets/endpoint-secrets.ts";
 import type { SecretBox } from "../../../core/secrets/secret-box.ts";
 import { ApiError } from "../api-error.ts";
@@ -190,9 +191,18 @@ export function toEndpoint(row: typeof endpoints.$inferSelect): Endpoint {
     flashboot: row.flashboot,
     maxFailedStarts: row.maxFailedStarts,
     workersStandby: row.workersStandby,
+    ...parseStoredGuardrails(row.guardrails, row.id),
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
+}
+
+/** The guardrails column, checked like the engine's: null is none, a row that does not parse is an error (500). */
+function parseStoredGuardrails(value: unknown, id: string): { guardrails?: Guardrails } {
+  if (value === null || value === undefined) return {};
+  const r = guardrails.safeParse(value);
+  if (!r.success) throw new Error(`endpoint ${id}: stored guardrails do not parse (${r.error.issues[0]?.path.join(".")}: ${r.error.issues[0]?.message})`);
+  return { guardrails: r.data };
 }
 
 /** The engine column, checked: a row that does not parse is an error (500), never passed on as it is. */

@@ -2,6 +2,7 @@ import { formatTraceparent, type TraceParent } from "../../../core/trace/trace-c
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { Endpoint } from "../../../core/contracts/endpoint.ts";
+import { outputPart } from "../../../core/contracts/guardrails.ts";
 import { DEFAULT_TTL_MS, type RunRequest } from "../../../core/contracts/job-request.ts";
 import { LOW_PRIORITY, type JobData } from "../../../core/queue/job-catalog.ts";
 import type { AcceptedPayload } from "../../../core/log/log-entry.ts";
@@ -83,6 +84,8 @@ export class JobSubmitter {
       retentionMs: mode.retentionMs,
       retries: 0,
     };
+    const guardrails = outputPart(endpoint.guardrails);
+    if (guardrails) data.guardrails = guardrails;
     if (mode.origin?.trace) data.traceparent = formatTraceparent(mode.origin.trace);
     if (req.webhook) data.webhook = req.webhook;
     if (req.webhookV2) data.webhookV2 = req.webhookV2;
