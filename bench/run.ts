@@ -10,7 +10,7 @@
  * Knobs (env): BENCH_N (500), BENCH_WARMUP (50), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
  * BENCH_CONNECTIONS (50), BENCH_LLM_REQUESTS (20), BENCH_LLM_TOKENS (200), BENCH_WEBHOOK_JOBS (200),
  * BENCH_COLD_STARTS (10), BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency,metrics-overhead,limits-overhead,guardrails-overhead,
- * runpod-worker,cold-start,weights-pull), BENCH_LLM_GUARDRAILS=1 (llm-stream's endpoint with output PII redaction), BENCH_CPU_PROF=<dir>
+ * runpod-worker,cold-start,llm-cold-start,weights-pull), BENCH_LLM_GUARDRAILS=1 (llm-stream's endpoint with output PII redaction), BENCH_CPU_PROF=<dir>
  * (V8 profile of the Hearth API; see bench/cpu-profile-top.ts), BENCH_VERBOSE=1, BENCH_STRICT=1,
  * REDIS_URL, BENCH_PG_BASE_URL.
  *
@@ -20,6 +20,7 @@
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { coldStart } from "./cold-start.ts";
+import { llmColdStart } from "./llm-cold-start.ts";
 import { weightsPull } from "./weights-pull.ts";
 import { llmStream } from "./llm-stream.ts";
 import { guardrailsOverhead, limitsOverhead, metricsOverhead, runThroughput } from "./run-throughput.ts";
@@ -44,6 +45,7 @@ const benchmarks: Record<BenchName, (ctx: BenchContext) => Promise<BenchResult |
   "guardrails-overhead": guardrailsOverhead,
   "runpod-worker": runpodWorker,
   "cold-start": coldStart,
+  "llm-cold-start": llmColdStart,
   "weights-pull": weightsPull,
 };
 

@@ -3,7 +3,7 @@ import { z } from "zod";
 const posInt = (dflt: number, max: number) =>
   z.preprocess((v) => (v === "" || v === undefined ? dflt : Number(v)), z.number().int().min(1).max(max));
 
-export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream", "webhook-latency", "metrics-overhead", "limits-overhead", "guardrails-overhead", "runpod-worker", "cold-start", "weights-pull"] as const;
+export const BENCH_NAMES = ["runsync-latency", "run-throughput", "llm-stream", "webhook-latency", "metrics-overhead", "limits-overhead", "guardrails-overhead", "runpod-worker", "cold-start", "llm-cold-start", "weights-pull"] as const;
 export type BenchName = (typeof BENCH_NAMES)[number];
 
 const schema = z.object({
