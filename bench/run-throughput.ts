@@ -163,86 +163,92 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
   };
 }
 
+type SideOptions = Parameters<typeof hearthSide>[2];
+
+/** One side of an on/off comparison: what the log says, its Redis prefix's suffix, its environment and options. */
+interface Toggle {
+  log: string;
+  prefix: string;
+  env?: NodeJS.ProcessEnv;
+  options?: SideOptions;
+}
+
 /**
- * The cost of the API's metrics on the hot path: `/run` throughput with metrics on (every request
- * counted and timed, `/metrics` served) against the same Hearth with `HEARTH_METRICS=off`, one after
- * the other in one run. Target: on ≥ 95 % of off.
+ * `/run` throughput of the same Hearth with a feature off (the floor) and on, one after the other
+ * in one run. A Redis prefix per side (inside the run's, so its cleanup clears both): the second
+ * side's control plane must not spend the measured window projecting the first side's tens of
+ * thousands of jobs.
  */
-export async function metricsOverhead(ctx: BenchContext): Promise<BenchResult> {
+async function onOff(ctx: BenchContext, c: { name: string; metric: string; target: number; off: Toggle; on: Toggle; settings?: Record<string, unknown>; refusalsVoid?: string }): Promise<BenchResult> {
   const { config } = ctx;
-  // A Redis prefix per side (inside the run's, so its cleanup clears both): the second side's control
-  // plane must not spend the measured window projecting the first side's tens of thousands of jobs.
   const prefix = ctx.isolation.redisPrefix;
-  ctx.log("floor: Hearth with HEARTH_METRICS=off");
-  const off = await hearthSide(ctx, { HEARTH_METRICS: "off", HEARTH_REDIS_PREFIX: `${prefix}off` });
-  ctx.log("hearth: Hearth with metrics on (the default)");
-  const on = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}on` });
+  ctx.log(`floor: ${c.off.log}`);
+  const off = await hearthSide(ctx, { ...c.off.env, HEARTH_REDIS_PREFIX: `${prefix}${c.off.prefix}` }, c.off.options);
+  ctx.log(`hearth: ${c.on.log}`);
+  const on = await hearthSide(ctx, { ...c.on.env, HEARTH_REDIS_PREFIX: `${prefix}${c.on.prefix}` }, c.on.options);
+  const problems = [...off.problems, ...on.problems];
+  if (c.refusalsVoid && on.run.measured.non2xx > 0) problems.push(c.refusalsVoid);
   const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
   return {
-    name: "metrics-overhead",
-    comparison: compare("/run requests/s, metrics on vs off", "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: 0.95 }),
-    problems: [...off.problems, ...on.problems],
+    name: c.name,
+    comparison: compare(c.metric, "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: c.target }),
+    problems,
     warnings: noiseWarnings(cpu, REST_OF_MACHINE),
-    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0 },
+    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0, ...c.settings },
     hearth: { ...on.run.measured, warmUp: on.run.warm },
     floor: { ...off.run.measured, warmUp: off.run.warm },
     cpu,
   };
+}
+
+/**
+ * The cost of the API's metrics on the hot path: `/run` throughput with metrics on (every request
+ * counted and timed, `/metrics` served) against the same Hearth with `HEARTH_METRICS=off`. Target:
+ * on ≥ 95 % of off.
+ */
+export function metricsOverhead(ctx: BenchContext): Promise<BenchResult> {
+  return onOff(ctx, {
+    name: "metrics-overhead",
+    metric: "/run requests/s, metrics on vs off",
+    target: 0.95,
+    off: { log: "Hearth with HEARTH_METRICS=off", prefix: "off", env: { HEARTH_METRICS: "off" } },
+    on: { log: "Hearth with metrics on (the default)", prefix: "on" },
+  });
 }
 
 /**
  * The cost of rate limits on the hot path: `/run` throughput with request-rate limits configured on
- * the tenant and on the key (never reached) against the same Hearth without limits, one after the
- * other in one run. Target: with limits ≥ 90 % of without.
+ * the tenant and on the key (never reached) against the same Hearth without limits. Target: with
+ * limits ≥ 90 % of without.
  */
-export async function limitsOverhead(ctx: BenchContext): Promise<BenchResult> {
-  const { config } = ctx;
-  const prefix = ctx.isolation.redisPrefix;
-  ctx.log("floor: Hearth without rate limits");
-  const off = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}free` });
-  ctx.log("hearth: Hearth with tenant and key rate limits configured (not reached)");
-  const on = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}limited` }, { limits: true });
-  const problems = [...off.problems, ...on.problems];
-  if (on.run.measured.non2xx > 0) problems.push("limits: some requests were refused; the limits must not be reached");
-  const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
-  return {
+export function limitsOverhead(ctx: BenchContext): Promise<BenchResult> {
+  return onOff(ctx, {
     name: "limits-overhead",
-    comparison: compare("/run requests/s, rate limits on vs off", "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: 0.9 }),
-    problems,
-    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
-    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0, limits: "tenant + key, 1e6 req/s, burst 1e6" },
-    hearth: { ...on.run.measured, warmUp: on.run.warm },
-    floor: { ...off.run.measured, warmUp: off.run.warm },
-    cpu,
-  };
+    metric: "/run requests/s, rate limits on vs off",
+    target: 0.9,
+    off: { log: "Hearth without rate limits", prefix: "free" },
+    on: { log: "Hearth with tenant and key rate limits configured (not reached)", prefix: "limited", options: { limits: true } },
+    settings: { limits: "tenant + key, 1e6 req/s, burst 1e6" },
+    refusalsVoid: "limits: some requests were refused; the limits must not be reached",
+  });
 }
 
 /** Input and output guardrails as an endpoint would have them, none of which the bench's body triggers. */
-export const BENCH_GUARDRAILS = { input: { pii: "block", injection: "flag" }, output: { pii: "redact" } } as const;
+const BENCH_GUARDRAILS = { input: { pii: "block", injection: "flag" }, output: { pii: "redact" } } as const;
 
 /**
  * The cost of guardrails on the hot path: `/run` throughput on an endpoint with input and output
  * guardrails configured (every request's input scanned for PII and injection, not triggered; the
- * output part travels in the job's data) against the same Hearth on an endpoint without them, one
- * after the other in one run. Target: with ≥ 90 % of without. No external guard: that is an HTTP
- * round trip per request by design.
+ * output part travels in the job's data) against the same Hearth on an endpoint without them.
+ * Target: with ≥ 90 % of without. No external guard: that is an HTTP round trip per request by design.
  */
-export async function guardrailsOverhead(ctx: BenchContext): Promise<BenchResult> {
-  const { config } = ctx;
-  const prefix = ctx.isolation.redisPrefix;
-  ctx.log("floor: Hearth, endpoint without guardrails");
-  const off = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}plain` });
-  ctx.log("hearth: Hearth, endpoint with guardrails configured (not triggered)");
-  const on = await hearthSide(ctx, { HEARTH_REDIS_PREFIX: `${prefix}guarded` }, { endpointExtra: { guardrails: BENCH_GUARDRAILS } });
-  const cpu = { hearth: on.run.cpu, floor: off.run.cpu };
-  return {
+export function guardrailsOverhead(ctx: BenchContext): Promise<BenchResult> {
+  return onOff(ctx, {
     name: "guardrails-overhead",
-    comparison: compare("/run requests/s, guardrails vs none", "req/s", on.run.measured.requestsPerSecond, off.run.measured.requestsPerSecond, { op: ">=", value: 0.9 }),
-    problems: [...off.problems, ...on.problems],
-    warnings: noiseWarnings(cpu, REST_OF_MACHINE),
-    settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0, guardrails: BENCH_GUARDRAILS },
-    hearth: { ...on.run.measured, warmUp: on.run.warm },
-    floor: { ...off.run.measured, warmUp: off.run.warm },
-    cpu,
-  };
+    metric: "/run requests/s, guardrails vs none",
+    target: 0.9,
+    off: { log: "Hearth, endpoint without guardrails", prefix: "plain" },
+    on: { log: "Hearth, endpoint with guardrails configured (not triggered)", prefix: "guarded", options: { endpointExtra: { guardrails: BENCH_GUARDRAILS } } },
+    settings: { guardrails: BENCH_GUARDRAILS },
+  });
 }

@@ -7,7 +7,7 @@ import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
 import { adminAuth, tenantAuth, type TenantEnv } from "./middleware/tenant-auth.ts";
 import type { MiddlewareHandler } from "hono";
-import { jobRouteScope, managementScope } from "../../core/policy/key-scopes.ts";
+import { managementScope } from "../../core/policy/key-scopes.ts";
 import { adminAccessRoutes, tenantAuditRoutes } from "./routes/audit-routes.ts";
 import { jobRoutes } from "./routes/job-routes.ts";
 import { managementRoutes } from "./routes/management-routes.ts";

@@ -17,7 +17,7 @@ import {
   type WorkerSpec,
 } from "./provider.ts";
 import { pauseReply, type PauseReply, type PauseRequest } from "../../core/contracts/pause-messages.ts";
-import { groupResidentBytes, processStartTicks, signalGroup } from "./process-group.ts";
+import { groupResidentBytes, processStartTicks } from "./process-group.ts";
 import { PausedGroupsFile } from "./paused-groups-file.ts";
 import { SIGSTOP_FREEZE, type FreezeStrategy } from "./freeze-strategy.ts";
 
