@@ -18,6 +18,8 @@ export interface HearthOptions {
   cleanup: CleanupStack;
   /** Node flags for the API child only (e.g. `--cpu-prof`). */
   apiNodeArgs?: string[];
+  /** Node flags for the control plane child (its consumers share the machine with the API). */
+  controlNodeArgs?: string[];
   echo?: boolean;
   /** Extra variables for every child (e.g. the egress settings a webhook benchmark needs); they win over the defaults. */
   env?: NodeJS.ProcessEnv;
@@ -93,6 +95,7 @@ export function startHearthFor(ctx: BenchContext, bench: string, env?: NodeJS.Pr
     redisPrefix: isolation.redisPrefix,
     cleanup,
     apiNodeArgs: apiProfileArgs(config.cpuProfDir, bench),
+    controlNodeArgs: apiProfileArgs(config.cpuProfDir, `${bench}-control`),
     echo: config.verbose,
     env,
     ...(onSchedulerLine && { onSchedulerLine }),
@@ -141,6 +144,7 @@ export async function startHearth(options: HearthOptions): Promise<RunningHearth
       name: "hearth-control",
       entry: `${repoRoot}apps/control/main.ts`,
       env,
+      nodeArgs: options.controlNodeArgs,
       echo: options.echo,
       ready: jsonLine((o) => (o.msg === "control plane started" ? true : undefined)),
     },
