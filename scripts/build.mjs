@@ -60,6 +60,27 @@ const sourceUrls = {
 };
 
 /**
+ * zod's index re-exports its ~60 message locales as `z.locales`, so a bundle holds them all: about
+ * a third of the worker's first chunk, parsed and compiled on every cold start before the engine
+ * can be spawned. Hearth uses the English messages zod configures by default and never another
+ * locale, so the namespace is bundled with English alone.
+ */
+const englishZodOnly = {
+  name: "english-zod-only",
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => {
+      if (!args.importer.split(sep).join("/").includes("/node_modules/zod/v4/")) return undefined;
+      return { path: "zod-locales-english", namespace: "zod-locales", pluginData: { dir: join(dirname(args.importer), "..", "locales") } };
+    });
+    b.onLoad({ filter: /.*/, namespace: "zod-locales" }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(join(args.pluginData.dir, "en.js"))};`,
+      loader: "js",
+      resolveDir: args.pluginData.dir,
+    }));
+  },
+};
+
+/**
  * Builds into dist/ file by file (a temporary file renamed over the old one), then removes what the
  * build no longer makes: a test run or a scheduler may be running workers from dist/ meanwhile, and
  * a worker imports some chunks after its start, so dist/ is never emptied nor half-written.
@@ -81,7 +102,7 @@ export async function buildDist() {
     external,
     // Bundled CommonJS packages call require() for Node's modules: give ESM output a real one.
     banner: { js: "import { createRequire as __hearthCreateRequire } from 'node:module'; const require = __hearthCreateRequire(import.meta.url);" },
-    plugins: [sourceUrls],
+    plugins: [sourceUrls, englishZodOnly],
     logLevel: "warning",
     write: false,
   });

@@ -13,16 +13,16 @@ import { egressPolicy } from "../core/config/egress.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
 import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
 import { pauseRequest, type PauseReply } from "../core/contracts/pause-messages.ts";
-import { connectRedis } from "../core/redis/connect.ts";
-import { warnIfRedisDefaultUserOpen } from "../core/redis/default-user-check.ts";
 import { createEngine } from "./engines/create-engine.ts";
+import { startEarly } from "./engines/early-start.ts";
+import type { Engine } from "./engines/engine.ts";
 import { resolveEngineUser } from "./engines/openai/engine-user.ts";
 import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../core/config/endpoint-secrets-env.ts";
 import type { ModelStore } from "./models/model-store.ts";
-import { WorkerRuntime } from "./runtime/worker-runtime.ts";
+import type { WorkerRuntime } from "./runtime/worker-runtime.ts";
 import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
-import { NO_TRACING, otlpTracesUrl } from "../core/trace/tracing.ts";
+import { NO_TRACING, otlpTracesUrl } from "../core/trace/tracing-config.ts";
 import type { RuntimeMetrics } from "./runtime/runtime-metrics.ts";
 
 /** Until the config is read: the level's default and no worker fields. */
@@ -69,6 +69,53 @@ async function main(): Promise<void> {
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
 
+  // Set once loaded (see below); the engine's state callback reads it when it fires.
+  let metrics: { series: RuntimeMetrics; port: number } | undefined;
+  // Only an openai engine has a model to fetch: the model sources (the S3 SDK among them) load for it alone.
+  const models = spec.kind === "openai" ? await modelStore(config, secrets.modelCredentials) : undefined;
+  let engineSpawned: () => void = () => {};
+  const spawned = new Promise<void>((resolve) => (engineSpawned = resolve));
+  let engine: Engine = await createEngine(spec, {
+    handlerDirs: config.handlerDirs,
+    endpointId: config.endpointId,
+    workerId: config.workerId,
+    log: processLines,
+    // A job-done with stopPod: drained like a SIGTERM, after that job (RunPod refresh_worker).
+    onStopRequested: (reason) => stop(reason),
+    onLost: (reason) => {
+      // Its jobs stay locked and run again elsewhere when the locks lapse, as for any worker that died.
+      logError("runpod worker", new Error(reason));
+      process.exit(1);
+    },
+    ...(models && { models }),
+    endpointEnv: secrets.endpointEnv,
+    onEngineState: (state, detail) => {
+      if (state === "starting") engineSpawned();
+      log("engine", { state, ...(detail && { detail }) });
+      // The supervisor reports `unhealthy` only when its engine process was lost (or a restart failed): it restarts it.
+      if (state === "unhealthy") metrics?.series.engineLost();
+    },
+    // The engine's own lines, tagged with this worker's fields; a JSON line (the embedded engine's pino) stays an object.
+    onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
+    ...(engineUser && { engineUser }),
+  });
+  // An engine process (an openai engine: a model to load) starts now, before the queue client and
+  // the runtime load (~0.4 s of modules here), so the two overlap on a cold start; the runtime
+  // awaits this same start. Those modules load only once its process is spawned (or its start
+  // failed), so that the spawn does not wait for them. A handler loads in this process: no gain.
+  let engineStartedAt: number | undefined;
+  if (spec.kind === "openai") {
+    const early = startEarly(engine);
+    engine = early.engine;
+    engineStartedAt = early.startedAt;
+    await Promise.race([spawned, engine.start().catch(() => {})]);
+  }
+  const [{ WorkerRuntime }, { connectRedis }, { warnIfRedisDefaultUserOpen }] = await Promise.all([
+    import("./runtime/worker-runtime.ts"),
+    import("../core/redis/connect.ts"),
+    import("../core/redis/default-user-check.ts"),
+  ]);
+
   const redis = connectRedis(config.redisUrl);
   const subscriber = redis.duplicate();
   void warnIfRedisDefaultUserOpen(config.redisUrl, (msg) => log("warning", { msg }));
@@ -95,11 +142,7 @@ async function main(): Promise<void> {
     process.exit(code);
   }
 
-  // Set once loaded (see below); the engine's state callback reads it when it fires.
-  let metrics: { series: RuntimeMetrics; port: number } | undefined;
   try {
-    // Only an openai engine has a model to fetch: the model sources (the S3 SDK among them) load for it alone.
-    const models = spec.kind === "openai" ? await modelStore(config, secrets.modelCredentials) : undefined;
     runtime = await WorkerRuntime.create({
       endpointId: config.endpointId,
       workerId: config.workerId,
@@ -108,29 +151,8 @@ async function main(): Promise<void> {
       heartbeatMs: config.heartbeatMs,
       drainTimeoutMs: config.drainTimeoutMs,
       streamLingerMs: config.streamLingerMs,
-      engine: await createEngine(spec, {
-        handlerDirs: config.handlerDirs,
-        endpointId: config.endpointId,
-        workerId: config.workerId,
-        log: processLines,
-        // A job-done with stopPod: drained like a SIGTERM, after that job (RunPod refresh_worker).
-        onStopRequested: (reason) => stop(reason),
-        onLost: (reason) => {
-          // Its jobs stay locked and run again elsewhere when the locks lapse, as for any worker that died.
-          logError("runpod worker", new Error(reason));
-          process.exit(1);
-        },
-        ...(models && { models }),
-        endpointEnv: secrets.endpointEnv,
-        onEngineState: (state, detail) => {
-          log("engine", { state, ...(detail && { detail }) });
-          // The supervisor reports `unhealthy` only when its engine process was lost (or a restart failed): it restarts it.
-          if (state === "unhealthy") metrics?.series.engineLost();
-        },
-        // The engine's own lines, tagged with this worker's fields; a JSON line (the embedded engine's pino) stays an object.
-        onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
-        ...(engineUser && { engineUser }),
-      }),
+      engine,
+      ...(engineStartedAt !== undefined && { engineStartedAt }),
       weightsFetchMs: () => models?.weightsFetchMs,
       weightsCacheHit: () => models?.cacheHit,
       bootPhase: () => (models?.fetchingNow ? { phase: "weights_fetch" } : undefined),
@@ -145,6 +167,8 @@ async function main(): Promise<void> {
       guardEgress: egressPolicy(config.egressAllowHttp, config.egressAllowList),
     });
   } catch (err) {
+    // An engine started early and still running (the runtime failed before it took the engine over) goes too.
+    if (engineStartedAt !== undefined) await engine.stop().catch(() => {});
     await closeClients();
     throw err;
   }

@@ -8,7 +8,7 @@ import { checkUrl, type AllowList } from "../../core/net/url-policy.ts";
 import { FileModelSource } from "./file-model-source.ts";
 import { HttpModelSource } from "./http-model-source.ts";
 import { ModelSourceError, type ModelSource } from "./model-source.ts";
-import { S3ModelSource } from "./s3-model-source.ts";
+import { LazyS3ModelSource } from "./lazy-s3-model-source.ts";
 
 export interface ModelSourcesOptions {
   /** HEARTH_MODEL_DIRS. */
@@ -43,23 +43,23 @@ export function createModelSources(options: ModelSourcesOptions): { sources: Mod
   };
 }
 
-function operatorS3(options: ModelSourcesOptions): S3ModelSource {
-  return new S3ModelSource({ ...options.s3, buckets: [...options.allow.s3Buckets], verifyEtag: options.verifyEtag === true });
+function operatorS3(options: ModelSourcesOptions): LazyS3ModelSource {
+  return new LazyS3ModelSource({ ...options.s3, buckets: [...options.allow.s3Buckets], verifyEtag: options.verifyEtag === true });
 }
 
-function tenantS3(c: ModelCredentials, options: ModelSourcesOptions, policy: ReturnType<typeof modelUrlPolicy>, resolve: ResolveAll | undefined): S3ModelSource {
+function tenantS3(c: ModelCredentials, options: ModelSourcesOptions, policy: ReturnType<typeof modelUrlPolicy>, resolve: ResolveAll | undefined): LazyS3ModelSource {
   const credentials = { accessKeyId: c.accessId, secretAccessKey: c.accessSecret };
   // Whose key reads decides what may be served from the cache: the same URI read with another key
   // (or none) is another entry. The secret is in the hash so that knowing an accessId is not enough.
   const cacheScope = `s3-key:${createHash("sha256").update(`${c.endpointUrl ?? ""}\n${c.accessId}\n${c.accessSecret}`).digest("hex").slice(0, 32)}`;
   const verifyEtag = options.verifyEtag === true;
-  if (c.endpointUrl === undefined) return new S3ModelSource({ ...options.s3, credentials, buckets: "any", cacheScope, verifyEtag });
+  if (c.endpointUrl === undefined) return new LazyS3ModelSource({ ...options.s3, credentials, buckets: "any", cacheScope, verifyEtag });
 
   const endpoint = new URL(c.endpointUrl);
   const verdict = checkUrl(endpoint, policy);
   if (!verdict.ok) throw new ModelSourceError("MODEL_SOURCE_FORBIDDEN", `the endpoint's S3 service ${endpoint.origin}: ${verdict.reason}`);
   const lookup = verdict.resolve ? guardedLookup(policy, verdict.allowListedOnly, resolve) : resolve && lookupWith(resolve);
-  return new S3ModelSource({
+  return new LazyS3ModelSource({
     endpoint: c.endpointUrl,
     region: options.s3.region,
     forcePathStyle: true,

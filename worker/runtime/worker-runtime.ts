@@ -43,6 +43,12 @@ export interface WorkerRuntimeOptions {
   streamLingerMs?: number;
   engine: Engine;
   /**
+   * When the engine's start began (`performance.now()`), where it began before the runtime was
+   * created (worker/engines/early-start.ts); the engine's load is measured from there. Default: the
+   * runtime starts it.
+   */
+  engineStartedAt?: number;
+  /**
    * ms the engine spent fetching its weights (model download or cache fill; worker/main.ts reads
    * the model store's `weightsFetchMs`), read as the worker leaves `initializing` and logged on that
    * transition's entry, which billing subtracts from the session. Undefined (or no option, the
@@ -185,7 +191,7 @@ export class WorkerRuntime {
   private async bootEngineAndQueue(): Promise<void> {
     const { options } = this;
     this.bootPhase = "engine_load";
-    const engineFrom = performance.now();
+    const engineFrom = options.engineStartedAt ?? performance.now();
     this.info = await options.engine.start();
     this.engineStartMs = performance.now() - engineFrom;
     const weightsFetchMs = options.weightsFetchMs?.();

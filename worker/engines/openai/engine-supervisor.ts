@@ -103,12 +103,15 @@ export class EngineSupervisor {
     });
     void exited.then((how) => this.onExit(child, how));
 
-    const deadline = Date.now() + (this.options.startupTimeoutMs ?? 600_000);
+    const launchedAt = Date.now();
+    const deadline = launchedAt + (this.options.startupTimeoutMs ?? 600_000);
     const healthy = (async () => {
       while (Date.now() < deadline && child.exitCode === null && child.signalCode === null) {
         const ok = await fetch(`${this.baseUrl}${engine.healthPath}`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
         if (ok) return true;
-        await new Promise((r) => setTimeout(r, 100));
+        // Often at first, when a small model may be up within a second and each poll's wait adds to
+        // the cold start (a refused connect costs next to nothing); every 100 ms after 5 s.
+        await new Promise((r) => setTimeout(r, Date.now() - launchedAt < 5000 ? 20 : 100));
       }
       return false;
     })();
