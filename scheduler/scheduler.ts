@@ -86,7 +86,8 @@ export interface SchedulerOptions {
   workerTargets?: WorkerSdFile;
   /**
    * Warms an endpoint's model in this host's weights cache (scheduler/weights-preloader.ts) when the
-   * endpoint is first seen and whenever its desired worker count rises. Fire-and-forget. Default: none.
+   * endpoint is first seen and whenever its desired worker count rises, unless a worker is started
+   * for it in the same step (core/weights/preload-trigger.ts). Fire-and-forget. Default: none.
    */
   preload?: (endpoint: SchedulableEndpoint) => void;
   /**
@@ -468,7 +469,7 @@ export class Scheduler {
       if (configuredStandby > 0) await this.recordArrivals(endpointId, snapshot, now);
       const workersStandby = warmPoolSize(this.arrivals.history(endpointId), { workersStandby: configuredStandby, workersMax: endpoint.scaling.workersMax }, now);
       const decision = decideScaling(snapshot, { ...endpoint.scaling, workersStandby, pausesIdle }, now);
-      if (this.opts.preload && shouldPreload(this.lastDesired.get(endpointId), decision.desired)) this.opts.preload(endpoint);
+      const previousDesired = this.lastDesired.get(endpointId);
       this.lastDesired.set(endpointId, decision.desired);
       if (outdated.size > 0) {
         const old = observed.workers.filter((w) => outdated.has(w.id)).map((w) => ({ id: w.id, state: w.state, specHash: this.fleet.specHash(w.id) }));
@@ -495,6 +496,7 @@ export class Scheduler {
       const gate = this.capacity.admit(endpoint, decision.resume.length + (waitMs > 0 ? 0 : decision.start), this.fleet.running());
       const resume = decision.resume.slice(0, gate.start);
       const start = gate.start - resume.length;
+      if (this.opts.preload && shouldPreload(previousDesired, decision.desired, start)) this.opts.preload(endpoint);
       this.observed(endpointId, snapshot, decision.desired, gate);
       await this.capacity.report(endpointId, gate).catch((err: unknown) => this.log({ level: "warn", msg: "capacity report failed", endpointId, ...errorFields(err) }));
       if (gate.throttled > 0) this.log({ level: "warn", msg: "starts held back", endpointId, throttled: gate.throttled, waitReason: gate.waitReason });

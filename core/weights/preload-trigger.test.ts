@@ -14,4 +14,11 @@ describe("shouldPreload", () => {
     expect(shouldPreload(3, 1)).toBe(false);
     expect(shouldPreload(0, 0)).toBe(false);
   });
+
+  it("does not fire beside a worker starting now (it fetches the model itself); demand held back is warmed", () => {
+    expect(shouldPreload(undefined, 1, 1)).toBe(false);
+    expect(shouldPreload(0, 1, 1)).toBe(false);
+    expect(shouldPreload(1, 3, 2)).toBe(false);
+    expect(shouldPreload(0, 1, 0)).toBe(true);
+  });
 });
