@@ -153,7 +153,18 @@ function describeToolBehaviour(name: string, start: () => Promise<{ base: string
 
 describeToolBehaviour("tools on the embedded engine (tiny model)", () => startEmbeddedEngine({ parallel: 2, ctxSize: 2048 }), /^call_[A-Za-z0-9]{24}$/);
 
-describe.skipIf(!llamaServerBuilt)(`tools on llama-server (llamacpp profile${llamaServerBuilt ? "" : `: no llama-server at ${LLAMA_SERVER}, skipped; set HEARTH_LLAMA_SERVER`})`, () => {
+/*
+ * Skipped even where a llama-server is built, until node-llama-cpp bundles a llama.cpp without this
+ * bug: on the tiny model (no chat template of its own: ChatML, which knows no tools) llama-server
+ * constrains nothing and fails with `500 ... peg-native format`; under any tool-capable template it
+ * primes the tool grammar with the template's generation prompt, tokenized by the model's
+ * SentencePiece vocabulary, drops the first (space-prefixed) piece, and refuses every request with
+ * `400 Failed to initialize samplers` (ggml-org/llama.cpp #23775, #22396, #23990; json_schema on a
+ * template without a generation prompt passes: test/openai-structured-output.test.ts). Remove the
+ * `LLAMA_TOOLS_BLOCKED_UPSTREAM` to run them against a newer build.
+ */
+const LLAMA_TOOLS_BLOCKED_UPSTREAM = true;
+describe.skipIf(!llamaServerBuilt || LLAMA_TOOLS_BLOCKED_UPSTREAM)(`tools on llama-server (llamacpp profile${!llamaServerBuilt ? `: no llama-server at ${LLAMA_SERVER}, skipped; set HEARTH_LLAMA_SERVER` : ": skipped, llama.cpp's grammar prefill bug (ggml-org/llama.cpp #23775)"})`, () => {
   describeToolBehaviour("the same behaviour", () => startLlamaServerEngine({ threads: 1, "ctx-size": 4096, jinja: true }), /^\S+$/);
 });
 
