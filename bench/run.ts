@@ -9,7 +9,8 @@
  *
  * Knobs (env): BENCH_N (500), BENCH_WARMUP (50), BENCH_SECONDS (10), BENCH_WARMUP_SECONDS (2),
  * BENCH_CONNECTIONS (50), BENCH_LLM_REQUESTS (20), BENCH_LLM_TOKENS (200), BENCH_WEBHOOK_JOBS (200),
- * BENCH_COLD_STARTS (10), BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency,metrics-overhead,limits-overhead,guardrails-overhead,
+ * BENCH_COLD_STARTS (10), BENCH_RUNS (5 for runsync-latency, run-throughput and llm-stream, whose median run
+ * is shown with the spread of all; 1 for the rest), BENCH_ONLY (runsync-latency,run-throughput,llm-stream,webhook-latency,metrics-overhead,limits-overhead,guardrails-overhead,
  * runpod-worker,cold-start,llm-cold-start,weights-pull), BENCH_LLM_GUARDRAILS=1 (llm-stream's endpoint with output PII redaction), BENCH_CPU_PROF=<dir>
  * (V8 profile of the Hearth API; see bench/cpu-profile-top.ts), BENCH_VERBOSE=1, BENCH_STRICT=1,
  * REDIS_URL, BENCH_PG_BASE_URL.
@@ -32,6 +33,7 @@ import type { BenchContext, BenchResult } from "./support/bench-result.ts";
 import { CleanupStack } from "./support/cleanup-stack.ts";
 import { clearRedisPrefix, dropDatabase, newIsolation } from "./support/isolation.ts";
 import { machineInfo, printReport, writeResults } from "./support/report.ts";
+import { medianRuns, runsOf } from "./support/repeated-runs.ts";
 
 const resultsDir = fileURLToPath(new URL("./results", import.meta.url));
 /** A benchmark with more than one target returns one result (one table row) per target. */
@@ -77,8 +79,14 @@ async function main(): Promise<number> {
   const ctx: BenchContext = { config, isolation, redis, cleanup, log };
   const results: BenchResult[] = [];
   for (const name of config.only) {
-    log(`── ${name}`);
-    results.push(...[await benchmarks[name]({ ...ctx, log: (msg) => log(`${name}: ${msg}`) })].flat());
+    const runs = runsOf(name, config.runs);
+    const each: BenchResult[][] = [];
+    for (let run = 1; run <= runs; run++) {
+      const tag = runs > 1 ? ` (run ${run} of ${runs})` : "";
+      log(`── ${name}${tag}`);
+      each.push([await benchmarks[name]({ ...ctx, log: (msg) => log(`${name}${tag}: ${msg}`) })].flat());
+    }
+    results.push(...medianRuns(each));
   }
 
   printReport(results);

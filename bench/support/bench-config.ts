@@ -24,6 +24,8 @@ const schema = z.object({
   BENCH_WEBHOOK_JOBS: posInt(200, 100_000),
   /** cold-start: measured cold starts per side (after one unmeasured each); a Hearth one takes ~2–3 s with the worker's stop. */
   BENCH_COLD_STARTS: posInt(10, 1000),
+  /** Runs of each benchmark, the median shown (bench/support/repeated-runs.ts). Default 5 for runsync-latency, run-throughput and llm-stream, 1 for the rest. */
+  BENCH_RUNS: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(1).max(100).optional()),
   /** Comma-separated subset of the benchmarks; all when unset. */
   BENCH_ONLY: z.preprocess(
     (v) => (v === "" || v === undefined ? BENCH_NAMES.join(",") : v),
@@ -53,6 +55,8 @@ export interface BenchConfig {
   llmTokens: number;
   webhookJobs: number;
   coldStarts: number;
+  /** BENCH_RUNS; undefined: each benchmark's default (runsOf). */
+  runs: number | undefined;
   only: BenchName[];
   cpuProfDir: string | undefined;
   verbose: boolean;
@@ -78,6 +82,7 @@ export function loadBenchConfig(env: NodeJS.ProcessEnv): BenchConfig {
     llmTokens: c.BENCH_LLM_TOKENS,
     webhookJobs: c.BENCH_WEBHOOK_JOBS,
     coldStarts: c.BENCH_COLD_STARTS,
+    runs: c.BENCH_RUNS,
     only: c.BENCH_ONLY,
     cpuProfDir: c.BENCH_CPU_PROF,
     verbose: c.BENCH_VERBOSE,

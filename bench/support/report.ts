@@ -70,6 +70,8 @@ export function printReport(results: BenchResult[]): void {
       if (s.phasesMs) console.log(`${pad} timings: ${Object.entries(s.phasesMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ")}`);
       if (s.apiProfile) console.log(`${pad} API profile: ${s.apiProfile.summarize ?? s.apiProfile.error}`);
     }
+    const spread = (r as { spread?: { runs: number; ratios: number[]; minRatio: number; maxRatio: number; passed: number } }).spread;
+    if (spread) console.log(`  ${r.name} median of ${spread.runs} runs: ratios ${spread.ratios.join(", ")} (spread ${spread.minRatio}–${spread.maxRatio}; ${spread.passed} of ${spread.runs} met the target)`);
     for (const w of r.warnings) console.log(`  warning (${r.name}): ${w}`);
     for (const p of r.problems) console.log(`\n  !!!!! INVALID RUN (${r.name}): ${p} !!!!!`);
   }
