@@ -24,13 +24,13 @@ describe("SchedulerMetrics", () => {
   it("sets desired, live and held-back gauges per endpoint, and drops them for endpoints no longer served or when leadership goes", async () => {
     const m = new SchedulerMetrics({ registry: new Registry(), defaultMetrics: false });
     m.leadership(true);
-    m.endpointScaled("ep1", { desired: 3, live: 1, heldBack: 2, heldBackReason: "tenant_quota" });
+    m.endpointScaled("ep1", { desired: 3, live: 1, heldBack: 2, heldBackReason: "quota" });
     m.endpointScaled("ep2", { desired: 0, live: 0, heldBack: 0 });
     let s = await scrape(m);
     expect(valueOf(s, "hearth_scheduler_leader")).toBe(1);
     expect(valueOf(s, "hearth_scheduler_workers_desired", { endpoint: "ep1" })).toBe(3);
     expect(valueOf(s, "hearth_scheduler_workers_live", { endpoint: "ep1" })).toBe(1);
-    expect(valueOf(s, "hearth_scheduler_workers_held_back", { endpoint: "ep1", reason: "tenant_quota" })).toBe(2);
+    expect(valueOf(s, "hearth_scheduler_workers_held_back", { endpoint: "ep1", reason: "quota" })).toBe(2);
     expect(valueOf(s, "hearth_scheduler_workers_held_back", { endpoint: "ep2" })).toBeUndefined();
 
     // Capacity freed: the held-back series goes, not left at its last value.

@@ -68,7 +68,7 @@ export class SchedulerMetrics {
     this.tickSeconds = new Histogram({ name: "hearth_scheduler_tick_seconds", help: "Time of one converge pass over every live endpoint (leader only).", buckets: TICK_BUCKETS, registers });
     this.desired = new Gauge({ name: "hearth_scheduler_workers_desired", help: "Workers the scaling policy wants for the endpoint, as of its last converge.", labelNames: ["endpoint"], registers });
     this.live = new Gauge({ name: "hearth_scheduler_workers_live", help: "Workers that count as the endpoint's capacity at its last converge: booting or serving, not draining, not hung.", labelNames: ["endpoint"], registers });
-    this.heldBack = new Gauge({ name: "hearth_scheduler_workers_held_back", help: "Starts the endpoint's demand asked for that capacity held back at its last converge, by reason: no_capacity (host cap), tenant_quota, billing.", labelNames: ["endpoint", "reason"], registers });
+    this.heldBack = new Gauge({ name: "hearth_scheduler_workers_held_back", help: "Starts the endpoint's demand asked for that capacity held back at its last converge, by reason: no_capacity (host cap), quota, billing.", labelNames: ["endpoint", "reason"], registers });
     this.leader = new Gauge({ name: "hearth_scheduler_leader", help: "1 while this scheduler replica holds the leader lock (only the leader starts and stops workers), else 0.", registers });
     this.leader.set(0);
   }

@@ -52,7 +52,7 @@ describe("worker capacity: the host's cap and the tenant's maxWorkers", () => {
     await waitFor(() => stack.provider.list().length === 0, 60_000);
   });
 
-  it("holds a tenant to its maxWorkers across its endpoints, with waitReason tenant_quota", async () => {
+  it("holds a tenant to its maxWorkers across its endpoints, with waitReason quota", async () => {
     const created = await stack.call("POST", "/admin/tenants", { key: STACK_ADMIN_TOKEN, body: { name: "capped" } });
     const key = created.body.apiKey as string;
     expect((await stack.call("PUT", `/admin/tenants/${created.body.id}/limits`, { key: STACK_ADMIN_TOKEN, body: { maxWorkers: 1 } })).status).toBe(200);
@@ -65,7 +65,7 @@ describe("worker capacity: the host's cap and the tenant's maxWorkers", () => {
       const throttled = both.reduce((n, h) => n + h.workers.throttled, 0);
       return ready === 1 && throttled === 1 ? both : undefined;
     }, 30_000);
-    expect(hs.find((h) => h.workers.throttled === 1)?.waitReason).toBe("tenant_quota");
+    expect(hs.find((h) => h.workers.throttled === 1)?.waitReason).toBe("quota");
     await stack.scheduler.tick();
     expect(stack.provider.list().length).toBe(1);
   });

@@ -41,7 +41,7 @@ export const healthView = z
     workers: z.object({ idle: z.number(), initializing: z.number(), ready: z.number(), running: z.number(), throttled: z.number(), unhealthy: z.number(), paused: z.number() }),
     /**
      * Why `workers.throttled` workers wait: the host is full (`no_capacity`), the tenant is at its
-     * maxWorkers (`tenant_quota`), or its billing holds it (`billing`: zero balance, or its spend per
+     * maxWorkers (`quota`), or its billing holds it (`billing`: zero balance, or its spend per
      * hour reached; shown even while nothing waits); and, once the oldest queued job has waited 5 s
      * without a ready worker, `starting`, `resuming` or `crash_loop` (core/policy/wait-reason.ts).
      */

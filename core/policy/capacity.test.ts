@@ -10,9 +10,9 @@ describe("admitStarts", () => {
     expect(admitStarts({ ...base, hostLive: 9 })).toEqual({ start: 1, throttled: 2, waitReason: "no_capacity" });
     expect(admitStarts({ ...base, hostLive: 12 })).toEqual({ start: 0, throttled: 3, waitReason: "no_capacity" });
   });
-  it("holds back what passes the tenant's maxWorkers, as tenant_quota", () => {
-    expect(admitStarts({ ...base, tenantLive: 8 })).toEqual({ start: 2, throttled: 1, waitReason: "tenant_quota" });
-    expect(admitStarts({ ...base, tenantCap: 0 })).toEqual({ start: 0, throttled: 3, waitReason: "tenant_quota" });
+  it("holds back what passes the tenant's maxWorkers, as quota", () => {
+    expect(admitStarts({ ...base, tenantLive: 8 })).toEqual({ start: 2, throttled: 1, waitReason: "quota" });
+    expect(admitStarts({ ...base, tenantCap: 0 })).toEqual({ start: 0, throttled: 3, waitReason: "quota" });
   });
   it("names the host first when both bind", () => {
     expect(admitStarts({ ...base, hostLive: 10, tenantLive: 10 })).toEqual({ start: 0, throttled: 3, waitReason: "no_capacity" });

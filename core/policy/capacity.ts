@@ -7,7 +7,7 @@ import { z } from "zod";
  * number and a reason out. The rest of the demand waits for a later step and is reported as
  * throttled (RunPod's `/health` counter), with why.
  */
-export const WAIT_REASONS = ["no_capacity", "tenant_quota", "billing"] as const;
+export const WAIT_REASONS = ["no_capacity", "quota", "billing"] as const;
 export const waitReason = z.enum(WAIT_REASONS);
 export type WaitReason = z.infer<typeof waitReason>;
 
@@ -48,7 +48,7 @@ export function admitStarts(s: CapacityState): CapacityDecision {
   const start = Math.max(0, Math.min(s.want, hostRoom, tenantRoom));
   const throttled = Math.max(0, s.want - start);
   if (throttled === 0) return { start, throttled };
-  return { start, throttled, waitReason: hostRoom < s.want ? "no_capacity" : "tenant_quota" };
+  return { start, throttled, waitReason: hostRoom < s.want ? "no_capacity" : "quota" };
 }
 
 /**

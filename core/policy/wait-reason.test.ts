@@ -41,7 +41,7 @@ describe("explainWait", () => {
 
   it("the capacity gate's reasons, with the count held back; billing before the workers", () => {
     expect(explainWait({ waitedMs: 9000, workers: [], capacity: { throttled: 2, waitReason: "no_capacity" } })).toEqual({ waitReason: "no_capacity", waitDetail: { throttled: 2 } });
-    expect(explainWait({ waitedMs: 9000, workers: [], capacity: { throttled: 1, waitReason: "tenant_quota" } })?.waitReason).toBe("tenant_quota");
+    expect(explainWait({ waitedMs: 9000, workers: [], capacity: { throttled: 1, waitReason: "quota" } })?.waitReason).toBe("quota");
     expect(explainWait({ waitedMs: 9000, workers: [booting], capacity: { throttled: 1, waitReason: "billing" } })).toEqual({ waitReason: "billing", waitDetail: { throttled: 1 } });
     // A worker booting explains more than the extra ones held back.
     expect(explainWait({ waitedMs: 9000, workers: [booting], capacity: { throttled: 1, waitReason: "no_capacity" } })?.waitReason).toBe("starting");

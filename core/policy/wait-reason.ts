@@ -5,12 +5,12 @@ import type { WorkerHeartbeat } from "../contracts/worker-state.ts";
 
 /**
  * Why a queued job (or an endpoint's queue) waits, so a capacity wait is never mistaken for a crash
- * loop. Extends the capacity gate's reasons (core/policy/capacity.ts: `no_capacity`, `tenant_quota`,
+ * loop. Extends the capacity gate's reasons (core/policy/capacity.ts: `no_capacity`, `quota`,
  * `billing`) with what the workers themselves say: `starting` (a worker boots; its phase and
  * progress in `waitDetail`), `resuming` (a paused worker is brought back) and `crash_loop` (starts
  * keep failing; the last start error in `waitDetail`).
  */
-export const JOB_WAIT_REASONS = ["starting", "resuming", "no_capacity", "tenant_quota", "crash_loop", "billing"] as const;
+export const JOB_WAIT_REASONS = ["starting", "resuming", "no_capacity", "quota", "crash_loop", "billing"] as const;
 export const jobWaitReason = z.enum(JOB_WAIT_REASONS);
 export type JobWaitReason = z.infer<typeof jobWaitReason>;
 
@@ -35,7 +35,7 @@ export const waitDetail = z
     error: z.string().optional(),
     failedStarts: z.number().int().optional(),
     open: z.boolean().optional(),
-    /** `no_capacity`, `tenant_quota`, `billing`: starts held back. */
+    /** `no_capacity`, `quota`, `billing`: starts held back. */
     throttled: z.number().int().optional(),
   })
   .meta({ id: "WaitDetail" });
