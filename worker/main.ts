@@ -155,7 +155,11 @@ async function main(): Promise<void> {
       ...(engineStartedAt !== undefined && { engineStartedAt }),
       weightsFetchMs: () => models?.weightsFetchMs,
       weightsCacheHit: () => models?.cacheHit,
-      bootPhase: () => (models?.fetchingNow ? { phase: "weights_fetch" } : undefined),
+      bootPhase: () => {
+        if (!models?.fetchingNow) return undefined;
+        const progress = models.fetchProgress;
+        return { phase: "weights_fetch", ...(progress && { progress }) };
+      },
       ...(config.provisionMs !== undefined && { provisionMs: config.provisionMs }),
       ...(config.specHash !== undefined && { specHash: config.specHash }),
       redis,

@@ -7,6 +7,11 @@ import type { Log } from "../../core/log/process-log.ts";
 export class DownloadProgress {
   bytes = 0;
   private total: number | undefined;
+
+  /** The download's size, once its source said it. */
+  get totalBytes(): number | undefined {
+    return this.total;
+  }
   private readonly startedAt: number;
   private lastLineAt: number;
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FileModelSource } from "./file-model-source.ts";
-import { type ModelSource } from "./model-source.ts";
+import { type DownloadHooks, type ModelSource } from "./model-source.ts";
 import { ModelStore } from "./model-store.ts";
 
 /**
@@ -92,5 +92,36 @@ describe("ModelStore.weightsFetchMs", () => {
     await store.materialise(join(root, "local.gguf"));
     expect(store.weightsFetchMs).toBeGreaterThanOrEqual(0);
     expect(store.weightsFetchMs).toBeLessThan(1000);
+  });
+});
+
+/** A `prog:` source that reports its size and some bytes, then waits for the test. */
+class ProgressSource implements ModelSource {
+  readonly schemes = ["prog:"] as const;
+  finish: (() => void) | undefined;
+
+  async materialise(uri: URL, destDir: string, _signal?: AbortSignal, hooks?: DownloadHooks): Promise<string> {
+    await mkdir(destDir, { recursive: true });
+    await hooks?.expectBytes?.(10);
+    hooks?.onBytes?.(4);
+    await new Promise<void>((resolve) => (this.finish = resolve));
+    hooks?.onBytes?.(6);
+    const file = join(destDir, "model.bin");
+    await writeFile(file, "0123456789");
+    return file;
+  }
+}
+
+describe("ModelStore.fetchProgress", () => {
+  it("shows the bytes of a download in flight and its size, and nothing once it is done", async () => {
+    const source = new ProgressSource();
+    const store = new ModelStore({ cacheDir: join(root, "progress"), sources: [source] });
+    expect(store.fetchProgress).toBeUndefined();
+    const path = store.materialise("prog:/m");
+    while (!source.finish) await new Promise((r) => setTimeout(r, 5));
+    expect(store.fetchProgress).toEqual({ bytes: 4, totalBytes: 10 });
+    source.finish();
+    await path;
+    expect(store.fetchProgress).toBeUndefined();
   });
 });

@@ -44,6 +44,8 @@ export class ModelStore {
   private readonly leases: Leases;
   private readonly budget: WeightsBudget | undefined;
   private fetching = 0;
+  /** The downloads in flight, for `fetchProgress`. */
+  private readonly downloads = new Set<DownloadProgress>();
   private busySince = 0;
   private fetchedMs: number | undefined;
   /** Models asked for that the cache held, and that it did not (a cold start's `cacheHit`). */
@@ -71,6 +73,21 @@ export class ModelStore {
   /** True while a model is being made local (the worker's boot phase `weights_fetch`). */
   get fetchingNow(): boolean {
     return this.fetching > 0;
+  }
+
+  /**
+   * Bytes received by the downloads in flight, and their total when every one of them has said its
+   * size: the progress a queued job's `waitReason: starting` shows. Undefined when none is in flight.
+   */
+  get fetchProgress(): { bytes: number; totalBytes?: number } | undefined {
+    if (this.downloads.size === 0) return undefined;
+    let bytes = 0;
+    let total: number | undefined = 0;
+    for (const d of this.downloads) {
+      bytes += d.bytes;
+      total = total === undefined || d.totalBytes === undefined ? undefined : total + d.totalBytes;
+    }
+    return { bytes, ...(total !== undefined && { totalBytes: total }) };
   }
 
   /** True when every model asked for came from the cache; undefined until one was asked for (or only local files were). */
@@ -176,6 +193,7 @@ export class ModelStore {
     await removeDeadPartials(partialDir, key);
     const partial = join(partialDir, `${key}.partial-${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`);
     const progress = new DownloadProgress(redactUri(url), this.clock, this.options.progressIntervalMs ?? 1000, this.options.log);
+    this.downloads.add(progress);
     const hooks: DownloadHooks = {
       expectBytes: async (total) => {
         progress.expect(total);
@@ -204,6 +222,8 @@ export class ModelStore {
       if (signal?.aborted) throw new ModelSourceError("MODEL_FETCH_ABORTED", `fetching ${redactUri(url)} was aborted`, { cause: err });
       if (err instanceof ModelSourceError) throw err;
       throw new ModelSourceError("MODEL_FETCH_FAILED", `fetching ${redactUri(url)} failed: ${(err as Error).message}`, { cause: err });
+    } finally {
+      this.downloads.delete(progress);
     }
   }
 
