@@ -186,7 +186,7 @@ describe("engine cache snapshots", () => {
     await stack.call("PATCH", `/api/v1/endpoints/${ep}`, { key: tenantB.key, body: { workersMin: 0 } });
   }, 120_000);
 
-  it("refuses a hostile snapshot (a link out of the directory, a file through it, an absolute path) without writing anything, boots, and replaces it", async () => {
+  it("refuses a hostile snapshot (a link out of the directory, a file through it, an absolute path) without writing outside or leaving anything, boots, and replaces it", async () => {
     const tenantC = await stack.tenantWithId("cache-c");
     const outside = join(root, `outside-${randomBytes(4).toString("hex")}`);
     await mkdir(outside, { recursive: true });
@@ -216,7 +216,7 @@ describe("engine cache snapshots", () => {
     const refused = await line(ep, "engine cache snapshot refused");
     expect(refused.entry).toMatchObject({ level: "warn", sha256, code: "ENGINE_CACHE_REFUSED" });
     expect(refused.entry.error).toMatch(/SymbolicLink/);
-    // The worker is up all the same, and nothing was written: not even the innocent entry before the bad ones.
+    // The worker is up all the same; nothing was written outside, and the innocent entry before the bad ones was removed.
     await waitFor(async () => (await stack.call("GET", `/v2/${ep}/health`, { key: tenantC.key })).body.workers.idle === 1, 60_000, 200);
     expect(await readdir(outside)).toEqual([]);
     expect(existsSync(absolute)).toBe(false);

@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readdir, realpath, rm, stat } from "node:fs/promises";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
@@ -12,7 +11,7 @@ import { errorFields, type Log } from "../../core/log/process-log.ts";
 import { resolveCacheDirs, type ResolvedCacheDir } from "../../core/weights/engine-cache-paths.ts";
 import type { SnapshotManifest, SnapshotParts } from "../../core/weights/engine-cache-key.ts";
 import type { EngineCacheContext, EngineCacheHooks } from "../engines/openai/engine-cache-hooks.ts";
-import { readSnapshot, SnapshotRefused } from "./snapshot-reader.ts";
+import { SnapshotRefused } from "./snapshot-reader.ts";
 import { createArchive, extractArchive } from "./snapshot-tar-process.ts";
 import { downloadSnapshot, putJson, SnapshotDamaged, uploadSnapshot } from "./snapshot-transfer.ts";
 
@@ -48,9 +47,10 @@ const TEMP_PREFIX = "hearth-engine-cache-";
  * directories (core/engine/engine-profiles.ts) are filled from the tenant's snapshot for this image,
  * GPU type, profile and model, if there is one; after the engine's first healthy start, if there was
  * none, they are archived and uploaded in the background. Every byte is verified before anything is
- * extracted (sha256 from the manifest), the archive is listed and refused whole if one entry is not a
- * plain file or directory inside a declared directory, and both archiving and extraction run as the
- * engine's user (snapshot-tar-main.ts). Failures are logged and cost the cache, never the worker.
+ * extracted (sha256 from the manifest); extraction refuses the archive at its first entry that is not
+ * a plain file or directory inside a declared directory, removing what it wrote before it; both
+ * archiving and extraction run as the engine's user (snapshot-tar-main.ts). Failures are logged and
+ * cost the cache, never the worker.
  */
 export class EngineCacheSnapshots implements EngineCacheHooks {
   private plan: { dirs: ResolvedCacheDir[]; parts: SnapshotParts; archive: boolean; replaces?: string } | undefined;
@@ -108,9 +108,8 @@ export class EngineCacheSnapshots implements EngineCacheHooks {
     const signal = this.stopping.signal;
     try {
       await downloadSnapshot(snapshot.url, file, snapshot, signal);
-      // The whole listing first: an archive with one refused entry writes nothing at all.
-      const ids = new Set(dirs.map((d) => d.id));
-      await readSnapshot(createReadStream(file), { ids, maxBytes }, async (entry) => void entry.resume());
+      // One pass: the snapshot process checks each entry before it writes it, and on a refusal
+      // removes what it wrote (a listing first would gunzip gigabytes twice on the cold start's path).
       const report = await extractArchive({ mode: "extract", dirs, maxBytes }, file, { entry: this.options.tarEntry, ...(context.user && { user: context.user }), signal });
       if (!report.ok) throw new SnapshotRefused(report.message);
       if (report.mode !== "extract") throw new Error("the snapshot process answered for another mode");

@@ -25,9 +25,8 @@ export interface EntryPlace {
  * files and directories under the declared ids only: no links, devices, absolute paths or `..`),
  * no entry twice, and the entry count and total size against the limits; each accepted entry is
  * handed to `onEntry`, which must consume it (or `resume()` it). Strict: a damaged header fails the
- * read. Rejects with SnapshotRefused at the first refused entry, before `onEntry` sees it, so a
- * caller that only lists (`onEntry` resuming) learns whether the whole archive may be written
- * before anything is.
+ * read. Rejects with SnapshotRefused at the first refused entry, which `onEntry` never sees; a caller
+ * that writes entries undoes what it wrote (snapshot-tar-main.ts does).
  */
 export async function readSnapshot(input: AsyncIterable<Buffer>, limits: SnapshotLimits, onEntry: (entry: ReadEntry, place: EntryPlace) => Promise<void>): Promise<{ entries: number; bytes: number }> {
   let entries = 0;
@@ -64,9 +63,15 @@ export async function readSnapshot(input: AsyncIterable<Buffer>, limits: Snapsho
   for await (const chunk of input) {
     if (failure !== undefined) break;
     if (!parser.write(chunk)) {
+      // Until the entry being read is consumed; an error ends the wait too (and is in `failure`).
       await new Promise<void>((resolve) => {
-        parser.once("drain", resolve);
-        parser.once("error", () => resolve());
+        const go = () => {
+          parser.off("drain", go);
+          parser.off("error", go);
+          resolve();
+        };
+        parser.on("drain", go);
+        parser.on("error", go);
       });
     }
   }

@@ -148,9 +148,9 @@ describe("snapshot process", () => {
         const file = join(root, `h-${randomBytes(4).toString("hex")}.tar.gz`);
         await writeFile(file, hostileTar(make(target)));
         const dirs = [{ id: "vllm", path: dir }];
-        // The worker's listing refuses the whole archive before anything is written...
+        // The reader refuses it (the rule)...
         await expect(readSnapshot(createReadStream(file), { ids: new Set(["vllm"]), maxBytes: MB }, async (e) => void e.resume())).rejects.toBeInstanceOf(SnapshotRefused);
-        // ...and the snapshot process refuses it on its own too, removing what it wrote before the bad entry.
+        // ...and so does the snapshot process, removing what it wrote before the bad entry.
         const report = await extractArchive({ mode: "extract", dirs, maxBytes: MB }, file, { entry, ...(user && { user }) });
         expect(report).toMatchObject({ ok: false, reason: "refused" });
         expect(existsSync(target)).toBe(false);

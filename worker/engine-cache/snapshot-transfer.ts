@@ -22,6 +22,8 @@ export async function downloadSnapshot(url: string, file: string, expected: { by
   const res = await request("GET", url, undefined, signal);
   if (res.statusCode !== 200) {
     res.resume();
+    // A manifest without its archive (deleted apart, by hand or by a lifecycle rule) is replaced like a damaged one.
+    if (res.statusCode === 404) throw new SnapshotDamaged("the manifest names an archive that is not there");
     throw new Error(`the snapshot GET answered ${res.statusCode}`);
   }
   const declared = res.headers["content-length"];
