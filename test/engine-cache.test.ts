@@ -10,8 +10,11 @@ import { Header } from "tar";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archiveKey, manifestKey, snapshotFolder, type SnapshotParts } from "../core/weights/engine-cache-key.ts";
 import { resolveEngineUser } from "../worker/engines/openai/engine-user.ts";
+import { OffloadClient } from "../worker/runtime/offload-client.ts";
+import { RedisKeys } from "../core/queue/keys.ts";
+import { restoreGrant } from "../core/contracts/engine-cache.ts";
 import { writeFakeEngine } from "./support/fake-engine.ts";
-import { startStack, type Stack } from "./support/hearth-stack.ts";
+import { fixturesDir, startStack, type Stack } from "./support/hearth-stack.ts";
 import { startS3, type TestS3 } from "./support/s3rver.ts";
 import { waitFor } from "./support/services.ts";
 
@@ -234,6 +237,20 @@ describe("engine cache snapshots", () => {
     expect(archived.entry.sha256).not.toBe(sha256);
     await stack.call("PATCH", `/api/v1/endpoints/${ep}`, { key: tenantC.key, body: { workersMin: 0 } });
   }, 180_000);
+
+  it("the broker answers only a live openai endpoint, for the profile it runs", async () => {
+    const ask = (endpointId: string, profile: SnapshotParts["profile"]) =>
+      new OffloadClient({ redis: stack.redis, keys: new RedisKeys(stack.redisPrefix), endpointId, timeoutMs: 5000 }).ask(
+        { kind: "engine-cache-restore", snapshot: { image: "local", gpuType: "cpu", profile, model: `sha256:${"a".repeat(64)}` } },
+        restoreGrant,
+      );
+    const vllmEp = await stack.endpoint(tenantA.key, { engine: engine(join(root, "e-vllm")) });
+    expect(await ask(vllmEp, "vllm")).toEqual({ snapshot: null });
+    await expect(ask(vllmEp, "sglang")).rejects.toThrow(/runs the vllm profile, not sglang/);
+    const handlerEp = await stack.endpoint(tenantA.key, { engine: { kind: "handler", module: join(fixturesDir, "env-echo.mjs") } });
+    await expect(ask(handlerEp, "vllm")).rejects.toThrow(/not a live openai endpoint/);
+    await expect(ask("no-such-endpoint", "vllm")).rejects.toThrow(/not a live openai endpoint/);
+  });
 
   it("boots a worker without its cache when S3 is away, saying why", async () => {
     await s3.close();
