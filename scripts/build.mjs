@@ -6,6 +6,7 @@
  *   dist/worker/main.js                   the worker (LocalProvider and the images run it)
  *   dist/worker/engines/embedded/main.js  the embedded engine (the worker runs it)
  *   dist/worker/preload-main.js           the weights preloader (the scheduler runs it)
+ *   dist/worker/engine-cache/snapshot-tar-main.js  engine cache archive/extract (the worker runs it as the engine's user)
  *   dist/chunks/*.js                      code loaded on demand (an engine kind, /metrics)
  *
  * Source maps are written beside each file but not enabled at run time: `--enable-source-maps`
@@ -89,7 +90,7 @@ export async function buildDist() {
   const started = performance.now();
   const result = await build({
     absWorkingDir: root,
-    entryPoints: ["worker/main.ts", "worker/engines/embedded/main.ts", "worker/preload-main.ts"],
+    entryPoints: ["worker/main.ts", "worker/engines/embedded/main.ts", "worker/preload-main.ts", "worker/engine-cache/snapshot-tar-main.ts"],
     outdir,
     outbase: ".",
     bundle: true,

@@ -24,6 +24,7 @@ import { jobLogContext, routeConsole } from "./runtime/job-log-context.ts";
 import { processLog, type Log } from "../core/log/process-log.ts";
 import { NO_TRACING, otlpTracesUrl } from "../core/trace/tracing-config.ts";
 import type { RuntimeMetrics } from "./runtime/runtime-metrics.ts";
+import type { EngineCacheSnapshots } from "./engine-cache/engine-cache-snapshots.ts";
 
 /** Until the config is read: the level's default and no worker fields. */
 let processLines: Log = processLog("worker");
@@ -73,6 +74,9 @@ async function main(): Promise<void> {
   let metrics: { series: RuntimeMetrics; port: number } | undefined;
   // Only an openai engine has a model to fetch: the model sources (the S3 SDK among them) load for it alone.
   const models = spec.kind === "openai" ? await modelStore(config, secrets.modelCredentials) : undefined;
+  // Engine cache snapshots: only for an openai engine, and only where the operator keeps them (HEARTH_ENGINE_CACHE_BUCKET).
+  // Their restore asks the control plane before the engine spawns, so they bring a Redis connection of their own.
+  const snapshots = models && config.engineCache ? await engineCacheSnapshots(config, config.engineCache.maxBytes, models) : undefined;
   let engineSpawned: () => void = () => {};
   const spawned = new Promise<void>((resolve) => (engineSpawned = resolve));
   let engine: Engine = await createEngine(spec, {
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
     // The engine's own lines, tagged with this worker's fields; a JSON line (the embedded engine's pino) stays an object.
     onEngineLog: (line, stream) => processLines({ msg: "engine output", stream, ...engineLine(line) }),
     ...(engineUser && { engineUser }),
+    ...(snapshots && { engineCache: snapshots.hooks }),
   });
   // An engine process (an openai engine: a model to load) starts now, before the queue client and
   // the runtime load (~0.4 s of modules here), so the two overlap on a cold start; the runtime
@@ -124,7 +129,7 @@ async function main(): Promise<void> {
   subscriber.on("error", () => {});
   // No Postgres here: what this worker does reaches it through the endpoint's log in Redis.
   const closeClients = async () => {
-    await Promise.allSettled([redis.quit(), subscriber.quit()]);
+    await Promise.allSettled([redis.quit(), subscriber.quit(), snapshots?.close()]);
   };
 
   async function shutdown(rt: WorkerRuntime, reason: string): Promise<void> {
@@ -154,6 +159,7 @@ async function main(): Promise<void> {
       engine,
       ...(engineStartedAt !== undefined && { engineStartedAt }),
       weightsFetchMs: () => models?.weightsFetchMs,
+      ...(snapshots && { engineCacheReport: () => snapshots.hooks.report() }),
       weightsCacheHit: () => models?.cacheHit,
       bootPhase: () => {
         if (!models?.fetchingNow) return undefined;
@@ -234,6 +240,40 @@ async function modelStore(config: WorkerConfig, tenantCredentials: ModelCredenti
     ...(config.modelCacheBytes !== undefined && { budgetBytes: config.modelCacheBytes }),
     log: (entry) => log(entry.msg, entry),
   });
+}
+
+/**
+ * Engine cache snapshots (worker/engine-cache), asking the control plane for URLs on the offload
+ * lists. The restore is on the cold start's path: a control plane that does not answer within 5 s
+ * costs that once, and the engine starts without its cache.
+ */
+async function engineCacheSnapshots(config: WorkerConfig, maxBytes: number, models: ModelStore): Promise<{ hooks: EngineCacheSnapshots; close: () => Promise<unknown> }> {
+  const [{ EngineCacheSnapshots }, { OffloadClient }, { RedisKeys }, { requireBuiltEntry }, { connectRedis }] = await Promise.all([
+    import("./engine-cache/engine-cache-snapshots.ts"),
+    import("./runtime/offload-client.ts"),
+    import("../core/queue/keys.ts"),
+    import("../core/build/built-entry.ts"),
+    import("../core/redis/connect.ts"),
+  ]);
+  const redis = connectRedis(config.redisUrl);
+  redis.on("error", () => {}); // reconnects by itself; a failed ask is logged by the snapshots
+  const broker = new OffloadClient({ redis, keys: new RedisKeys(config.redisPrefix), endpointId: config.endpointId, timeoutMs: 5000 });
+  const hooks = new EngineCacheSnapshots({
+    broker,
+    image: config.image,
+    gpuType: config.gpuType,
+    maxBytes,
+    modelDigest: (path) => models.digestOf(path),
+    tarEntry: requireBuiltEntry("worker/engine-cache/snapshot-tar-main.ts"),
+    log: processLines,
+  });
+  return {
+    hooks,
+    close: () => {
+      broker.close();
+      return redis.quit();
+    },
+  };
 }
 
 /**

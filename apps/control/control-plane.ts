@@ -21,6 +21,7 @@ import { egressPolicy } from "../../core/config/egress.ts";
 import { EMPTY_ALLOW_LIST } from "../../core/net/url-policy.ts";
 import { DEFAULT_RETRY_SCHEDULE_S } from "../../core/webhooks/retry-schedule.ts";
 import { OffloadBroker } from "./offload-broker.ts";
+import { EngineCacheGrants } from "./engine-cache-grants.ts";
 import { ControlMetrics } from "./control-metrics.ts";
 import type { S3ObjectStoreOptions } from "../../core/objects/s3-object-store.ts";
 
@@ -57,6 +58,8 @@ export interface ControlPlaneOptions {
   objects?: ObjectStore;
   /** HEARTH_OUTPUT_BUCKET, where jobs without `s3Config` offload; without it only `s3Config` jobs do. */
   platformBucket?: S3ObjectStoreOptions;
+  /** HEARTH_ENGINE_CACHE_BUCKET, where engine cache snapshots are kept; without it workers' requests for them are refused. */
+  engineCacheBucket?: S3ObjectStoreOptions;
 }
 
 
@@ -95,6 +98,7 @@ export class ControlPlane {
       egress: options.egress ?? egressPolicy(false, EMPTY_ALLOW_LIST),
       ...(options.secretsBox && { secrets: options.secretsBox }),
       ...(options.platformBucket && { platform: options.platformBucket }),
+      ...(options.engineCacheBucket && { engineCache: new EngineCacheGrants({ sql: options.sql, bucket: options.engineCacheBucket }) }),
     });
     const webhooks = new WebhookConsumer({ redis: options.redis, keys: options.keys, log: options.log, onDeliveries: () => this.dispatcher.wake() });
     const records = new RecordsProjector({ ...(options.objects && { objects: options.objects }), log: options.log, metrics: this.metrics, tokens: new TokenSettler({ redis: options.redis, keys: options.keys }) });

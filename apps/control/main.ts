@@ -10,6 +10,7 @@ import { serveMetrics } from "../../core/metrics/metrics-server.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
 import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";
+import { engineCacheBucket } from "../../core/objects/engine-cache-bucket.ts";
 
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -32,6 +33,9 @@ async function main(): Promise<void> {
     ...(config.secretsKey && { secretsBox: new SecretBox(config.secretsKey) }),
     objects: createObjectStore(config.objects, platform),
     ...(platform && { platformBucket: platform }),
+    ...(config.engineCacheBucket !== undefined && {
+      engineCacheBucket: engineCacheBucket(config.engineCacheBucket, { ...(config.objects.s3Endpoint !== undefined && { endpoint: config.objects.s3Endpoint }), region: config.objects.s3Region }),
+    }),
   });
   control.start();
   const metrics = config.metricsListen && (await serveMetrics(control.metrics.registry, config.metricsListen.host, config.metricsListen.port));

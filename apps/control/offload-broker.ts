@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { z } from "zod";
 import type { S3ObjectStoreOptions } from "../../core/objects/s3-object-store.ts";
 import {
   inputGrant,
@@ -19,6 +20,9 @@ import type { UrlPolicy } from "../../core/net/url-policy.ts";
 import { openS3Config } from "../../core/secrets/job-secrets.ts";
 import type { SecretBox } from "../../core/secrets/secret-box.ts";
 import { tenantS3Client } from "../../core/objects/tenant-s3-client.ts";
+import { engineCacheRequest, type EngineCacheRequest } from "../../core/contracts/engine-cache.ts";
+import type { EngineCacheGrants } from "./engine-cache-grants.ts";
+import { GrantRefused } from "./grant-refused.ts";
 import {
   MAX_PRESIGN_S,
   beginMultipart,
@@ -51,11 +55,15 @@ export interface OffloadBrokerOptions {
   platform?: S3ObjectStoreOptions;
   /** Where a tenant's `endpointUrl` may point (the same egress policy as webhooks). */
   egress: UrlPolicy;
+  /** Engine cache snapshots (HEARTH_ENGINE_CACHE_BUCKET); without it their requests are refused. */
+  engineCache?: EngineCacheGrants;
   now?: () => number;
 }
 
-/** A refusal the worker may see: it says what is wrong, never a credential. */
-class GrantRefused extends Error {}
+/** Everything workers ask the broker for on the one request list. */
+const brokerRequest = z.union([offloadRequest, engineCacheRequest]);
+type BrokerRequest = OffloadRequest | EngineCacheRequest;
+
 
 interface Place extends S3Place {
   /** Prepended to `<job id>/<name>`: the object path, or the platform prefix and tenant. */
@@ -115,9 +123,9 @@ export class OffloadBroker {
 
   /** Answers one raw request; a request too malformed to name its asker is dropped with a log line. */
   async answer(raw: string): Promise<void> {
-    let req: OffloadRequest;
+    let req: BrokerRequest;
     try {
-      req = offloadRequest.parse(JSON.parse(raw));
+      req = brokerRequest.parse(JSON.parse(raw));
     } catch {
       this.options.log({ level: "warn", msg: "offload request dropped: not a request", bytes: raw.length });
       return;
@@ -129,14 +137,18 @@ export class OffloadBroker {
       const refused = err instanceof GrantRefused;
       // S3's own errors name the bucket or key at most; the credentials are not in them.
       const message = refused ? err.message : `S3 refused: ${(err as Error).name}: ${(err as Error).message}`;
-      if (!refused) this.options.log({ level: "warn", msg: "offload grant failed", jobId: req.jobId, endpointId: req.endpointId, kind: req.kind, ...errorFields(err) });
+      if (!refused) this.options.log({ level: "warn", msg: "offload grant failed", ...("jobId" in req && { jobId: req.jobId }), endpointId: req.endpointId, kind: req.kind, ...errorFields(err) });
       reply = { ok: false, error: message };
     }
     const key = this.options.keys.offloadReply(req.endpointId, req.id);
     await this.options.redis.multi().rpush(key, JSON.stringify(reply)).pexpire(key, REPLY_TTL_MS).exec();
   }
 
-  private async grant(req: OffloadRequest): Promise<unknown> {
+  private async grant(req: BrokerRequest): Promise<unknown> {
+    if (req.kind === "engine-cache-restore" || req.kind === "engine-cache-archive") {
+      if (!this.options.engineCache) throw new GrantRefused("the control plane keeps no engine caches (HEARTH_ENGINE_CACHE_BUCKET is not set)");
+      return this.options.engineCache.grant(req);
+    }
     const data = await this.activeJob(req.endpointId, req.jobId);
     const place = await this.placeFor(req.jobId, data);
     try {

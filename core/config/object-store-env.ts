@@ -16,21 +16,24 @@ export const DEFAULT_OFFLOAD_BYTES = 1_048_576;
  * HEARTH_S3_REGION and the AWS SDK's credential chain) or else the directory HEARTH_OBJECT_DIR,
  * which both must see (one host, or a shared volume).
  */
+/** `s3://bucket` or `s3://bucket/prefix` (see parseOutputBucket); unset or empty: undefined. */
+export const s3BucketUrl = optionalString.pipe(
+  z
+    .string()
+    .refine((s) => {
+      try {
+        parseOutputBucket(s);
+        return true;
+      } catch {
+        return false;
+      }
+    }, "must be s3://bucket or s3://bucket/prefix")
+    .optional(),
+);
+
 export const objectStoreEnv = {
   HEARTH_OBJECT_DIR: z.preprocess((v) => (v === "" || v === undefined ? defaultObjectDir : v), z.string().refine(isAbsolute, "must be an absolute path")),
-  HEARTH_OUTPUT_BUCKET: optionalString.pipe(
-    z
-      .string()
-      .refine((s) => {
-        try {
-          parseOutputBucket(s);
-          return true;
-        } catch {
-          return false;
-        }
-      }, "must be s3://bucket or s3://bucket/prefix")
-      .optional(),
-  ),
+  HEARTH_OUTPUT_BUCKET: s3BucketUrl,
   HEARTH_S3_ENDPOINT: optionalString.pipe(z.url().optional()),
   HEARTH_S3_REGION: z.preprocess((v) => (v === "" || v === undefined ? "us-east-1" : v), z.string()),
   /** Outputs and stream chunks whose JSON is longer go to the job's bucket (s3Config, else HEARTH_OUTPUT_BUCKET) when there is one. */

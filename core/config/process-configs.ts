@@ -13,7 +13,9 @@ import { webhookRetrySchedule } from "../webhooks/retry-schedule.ts";
 import type { AllowList } from "../net/url-policy.ts";
 import { billingMode, type BillingMode } from "../contracts/billing.ts";
 import type { ResultRetention } from "../policy/retention.ts";
-import { objectStoreEnv, objectStoreSettings, type ObjectStoreSettings } from "./object-store-env.ts";
+import { objectStoreEnv, objectStoreSettings, s3BucketUrl, type ObjectStoreSettings } from "./object-store-env.ts";
+import { snapshotParts } from "../weights/engine-cache-key.ts";
+import { CPU_GPU_TYPE } from "../billing/price-table.ts";
 import { tlsEnv, tlsFilesFromEnv, type TlsFiles } from "./tls-files.ts";
 
 /** HEARTH_LOG_LEVEL: trace, debug, info (default), warn, error, fatal or silent; every process reads it and passes it to its workers. */
@@ -229,6 +231,8 @@ const controlSchema = z.object({
   /** Opens endpoints' sealed webhook signing secrets. */
   HEARTH_SECRETS_KEY: secretsKey,
   ...objectStoreEnv,
+  /** Where engine cache snapshots are kept (`s3://bucket/prefix`, on HEARTH_S3_ENDPOINT and the SDK's credentials); unset: none are. */
+  HEARTH_ENGINE_CACHE_BUCKET: s3BucketUrl,
   /** Serve the control plane's `/metrics` on this port (0: any free one); unset: no listener. */
   HEARTH_CONTROL_METRICS_PORT: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(0).max(65535).optional()),
   HEARTH_CONTROL_METRICS_HOST: z.preprocess((v) => (v === "" || v === undefined ? "127.0.0.1" : v), z.string()),
@@ -252,6 +256,8 @@ export interface ControlConfig {
   secretsKey?: Buffer;
   /** Where outputs too large for Postgres are written (HEARTH_OBJECT_DIR, HEARTH_OUTPUT_BUCKET, HEARTH_S3_*). */
   objects: ObjectStoreSettings;
+  /** HEARTH_ENGINE_CACHE_BUCKET (`s3://bucket/prefix`); absent: workers' engine cache requests are refused. */
+  engineCacheBucket?: string;
   /** HEARTH_CONTROL_METRICS_HOST and HEARTH_CONTROL_METRICS_PORT; absent: no `/metrics` listener. */
   metricsListen?: { host: string; port: number };
 }
@@ -270,6 +276,7 @@ export function loadControlConfig(env: NodeJS.ProcessEnv = process.env): Control
     webhookRetryScheduleS: c.HEARTH_WEBHOOK_RETRY_SCHEDULE,
     ...(c.HEARTH_SECRETS_KEY !== undefined && { secretsKey: c.HEARTH_SECRETS_KEY }),
     objects: objectStoreSettings(c),
+    ...(c.HEARTH_ENGINE_CACHE_BUCKET !== undefined && { engineCacheBucket: c.HEARTH_ENGINE_CACHE_BUCKET }),
     ...(c.HEARTH_CONTROL_METRICS_PORT !== undefined && { metricsListen: { host: c.HEARTH_CONTROL_METRICS_HOST, port: c.HEARTH_CONTROL_METRICS_PORT } }),
   };
 }
@@ -308,6 +315,17 @@ const workerSchema = z.object({
   HEARTH_SPEC_HASH: optionalString,
   /** Where jobs' external guardrails may be (inherited from the scheduler's environment, like the API's). */
   ...egressEnv,
+  /**
+   * Engine cache snapshots on when set (inherited from the scheduler's environment, like the control
+   * plane's): the worker asks the control plane for URLs, it never sees the bucket's credentials.
+   */
+  HEARTH_ENGINE_CACHE_BUCKET: s3BucketUrl,
+  /** Bytes the declared cache directories may hold for a snapshot to be archived or restored (default 2 GiB, at most S3's 5 GiB PUT). */
+  HEARTH_ENGINE_CACHE_MAX_BYTES: intFrom(2 * 1024 ** 3, 1, 5 * 1024 ** 3),
+  /** The worker image, set by the provider (`local` for local processes): part of a snapshot's key. */
+  HEARTH_IMAGE: z.preprocess((v) => (v === "" || v === undefined ? "local" : v), snapshotParts.shape.image),
+  /** The worker's GPU type, set by the provider (`cpu` for local processes): part of a snapshot's key. */
+  HEARTH_GPU_TYPE: z.preprocess((v) => (v === "" || v === undefined ? CPU_GPU_TYPE : v), snapshotParts.shape.gpuType),
 });
 
 /** Every variable the worker's config reads: what a provider passes on to workers from its own environment. */
@@ -353,6 +371,11 @@ export interface WorkerConfig {
   egressAllowHttp: boolean;
   /** HEARTH_EGRESS_ALLOWLIST, parsed: non-public ranges and hosts an external guard may be at. Default empty. */
   egressAllowList: AllowList;
+  /** Engine cache snapshots: on when HEARTH_ENGINE_CACHE_BUCKET is set, with HEARTH_ENGINE_CACHE_MAX_BYTES. */
+  engineCache?: { maxBytes: number };
+  /** HEARTH_IMAGE and HEARTH_GPU_TYPE: what a snapshot's key says this worker is. */
+  image: string;
+  gpuType: string;
 }
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
@@ -382,5 +405,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     ...(c.HEARTH_SPEC_HASH !== undefined && { specHash: c.HEARTH_SPEC_HASH }),
     egressAllowHttp: c.HEARTH_EGRESS_ALLOW_HTTP,
     egressAllowList: c.HEARTH_EGRESS_ALLOWLIST,
+    ...(c.HEARTH_ENGINE_CACHE_BUCKET !== undefined && { engineCache: { maxBytes: c.HEARTH_ENGINE_CACHE_MAX_BYTES } }),
+    image: c.HEARTH_IMAGE,
+    gpuType: c.HEARTH_GPU_TYPE,
   };
 }

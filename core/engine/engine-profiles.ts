@@ -36,7 +36,46 @@ interface ProfileTable {
   reserved: readonly string[];
   /** The engine's "requests batched at once" flag, set from `concurrency` unless the user set it. */
   concurrencyFlag: string;
+  /** Directories the engine fills with compiled artifacts at start, snapshotted to S3 (see `EngineCacheDir`). */
+  cacheDirs: readonly EngineCacheDir[];
 }
+
+/**
+ * Where an engine keeps one kind of compile artifact, as the engine itself decides it: the first of
+ * `locations` whose variable is set (and absolute) in the engine's environment, joined with `path`.
+ * HOME and TMPDIR are always set (a fresh directory per engine, see engine-environment.ts), so a
+ * list ending with one of them always resolves; one without them resolves only when the endpoint
+ * sets the variable. `{user}` in a path is the engine user's name. Pure data: resolved by
+ * core/weights/engine-cache-paths.ts, archived and restored by worker/engine-cache.
+ */
+export interface EngineCacheDir {
+  /** Names the directory inside a snapshot (its top-level folder), so a snapshot does not depend on where HOME was. */
+  id: string;
+  locations: readonly { variable: string; path?: string }[];
+}
+
+// vLLM's torch.compile artifacts: "~/.cache/vllm/torch_compile_cache/<hash>/rank_0_0", meant to be
+// copied between deployments (https://docs.vllm.ai/en/v0.11.2/design/torch_compile/), under
+// VLLM_CACHE_ROOT, default ~/.cache/vllm (https://docs.rbln.ai/latest/software/model_serving/vllm_support/features/compile-cache.html;
+// vllm/envs.py puts it under XDG_CACHE_HOME when that is set). CUDA graphs are captured in GPU memory
+// at every start and leave nothing on disk to keep.
+const VLLM_CACHE: EngineCacheDir = { id: "vllm", locations: [{ variable: "VLLM_CACHE_ROOT" }, { variable: "XDG_CACHE_HOME", path: "vllm" }, { variable: "HOME", path: ".cache/vllm" }] };
+// Triton's compiled kernels: TRITON_CACHE_DIR, else <TRITON_HOME or ~>/.triton/cache
+// (deepspeedai/DeepSpeed PR #7907 "The default directory for Triton is only ~/.triton if $TRITON_HOME is not set").
+const TRITON_CACHE: EngineCacheDir = { id: "triton", locations: [{ variable: "TRITON_CACHE_DIR" }, { variable: "TRITON_HOME", path: ".triton/cache" }, { variable: "HOME", path: ".triton/cache" }] };
+// FlashInfer's JIT-compiled kernels: <FLASHINFER_WORKSPACE_BASE, default $HOME>/.cache/flashinfer/
+// (https://rocm.docs.amd.com/projects/flashinfer/en/latest/reference/environment-variables.html).
+const FLASHINFER_CACHE: EngineCacheDir = { id: "flashinfer", locations: [{ variable: "FLASHINFER_WORKSPACE_BASE", path: ".cache/flashinfer" }, { variable: "HOME", path: ".cache/flashinfer" }] };
+// SGLang's torch.compile cache is TorchInductor's: TORCHINDUCTOR_CACHE_DIR, shipped between machines
+// in https://docs.sglang.io/references/torch_compile_cache.html; unset, Inductor uses
+// <tempfile.gettempdir()>/torchinductor_<user> (torch/_inductor codecache), and TMPDIR is the engine's own.
+const INDUCTOR_CACHE: EngineCacheDir = { id: "torchinductor", locations: [{ variable: "TORCHINDUCTOR_CACHE_DIR" }, { variable: "TMPDIR", path: "torchinductor_{user}" }] };
+// TensorRT-LLM's LLM API keeps built engines in TLLM_LLMAPI_BUILD_CACHE_ROOT when TLLM_LLMAPI_BUILD_CACHE=1
+// (tensorrt_llm/llmapi/build_cache.py, https://nvidia.github.io/TensorRT-LLM/1.3.0rc7/_modules/tensorrt_llm/llmapi/build_cache.html).
+// Its default, /tmp/.cache/tensorrt_llm/llmapi/, is a fixed path every engine on the host shares (it
+// ignores TMPDIR): snapshotting it could hand one tenant another's engines, so only a root the
+// endpoint sets is kept.
+const TRTLLM_BUILD_CACHE: EngineCacheDir = { id: "trtllm-build", locations: [{ variable: "TLLM_LLMAPI_BUILD_CACHE_ROOT" }] };
 
 const fraction = (doc: string): FlagSpec => ({ type: "number", min: 0, max: 1, exclusiveMin: true, doc });
 const positive = (doc: string): FlagSpec => ({ type: "int", min: 1, doc });
@@ -48,6 +87,7 @@ const positive = (doc: string): FlagSpec => ({ type: "int", min: 1, doc });
 const VLLM: ProfileTable = {
   reserved: ["model", "host", "port", "served-model-name"],
   concurrencyFlag: "max-num-seqs",
+  cacheDirs: [VLLM_CACHE, TRITON_CACHE, FLASHINFER_CACHE],
   flags: {
     "tensor-parallel-size": positive("GPUs each layer is sharded across (tensor parallelism)."),
     "pipeline-parallel-size": positive("Pipeline stages the layers are split into."),
@@ -84,6 +124,8 @@ const VLLM: ProfileTable = {
 const SGLANG: ProfileTable = {
   reserved: ["model-path", "model", "host", "port", "served-model-name"],
   concurrencyFlag: "max-running-requests",
+  // SGLang compiles with Triton and FlashInfer too (its default attention backend on CUDA).
+  cacheDirs: [INDUCTOR_CACHE, TRITON_CACHE, FLASHINFER_CACHE],
   flags: {
     "tp-size": positive("Tensor parallelism size."),
     "dp-size": positive("Data parallelism size (model replicas)."),
@@ -123,6 +165,8 @@ const SGLANG: ProfileTable = {
 const TRTLLM: ProfileTable = {
   reserved: ["host", "port", "served_model_name"],
   concurrencyFlag: "max_batch_size",
+  // The PyTorch backend (trtllm-serve's default) JIT-compiles with Triton and FlashInfer as well.
+  cacheDirs: [TRTLLM_BUILD_CACHE, TRITON_CACHE, FLASHINFER_CACHE],
   flags: {
     backend: { type: "enum", values: ["pytorch", "tensorrt", "_autodeploy"], doc: "Runtime backend (default pytorch)." },
     tp_size: positive("Tensor parallelism size."),
@@ -148,6 +192,8 @@ const LLAMA_CACHE_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl
 const LLAMACPP: ProfileTable = {
   reserved: ["model", "host", "port", "alias"],
   concurrencyFlag: "parallel",
+  // llama.cpp loads its kernels prebuilt: nothing is compiled at start.
+  cacheDirs: [],
   flags: {
     "ctx-size": { type: "int", min: 0, doc: "Context size in tokens shared by the slots (0 = from the model)." },
     "n-gpu-layers": { type: "int", min: 0, keywords: ["auto", "all"], doc: "Layers kept in VRAM: a number, auto or all." },
@@ -181,6 +227,8 @@ const LLAMACPP: ProfileTable = {
 const EMBEDDED: ProfileTable = {
   reserved: ["model", "host", "port", "served-model-name"],
   concurrencyFlag: "parallel",
+  // node-llama-cpp's prebuilt CPU binary: nothing is compiled at start.
+  cacheDirs: [],
   flags: {
     "ctx-size": { type: "int", min: 1, max: 1 << 20, doc: "Context per request in tokens; default 2048." },
     threads: { type: "int", min: 1, max: 1024, doc: "CPU threads; default: half the machine's cores." },
@@ -205,6 +253,11 @@ export function riskyArgs(profile: EngineProfile, args: ProfileArgs): { key: str
     if (spec?.risk !== undefined && value !== false) out.push({ key, risk: spec.risk });
   }
   return out;
+}
+
+/** The directories `profile`'s engine compiles into at start, kept as engine cache snapshots; empty for engines that compile nothing. */
+export function engineCacheDirs(profile: EngineProfile): readonly EngineCacheDir[] {
+  return TABLES[profile].cacheDirs;
 }
 
 /** The flags a user may set for `profile`, with their types and one-line docs (for API errors and docs). */

@@ -100,7 +100,11 @@ export const coldStartReport = z.object({
   weightsFetchMs: spanMs.optional(),
   /** The weights were in the local cache: no bytes fetched. */
   cacheHit: z.boolean().optional(),
-  /** The engine's start, weights fetch excluded. */
+  /** Restoring the engine's compile caches from a snapshot (asking, downloading, checking, extracting), when its profile declares cache directories. */
+  engineCacheRestoreMs: spanMs.optional(),
+  /** A snapshot filled the engine's cache directories. */
+  engineCacheHit: z.boolean().optional(),
+  /** The engine's start, weights fetch and engine cache restore excluded. */
   engineLoadMs: spanMs.optional(),
   firstJobMs: spanMs.optional(),
 });

@@ -22,6 +22,15 @@ export function presignPut(at: S3Place, key: string, expiresS: number): Promise<
   return getSignedUrl(at.client, new PutObjectCommand({ Bucket: at.bucket, Key: key, ContentType: "application/json" }), { expiresIn: expiresS });
 }
 
+/**
+ * A PUT of exactly `bytes` bytes: the length is a signed header, so S3 refuses a body of any other
+ * length (the holder of the URL cannot store more than was granted). No content type: it would be
+ * a signed header the uploader must repeat.
+ */
+export function presignPutOfLength(at: S3Place, key: string, bytes: number, expiresS: number): Promise<string> {
+  return getSignedUrl(at.client, new PutObjectCommand({ Bucket: at.bucket, Key: key, ContentLength: bytes }), { expiresIn: expiresS });
+}
+
 export function presignGet(at: S3Place, key: string, expiresS: number): Promise<string> {
   return getSignedUrl(at.client, new GetObjectCommand({ Bucket: at.bucket, Key: key }), { expiresIn: expiresS });
 }

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";
+import type { S3ObjectStoreOptions } from "../../core/objects/s3-object-store.ts";
 import { DEFAULT_OFFLOAD_BYTES, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 import { fileURLToPath } from "node:url";
 import { startApiServer, type RunningApi } from "../../apps/api/api-server.ts";
@@ -89,6 +90,10 @@ export interface StackOptions {
    * the local object store.
    */
   outputBucket?: { url: string; endpoint: string };
+  /** HEARTH_ENGINE_CACHE_BUCKET of the control plane, as a bucket and its client. Default: none (workers' snapshot requests refused). */
+  engineCacheBucket?: S3ObjectStoreOptions;
+  /** Every line workers write (their pino JSON), as the local provider reads it. Default: kept for the logs routes only. */
+  workerOutput?: (worker: { workerId: string; endpointId: string }, stream: "stdout" | "stderr", line: string) => void;
   /** The control plane's log lines. Default: dropped. */
   controlLog?: Log;
   /** The API's log; default a silent one. */
@@ -173,7 +178,10 @@ export async function startStack(options: StackOptions = {}) {
   // Workers' output kept for the logs routes, as the scheduler's composition root does.
   const output = new WorkerOutput({ redis, keys: new RedisKeys(redisPrefix), flushMs: 50 });
   const provider = new LocalProvider({
-    onOutput: (worker, stream, line) => output.add(worker, stream, line),
+    onOutput: (worker, stream, line) => {
+      output.add(worker, stream, line);
+      options.workerOutput?.(worker, stream, line);
+    },
     redisUrl,
     redisPrefix,
     handlerDirs,
@@ -232,6 +240,7 @@ export async function startStack(options: StackOptions = {}) {
           ...(options.webhookTimeoutMs !== undefined && { webhookTimeoutMs: options.webhookTimeoutMs }),
           objects: createObjectStore(objectSettings, platform),
           ...(platform && { platformBucket: platform }),
+          ...(options.engineCacheBucket && { engineCacheBucket: options.engineCacheBucket }),
         });
   control?.start();
   const call = apiClient(api.url);

@@ -26,6 +26,8 @@ export interface CreateEngineOptions {
   /** `runpod` engines: a job asked for the worker to stop (`stopPod`), or the Python worker was lost. */
   onStopRequested?: RunPodEngineOptions["onStopRequested"];
   onLost?: RunPodEngineOptions["onLost"];
+  /** `openai` engines: engine cache snapshots (worker/engine-cache). Default none. */
+  engineCache?: OpenAIEngineOptions["engineCache"];
 }
 
 const EMBEDDED_SOURCE = "worker/engines/embedded/main.ts";
@@ -65,6 +67,7 @@ export async function createEngine(spec: EngineSpec, options: CreateEngineOption
         ...(options.endpointEnv && { endpointEnv: options.endpointEnv }),
         ...(options.onEngineLog && { onLog: options.onEngineLog }),
         ...(options.onEngineState && { onState: options.onEngineState }),
+        ...(options.engineCache && { engineCache: options.engineCache }),
       });
     }
     case "runpod": {

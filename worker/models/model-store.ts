@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { isProcessAlive } from "../../core/fs/real-paths.ts";
 import type { Log } from "../../core/log/process-log.ts";
-import { directoryDigest, fragmentSha256 } from "../../core/weights/model-digest.ts";
+import { directoryDigest, fragmentSha256, SHA256_HEX } from "../../core/weights/model-digest.ts";
 import { entryManifest, MANIFEST, parseJson, refSchema } from "./cache-layout.ts";
 import { DownloadProgress } from "./download-progress.ts";
 import { acquireHostLock, Leases } from "./host-lock.ts";
@@ -93,6 +93,16 @@ export class ModelStore {
   /** True when every model asked for came from the cache; undefined until one was asked for (or only local files were). */
   get cacheHit(): boolean | undefined {
     return this.hits + this.misses === 0 ? undefined : this.misses === 0;
+  }
+
+  /**
+   * The sha256 of the model at `path`, if `path` is one this cache handed out (`sha256/<digest>/…`);
+   * undefined for anything else (a local model used in place).
+   */
+  digestOf(path: string): string | undefined {
+    const rel = relative(join(this.options.cacheDir, "sha256"), path);
+    const first = rel.split(sep)[0] ?? "";
+    return !rel.startsWith("..") && !isAbsolute(rel) && SHA256_HEX.test(first) ? first : undefined;
   }
 
   /** A local path (file or directory) holding the model named by `uri` (a URL or an absolute path). */

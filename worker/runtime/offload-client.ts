@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
 import { offloadReply, type OffloadRequest } from "../../core/contracts/offload.ts";
+import type { EngineCacheRequest } from "../../core/contracts/engine-cache.ts";
 import type { RedisKeys } from "../../core/queue/keys.ts";
 
 /** Why the control plane gave no URL: its refusal, or no answer in time. */
@@ -18,7 +19,8 @@ export interface OffloadClientOptions {
   timeoutMs?: number;
 }
 
-type Ask = OffloadRequest extends infer R ? (R extends unknown ? Omit<R, "id" | "endpointId"> : never) : never;
+/** A request as the caller gives it: the client adds the answer list's id and the endpoint. Engine cache snapshots ride on the same lists. */
+type Ask = (OffloadRequest | EngineCacheRequest) extends infer R ? (R extends unknown ? Omit<R, "id" | "endpointId"> : never) : never;
 
 /**
  * The worker's side of the offload protocol (core/contracts/offload.ts): push a request, wait for

@@ -57,6 +57,8 @@ export interface WorkerRuntimeOptions {
   weightsFetchMs?: () => number | undefined;
   /** True when every model the engine asked for came from the local cache (a `cache-warm` start). Default: unknown (`cold`). */
   weightsCacheHit?: () => boolean | undefined;
+  /** The engine cache restore's length and outcome (worker/engine-cache), read with the weights'. Default: none. */
+  engineCacheReport?: () => Pick<ColdStartReport, "engineCacheRestoreMs" | "engineCacheHit">;
   /**
    * The boot phase and its progress while the engine starts (weights bytes fetched), put in the
    * heartbeat for a queued job's `waitReason: starting`. Default: `engine_load` for the whole start.
@@ -405,13 +407,16 @@ export class WorkerRuntime {
   private reportColdStart(): void {
     const weights = this.options.weightsFetchMs?.();
     const cacheHit = this.options.weightsCacheHit?.();
+    const engineCache = this.options.engineCacheReport?.() ?? {};
     const report: ColdStartReport = {
       kind: cacheHit === true ? "cache-warm" : "cold",
       processStartMs: clampMs(this.processStartMs),
       ...(this.options.provisionMs !== undefined && { provisionMs: clampMs(this.options.provisionMs) }),
       ...(weights !== undefined && Number.isFinite(weights) && { weightsFetchMs: clampMs(weights) }),
       ...(cacheHit !== undefined && { cacheHit }),
-      ...(this.engineStartMs !== undefined && { engineLoadMs: clampMs(this.engineStartMs - (weights ?? 0)) }),
+      ...(engineCache.engineCacheRestoreMs !== undefined && { engineCacheRestoreMs: clampMs(engineCache.engineCacheRestoreMs) }),
+      ...(engineCache.engineCacheHit !== undefined && { engineCacheHit: engineCache.engineCacheHit }),
+      ...(this.engineStartMs !== undefined && { engineLoadMs: clampMs(this.engineStartMs - (weights ?? 0) - (engineCache.engineCacheRestoreMs ?? 0)) }),
     };
     this.heartbeat.attachToNextTransition({ coldStart: report });
   }

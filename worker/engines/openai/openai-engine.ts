@@ -11,6 +11,7 @@ import { EngineStartError, type Engine, type EngineInfo, type EngineJob, type En
 import { EngineSupervisor, type SupervisorState } from "./engine-supervisor.ts";
 import { createEngineHome, type EngineHome } from "./engine-home.ts";
 import { assertReadableBy, type EngineUser } from "./engine-user.ts";
+import type { EngineCacheContext, EngineCacheHooks } from "./engine-cache-hooks.ts";
 import { sseData } from "./sse-events.ts";
 import { redactUri } from "../../models/model-source.ts";
 
@@ -48,6 +49,8 @@ export interface OpenAIEngineOptions {
    * They never change HOME, TMPDIR, PORT or the profile's own. Default: none.
    */
   endpointEnv?: Readonly<Record<string, string>>;
+  /** Engine cache snapshots: restored before the engine starts, archived after its first healthy start. Default none. */
+  engineCache?: EngineCacheHooks;
 }
 
 /** Raised into a job when the engine process went away under it. */
@@ -125,6 +128,8 @@ export class OpenAIEngine implements Engine {
       ...(command.env && { profileEnv: command.env }),
       ...(this.options.endpointEnv && { endpointEnv: this.options.endpointEnv }),
     });
+    const cache: EngineCacheContext = { profile: spec.profile, modelPath, env, ...(runAs && { user: runAs }) };
+    await this.options.engineCache?.restore(cache);
     this.supervisor = new EngineSupervisor({
       engine: command,
       env,
@@ -143,6 +148,7 @@ export class OpenAIEngine implements Engine {
       await this.home.remove().catch(() => {});
       throw new EngineStartError(err instanceof Error ? err.message : String(err), { cause: err });
     }
+    this.options.engineCache?.archive(cache);
     // vLLM's worker runs with return_aggregate_stream, so a streamed job's output is all its chunks.
     return { concurrency: spec.concurrency, returnAggregateStream: true };
   }
@@ -174,6 +180,7 @@ export class OpenAIEngine implements Engine {
   }
 
   async stop(): Promise<void> {
+    await this.options.engineCache?.stop();
     await this.supervisor?.stop();
     await this.home?.remove();
   }
