@@ -6,6 +6,8 @@ import { Redis } from "ioredis";
 import { compare, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { noopHandler, startHearthFor } from "./support/hearth-processes.ts";
 import { summarize, type LatencySummary } from "./support/latency-stats.ts";
+import { parseLine, WorkerLines, type SeenWorker } from "./support/worker-lines.ts";
+import { sessionColdStart, sessionTimings } from "./support/worker-sessions.ts";
 import { performance } from "node:perf_hooks";
 
 const NAME = "cold-start";
@@ -19,16 +21,6 @@ interface ColdStart {
   finishedMs: number;
   /** Phase → ms since the process started, from its own log lines. */
   phases: Record<string, number>;
-}
-
-/** A JSON object line, or undefined. */
-function parseLine(line: string): Record<string, unknown> | undefined {
-  if (!line.startsWith("{")) return undefined;
-  try {
-    return JSON.parse(line) as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -71,24 +63,6 @@ async function floorOnce(ctx: BenchContext, i: number): Promise<ColdStart> {
   }
 }
 
-/** The cold-start phases each worker records in its session (GET /api/v1/endpoints/:id/workers), each on one process's monotonic clock. */
-const SESSION_PHASES = ["provisionMs", "processStartMs", "weightsFetchMs", "engineLoadMs", "firstJobMs"] as const;
-
-/** The worker's session phases as the API lists them, once the records hold its first job's (undefined past `timeoutMs`). */
-async function sessionPhases(url: string, apiKey: string, endpointId: string, workerId: string, timeoutMs = 10_000): Promise<Record<string, number> | undefined> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const res = await fetch(`${url}/api/v1/endpoints/${endpointId}/workers`, { headers: { authorization: `Bearer ${apiKey}` } });
-    const body = (await res.json()) as { items?: { id: string; coldStart: Record<string, unknown> | null }[] };
-    const cs = body.items?.find((w) => w.id === workerId)?.coldStart;
-    if (cs && typeof cs.firstJobMs === "number") {
-      return Object.fromEntries(SESSION_PHASES.flatMap((k) => (typeof cs[k] === "number" ? [[`session ${k.replace(/Ms$/, "")} (${String(cs.kind)})`, cs[k] as number]] : [])));
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return undefined;
-}
-
 /** The worker phases a cold start is broken into (Hearth's worker logs each with `ms` since its start). */
 const HEARTH_PHASES = ["boot", "engine-ready", "ready", "first-job"] as const;
 
@@ -100,23 +74,8 @@ const HEARTH_PHASES = ["boot", "engine-ready", "ready", "first-job"] as const;
  * bench through the scheduler's output.
  */
 async function hearthSide(ctx: BenchContext, count: number) {
-  type Seen = { phases: Record<string, number>; startedAt?: number; exited: boolean; pauses: number; resumes: number };
-  const workers = new Map<string, Seen>();
-  const onSchedulerLine = (line: string) => {
-    const o = parseLine(line);
-    if (o?.component !== "worker" || typeof o.workerId !== "string") return;
-    const seen = workers.get(o.workerId) ?? { phases: {}, exited: false, pauses: 0, resumes: 0 };
-    workers.set(o.workerId, seen);
-    if (typeof o.phase === "string" && typeof o.ms === "number") {
-      seen.phases[o.phase] ??= o.ms;
-      // pino's `time` is the wall clock of the line: minus the worker's ms since start, its process start.
-      if (seen.startedAt === undefined && typeof o.time === "string") seen.startedAt = Date.parse(o.time) - o.ms;
-      if (o.phase === "exit") seen.exited = true;
-      if (o.phase === "paused") seen.pauses++;
-      if (o.phase === "resumed") seen.resumes++;
-    }
-  };
-  const hearth = await startHearthFor(ctx, NAME, undefined, onSchedulerLine);
+  const workers = new WorkerLines();
+  const hearth = await startHearthFor(ctx, NAME, undefined, workers.onLine);
   const samples: (ColdStart & { enqueueToSpawnMs: number; endToEndMs: number; session: Record<string, number> })[] = [];
   const resumed: number[] = [];
   const problems: string[] = [];
@@ -132,7 +91,7 @@ async function hearthSide(ctx: BenchContext, count: number) {
     const endpointId = await hearth.createEndpoint(apiKey, { name: "bench-cold-start", engine: { kind: "handler", module: noopHandler }, workersMin: 0, workersMax: 1, idleTimeout: 1, flashboot: false });
     // One unmeasured cold start first: the page cache and Redis warm up, as they are on a running host.
     for (let i = 0; i < count + 1; i++) {
-      const before = new Set(workers.keys());
+      const before = workers.ids();
       const sentAt = Date.now();
       const res = await fetch(`${hearth.url}/v2/${endpointId}/runsync?wait=${START_TIMEOUT_MS}`, {
         method: "POST",
@@ -145,16 +104,16 @@ async function hearthSide(ctx: BenchContext, count: number) {
         problems.push(`cold start ${i}: HTTP ${res.status} ${JSON.stringify(body)}`);
         break;
       }
-      const fresh = [...workers.entries()].filter(([id]) => !before.has(id));
+      const fresh = workers.since(before);
       const [workerId, seen] = fresh[0] ?? [];
       if (fresh.length !== 1 || !workerId || !seen || seen.startedAt === undefined) {
         problems.push(`cold start ${i}: expected one new worker, saw ${fresh.length}`);
         break;
       }
       if (i > 0) {
-        const session = await sessionPhases(hearth.url, apiKey, endpointId, workerId);
-        if (!session) problems.push(`cold start ${i}: worker ${workerId}'s session shows no phases`);
-        samples.push({ finishedMs: doneAt - seen.startedAt, phases: { ...seen.phases }, enqueueToSpawnMs: seen.startedAt - sentAt, endToEndMs: doneAt - sentAt, session: session ?? {} });
+        const session = sessionTimings(await sessionColdStart(hearth.url, apiKey, endpointId, workerId));
+        if (Object.keys(session).length === 0) problems.push(`cold start ${i}: worker ${workerId}'s session shows no phases`);
+        samples.push({ finishedMs: doneAt - seen.startedAt, phases: { ...seen.phases }, enqueueToSpawnMs: seen.startedAt - sentAt, endToEndMs: doneAt - sentAt, session });
       }
       // Back to zero: the worker stops after idleTimeout and exits.
       const deadline = Date.now() + START_TIMEOUT_MS;
@@ -167,9 +126,9 @@ async function hearthSide(ctx: BenchContext, count: number) {
     // Resumed: a flashboot endpoint whose one worker is paused (process group stopped) between jobs.
     // Each sample is a /runsync that finds it paused: the scheduler resumes it and it answers.
     const pausing = await hearth.createEndpoint(apiKey, { name: "bench-resumed", engine: { kind: "handler", module: noopHandler }, workersMin: 0, workersMax: 1, idleTimeout: 1, flashboot: true });
-    let worker: Seen | undefined;
+    let worker: SeenWorker | undefined;
     for (let i = 0; i < count + 1 && problems.length === 0; i++) {
-      const before = new Set(workers.keys());
+      const before = workers.ids();
       const pausesBefore = worker?.pauses ?? 0;
       const sentAt = performance.now();
       const res = await runsync(pausing, apiKey);
@@ -179,8 +138,8 @@ async function hearthSide(ctx: BenchContext, count: number) {
         problems.push(`resumed ${i}: HTTP ${res.status} ${JSON.stringify(body)}`);
         break;
       }
-      if (i === 0) worker = [...workers.entries()].find(([id]) => !before.has(id))?.[1];
-      else if ([...workers.keys()].some((id) => !before.has(id))) problems.push(`resumed ${i}: a new worker started instead of a resume`);
+      if (i === 0) worker = workers.since(before)[0]?.[1];
+      else if (workers.since(before).length > 0) problems.push(`resumed ${i}: a new worker started instead of a resume`);
       if (i > 0) resumed.push(tookMs);
       // Paused again (idleTimeout, then the pause) before the next sample.
       const deadline = Date.now() + START_TIMEOUT_MS;

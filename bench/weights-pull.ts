@@ -1,8 +1,6 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdtemp, open, rm, stat } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
@@ -12,6 +10,7 @@ import { planRanges, rangeHeader } from "../core/weights/range-plan.ts";
 import { ModelStore } from "../worker/models/model-store.ts";
 import { S3ModelSource } from "../worker/models/s3-model-source.ts";
 import { compare, type BenchContext, type BenchResult } from "./support/bench-result.ts";
+import { S3RVER_CREDENTIALS, startS3rverProcess } from "./support/s3rver-process.ts";
 
 const NAME = "weights-pull";
 const MB = 1024 * 1024;
@@ -19,29 +18,6 @@ const SIZE = 256 * MB;
 const PART = 8 * MB;
 const LANES = 8;
 const RUNS = 5;
-const CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" };
-
-/** s3rver in a child process of its own (the server's CPU is not the downloader's), on a free port. */
-async function startS3rver(dir: string): Promise<{ endpoint: string; stop: () => Promise<void> }> {
-  const main = createRequire(import.meta.url).resolve("s3rver");
-  const script = `const s = new (require(${JSON.stringify(main)}))({ address: "127.0.0.1", port: 0, silent: true, directory: ${JSON.stringify(dir)} }); s.run().then((a) => console.log("port " + a.port))`;
-  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.on("data", (chunk: Buffer) => {
-      const m = /port (\d+)/.exec(chunk.toString());
-      if (m) resolve(Number(m[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`s3rver exited with ${code}`)));
-  });
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    stop: async () => {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
 
 /** The floor: the same object as parallel ranged GETs (same parts, same lanes) written at their offsets; no hash, no cache. */
 async function plainParallel(client: S3Client, bucket: string, key: string, file: string): Promise<void> {
@@ -77,8 +53,8 @@ async function plainParallel(client: S3Client, bucket: string, key: string, file
  */
 export async function weightsPull(ctx: BenchContext): Promise<BenchResult[]> {
   const dir = await mkdtemp(join(tmpdir(), "hearth-bench-weights-"));
-  const server = await startS3rver(join(dir, "s3rver"));
-  const client = new S3Client({ endpoint: server.endpoint, region: "us-east-1", forcePathStyle: true, credentials: CREDENTIALS, requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" });
+  const server = await startS3rverProcess(join(dir, "s3rver"));
+  const client = new S3Client({ endpoint: server.endpoint, region: "us-east-1", forcePathStyle: true, credentials: S3RVER_CREDENTIALS, requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" });
   const problems: string[] = [];
   const hearth: number[] = [];
   const withEtag: number[] = [];
