@@ -113,7 +113,8 @@ async function main(): Promise<void> {
     const early = startEarly(engine);
     engine = early.engine;
     engineStartedAt = early.startedAt;
-    await Promise.race([spawned, engine.start().catch(() => {})]);
+    // A model to download first (s3://, https://, not cached): the rest loads during the download.
+    await Promise.race([spawned, engine.start().catch(() => {}), ...(models ? [models.downloading] : [])]);
   }
   const [{ WorkerRuntime }, { connectRedis }, { warnIfRedisDefaultUserOpen }] = await Promise.all([
     import("./runtime/worker-runtime.ts"),

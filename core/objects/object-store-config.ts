@@ -49,6 +49,10 @@ export function platformBucket(opts: ObjectStoreConfig): S3ObjectStoreOptions | 
   const client = new S3Client({
     region: opts.s3Region,
     ...(opts.s3Endpoint !== undefined && { endpoint: opts.s3Endpoint, forcePathStyle: true }),
+    // Checksums only where S3 requires them: by default the SDK signs a presigned PUT with the CRC32
+    // of an empty body (`x-amz-checksum-crc32=AAAAAA==`), which S3 refuses for the worker's real one.
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
   });
   return { bucket, prefix, client };
 }

@@ -46,6 +46,12 @@ export class ModelStore {
   private fetching = 0;
   /** The downloads in flight, for `fetchProgress`. */
   private readonly downloads = new Set<DownloadProgress>();
+  private downloadBegan: () => void = () => {};
+  /**
+   * Settles when this store's first download begins (never, for a cache hit or a local file): a
+   * worker then loads the rest of itself during the download instead of after the engine's spawn.
+   */
+  readonly downloading = new Promise<void>((resolve) => (this.downloadBegan = resolve));
   private busySince = 0;
   private fetchedMs: number | undefined;
   /** Models asked for that the cache held, and that it did not (a cold start's `cacheHit`). */
@@ -204,6 +210,7 @@ export class ModelStore {
     const partial = join(partialDir, `${key}.partial-${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`);
     const progress = new DownloadProgress(redactUri(url), this.clock, this.options.progressIntervalMs ?? 1000, this.options.log);
     this.downloads.add(progress);
+    this.downloadBegan();
     const hooks: DownloadHooks = {
       expectBytes: async (total) => {
         progress.expect(total);
