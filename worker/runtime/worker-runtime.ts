@@ -105,6 +105,8 @@ export class WorkerRuntime {
   private worker: Worker | undefined;
   /** Builds a fresh BullMQ worker over the same processor (a closed one cannot run again). */
   private newQueueWorker: (() => Worker) | undefined;
+  /** The job processor, once the engine has started (bootEngineAndQueue). */
+  private processJob: JobProcessor | undefined;
   /** A pause or resume in flight. */
   private pausing: Promise<unknown> | undefined;
   private info: EngineInfo | undefined;
@@ -193,6 +195,34 @@ export class WorkerRuntime {
   private async bootEngineAndQueue(): Promise<void> {
     const { options } = this;
     this.bootPhase = "engine_load";
+    // The queue worker is made while the engine loads: its two Redis connections (a blocking one of
+    // its own, BullMQ's handshake on each) are ready by the time the engine is, instead of costing the
+    // first job their set-up. It takes no job before start(), and none runs before the processor exists.
+    this.newQueueWorker = () => {
+      const w = new Worker(this.keys.queueName(options.endpointId), (job, token, signal) => this.processJob!(job, token, signal), {
+        connection: options.redis,
+        prefix: options.redisPrefix,
+        // BullMQ records it as job.processedBy, which is how the API reports a job's workerId.
+        name: options.workerId,
+        // Until the engine says its own (bootEngineAndQueue); a worker made again later (resume) has it.
+        concurrency: this.info?.concurrency ?? 1,
+        lockDuration: options.lockMs,
+        stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
+        maxStalledCount: 2,
+        autorun: false,
+      });
+      w.on("error", (err) => this.onError(err, "queue"));
+      // Our processor never throws, so `failed` here is BullMQ's own verdict (a job that stalled more
+      // than maxStalledCount, failed as this worker took it): tell the waiters, as a finish would.
+      w.on("failed", (job, err) => {
+        if (!job?.id) return;
+        const now = this.now();
+        const result: JobResult = { status: "FAILED", error: job.failedReason || err.message, workerId: options.workerId, startedAt: now, finishedAt: now };
+        this.track(reportFailedByQueue({ redis: options.redis, keys: this.keys, endpointId: options.endpointId }, job.id, result), "failed report");
+      });
+      return w;
+    };
+    this.worker = this.newQueueWorker();
     const engineFrom = options.engineStartedAt ?? performance.now();
     this.info = await options.engine.start();
     this.engineStartMs = performance.now() - engineFrom;
@@ -223,33 +253,10 @@ export class WorkerRuntime {
       },
       now: this.now,
     });
-    const counted = this.counted(processor);
-    const concurrency = this.info.concurrency;
-    this.newQueueWorker = () => {
-      const w = new Worker(this.keys.queueName(options.endpointId), counted, {
-        connection: options.redis,
-        prefix: options.redisPrefix,
-        // BullMQ records it as job.processedBy, which is how the API reports a job's workerId.
-        name: options.workerId,
-        concurrency,
-        lockDuration: options.lockMs,
-        stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
-        maxStalledCount: 2,
-        autorun: false,
-      });
-      w.on("error", (err) => this.onError(err, "queue"));
-      // Our processor never throws, so `failed` here is BullMQ's own verdict (a job that stalled more
-      // than maxStalledCount, failed as this worker took it): tell the waiters, as a finish would.
-      w.on("failed", (job, err) => {
-        if (!job?.id) return;
-        const now = this.now();
-        const result: JobResult = { status: "FAILED", error: job.failedReason || err.message, workerId: options.workerId, startedAt: now, finishedAt: now };
-        this.track(reportFailedByQueue({ redis: options.redis, keys: this.keys, endpointId: options.endpointId }, job.id, result), "failed report");
-      });
-      return w;
-    };
-    const worker = this.newQueueWorker();
-    this.worker = worker;
+    this.processJob = this.counted(processor);
+    const worker = this.worker!;
+    // Its concurrency is the engine's, known now; it took no job yet (it runs from start()).
+    worker.concurrency = this.info.concurrency;
 
     // Only this endpoint's cancels: a worker hears nothing of other tenants' traffic.
     const channel = this.keys.controlChannel(options.endpointId);
