@@ -9,8 +9,7 @@ import { ControlPlane } from "./control-plane.ts";
 import { serveMetrics } from "../../core/metrics/metrics-server.ts";
 import { egressPolicy } from "../../core/config/egress.ts";
 import { SecretBox } from "../../core/secrets/secret-box.ts";
-import { createObjectStore, platformBucket } from "../../core/objects/object-store-config.ts";
-import { engineCacheBucket } from "../../core/objects/engine-cache-bucket.ts";
+import { createObjectStore, operatorBucket, platformBucket } from "../../core/objects/object-store-config.ts";
 
 /** Composition root of the control plane: config → clients → consumers of the log → stop on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -34,7 +33,7 @@ async function main(): Promise<void> {
     objects: createObjectStore(config.objects, platform),
     ...(platform && { platformBucket: platform }),
     ...(config.engineCacheBucket !== undefined && {
-      engineCacheBucket: engineCacheBucket(config.engineCacheBucket, { ...(config.objects.s3Endpoint !== undefined && { endpoint: config.objects.s3Endpoint }), region: config.objects.s3Region }),
+      engineCacheBucket: operatorBucket(config.engineCacheBucket, { ...(config.objects.s3Endpoint !== undefined && { endpoint: config.objects.s3Endpoint }), region: config.objects.s3Region }),
     }),
   });
   control.start();
