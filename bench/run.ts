@@ -2,8 +2,8 @@
  * `npm run bench`: runs Hearth's benchmarks, each against its floor in the same run, prints a
  * table and writes `bench/results/<name>-<timestamp>.json` and `bench/results/latest.json`.
  *
- * Isolation: one fresh database `hearth_bench_<random>` (created by the API's migration, dropped
- * at the end) and one Redis prefix `{hearth-bench-<random>}` (its keys deleted at the end). Every
+ * Isolation: each benchmark run gets a fresh database `hearth_bench_<random>` (created by the API's
+ * migration, dropped after the run) and Redis prefix `{hearth-bench-<random>}` (its keys deleted). Every
  * server under test runs as its own child process; the load comes from this process; the two
  * sides of a benchmark never run at the same time.
  *
@@ -63,20 +63,16 @@ function redact(url: string): string {
 async function main(): Promise<number> {
   const config = loadBenchConfig(process.env);
   const startedAt = new Date();
-  const isolation = newIsolation(config.pgBaseUrl);
   const log = (msg: string) => console.log(`[bench] ${msg}`);
 
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  // Registered first, so they run last: after every child that uses them has stopped.
+  // Registered first, so it runs last: after every child that uses it has stopped.
   cleanup.push("close bench redis", async () => redis.quit());
-  cleanup.push("drop database", () => dropDatabase(config.pgBaseUrl, isolation.databaseName));
-  cleanup.push("clear redis prefix", () => clearRedisPrefix(redis, isolation.redisPrefix));
   const machine = machineInfo();
-  log(`database ${isolation.databaseName}, redis prefix ${isolation.redisPrefix}, ${machine.cpus} cpus, node ${process.version}, load ${machine.loadAverage.join(" ")}`);
+  log(`databases hearth_bench_<random> and redis prefixes {hearth-bench-<random>}, one per benchmark run, ${machine.cpus} cpus, node ${process.version}, load ${machine.loadAverage.join(" ")}`);
   if ((machine.loadAverage[0] ?? 0) > machine.cpus / 2) log(`!! the machine is busy (1-min load ${machine.loadAverage[0]} on ${machine.cpus} cpus): expect noisy numbers`);
   if (config.cpuProfDir) log(`!! profiling the API into ${config.cpuProfDir}: its numbers are slower than normal`);
 
-  const ctx: BenchContext = { config, isolation, redis, cleanup, log };
   const results: BenchResult[] = [];
   for (const name of config.only) {
     const runs = runsOf(name, config.runs);
@@ -84,7 +80,16 @@ async function main(): Promise<number> {
     for (let run = 1; run <= runs; run++) {
       const tag = runs > 1 ? ` (run ${run} of ${runs})` : "";
       log(`── ${name}${tag}`);
-      each.push([await benchmarks[name]({ ...ctx, log: (msg) => log(`${name}${tag}: ${msg}`) })].flat());
+      // A database and prefix of its own: an earlier run's endpoints (workersMin 1 among them) would
+      // otherwise be served by this run's scheduler too, their workers beside the ones measured.
+      const isolation = newIsolation(config.pgBaseUrl);
+      const dropIsolation = async () => {
+        await dropDatabase(config.pgBaseUrl, isolation.databaseName);
+        await clearRedisPrefix(redis, isolation.redisPrefix);
+      };
+      cleanup.push(`drop ${isolation.databaseName}`, dropIsolation);
+      each.push([await benchmarks[name]({ config, isolation, redis, cleanup, log: (msg) => log(`${name}${tag}: ${msg}`) })].flat());
+      await dropIsolation();
     }
     results.push(...medianRuns(each));
   }
