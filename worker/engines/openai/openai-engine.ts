@@ -13,6 +13,7 @@ import { createEngineHome, type EngineHome } from "./engine-home.ts";
 import { assertReadableBy, type EngineUser } from "./engine-user.ts";
 import type { EngineCacheContext, EngineCacheHooks } from "./engine-cache-hooks.ts";
 import { sseData } from "./sse-events.ts";
+import { EngineConnectionError, engineRequest, type EngineResponse } from "./engine-http.ts";
 import { redactUri } from "../../models/model-source.ts";
 
 /** The model URI fit for an error message; an absolute path (or anything unparsable) as it is, without a query. */
@@ -194,9 +195,9 @@ export class OpenAIEngine implements Engine {
     const lost = supervisor.lost;
     const both = AbortSignal.any([signal, lost]);
 
-    let res: Response;
+    let res: EngineResponse;
     try {
-      res = await fetch(`${supervisor.baseUrl}${request.route}`, {
+      res = await engineRequest(`${supervisor.baseUrl}${request.route}`, {
         method: request.method,
         signal: both,
         headers: { ...(request.method === "POST" && { "content-type": "application/json" }), ...(job.traceparent && { traceparent: job.traceparent }) },
@@ -226,10 +227,14 @@ export class OpenAIEngine implements Engine {
   }
 
   /** Parsed SSE events of a streamed response, up to `[DONE]`; an `error` event or a lost engine throws. */
-  private async *events(res: Response, lost: AbortSignal, onText: (text: string) => void, onUsage: (u: OpenAIUsage) => void): AsyncGenerator<Record<string, unknown>> {
+  private async *events(res: EngineResponse, lost: AbortSignal, onText: (text: string) => void, onUsage: (u: OpenAIUsage) => void): AsyncGenerator<Record<string, unknown>> {
+    let done = false;
     try {
-      for await (const data of sseData(res.body!)) {
-        if (data === "[DONE]") return;
+      for await (const data of sseData(res.body)) {
+        if (data === "[DONE]") {
+          done = true;
+          return;
+        }
         const event = JSON.parse(data) as Record<string, unknown>;
         if (event.error !== undefined) throw new Error(`engine error: ${errorText(event.error)}`);
         const text = chunkText(event);
@@ -240,6 +245,11 @@ export class OpenAIEngine implements Engine {
       }
     } catch (err) {
       throw await lostOr(lost, err);
+    } finally {
+      // After [DONE] only the answer's end is left: read it, and the connection serves the next job.
+      // Anything else (an abort, an error, a consumer gone) closes it, which stops the engine's generation.
+      if (done) res.release();
+      else res.destroy();
     }
   }
 
@@ -281,7 +291,7 @@ async function* relay(events: AsyncIterable<Record<string, unknown>>, request: E
 }
 
 /** The engine's error answer as the refusal the API relays with the engine's own status. */
-async function engineError(res: Response): Promise<EngineRefusal> {
+async function engineError(res: EngineResponse): Promise<EngineRefusal> {
   const text = await res.text().catch(() => "");
   let parsed: unknown;
   try {
@@ -317,9 +327,8 @@ async function lostOr(lost: AbortSignal, err: unknown): Promise<unknown> {
   return new EngineLostError(`the engine failed during the request (${why}); it is being restarted`);
 }
 
-/** undici reports a dropped connection as `TypeError: terminated` or `fetch failed` (with a socket cause). */
 function isConnectionError(err: unknown): boolean {
-  return err instanceof TypeError && (err.message === "terminated" || err.message === "fetch failed");
+  return err instanceof EngineConnectionError;
 }
 
 function errorText(error: unknown): string {

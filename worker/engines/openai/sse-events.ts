@@ -3,14 +3,14 @@
  * separated by a blank line (LF or CRLF); multi-line data is joined with "\n"; comments (`:`) and
  * other fields are skipped. Ends when the body ends; stops reading when the consumer stops.
  */
-export async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+export async function* sseData(body: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
   let buffer = "";
   let data: string[] = [];
-  const reader = body.getReader();
+  const parts = body[Symbol.asyncIterator]();
   try {
     for (;;) {
-      const { value, done } = await reader.read();
+      const { value, done } = await parts.next();
       buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
       let nl: number;
       while ((nl = buffer.indexOf("\n")) >= 0) {
@@ -30,7 +30,7 @@ export async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator
     if (buffer.startsWith("data:")) data.push(buffer.charCodeAt(5) === 32 ? buffer.slice(6) : buffer.slice(5));
     if (data.length > 0) yield data.join("\n");
   } finally {
-    // Leaving early (abort, consumer gone) must release the connection.
-    await reader.cancel().catch(() => {});
+    // Leaving early (abort, consumer gone): the body's own iterator decides what happens to the connection.
+    await parts.return?.().catch(() => {});
   }
 }
