@@ -16,7 +16,8 @@ import { loadAdmissionDefaults, type AdmissionDefaults } from "../../core/config
 import type { TenantLimits } from "../../core/contracts/tenant-limits.ts";
 import type { BillingMode } from "../../core/contracts/billing.ts";
 import type { ResultRetention } from "../../core/policy/retention.ts";
-import { createObjectStore, parseOutputBucket } from "../../core/objects/object-store-config.ts";
+import { createObjectStore } from "../../core/objects/object-store-config.ts";
+import { parseOutputBucket } from "../../core/objects/output-bucket.ts";
 import { DEFAULT_OFFLOAD_BYTES, defaultObjectDir, type ObjectStoreSettings } from "../../core/config/object-store-env.ts";
 
 export interface RunningApi {

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { isAbsolute } from "node:path";
 import { z } from "zod";
-import { parseOutputBucket, type ObjectStoreConfig } from "../objects/object-store-config.ts";
+import { parseOutputBucket, type ObjectStoreConfig } from "../objects/output-bucket.ts";
 import { intFrom, optionalString } from "./parse-env.ts";
 
 /** Where the local object store keeps large outputs by default: beside the demo model, in the checkout. */

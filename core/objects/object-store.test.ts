@@ -10,7 +10,8 @@ import { ConfigError } from "../config/parse-env.ts";
 import { randomAlnum } from "../ids/random-id.ts";
 import { LocalObjectStore } from "./local-object-store.ts";
 import { ObjectKeyError } from "./object-store.ts";
-import { createObjectStore, parseOutputBucket } from "./object-store-config.ts";
+import { createObjectStore } from "./object-store-config.ts";
+import { parseOutputBucket } from "./output-bucket.ts";
 import { describeObjectStoreConformance } from "./object-store-conformance.ts";
 import { S3ObjectStore } from "./s3-object-store.ts";
 
