@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     workerMetrics: config.workerMetrics,
     // Paused process groups are listed here for the next scheduler on this host (snapshot pool).
     stateDir: join(config.dataDir, "scheduler"),
+    // Booted ahead of demand: a cold start skips Node's start and the worker's module loading.
+    prestarted: config.prestartedWorkers,
     log,
   });
   const metrics = config.metricsListen ? new SchedulerMetrics({ registry: new Registry() }) : undefined;

@@ -98,12 +98,24 @@ async function startSchedulerProcess(env: Record<string, string> = {}) {
   }, 30_000).catch((err: unknown) => {
     throw new Error(`${String(err)}\nscheduler output:\n${output}`);
   });
-  // Children that run the worker's build, dist/worker/main.js.
-  const workerPids = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(child.pid)], { encoding: "utf8" })
-    .split("\n")
-    .filter((line) => line.includes("dist/worker/main.js"))
-    .map((line) => Number(line.trim().split(/\s+/)[0]));
-  expect(workerPids).toHaveLength(1);
+  // Children that run the worker's build, dist/worker/main.js: the worker, and the prestarted spare
+  // booted once it was ready (HEARTH_PRESTARTED_WORKERS, 1 by default). Neither may outlive the scheduler.
+  const buildChildren = () => {
+    let out = "";
+    try {
+      out = execFileSync("ps", ["-o", "pid=,args=", "--ppid", String(child.pid)], { encoding: "utf8" });
+    } catch {
+      return []; // no child at all
+    }
+    return out
+      .split("\n")
+      .filter((line) => line.includes("dist/worker/main.js"))
+      .map((line) => Number(line.trim().split(/\s+/)[0]));
+  };
+  const workerPids = await waitFor(() => {
+    const pids = buildChildren();
+    return pids.length === 2 ? pids : undefined;
+  }, 20_000);
   return { child, exited, keys, endpointId, workerPids, output: () => output };
 }
 

@@ -13,8 +13,9 @@ import { egressPolicy } from "../core/config/egress.ts";
 import { engineSpec } from "../core/contracts/endpoint.ts";
 import { WORKER_METRICS_HOST } from "../core/contracts/worker-state.ts";
 import { pauseRequest, type PauseReply } from "../core/contracts/pause-messages.ts";
-import { createEngine } from "./engines/create-engine.ts";
+import { createEngine, preloadEngines } from "./engines/create-engine.ts";
 import { startEarly } from "./engines/early-start.ts";
+import { awaitAssignment } from "./prestart.ts";
 import type { Engine } from "./engines/engine.ts";
 import { resolveEngineUser } from "./engines/openai/engine-user.ts";
 import { ENDPOINT_ENV_VAR, loadWorkerSecrets, MODEL_CREDENTIALS_VAR } from "../core/config/endpoint-secrets-env.ts";
@@ -28,13 +29,26 @@ import type { EngineCacheSnapshots } from "./engine-cache/engine-cache-snapshots
 
 /** Until the config is read: the level's default and no worker fields. */
 let processLines: Log = processLog("worker");
+/** What `ms` in the phase lines counts from: the process's start, or a prestarted process's assignment. */
+let bootOrigin = 0;
 
 function log(phase: string, detail: Record<string, unknown> = {}): void {
   // Inside a job (an offload's progress), the line carries the job's ids.
-  processLines({ msg: phase, phase, ms: Math.round(performance.now()), ...jobLogContext.getStore(), ...detail });
+  processLines({ msg: phase, phase, ms: Math.round(performance.now() - bootOrigin), ...jobLogContext.getStore(), ...detail });
 }
 
 async function main(): Promise<void> {
+  // A prestarted process becomes this worker here, its environment replaced by the assigned one.
+  bootOrigin = await awaitAssignment(() =>
+    Promise.all([
+      import("./runtime/worker-runtime.ts"),
+      import("../core/redis/connect.ts"),
+      import("../core/redis/default-user-check.ts"),
+      preloadEngines(),
+      import("./models/model-store.ts"),
+      import("./models/model-sources.ts"),
+    ]),
+  );
   const config = loadWorkerConfig(process.env);
   processLines = processLog("worker", { level: config.logLevel, fields: { workerId: config.workerId, endpointId: config.endpointId } });
   // A handler's console output is logged as structured lines, tagged with the job it ran for.
@@ -159,6 +173,7 @@ async function main(): Promise<void> {
       streamLingerMs: config.streamLingerMs,
       engine,
       ...(engineStartedAt !== undefined && { engineStartedAt }),
+      bootOrigin,
       weightsFetchMs: () => models?.weightsFetchMs,
       ...(snapshots && { engineCacheReport: () => snapshots.hooks.report() }),
       weightsCacheHit: () => models?.cacheHit,
@@ -188,7 +203,11 @@ async function main(): Promise<void> {
   if (metrics) runtime.attachMetrics(metrics.series, metrics.port);
   if (stopReason !== undefined) return stop(stopReason);
   runtime.start();
-  if (process.send) listenForPause(runtime);
+  if (process.send) {
+    listenForPause(runtime);
+    // The provider boots its next prestarted process only now, off this cold start's cores.
+    sendToProvider({ type: "hearth:ready" });
+  }
   log("ready");
 }
 
@@ -198,13 +217,7 @@ async function main(): Promise<void> {
  * it takes jobs again and says so. One request at a time, in order.
  */
 function listenForPause(runtime: WorkerRuntime): void {
-  const reply = (message: PauseReply) => {
-    try {
-      process.send?.(message);
-    } catch {
-      // the scheduler is gone: the disconnect handler drains this worker
-    }
-  };
+  const reply = (message: PauseReply) => sendToProvider(message);
   let queue: Promise<void> = Promise.resolve();
   process.on("message", (raw: unknown) => {
     const parsed = pauseRequest.safeParse(raw);
@@ -219,6 +232,14 @@ function listenForPause(runtime: WorkerRuntime): void {
       }
     });
   });
+}
+
+function sendToProvider(message: PauseReply | { type: "hearth:ready" }): void {
+  try {
+    process.send?.(message);
+  } catch {
+    // the scheduler is gone: the disconnect handler drains this worker
+  }
 }
 
 /**

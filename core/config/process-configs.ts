@@ -144,6 +144,8 @@ const schedulerSchema = z.object({
   HEARTH_PAUSED_MEMORY_BYTES: z.preprocess((v) => (v === "" || v === undefined ? undefined : Number(v)), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional()),
   /** Snapshot pool: a worker paused longer than this is stopped (seconds). */
   HEARTH_PAUSED_MAX_AGE_S: intFrom(3600, 1, 30 * 86_400),
+  /** Worker processes the local provider keeps booted ahead of demand, bound to no endpoint until one needs a worker; 0: none. */
+  HEARTH_PRESTARTED_WORKERS: intFrom(1, 0, 64),
 });
 
 export interface SchedulerConfig {
@@ -191,6 +193,8 @@ export interface SchedulerConfig {
   pausedMemoryBytes?: number;
   /** HEARTH_PAUSED_MAX_AGE_S. Default 3600. */
   pausedMaxAgeS: number;
+  /** HEARTH_PRESTARTED_WORKERS. Default 1. */
+  prestartedWorkers: number;
 }
 
 export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): SchedulerConfig {
@@ -217,6 +221,7 @@ export function loadSchedulerConfig(env: NodeJS.ProcessEnv = process.env): Sched
     dataDir: c.HEARTH_DATA_DIR,
     ...(c.HEARTH_PAUSED_MEMORY_BYTES !== undefined && { pausedMemoryBytes: c.HEARTH_PAUSED_MEMORY_BYTES }),
     pausedMaxAgeS: c.HEARTH_PAUSED_MAX_AGE_S,
+    prestartedWorkers: c.HEARTH_PRESTARTED_WORKERS,
   };
 }
 

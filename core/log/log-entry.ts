@@ -95,8 +95,10 @@ export const START_KINDS = ["cold", "cache-warm", "resumed", "warm"] as const;
 export const coldStartReport = z.object({
   kind: z.enum(START_KINDS).optional(),
   provisionMs: spanMs.optional(),
-  /** Node's start to the runtime's first line (module loading included). */
+  /** Node's start to the runtime's first line (module loading included); for a prestarted process, its assignment to that line. */
   processStartMs: spanMs.optional(),
+  /** The process was booted ahead of demand and assigned to this worker (scheduler/providers/prestarted-workers.ts). */
+  prestarted: z.boolean().optional(),
   weightsFetchMs: spanMs.optional(),
   /** The weights were in the local cache: no bytes fetched. */
   cacheHit: z.boolean().optional(),

@@ -18,6 +18,7 @@ import {
 } from "./provider.ts";
 import { pauseReply, type PauseReply, type PauseRequest } from "../../core/contracts/pause-messages.ts";
 import { groupResidentBytes, processStartTicks } from "./process-group.ts";
+import { PrestartedWorkers } from "./prestarted-workers.ts";
 import { PausedGroupsFile } from "./paused-groups-file.ts";
 import { SIGSTOP_FREEZE, type FreezeStrategy } from "./freeze-strategy.ts";
 
@@ -76,6 +77,13 @@ export interface LocalProviderOptions {
    * or exercised (see there).
    */
   freeze?: FreezeStrategy;
+  /**
+   * Worker processes kept booted ahead of demand (HEARTH_PRESTARTED_WORKERS; prestarted-workers.ts):
+   * a start takes one instead of spawning when one fits. Default 0.
+   */
+  prestarted?: number;
+  /** After a spare is taken, the longest wait before its replacement boots (ms). Default 10_000. */
+  prestartRefillMs?: number;
 }
 
 interface Child {
@@ -112,6 +120,7 @@ export class LocalProvider implements Provider {
 
   private readonly log: Log;
   private readonly pausedFile: PausedGroupsFile | undefined;
+  private readonly spares: PrestartedWorkers | undefined;
 
   get pausable(): boolean {
     return this.pausedFile !== undefined;
@@ -122,22 +131,40 @@ export class LocalProvider implements Provider {
     this.pausedFile = opts.stateDir === undefined ? undefined : new PausedGroupsFile(opts.stateDir, opts.redisPrefix);
     // A missing build fails the scheduler's start, saying to run it, not every worker's.
     if (opts.workerEntry === undefined) requireBuiltEntry(WORKER_SOURCE);
+    this.spares =
+      (opts.prestarted ?? 0) > 0
+        ? new PrestartedWorkers({
+            count: opts.prestarted!,
+            spawn: (env) => this.spawnWorker(env),
+            baseEnv: () => this.baseEnv(),
+            log: this.log,
+            ...(opts.prestartRefillMs !== undefined && { refillAfterMs: opts.prestartRefillMs }),
+          })
+        : undefined;
+  }
+
+  /** A worker process: this repository's build run by plain node, leading a process group of its own, with an IPC channel. */
+  private spawnWorker(env: NodeJS.ProcessEnv): ChildProcess {
+    // Plain JavaScript (through tsx a worker spent ~1.6 s of a 1.7 s cold start compiling itself).
+    // Checked again: a build removed under a running scheduler fails here, saying why.
+    const workerEntry = this.opts.workerEntry ?? requireBuiltEntry(WORKER_SOURCE);
+    return spawn(process.execPath, [workerEntry], {
+      cwd: this.opts.cwd ?? repoRoot,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      env,
+      // setsid(): the worker's pid is its group's id, and terminal signals (Ctrl-C) reach the scheduler only.
+      detached: true,
+    });
   }
 
   async start(spec: WorkerSpec): Promise<ProvidedWorker> {
     if (this.closed) throw new ProviderClosedError(this.name);
     if (this.children.has(spec.workerId)) throw new Error(`worker ${spec.workerId} is already running`);
 
-    // Plain JavaScript (through tsx a worker spent ~1.6 s of a 1.7 s cold start compiling itself).
-    // Checked again: a build removed under a running scheduler fails here, saying why.
-    const workerEntry = this.opts.workerEntry ?? requireBuiltEntry(WORKER_SOURCE);
-    const child = spawn(process.execPath, [workerEntry], {
-      cwd: this.opts.cwd ?? repoRoot,
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-      env: this.envFor(spec),
-      // setsid(): the worker's pid is its group's id, and terminal signals (Ctrl-C) reach the scheduler only.
-      detached: true,
-    });
+    const env = this.envFor(spec);
+    // A prestarted process that fits becomes this worker; otherwise one is spawned.
+    const spare = this.spares?.take(env);
+    const child = spare ?? this.spawnWorker(env);
     const info: ProvidedWorker = { workerId: spec.workerId, endpointId: spec.endpointId, startedAt: Date.now(), state: "running" };
     let markExited!: () => void;
     const entry: Child = { process: child, info, exited: new Promise((r) => (markExited = r)), waiters: [] };
@@ -172,6 +199,10 @@ export class LocalProvider implements Provider {
       markExited();
     });
 
+    if (spare) {
+      entry.start = spare.pid === undefined ? undefined : processStartTicks(spare.pid);
+      return { ...info };
+    }
     await new Promise<void>((resolve, reject) => {
       child.once("spawn", () => {
         entry.start = child.pid === undefined ? undefined : processStartTicks(child.pid);
@@ -271,6 +302,7 @@ export class LocalProvider implements Provider {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.spares?.close();
     const graceMs = this.opts.closeGraceMs ?? 40_000;
     await Promise.all([...this.children.keys()].map((id) => this.stop(id, { graceMs })));
   }
@@ -327,20 +359,32 @@ export class LocalProvider implements Provider {
     });
   }
 
-  private envFor(spec: WorkerSpec): NodeJS.ProcessEnv {
+  /** What every worker of this provider gets, whatever its endpoint: all a prestarted process boots with. */
+  private baseEnv(): Record<string, string> {
     // An allow-list: workers run tenants' code, and never get this process's secrets (Postgres, admin token, cloud keys).
+    return { ...workerEnvironment(this.opts.inheritEnv ?? process.env), ...this.providerSettings() };
+  }
+
+  /** This provider's own settings, the same for all its workers; an endpoint's `env` cannot change them. */
+  private providerSettings(): Record<string, string> {
+    return {
+      HEARTH_REDIS_PREFIX: this.opts.redisPrefix,
+      HEARTH_HANDLER_DIRS: this.opts.handlerDirs.join(":"),
+      HEARTH_WORKER_LOCK_MS: String(this.opts.workerLockMs),
+      HEARTH_WORKER_METRICS: this.opts.workerMetrics ? "on" : "off",
+    };
+  }
+
+  private envFor(spec: WorkerSpec): Record<string, string> {
     return {
       ...workerEnvironment(this.opts.inheritEnv ?? process.env),
       ...spec.env,
+      ...this.providerSettings(),
       REDIS_URL: spec.redisUrl ?? this.opts.redisUrl,
-      HEARTH_REDIS_PREFIX: this.opts.redisPrefix,
-      HEARTH_HANDLER_DIRS: this.opts.handlerDirs.join(":"),
       HEARTH_ENDPOINT_ID: spec.endpointId,
       HEARTH_WORKER_ID: spec.workerId,
       HEARTH_ENGINE: JSON.stringify(spec.engine),
       HEARTH_EXECUTION_TIMEOUT_MS: String(spec.executionTimeoutMs),
-      HEARTH_WORKER_LOCK_MS: String(this.opts.workerLockMs),
-      HEARTH_WORKER_METRICS: this.opts.workerMetrics ? "on" : "off",
     };
   }
 

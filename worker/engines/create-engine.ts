@@ -88,3 +88,8 @@ export async function createEngine(spec: EngineSpec, options: CreateEngineOption
     }
   }
 }
+
+/** Loads every kind's module without creating an engine: a prestarted worker (worker/prestart.ts) does not know its kind yet. */
+export function preloadEngines(): Promise<unknown> {
+  return Promise.all([import("./handler-engine.ts"), import("./openai/openai-engine.ts"), import("./runpod/runpod-engine.ts")]);
+}

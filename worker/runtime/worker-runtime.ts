@@ -49,6 +49,11 @@ export interface WorkerRuntimeOptions {
    */
   engineStartedAt?: number;
   /**
+   * Where the process's phases count from (`performance.now()`): its assignment for a prestarted
+   * process (worker/prestart.ts). Default 0, the process's own start.
+   */
+  bootOrigin?: number;
+  /**
    * ms the engine spent fetching its weights (model download or cache fill; worker/main.ts reads
    * the model store's `weightsFetchMs`), read as the worker leaves `initializing` and logged on that
    * transition's entry, which billing subtracts from the session. Undefined (or no option, the
@@ -120,12 +125,13 @@ export class WorkerRuntime {
   private metrics: RuntimeMetrics | undefined;
   /** Boot phases, each on this process's monotonic clock (performance.now: ms since the process started). */
   private bootPhase: BootPhase = "process_start";
-  private readonly processStartMs = performance.now();
+  private readonly processStartMs: number;
   private engineStartMs: number | undefined;
   private readyAt: number | undefined;
   private firstJobReported = false;
 
   private constructor(private readonly options: WorkerRuntimeOptions) {
+    this.processStartMs = performance.now() - (options.bootOrigin ?? 0);
     this.keys = new RedisKeys(options.redisPrefix);
     this.now = options.now ?? Date.now;
     this.onPhase = options.onPhase ?? (() => {});
@@ -418,6 +424,7 @@ export class WorkerRuntime {
     const report: ColdStartReport = {
       kind: cacheHit === true ? "cache-warm" : "cold",
       processStartMs: clampMs(this.processStartMs),
+      ...(this.options.bootOrigin !== undefined && this.options.bootOrigin > 0 && { prestarted: true }),
       ...(this.options.provisionMs !== undefined && { provisionMs: clampMs(this.options.provisionMs) }),
       ...(weights !== undefined && Number.isFinite(weights) && { weightsFetchMs: clampMs(weights) }),
       ...(cacheHit !== undefined && { cacheHit }),

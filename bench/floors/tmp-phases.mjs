@@ -1,0 +1,14 @@
+const t = () => performance.now().toFixed(0);
+console.log("start", t());
+const { getLlama, LlamaCompletion } = await import("node-llama-cpp");
+console.log("imported", t());
+const llama = await getLlama({ gpu: false, build: "never", maxThreads: 1 });
+console.log("getLlama", t());
+const model = await llama.loadModel({ modelPath: process.argv[2] });
+console.log("loadModel", t());
+const context = await model.createContext({ sequences: 1, contextSize: 1024, threads: 1 });
+console.log("createContext", t());
+const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+let done=false;
+await completion.generateCompletion("Once upon a time", { maxTokens: 1, temperature: 0, onTextChunk: () => { if (!done) { done = true; console.log("first token", t()); } } });
+process.exit(0);
