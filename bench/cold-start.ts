@@ -75,7 +75,10 @@ const HEARTH_PHASES = ["boot", "engine-ready", "ready", "first-job"] as const;
  */
 async function hearthSide(ctx: BenchContext, count: number) {
   const workers = new WorkerLines();
-  const hearth = await startHearthFor(ctx, NAME, undefined, workers.onLine);
+  // No prestarted workers here: this comparison is a worker's process start (exec) to its first job
+  // finished, and a prestarted worker's process started before anyone asked (its phases count from
+  // its assignment). llm-cold-start measures from the request instead, with them.
+  const hearth = await startHearthFor(ctx, NAME, { HEARTH_PRESTARTED_WORKERS: "0" }, workers.onLine);
   const samples: (ColdStart & { enqueueToSpawnMs: number; endToEndMs: number; session: Record<string, number> })[] = [];
   const resumed: number[] = [];
   const problems: string[] = [];

@@ -17,6 +17,17 @@ export interface LlamaGeneratorOptions {
   contextSize: number;
   /** CPU threads for evaluation. Default: node-llama-cpp's choice for this machine. */
   threads?: number;
+  /**
+   * The binding, already being loaded with `llamaOptions(threads)` (the engine process starts it
+   * before its own HTTP modules load: see main.ts). Default: loaded here.
+   */
+  llama?: Promise<Llama>;
+}
+
+/** How the binding is loaded: prebuilt CPU binaries only; an engine must never download or compile anything at start. */
+export function llamaOptions(threads: number | undefined): { gpu: false; build: "never"; maxThreads?: number } {
+  // Unset, node-llama-cpp's thread budget is max(math cores, 4).
+  return { gpu: false, build: "never", ...(threads ? { maxThreads: threads } : {}) };
 }
 
 export interface SamplingParams {
@@ -106,9 +117,7 @@ export class LlamaGenerator {
 
   /** Loads the model and creates its context; rejects when the file is not a model this build can run. */
   static async load(options: LlamaGeneratorOptions): Promise<LlamaGenerator> {
-    // Prebuilt CPU binaries only: an engine must never download or compile anything at start.
-    // Unset, node-llama-cpp's thread budget is max(math cores, 4).
-    const llama = await getLlama({ gpu: false, build: "never", ...(options.threads ? { maxThreads: options.threads } : {}) });
+    const llama = await (options.llama ?? getLlama(llamaOptions(options.threads)));
     try {
       const model = await llama.loadModel({ modelPath: options.modelPath });
       const context = await model.createContext({

@@ -1,10 +1,9 @@
 import { existsSync } from "node:fs";
-import { errorFields, logLevel, processLog } from "../../../core/log/process-log.ts";
 import type { Server } from "node:http";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { serve } from "@hono/node-server";
 import { z } from "zod";
+import type { Log } from "../../../core/log/process-log.ts";
 
 /*
  * Composition root of the embedded engine process: a model served over the OpenAI HTTP API, run
@@ -61,8 +60,8 @@ function parseFlags(argv: string[]): z.output<typeof flagsSchema> {
   throw new TypeError(result.error.issues.map((i) => `--${i.path.join(".")}: ${i.message}`).join("\n"));
 }
 
-// HEARTH_LOG_LEVEL: passed on by the worker (core/engine/engine-environment.ts); a bad value means info, not a failed engine.
-const log = processLog("embedded-engine", { level: logLevel.catch("info").parse(process.env.HEARTH_LOG_LEVEL?.toLowerCase() || "info") });
+/** The process's log once its module is loaded (right after the binding starts loading); until then, stderr. */
+let log: { line: Log; errorFields: (err: unknown) => Record<string, unknown> } | undefined;
 
 async function main(): Promise<void> {
   let flags: z.output<typeof flagsSchema>;
@@ -73,28 +72,49 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
-  // Imported only now: node-llama-cpp takes a while to load, and a bad flag should fail at once.
-  const [{ createEmbeddedEngine }, { sleepable }] = await Promise.all([import("./embedded-server.ts"), import("./sleep-mode.ts")]);
   // node-llama-cpp's own default, max(cores, 4), oversubscribes a small machine where this
   // server's JS thread, the worker and the API share the cores: on 2 cores the tiny model ran at
   // ~4 tokens/s with 4 threads, ~100 with 2 and ~800 with 1. Half the cores leaves room for them.
   const threads = flags.threads ?? Math.max(1, Math.floor(availableParallelism() / 2));
-  const load = () =>
-    createEmbeddedEngine({
+  // Imported only now: node-llama-cpp takes a while to load, and a bad flag should fail at once.
+  // Its binding starts loading before anything else of this server: that load test-loads the
+  // binary in a child process (about 0.4 s here), and this process's own modules (the HTTP server,
+  // the routes, the log) load meanwhile instead of before it.
+  const { getLlama } = await import("node-llama-cpp");
+  const { llamaOptions } = await import("./llama-generator.ts");
+  const binding = getLlama(llamaOptions(threads));
+  binding.catch(() => {}); // awaited by the first load, which reports its failure
+  const [{ createEmbeddedEngine }, { sleepable }, { serve }, { processLog, logLevel, errorFields: fields }] = await Promise.all([
+    import("./embedded-server.ts"),
+    import("./sleep-mode.ts"),
+    import("@hono/node-server"),
+    import("../../../core/log/process-log.ts"),
+  ]);
+  // HEARTH_LOG_LEVEL: passed on by the worker (core/engine/engine-environment.ts); a bad value means info, not a failed engine.
+  const engineLog = processLog("embedded-engine", { level: logLevel.catch("info").parse(process.env.HEARTH_LOG_LEVEL?.toLowerCase() || "info") });
+  log = { line: engineLog, errorFields: fields };
+  let first = true;
+  const load = () => {
+    // The binding loaded above serves the first load; a load after sleep gets its own.
+    const llama = first ? binding : undefined;
+    first = false;
+    return createEmbeddedEngine({
       modelPath: flags.model,
       parallel: flags.parallel,
       contextSize: flags["ctx-size"],
       threads,
       servedModelName: flags["served-model-name"],
-      log,
+      log: engineLog,
+      ...(llama && { llama }),
     });
+  };
   const engine = await load();
   // vLLM's sleep mode: the worker puts the engine to sleep (model unloaded) before it is paused.
-  const served = sleepable(engine, load, log);
+  const served = sleepable(engine, load, engineLog);
 
   // Listening only after the model is loaded: `/health` answering means ready to serve.
   const server = serve({ fetch: served.app.fetch, hostname: flags.host, port: flags.port }, (info) => {
-    log({
+    engineLog({
       msg: "listening",
       url: `http://${flags.host}:${info.port}`,
       model: engine.servedModelName,
@@ -105,7 +125,7 @@ async function main(): Promise<void> {
     });
   }) as Server;
   server.on("error", (err) => {
-    log({ level: "error", msg: "cannot serve", error: err.message });
+    engineLog({ level: "error", msg: "cannot serve", error: err.message });
     process.exit(1);
   });
 
@@ -113,7 +133,7 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     if (closing) return;
     closing = true;
-    log({ msg: "shutting down", signal });
+    engineLog({ msg: "shutting down", signal });
     const closed = new Promise<void>((resolve) => server.close(() => resolve())); // stop accepting
     // Running generations end now (503, or an error event on a stream); then the model is freed.
     await served.close();
@@ -123,13 +143,13 @@ async function main(): Promise<void> {
     await Promise.race([closed, new Promise((r) => setTimeout(r, 2000).unref())]);
     clearInterval(sweep);
     server.closeAllConnections();
-    log({ msg: "stopped" });
+    engineLog({ msg: "stopped" });
     process.exit(0);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.on(signal, () => {
       shutdown(signal).catch((err: unknown) => {
-        log({ level: "error", msg: "shutdown failed", ...errorFields(err) });
+        engineLog({ level: "error", msg: "shutdown failed", ...fields(err) });
         process.exit(1);
       });
     });
@@ -137,6 +157,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  log({ level: "fatal", msg: "cannot start", ...errorFields(err) });
+  // Before the log's module is loaded (node-llama-cpp failed to import), a plain line on stderr.
+  if (log) log.line({ level: "fatal", msg: "cannot start", ...log.errorFields(err) });
+  else console.error(`cannot start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.exit(1);
 });
