@@ -20,11 +20,12 @@ export interface PrestartedWorkersOptions {
 }
 
 /**
- * From a taken spare's ready message to its replacement's boot (ms): the job that started it runs
- * in this window. Booting beside it (about 0.25 s of CPU) added 30–40 ms to the first job of the
- * LLM cold start on 2 cores.
+ * From a taken spare's ready message to its replacement's boot (ms): the job that started it
+ * usually runs in this window (an LLM's first token about 60 ms after ready here); booting beside
+ * it (about 0.4 s of CPU with its preloads) added 30–40 ms to that job on 2 cores. Not much longer:
+ * a spare still booting when the next start takes it loads its modules beside that start's engine.
  */
-const AFTER_READY_MS = 1500;
+const AFTER_READY_MS = 200;
 /** A spare that dies this soon after its spawn counts as a failed boot (ms). */
 const FAILED_BOOT_MS = 5000;
 /** Failed boots in a row after which the pool stops booting spares (a broken build, a bad NODE_OPTIONS) until one is taken. */
