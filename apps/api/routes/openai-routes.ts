@@ -11,7 +11,7 @@ import type { InputGuard } from "../services/input-guard.ts";
 import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
 import type { OpenAIAdmission } from "../services/openai-admission.ts";
-import { apiRouter, jsonRequest, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, hotRoute, jsonRequest, tenantSecurity } from "./route-kit.ts";
 
 type OpenAIEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -115,9 +115,10 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, gate: Ope
   const routes = buildRoutes(admission);
   /** The body as the endpoint's input guardrails leave it; a refusal is thrown (OpenAI's error shape, app.onError). */
   const guarded = async (ep: Endpoint, body: Record<string, unknown>) => (guard && ep.guardrails !== undefined ? ((await guard.check(ep, body)) as Record<string, unknown>) : body);
-  const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>) => {
+  const forward = (target: "/v1/chat/completions" | "/v1/completions") => async (c: Context<OpenAIEnv>, input: { json: unknown }) => {
     const ep = c.get("endpoint");
-    const given = (c.req.valid as (t: "json") => Record<string, unknown>)("json");
+    // Both request schemas are objects (chatCompletionRequest, completionRequest).
+    const given = input.json as Record<string, unknown>;
     // Context window, request and token limits first (cheap, and they bound what reaches the guards);
     // the tokens are held under the job's id until it ends.
     const admitted = await gate.admit(ep, c.get("principal"), target, given);
@@ -141,8 +142,9 @@ export function openaiRoutes(relay: OpenAIRelay, admission: Admission, gate: Ope
     }
   };
 
-  app.openapi(routes.chat, forward("/v1/chat/completions"));
-  app.openapi(routes.completion, forward("/v1/completions"));
+  // Validated in one synchronous step (route-kit's hotRoute): they are on every completion's time to first token.
+  hotRoute(app, routes.chat, forward("/v1/chat/completions"));
+  hotRoute(app, routes.completion, forward("/v1/completions"));
   // Never streamed: one job, one JSON answer (a job on the endpoint's queue like any completion).
   app.openapi(routes.embeddings, async (c) => {
     const ep = c.get("endpoint");
