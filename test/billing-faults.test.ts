@@ -11,7 +11,7 @@ import { redisNowMs } from "../core/redis/redis-clock.ts";
 import { apiClient } from "./support/api-client.ts";
 import { sharedFixture } from "./support/shared-fixture.ts";
 import { billedSeconds, ledgerOf, minuteOf, minuteRows, sessionSpan, settledLedger, watchEnd, workerEvents, type LedgerRow, type SessionSpan } from "./support/billing-probe.ts";
-import { pidOfWorker } from "./support/engine-processes.ts";
+import { pidFromHeartbeat } from "./support/engine-processes.ts";
 import { spawnApi, spawnControl } from "./support/entry-process.ts";
 import { lastLogId, readLog } from "./support/event-log-probe.ts";
 import { examplesDir, fixturesDir, STACK_ADMIN_TOKEN, startStack } from "./support/hearth-stack.ts";
@@ -76,7 +76,7 @@ async function schedulerRig(tenant: string) {
   const key = await newTenant(call, tenant);
   const ep = await newEndpoint(call, key, { engine: sleeper });
   const worker = await readyWorker(redis, keys, ep);
-  return { keys, redis, sql, schedulerOptions, first, call, key, ep, worker, pid: pidOfWorker(worker) };
+  return { keys, redis, sql, schedulerOptions, first, call, key, ep, worker, pid: await pidFromHeartbeat(redis, keys, ep, worker) };
 }
 
 async function runsync(call: Call, key: string, endpointId: string, input: unknown): Promise<string> {
@@ -141,7 +141,7 @@ describe("billing under faults", () => {
     const victim = await readyWorker(stack.redis, keys, ep);
     expect(await jobWorker(stack.sql, await runsync(stack.call, key, ep, { before: "kill" }))).toBe(victim);
 
-    const pid = pidOfWorker(victim);
+    const pid = await pidFromHeartbeat(stack.redis, keys, ep, victim);
     const watching = watchEnd(stack.redis, pid, 30_000);
     process.kill(pid, "SIGKILL");
     const trueEnd = await watching;

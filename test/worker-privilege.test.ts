@@ -20,7 +20,7 @@ import { LocalProvider } from "../scheduler/providers/local-provider.ts";
 import { Scheduler } from "../scheduler/scheduler.ts";
 import { WorkerRedisUsers } from "../scheduler/worker-redis-users.ts";
 import { apiClient } from "./support/api-client.ts";
-import { findEngineProcesses, pidOfWorker } from "./support/engine-processes.ts";
+import { findEngineProcesses, pidFromHeartbeat } from "./support/engine-processes.ts";
 import { spawnApi, spawnControl } from "./support/entry-process.ts";
 import { startStack } from "./support/hearth-stack.ts";
 import { startOwnRedis } from "./support/own-redis.ts";
@@ -120,7 +120,7 @@ async function idleWorker(keys: RedisKeys, endpointId: string, modelPath: string
   }, 90_000).catch((err: unknown) => {
     throw new Error(`${String(err)}\n${output()}`);
   });
-  const workerPid = pidOfWorker(workerId);
+  const workerPid = await pidFromHeartbeat(redis, keys, endpointId, workerId);
   const engines = findEngineProcesses(modelPath).filter((e) => e.parentPid === workerPid);
   expect(engines).toHaveLength(1);
   return { workerId, workerPid, enginePid: engines[0]!.pid };

@@ -39,6 +39,11 @@ export const workerHeartbeat = z.object({
   /** ms epoch of this heartbeat (the writer's clock: for staleness on that host, never for billing). */
   at: z.number(),
   /**
+   * The worker's process id on its host, for operators (and tests) looking for it: a prestarted
+   * worker's `/proc/<pid>/environ` shows the environment it booted with, not its worker id.
+   */
+  pid: z.number().int().min(1).optional().catch(undefined),
+  /**
    * The loopback port the worker serves its `/metrics` on (HEARTH_WORKER_METRICS=on); absent when it
    * serves none. The scheduler lists it in its Prometheus service discovery file. A malformed one
    * reads as absent: it must not make the rest of the heartbeat (the worker's state) unreadable.

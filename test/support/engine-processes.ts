@@ -1,4 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
+import type { Redis } from "ioredis";
+import { workerHeartbeat } from "../../core/contracts/worker-state.ts";
+import type { RedisKeys } from "../../core/queue/keys.ts";
 
 export interface EngineProcess {
   pid: number;
@@ -45,5 +48,13 @@ export function pidOfWorker(workerId: string): number {
       // a process that ended, or not ours to read
     }
   }
-  throw new Error(`no process for worker ${workerId}`);
+  throw new Error(`no process for worker ${workerId} (a prestarted worker's environ shows its boot's environment: find it by its heartbeat's pid, pidFromHeartbeat)`);
+}
+
+/** The worker's pid as its heartbeat says (the only way to a prestarted worker: see pidOfWorker). */
+export async function pidFromHeartbeat(redis: Redis, keys: RedisKeys, endpointId: string, workerId: string): Promise<number> {
+  const raw = await redis.hget(keys.workers(endpointId), workerId);
+  const pid = raw === null ? undefined : workerHeartbeat.parse(JSON.parse(raw)).pid;
+  if (pid === undefined) throw new Error(`no heartbeat with a pid for worker ${workerId}`);
+  return pid;
 }

@@ -109,6 +109,7 @@ export class Heartbeat {
       concurrency: s.concurrency,
       idleSince: s.idleSince,
       at: this.now(),
+      pid: process.pid,
       ...(this.metricsPort !== undefined && { metricsPort: this.metricsPort }),
       ...(s.phase !== undefined && { phase: s.phase }),
       ...(s.progress !== undefined && { progress: s.progress }),
