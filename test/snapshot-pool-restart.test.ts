@@ -46,7 +46,19 @@ describe("snapshot pool: scheduler SIGKILLed with paused workers", () => {
   });
 
   const start = async () => {
-    const s = await spawnScheduler({ databaseUrl: database.url, redisUrl: TEST_REDIS_URL, redisPrefix: prefix, handlerDirs: [examplesDir], env: { HEARTH_DATA_DIR: dataDir, HEARTH_WORKER_REDIS_ACL: "off" } });
+    const s = await spawnScheduler({
+      databaseUrl: database.url,
+      redisUrl: TEST_REDIS_URL,
+      redisPrefix: prefix,
+      handlerDirs: [examplesDir],
+      env: {
+        HEARTH_DATA_DIR: dataDir,
+        HEARTH_WORKER_REDIS_ACL: "off",
+        // Workers are found here by the endpoint in their /proc environ, which a prestarted worker's does
+        // not show (it is its boot's); that spares end with their scheduler is test/scheduler-main.test.ts's.
+        HEARTH_PRESTARTED_WORKERS: "0",
+      },
+    });
     schedulers.push(s);
     return s;
   };
