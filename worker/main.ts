@@ -80,6 +80,8 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   // Spawned with an IPC channel: its loss means the scheduler died, and a worker must not outlive it.
   if (process.send) process.on("disconnect", () => stop("parent disconnected"));
+  // A prestarted worker's channel may have closed before this handler existed (worker/prestart.ts).
+  if (bootOrigin > 0 && !process.connected) stop("parent disconnected");
   // A dead parent also closes our stdout/stderr pipes; a failed log write must not crash the drain.
   process.stdout.on("error", () => {});
   process.stderr.on("error", () => {});
