@@ -130,6 +130,23 @@ describe("prestarted workers", () => {
     expect(children).toContain(sparePid); // still waiting, unassigned
   });
 
+  it("a spare SIGKILLed while it waits is replaced, and the next start takes the replacement", async () => {
+    const lines: string[] = [];
+    const p = provider({ onOutput: (_w, _s, line) => void lines.push(line) });
+    await waitFor(() => workerChildren().length === 1);
+    const [killed] = workerChildren();
+    process.kill(killed!, "SIGKILL");
+    const replacement = await waitFor(() => {
+      const pids = workerChildren();
+      return pids.length === 1 && pids[0] !== killed ? pids[0] : undefined;
+    }, 20_000);
+    const s = spec();
+    await p.start(s);
+    await idle(s);
+    const boot = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.phase === "boot");
+    expect(boot).toMatchObject({ pid: replacement, workerId: s.workerId });
+  });
+
   it("a spare ends with its provider: closed, nothing is left", async () => {
     const p = provider();
     await waitFor(() => workerChildren().length === 1);

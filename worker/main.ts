@@ -32,6 +32,11 @@ let processLines: Log = processLog("worker");
 /** What `ms` in the phase lines counts from: the process's start, or a prestarted process's assignment. */
 let bootOrigin = 0;
 
+/** The runtime's modules: loaded once the engine has spawned, or ahead by a prestarted process. */
+const runtimeModules = () => Promise.all([import("./runtime/worker-runtime.ts"), import("../core/redis/connect.ts"), import("../core/redis/default-user-check.ts")]);
+/** An openai engine's model store and sources (the S3 SDK stays behind its own lazy import). */
+const modelStoreModules = () => Promise.all([import("./models/model-store.ts"), import("./models/model-sources.ts")]);
+
 function log(phase: string, detail: Record<string, unknown> = {}): void {
   // Inside a job (an offload's progress), the line carries the job's ids.
   processLines({ msg: phase, phase, ms: Math.round(performance.now() - bootOrigin), ...jobLogContext.getStore(), ...detail });
@@ -39,16 +44,7 @@ function log(phase: string, detail: Record<string, unknown> = {}): void {
 
 async function main(): Promise<void> {
   // A prestarted process becomes this worker here, its environment replaced by the assigned one.
-  bootOrigin = await awaitAssignment(() =>
-    Promise.all([
-      import("./runtime/worker-runtime.ts"),
-      import("../core/redis/connect.ts"),
-      import("../core/redis/default-user-check.ts"),
-      preloadEngines(),
-      import("./models/model-store.ts"),
-      import("./models/model-sources.ts"),
-    ]),
-  );
+  bootOrigin = await awaitAssignment(() => Promise.all([runtimeModules(), preloadEngines(), modelStoreModules()]));
   const config = loadWorkerConfig(process.env);
   processLines = processLog("worker", { level: config.logLevel, fields: { workerId: config.workerId, endpointId: config.endpointId } });
   // A handler's console output is logged as structured lines, tagged with the job it ran for.
@@ -132,11 +128,7 @@ async function main(): Promise<void> {
     // A model to download first (s3://, https://, not cached): the rest loads during the download.
     await Promise.race([spawned, engine.start().catch(() => {}), ...(models ? [models.downloading] : [])]);
   }
-  const [{ WorkerRuntime }, { connectRedis }, { warnIfRedisDefaultUserOpen }] = await Promise.all([
-    import("./runtime/worker-runtime.ts"),
-    import("../core/redis/connect.ts"),
-    import("../core/redis/default-user-check.ts"),
-  ]);
+  const [{ WorkerRuntime }, { connectRedis }, { warnIfRedisDefaultUserOpen }] = await runtimeModules();
 
   const redis = connectRedis(config.redisUrl);
   const subscriber = redis.duplicate();
@@ -250,7 +242,7 @@ function sendToProvider(message: PauseReply | { type: "hearth:ready" }): void {
  * measures its own downloads; the runtime reports their length (not billed) as the worker leaves boot.
  */
 async function modelStore(config: WorkerConfig, tenantCredentials: ModelCredentials | undefined): Promise<ModelStore> {
-  const [{ ModelStore }, { createModelSources }] = await Promise.all([import("./models/model-store.ts"), import("./models/model-sources.ts")]);
+  const [{ ModelStore }, { createModelSources }] = await modelStoreModules();
   const modelSources = createModelSources({
     modelDirs: config.modelDirs,
     allow: config.modelAllowList,

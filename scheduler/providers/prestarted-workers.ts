@@ -62,11 +62,6 @@ export class PrestartedWorkers {
     this.fill();
   }
 
-  /** Spares booted and waiting (for tests and logs). */
-  get size(): number {
-    return this.spares.length;
-  }
-
   /**
    * A spare turned into the worker of `env`, or undefined when none is waiting or none fits `env`.
    * The caller owns the returned process from here on (its exit, its output, its group).
