@@ -30,3 +30,8 @@ export class ApiError extends Error {
     return new ApiError(400, "invalid_request", message, issues);
   }
 }
+
+/** The body `app.onError` answers an ApiError with outside the OpenAI routes (the document's examples are built with it too). */
+export function apiErrorBody(err: ApiError): Record<string, unknown> & { error: string; code: string; issues?: IssueDetail[] } {
+  return { ...err.extra, error: err.message, code: err.code, ...(err.issues && { issues: err.issues }) };
+}

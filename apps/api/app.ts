@@ -1,7 +1,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { HTTPException } from "hono/http-exception";
-import { ApiError } from "./api-error.ts";
-import { RateLimitError } from "./services/rate-limiter.ts";
+import { ApiError, apiErrorBody } from "./api-error.ts";
+import { openAIErrorOf } from "./openai-error.ts";
 import type { ApiDeps } from "./api-deps.ts";
 import { isBackendUnavailable } from "./backend-unavailable.ts";
 import { openAIErrorBody, openAIErrorType } from "../../core/contracts/openai-error.ts";
@@ -85,20 +85,11 @@ export function createApp(deps: ApiDeps): OpenAPIHono<RequestEnv> {
   app.onError((err, c) => {
     // OpenAI clients read `error.message`: the same errors, in OpenAI's shape, on the OpenAI routes.
     if (isOpenAIPath(c.req.path)) {
-      // OpenAI's own rate-limit errors say which limit in `type` ("requests", "tokens") and name no param.
-      if (err instanceof RateLimitError) return c.json(openAIErrorBody(err.message, err.kind, err.code, null), err.status, err.headers);
-      if (err instanceof ApiError) {
-        const param = err.issues?.[0]?.path ?? null;
-        return c.json(openAIErrorBody(err.message, openAIErrorType(err.status), err.code, param), err.status, err.headers);
-      }
+      if (err instanceof ApiError) return c.json(openAIErrorOf(err), err.status, err.headers);
       if (err instanceof HTTPException) return c.json(openAIErrorBody(httpErrorMessage(err), openAIErrorType(err.status), HTTP_ERROR_CODES[err.status] ?? "http_error", null), err.status);
       if (isBackendUnavailable(err)) return c.json(openAIErrorBody("a backing store is unreachable; retry shortly", "server_error", "unavailable"), 503, { "Retry-After": "1" });
     }
-    if (err instanceof ApiError) {
-      const body: Record<string, unknown> = { ...err.extra, error: err.message, code: err.code };
-      if (err.issues) body.issues = err.issues;
-      return c.json(body, err.status, err.headers);
-    }
+    if (err instanceof ApiError) return c.json(apiErrorBody(err), err.status, err.headers);
     if (err instanceof HTTPException) return c.json({ error: httpErrorMessage(err), code: HTTP_ERROR_CODES[err.status] ?? "http_error" }, err.status);
     if (isBackendUnavailable(err)) {
       return c.json({ error: "a backing store (Redis or PostgreSQL) is unreachable; retry shortly", code: "unavailable" }, 503, { "Retry-After": "1" });

@@ -1,6 +1,8 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { JobView } from "../../core/contracts/job-view.ts";
-import { openAIErrorBody, parseEngineRefusal, type OpenAIErrorBody } from "../../core/contracts/openai-error.ts";
+import { openAIErrorBody, openAIErrorType, parseEngineRefusal, type OpenAIErrorBody } from "../../core/contracts/openai-error.ts";
+import type { ApiError } from "./api-error.ts";
+import { RateLimitError } from "./services/rate-limiter.ts";
 
 /**
  * The HTTP answer for a job that did not complete: an engine's own refusal keeps its status and
@@ -21,4 +23,14 @@ export function jobFailure(view: JobView): { status: ContentfulStatusCode; body:
     default:
       return { status: 504, body: openAIErrorBody(`the job did not finish in time (it is ${view.status})`, "server_error", "timeout") };
   }
+}
+
+/**
+ * The body `app.onError` answers an ApiError with on the OpenAI routes: OpenAI's shape, `param` the
+ * first offending field; a rate limit names its kind (`requests`, `tokens`) in `type` and no param,
+ * as OpenAI's own do. The document's examples of those routes are built with it too.
+ */
+export function openAIErrorOf(err: ApiError): OpenAIErrorBody {
+  if (err instanceof RateLimitError) return openAIErrorBody(err.message, err.kind, err.code, null);
+  return openAIErrorBody(err.message, openAIErrorType(err.status), err.code, err.issues?.[0]?.path ?? null);
 }

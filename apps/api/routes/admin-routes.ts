@@ -9,7 +9,8 @@ import { ApiError } from "../api-error.ts";
 import type { AdminEnv } from "../middleware/tenant-auth.ts";
 import { decodeLedgerCursor, ledgerEntryView } from "../services/ledger.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { adminSecurity, apiRouter, commonErrors, idempotencyKey, jsonRequest, okJson, optionalQuery } from "./route-kit.ts";
+import { adminSecurity, adminUnauthorized, apiRouter, badCursor, commonErrors, errorResponse, idempotencyKey, jsonRequest, notFound, okJson, optionalQuery, withExample } from "./route-kit.ts";
+import { adminErrors, createdTenant, creditEntry, deadLetterExample, ledgerPage, limitsViewExample, logStatusExample, priceTableExample } from "./examples/admin-examples.ts";
 
 const tenantCreate = z.object({
   name: safeText(191),
@@ -17,12 +18,12 @@ const tenantCreate = z.object({
 });
 const billingModeUpdate = z.strictObject({ billingMode }).meta({ id: "BillingModeUpdate" });
 const billingModeView = z.object({ tenantId: z.string(), billingMode });
-const logStatus = z.object({
+export const logStatus = z.object({
   consumers: z.array(z.object({ name: z.string(), lagEntries: z.number(), lagMs: z.number(), endpoints: z.number() })),
   deadLetters: z.object({ open: z.number(), items: z.array(z.unknown()) }),
 });
 const tenantParam = z.object({ id: resourceId });
-const limitsView = z
+export const limitsView = z
   .object({
     tenantId: z.string(),
     limits: tenantLimits,
@@ -34,7 +35,7 @@ const limitsView = z
 const grantsView = z.object({ tenantId: z.string(), grants: tenantGrants });
 const deadLetterParams = z.object({ id: z.string().min(1).max(512).refine((s) => !hasUnstorableChars(s), "is not a dead letter id") });
 const deadLetterState = <S extends string>(state: S) => z.object({ id: z.string(), state: z.literal(state) });
-const priceTableView = z
+export const priceTableView = z
   .object({
     versions: z.array(
       z.object({
@@ -54,6 +55,8 @@ const ledgerQuery = z.object({
   limit: optionalQuery(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
 });
 
+const errors = { 400: commonErrors[400], 401: adminUnauthorized, 404: notFound("tenant") };
+
 const routes = {
   createTenant: createRoute({
     method: "post",
@@ -63,9 +66,9 @@ const routes = {
     security: adminSecurity,
     request: { body: jsonRequest(tenantCreate) },
     responses: {
-      ...okJson(z.object({ id: z.string(), name: z.string(), apiKey: z.string(), billingMode }), "The tenant and its first API key (`apiKey` is shown once)."),
-      400: commonErrors[400],
-      401: commonErrors[401],
+      ...okJson(z.object({ id: z.string(), name: z.string(), apiKey: z.string(), billingMode }), "The tenant and its first API key (`apiKey` is shown once).", createdTenant),
+      400: errors[400],
+      401: errors[401],
     },
   }),
   setBillingMode: createRoute({
@@ -75,7 +78,7 @@ const routes = {
     tags: ["billing"],
     security: adminSecurity,
     request: { params: tenantParam, body: jsonRequest(billingModeUpdate) },
-    responses: { ...okJson(billingModeView, "The mode after the change; API replicas apply it within 5 s."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(billingModeView, "The mode after the change; API replicas apply it within 5 s.", { tenantId: createdTenant.id, billingMode: "meter" }), ...errors },
   }),
   getLimits: createRoute({
     method: "get",
@@ -84,7 +87,7 @@ const routes = {
     tags: ["admin"],
     security: adminSecurity,
     request: { params: tenantParam },
-    responses: { ...okJson(limitsView, "The quotas."), 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(limitsView, "The quotas.", limitsViewExample), 401: errors[401], 404: errors[404] },
   }),
   setLimits: createRoute({
     method: "put",
@@ -93,7 +96,7 @@ const routes = {
     tags: ["admin"],
     security: adminSecurity,
     request: { params: tenantParam, body: jsonRequest(limitsUpdate) },
-    responses: { ...okJson(limitsView, "The quotas after the change; API replicas apply it within 5 s."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(limitsView, "The quotas after the change; API replicas apply it within 5 s.", limitsViewExample), ...errors },
   }),
   setGrants: createRoute({
     method: "put",
@@ -102,7 +105,7 @@ const routes = {
     tags: ["admin"],
     security: adminSecurity,
     request: { params: tenantParam, body: jsonRequest(grantsUpdate) },
-    responses: { ...okJson(grantsView, "The tenant's grants after the change."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(grantsView, "The tenant's grants after the change.", { tenantId: createdTenant.id, grants: { remoteCode: true } }), ...errors },
   }),
   getPrices: createRoute({
     method: "get",
@@ -110,7 +113,7 @@ const routes = {
     summary: "The price table in force: µ$ per second by GPU type, in versions",
     tags: ["billing"],
     security: adminSecurity,
-    responses: { ...okJson(priceTableView, "Every version, oldest first; a type keeps its price until a later version sets another."), 401: commonErrors[401] },
+    responses: { ...okJson(priceTableView, "Every version, oldest first; a type keeps its price until a later version sets another.", priceTableExample), 401: errors[401] },
   }),
   putPrices: createRoute({
     method: "put",
@@ -120,9 +123,9 @@ const routes = {
     security: adminSecurity,
     request: { body: jsonRequest(priceVersionUpdate) },
     responses: {
-      ...okJson(priceTableView, "The table with the new version."),
-      400: { ...commonErrors[400], description: "Naming the field: effectiveFrom in the past or equal to a version's, a price that is negative or not an integer, a GPU type neither known nor in adds." },
-      401: commonErrors[401],
+      ...okJson(priceTableView, "The table with the new version.", priceTableExample),
+      400: errorResponse("Naming the field: effectiveFrom in the past or equal to a version's, a price that is negative or not an integer, a GPU type neither known nor in adds.", adminErrors.pricesInPast),
+      401: errors[401],
     },
   }),
   credit: createRoute({
@@ -133,10 +136,8 @@ const routes = {
     security: adminSecurity,
     request: { params: tenantParam, headers: creditHeaders, body: jsonRequest(creditRequest) },
     responses: {
-      ...okJson(ledgerEntryView, "The credit's ledger entry (for a repeated Idempotency-Key, the first one, with the header Idempotent-Replayed: true)."),
-      400: commonErrors[400],
-      401: commonErrors[401],
-      404: commonErrors[404],
+      ...okJson(ledgerEntryView, "The credit's ledger entry (for a repeated Idempotency-Key, the first one, with the header Idempotent-Replayed: true).", creditEntry),
+      ...errors,
     },
   }),
   ledger: createRoute({
@@ -146,7 +147,7 @@ const routes = {
     tags: ["billing"],
     security: adminSecurity,
     request: { params: tenantParam, query: ledgerQuery },
-    responses: { ...okJson(z.object({ items: z.array(ledgerEntryView), nextCursor: z.string().nullable() }), "One page of entries."), 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(z.object({ items: z.array(ledgerEntryView), nextCursor: z.string().nullable() }), "One page of entries.", ledgerPage), ...errors, 400: withExample(errors[400], badCursor()) },
   }),
   logStatus: createRoute({
     method: "get",
@@ -154,7 +155,7 @@ const routes = {
     summary: "The event log's consumers, their lag and open dead letters",
     tags: ["admin"],
     security: adminSecurity,
-    responses: { ...okJson(logStatus, "Per consumer its lag; the open dead letters."), 401: commonErrors[401] },
+    responses: { ...okJson(logStatus, "Per consumer its lag; the open dead letters.", logStatusExample), 401: errors[401] },
   }),
   retryDeadLetter: createRoute({
     method: "post",
@@ -163,7 +164,7 @@ const routes = {
     tags: ["admin"],
     security: adminSecurity,
     request: { params: deadLetterParams },
-    responses: { ...okJson(deadLetterState("retrying"), "Queued for another try."), 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(deadLetterState("retrying"), "Queued for another try.", { ...deadLetterExample, state: "retrying" }), 401: errors[401], 404: notFound("open dead letter") },
   }),
   discardDeadLetter: createRoute({
     method: "post",
@@ -172,7 +173,7 @@ const routes = {
     tags: ["admin"],
     security: adminSecurity,
     request: { params: deadLetterParams },
-    responses: { ...okJson(deadLetterState("discarded"), "Set aside for good."), 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(deadLetterState("discarded"), "Set aside for good.", { ...deadLetterExample, state: "discarded" }), 401: errors[401], 404: notFound("open dead letter") },
   }),
 };
 
@@ -233,7 +234,7 @@ export function adminRoutes(deps: ApiDeps): OpenAPIHono<AdminEnv> {
     const { id } = c.req.valid("param");
     const q = c.req.valid("query");
     // A damaged cursor would otherwise restart the listing: a client would page for ever.
-    if (q.cursor !== undefined && !decodeLedgerCursor(q.cursor)) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
+    if (q.cursor !== undefined && !decodeLedgerCursor(q.cursor)) throw badCursor();
     const page = await deps.ledger.list(id, { limit: q.limit, ...(q.cursor !== undefined && { cursor: q.cursor }) });
     if (!page) throw ApiError.notFound("tenant");
     return c.json(page, 200);

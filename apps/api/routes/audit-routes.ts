@@ -7,7 +7,9 @@ import { requireBootstrap, type AdminEnv, type TenantEnv } from "../middleware/t
 import { adminKeyView } from "../services/admin-key-store.ts";
 import { decodeAuditCursor, type AuditFilter } from "../services/audit-trail.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { adminSecurity, apiRouter, commonErrors, jsonRequest, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
+import { adminSecurity, adminUnauthorized, apiRouter, badCursor, commonErrors, errorResponse, jsonRequest, notFound, okJson, optionalQuery, tenantSecurity, withExample } from "./route-kit.ts";
+import { adminKeyExample, auditPageExample } from "./examples/audit-examples.ts";
+import { ADMIN_KEY } from "./examples/example-ids.ts";
 
 const LATEST = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 /** An ISO-8601 instant Postgres can hold (1970-9999): anything else is a 400, never a database error. */
@@ -26,10 +28,15 @@ const tenantAuditQuery = z.object({
   limit: optionalQuery(z.coerce.number().int().min(1).max(500)).transform((n) => n ?? 50),
 });
 const adminAuditQuery = tenantAuditQuery.extend({ tenantId: optionalQuery(resourceId) });
-const auditPage = z.object({ items: z.array(auditEntryView), nextCursor: z.string().nullable() }).meta({ id: "AuditPage" });
+export const auditPage = z.object({ items: z.array(auditEntryView), nextCursor: z.string().nullable() }).meta({ id: "AuditPage" });
 const adminKeyCreate = z.strictObject({ name: safeText(191) });
 const idParam = z.object({ id: resourceId });
-const bootstrapOnly = { ...commonErrors[400], description: "Only the bootstrap token (HEARTH_ADMIN_TOKEN) creates and revokes admin keys: `bootstrap_required`." };
+const bootstrapOnly = errorResponse(
+  "Only the bootstrap token (HEARTH_ADMIN_TOKEN) creates and revokes admin keys: `bootstrap_required`.",
+  new ApiError(403, "bootstrap_required", "admin keys are created and revoked with the bootstrap token (HEARTH_ADMIN_TOKEN) only"),
+);
+/** A listing's 400: most often a cursor it did not return, or a malformed `since`. */
+const listingError = withExample(commonErrors[400], badCursor());
 
 const adminTags = ["admin"];
 const routes = {
@@ -40,7 +47,7 @@ const routes = {
     tags: adminTags,
     security: adminSecurity,
     request: { query: adminAuditQuery },
-    responses: { ...okJson(auditPage, "One page of entries."), 400: commonErrors[400], 401: commonErrors[401] },
+    responses: { ...okJson(auditPage, "One page of entries.", auditPageExample), 400: listingError, 401: adminUnauthorized },
   }),
   createAdminKey: createRoute({
     method: "post",
@@ -50,7 +57,7 @@ const routes = {
     security: adminSecurity,
     middleware: [requireBootstrap] as const,
     request: { body: jsonRequest(adminKeyCreate) },
-    responses: { ...okJson(adminKeyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: commonErrors[400], 401: commonErrors[401], 403: bootstrapOnly },
+    responses: { ...okJson(adminKeyView.extend({ key: z.string() }), "The key; `key` is shown once.", { ...adminKeyExample, key: ADMIN_KEY }), 400: commonErrors[400], 401: adminUnauthorized, 403: bootstrapOnly },
   }),
   listAdminKeys: createRoute({
     method: "get",
@@ -58,7 +65,7 @@ const routes = {
     summary: "List the admin keys (never the keys themselves)",
     tags: adminTags,
     security: adminSecurity,
-    responses: { ...okJson(z.array(adminKeyView), "Every admin key, revoked ones included."), 401: commonErrors[401] },
+    responses: { ...okJson(z.array(adminKeyView), "Every admin key, revoked ones included.", [adminKeyExample]), 401: adminUnauthorized },
   }),
   revokeAdminKey: createRoute({
     method: "delete",
@@ -68,7 +75,7 @@ const routes = {
     security: adminSecurity,
     middleware: [requireBootstrap] as const,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked."), 401: commonErrors[401], 403: bootstrapOnly, 404: commonErrors[404] },
+    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked.", { id: adminKeyExample.id, revoked: true }), 401: adminUnauthorized, 403: bootstrapOnly, 404: notFound("admin key") },
   }),
   tenantAudit: createRoute({
     method: "get",
@@ -77,13 +84,13 @@ const routes = {
     tags: ["audit"],
     security: tenantSecurity,
     request: { query: tenantAuditQuery },
-    responses: { ...okJson(auditPage, "One page of entries."), 400: commonErrors[400], 401: commonErrors[401] },
+    responses: { ...okJson(auditPage, "One page of entries.", auditPageExample), 400: listingError, 401: commonErrors[401] },
   }),
 };
 
 /** A damaged cursor would otherwise restart the listing: a client would page for ever. */
 function filterOf(q: z.output<typeof adminAuditQuery>): AuditFilter {
-  if (q.cursor !== undefined && decodeAuditCursor(q.cursor) === undefined) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
+  if (q.cursor !== undefined && decodeAuditCursor(q.cursor) === undefined) throw badCursor();
   const f: AuditFilter = { limit: q.limit };
   if (q.tenantId !== undefined) f.tenantId = q.tenantId;
   if (q.endpointId !== undefined) f.endpointId = q.endpointId;

@@ -3,7 +3,8 @@ import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { balanceView } from "../services/ledger.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { apiRouter, commonErrors, okJson, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, notFound, okJson, tenantSecurity } from "./route-kit.ts";
+import { balanceExample } from "./examples/billing-examples.ts";
 
 const routes = {
   balance: createRoute({
@@ -12,7 +13,7 @@ const routes = {
     summary: "The tenant's balance: credits minus charges, from its ledger",
     tags: ["billing"],
     security: tenantSecurity,
-    responses: { ...okJson(balanceView, "Amounts in µ$ (1 USD = 1000000); balanceMicros = creditedMicros − chargedMicros."), 401: commonErrors[401], 404: commonErrors[404] },
+    responses: { ...okJson(balanceView, "Amounts in µ$ (1 USD = 1000000); balanceMicros = creditedMicros − chargedMicros.", balanceExample), 401: commonErrors[401], 404: notFound("tenant") },
   }),
 };
 

@@ -15,7 +15,8 @@ import { endpointHealth } from "../services/endpoint-health.ts";
 import { checkSubmission } from "../services/submission-checks.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import { openaiRoutes } from "./openai-routes.ts";
-import { apiRouter, commonErrors, hotRoute, idempotencyKey, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, errorResponse, hotRoute, idempotencyKey, jsonRequest, okJson, tenantSecurity, withExample } from "./route-kit.ts";
+import { cancelledJob, completedJob, completedSyncJob, healthExample, jobErrors, queuedJob, retriedJob, streamExample, waitingJob } from "./examples/job-examples.ts";
 
 type JobEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -38,15 +39,17 @@ const idempotencyHeaders = z.object({
 });
 
 const tags = ["jobs (RunPod)"];
-const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
-const runErrors = { ...errors, 403: commonErrors[403] };
+/** Errors of the routes on one job; `epErrors` of those on the endpoint (its 404 names the endpoint). */
+const errors = { 400: withExample(commonErrors[400], jobErrors.invalidWait), 401: commonErrors[401], 404: withExample(commonErrors[404], jobErrors.notFound) };
+const epErrors = { ...errors, 404: commonErrors[404] };
+const runScope = { 403: withExample(commonErrors[403], jobErrors.runScope) };
+const runErrors = { ...epErrors, 400: withExample(commonErrors[400], jobErrors.invalidBody), ...runScope };
 const tooLarge = (mb: number) => ({
-  413: { ...commonErrors[400], description: `The body is larger than ${mb} MB or the tenant's maxInputBytes.` },
-  429: {
-    ...commonErrors[400],
-    description:
-      "A request rate limit of the tenant or key (`rate_limit_exceeded`, with Retry-After and X-RateLimit-Limit/Remaining/Reset), or the endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint or HEARTH_QUEUE_CAPACITY_MULTIPLE × its capacity (`queue_full`); retry after Retry-After seconds.",
-  },
+  413: errorResponse(`The body is larger than ${mb} MB or the tenant's maxInputBytes.`, jobErrors.tooLarge(mb)),
+  429: errorResponse(
+    "A request rate limit of the tenant or key (`rate_limit_exceeded`, with Retry-After and X-RateLimit-Limit/Remaining/Reset), or the endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint or HEARTH_QUEUE_CAPACITY_MULTIPLE × its capacity (`queue_full`); retry after Retry-After seconds.",
+    jobErrors.rateLimited,
+  ),
 });
 
 const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
@@ -59,7 +62,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     summary: "Queue a job (asynchronous)",
     middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 10 * MB })] as const,
     request: { params: epParam, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
-    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now)."), ...runErrors, ...tooLarge(10) },
+    responses: { ...okJson(z.object({ id: z.string(), status: jobStatus }), "Queued (or, for a repeated Idempotency-Key, the first job as it is now).", queuedJob), ...runErrors, ...tooLarge(10) },
   }),
   runsync: route({
     method: "post",
@@ -68,7 +71,7 @@ const buildRoutes = (deps: ApiDeps) => ({
     middleware: [jobAdmission({ policy: deps.policy, billing: deps.billing, operationMaxBytes: 20 * MB })] as const,
     request: { params: epParam, query: runsyncWait, headers: idempotencyHeaders, body: jsonRequest(runRequest) },
     responses: {
-      ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first."),
+      ...okJson(z.union([jobView, z.object({ id: z.string(), status: jobStatus })]), "The finished job, or the job IN_QUEUE/IN_PROGRESS when `wait` passed first.", completedSyncJob),
       ...runErrors,
       ...tooLarge(20),
     },
@@ -77,47 +80,47 @@ const buildRoutes = (deps: ApiDeps) => ({
     path: "/{ep}/status/{id}",
     summary: "A job's status and output",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job."), ...errors },
+    responses: { ...okJson(jobView, "The job.", completedJob), ...errors },
   }),
   statusSync: both({
     path: "/{ep}/status-sync/{id}",
     summary: "Wait for a job to finish, then its status and output",
     request: { params: jobParams, query: syncWait },
-    responses: { ...okJson(jobView, "The job, finished or as it was when `wait` passed."), ...errors },
+    responses: { ...okJson(jobView, "The job, finished or as it was when `wait` passed.", waitingJob), ...errors },
   }),
   stream: both({
     path: "/{ep}/stream/{id}",
     summary: "The chunks a streaming job produced since the last read",
     request: { params: jobParams, query: streamWait },
-    responses: { ...okJson(streamPage, "The job's status and its new chunks."), ...errors },
+    responses: { ...okJson(streamPage, "The job's status and its new chunks.", streamExample), ...errors },
   }),
   cancel: route({
     method: "post",
     path: "/{ep}/cancel/{id}",
     summary: "Cancel a job",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job after the cancel."), ...runErrors },
+    responses: { ...okJson(jobView, "The job after the cancel.", cancelledJob), ...errors, ...runScope },
   }),
   retry: route({
     method: "post",
     path: "/{ep}/retry/{id}",
     summary: "Queue a failed or timed-out job again",
     request: { params: jobParams },
-    responses: { ...okJson(jobView, "The job, queued again."), ...runErrors },
+    responses: { ...okJson(jobView, "The job, queued again.", retriedJob), ...errors, ...runScope, 400: errorResponse("The job is not FAILED or TIMED_OUT (`not_retryable`).", jobErrors.notRetryable) },
   }),
   purge: route({
     method: "post",
     path: "/{ep}/purge-queue",
     summary: "Remove every queued job (running ones finish)",
     request: { params: epParam },
-    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed."), ...runErrors },
+    responses: { ...okJson(z.object({ removed: z.number(), status: z.literal("completed") }), "How many queued jobs were removed.", { removed: 2, status: "completed" }), ...epErrors, ...runScope },
   }),
   health: route({
     method: "get",
     path: "/{ep}/health",
     summary: "Job and worker counts of the endpoint",
     request: { params: epParam },
-    responses: { ...okJson(healthView, "The counts."), ...errors },
+    responses: { ...okJson(healthView, "The counts.", healthExample), ...epErrors },
   }),
 });
 

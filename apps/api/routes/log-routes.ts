@@ -5,7 +5,8 @@ import { resourceId } from "../../../core/contracts/safe-text.ts";
 import { ApiError } from "../api-error.ts";
 import type { ApiDeps } from "../api-deps.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
-import { apiRouter, commonErrors, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, invalidField, notFound, okJson, optionalQuery, tenantSecurity, withExample } from "./route-kit.ts";
+import { jobLogLines, workerLogLines } from "./examples/record-examples.ts";
 
 const tailQuery = z.object({
   tail: optionalQuery(z.coerce.number().int().min(1).max(OUTPUT_LINES_KEPT))
@@ -15,7 +16,7 @@ const tailQuery = z.object({
 const logLines = z.object({
   items: z.array(outputLine).describe("Oldest first. `line` is the worker's JSON log line (pino) or plain text (a crash's stack, a handler's own writes to stdout)."),
 });
-const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+const errors = { 400: withExample(commonErrors[400], invalidField("tail", `Too big: expected number to be <=${OUTPUT_LINES_KEPT}`)), 401: commonErrors[401], 404: notFound("worker") };
 
 const routes = {
   workerLogs: createRoute({
@@ -26,7 +27,7 @@ const routes = {
     tags: ["logs"],
     security: tenantSecurity,
     request: { params: z.object({ id: resourceId, workerId: resourceId }), query: tailQuery },
-    responses: { ...okJson(logLines, "The lines."), ...errors },
+    responses: { ...okJson(logLines, "The lines.", { items: workerLogLines }), ...errors },
   }),
   jobLogs: createRoute({
     method: "get",
@@ -36,7 +37,7 @@ const routes = {
     tags: ["logs"],
     security: tenantSecurity,
     request: { params: z.object({ id: resourceId }), query: tailQuery },
-    responses: { ...okJson(logLines, "The lines."), ...errors },
+    responses: { ...okJson(logLines, "The lines.", { items: jobLogLines }), ...errors, 404: notFound("job") },
   }),
 };
 

@@ -11,7 +11,8 @@ import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { checkEngine } from "../services/engine-check.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { apiRouter, commonErrors, jsonRequest, okJson, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, errorResponse, fieldError, jsonRequest, notFound, okJson, tenantSecurity, withExample } from "./route-kit.ts";
+import { createdEndpoint, createdKey, endpointDetail, endpointExample, keyExample, limitsExample, managementErrors, resetEndpoint } from "./examples/endpoint-examples.ts";
 import { jobWaitReason } from "../../../core/policy/wait-reason.ts";
 import { isOpen } from "../../../core/policy/start-breaker.ts";
 import { readCapacity } from "../services/endpoint-health.ts";
@@ -29,7 +30,7 @@ const keyCreate = z.object({
 const idParam = z.object({ id: resourceId });
 
 /** An endpoint as the API returns it; the engine is described by `engine` in the create body. */
-const endpointView = z
+export const endpointView = z
   .object({
     id: z.string(),
     tenantId: z.string(),
@@ -57,7 +58,7 @@ const endpointView = z
     startBreaker: z.object({ open: z.boolean(), failedStarts: z.number(), lastError: z.string().nullable(), openedAt: z.string().nullable() }).optional(),
   })
   .meta({ id: "Endpoint" });
-const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), scope: keyScope, rateLimits, createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
+export const keyView = z.object({ id: z.string(), name: z.string(), prefix: z.string(), scope: keyScope, rateLimits, createdAt: z.string(), revokedAt: z.string().nullable() }).meta({ id: "ApiKey" });
 const ratesView = z
   .object({
     source: z.enum(["tenant", "runpod", "none"]).describe("`tenant`: the tenant's own; `runpod`: the operator's default, RunPod's per-route table (HEARTH_DEFAULT_RATE_LIMITS); `none`: unlimited."),
@@ -65,16 +66,19 @@ const ratesView = z
     key: rateLimits.describe("The presenting API key's own limits, applied under the tenant's."),
   })
   .meta({ id: "RatesInForce" });
+export const limitsOverview = z.object({ limits: tenantLimits, rates: ratesView, usage: z.object({ endpoints: z.number(), workersMin: z.number() }), grants: tenantGrants }).meta({ id: "Limits" });
 
 const tags = ["endpoints"];
 const keyTags = ["keys"];
 const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+const keyErrors = { ...errors, 404: notFound("key") };
 
-const quotaError = {
-  ...commonErrors[400],
-  description: "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value; or the key is not `full`: `insufficient_scope`.",
-};
+const quotaError = errorResponse(
+  "A quota (maxEndpoints, maxWorkers, maxWorkersMin) would be passed: `quota_exceeded`, naming it and its value; or the key is not `full`: `insufficient_scope`.",
+  managementErrors.quota,
+);
 const scopeError = { 403: commonErrors[403] };
+const keyScopeError = { 403: withExample(commonErrors[403], managementErrors.keyScope) };
 
 const routes = {
   createEndpoint: createRoute({
@@ -85,7 +89,7 @@ const routes = {
     security: tenantSecurity,
     request: { body: jsonRequest(endpointCreate) },
     responses: {
-      ...okJson(endpointView.extend({ webhookSecret: z.string().describe("The endpoint's webhook signing secret (`whsec_…`), shown once.") }), "The endpoint as stored."),
+      ...okJson(endpointView.extend({ webhookSecret: z.string().describe("The endpoint's webhook signing secret (`whsec_…`), shown once.") }), "The endpoint as stored.", createdEndpoint),
       400: errors[400],
       401: errors[401],
       403: quotaError,
@@ -97,7 +101,7 @@ const routes = {
     summary: "List the tenant's endpoints",
     tags,
     security: tenantSecurity,
-    responses: { ...okJson(z.array(endpointView), "The tenant's endpoints."), 401: errors[401] },
+    responses: { ...okJson(z.array(endpointView), "The tenant's endpoints.", [endpointExample]), 401: errors[401] },
   }),
   getEndpoint: createRoute({
     method: "get",
@@ -106,7 +110,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(endpointView, "The endpoint."), ...errors },
+    responses: { ...okJson(endpointView, "The endpoint.", endpointDetail), ...errors },
   }),
   patchEndpoint: createRoute({
     method: "patch",
@@ -115,7 +119,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam, body: jsonRequest(endpointPatch) },
-    responses: { ...okJson(endpointView, "The endpoint after the change."), ...errors, 403: quotaError },
+    responses: { ...okJson(endpointView, "The endpoint after the change.", endpointExample), ...errors, 400: withExample(errors[400], managementErrors.workersMin), 403: quotaError },
   }),
   resetEndpoint: createRoute({
     method: "post",
@@ -125,7 +129,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(endpointView, "The endpoint, its breaker closed."), ...errors, ...scopeError },
+    responses: { ...okJson(endpointView, "The endpoint, its breaker closed.", resetEndpoint), ...errors, ...scopeError },
   }),
   deleteEndpoint: createRoute({
     method: "delete",
@@ -134,7 +138,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted."), ...errors, ...scopeError },
+    responses: { ...okJson(z.object({ id: z.string(), deleted: z.literal(true) }), "Deleted.", { id: endpointExample.id, deleted: true }), ...errors, ...scopeError },
   }),
   limits: createRoute({
     method: "get",
@@ -144,8 +148,9 @@ const routes = {
     security: tenantSecurity,
     responses: {
       ...okJson(
-        z.object({ limits: tenantLimits, rates: ratesView, usage: z.object({ endpoints: z.number(), workersMin: z.number() }), grants: tenantGrants }).meta({ id: "Limits" }),
+        limitsOverview,
         "Counts past a quota are refused with 403 quota_exceeded, a full queue with 429, an oversize input with 413, a request past a rate limit with 429 rate_limit_exceeded.",
+        limitsExample,
       ),
       401: errors[401],
     },
@@ -157,7 +162,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { body: jsonRequest(keyCreate, { required: false }) },
-    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once."), 400: errors[400], 401: errors[401], ...scopeError },
+    responses: { ...okJson(keyView.extend({ key: z.string() }), "The key; `key` is shown once.", createdKey), 400: errors[400], 401: errors[401], ...keyScopeError },
   }),
   listKeys: createRoute({
     method: "get",
@@ -165,7 +170,7 @@ const routes = {
     summary: "List the tenant's API keys (never the keys themselves)",
     tags: keyTags,
     security: tenantSecurity,
-    responses: { ...okJson(z.array(keyView), "The tenant's keys."), 401: errors[401] },
+    responses: { ...okJson(z.array(keyView), "The tenant's keys.", [keyExample]), 401: errors[401] },
   }),
   setKeyRates: createRoute({
     method: "put",
@@ -174,7 +179,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { params: idParam, body: jsonRequest(keyRates) },
-    responses: { ...okJson(keyView, "The key after the change; every API replica applies it at once (or within the key cache's 60 s)."), ...errors, ...scopeError },
+    responses: { ...okJson(keyView, "The key after the change; every API replica applies it at once (or within the key cache's 60 s).", keyExample), ...keyErrors, ...keyScopeError },
   }),
   revokeKey: createRoute({
     method: "delete",
@@ -183,7 +188,7 @@ const routes = {
     tags: keyTags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL."), ...errors, ...scopeError },
+    responses: { ...okJson(z.object({ id: z.string(), revoked: z.literal(true) }), "Revoked on every API replica within the key cache's TTL.", { id: keyExample.id, revoked: true }), ...keyErrors, ...keyScopeError },
   }),
 };
 
@@ -235,7 +240,7 @@ export function managementRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     if (patch.gpuTypeIds) await deps.prices.checkGpuTypes(patch.gpuTypeIds, "gpuTypeIds");
     const min = patch.workersMin ?? current.workersMin;
     const max = patch.workersMax ?? current.workersMax;
-    if (min > max) throw ApiError.badRequest("workersMin: must not exceed workersMax", [{ path: "workersMin", message: "must not exceed workersMax" }]);
+    if (min > max) throw fieldError("workersMin", "must not exceed workersMax");
     await deps.policy.checkEndpoint(tenantId, { workersMin: min, workersMax: max }, current.id);
     const updated = await deps.endpoints.update(tenantId, current.id, patch, c.get("audit"));
     if (!updated) throw ApiError.notFound("endpoint");

@@ -12,6 +12,7 @@ import type { TenantPolicy } from "../services/tenant-policy.ts";
 import type { BillingGate } from "../services/billing-gate.ts";
 import type { OpenAIAdmission } from "../services/openai-admission.ts";
 import { apiRouter, hotRoute, jsonRequest, tenantSecurity } from "./route-kit.ts";
+import { chatCompletion, chatCompletionEvents, embeddingList, modelList, openAIErrors, textCompletion, textCompletionEvents } from "./examples/openai-examples.ts";
 
 type OpenAIEnv = { Variables: TenantEnv["Variables"] & { endpoint: Endpoint } };
 
@@ -49,14 +50,16 @@ const embeddingRequest = z
   .meta({ id: "EmbeddingRequest" });
 
 const openAIError = z.object({ error: z.looseObject({ message: z.string(), type: z.string(), code: z.string().nullable().optional(), param: z.string().nullable().optional() }) }).meta({ id: "OpenAIError" });
-const errorAnswer = (description: string) => ({ description, content: { "application/json": { schema: openAIError } } });
+const errorAnswer = (description: string, example: z.input<typeof openAIError>) => ({ description, content: { "application/json": { schema: openAIError, example } } });
 const engineAnswer = z.looseObject({}).describe("The engine's own answer, relayed as it is.");
 
 const epParam = z.object({ ep: resourceId.describe("The endpoint id.") });
 const tags = ["OpenAI-compatible"];
 const route = <R extends RouteConfig>(r: R) => createRoute({ tags, security: tenantSecurity, ...r });
 type Admission = { policy: TenantPolicy; billing: BillingGate };
-const generation = (admission: Admission, path: string, summary: string, schema: z.ZodType) =>
+/** The example answer of a generation route: JSON, and the events of `stream: true`. */
+type Examples = { json: z.input<typeof engineAnswer>; events: string };
+const generation = (admission: Admission, path: string, summary: string, schema: z.ZodType, examples: Examples) =>
   route({
     method: "post",
     path,
@@ -66,22 +69,26 @@ const generation = (admission: Admission, path: string, summary: string, schema:
     responses: {
       200: {
         description: "The completion, or with `stream: true` server-sent events ending in `data: [DONE]`.",
-        content: { "application/json": { schema: engineAnswer }, "text/event-stream": { schema: z.string() } },
+        content: { "application/json": { schema: engineAnswer, example: examples.json }, "text/event-stream": { schema: z.string(), example: examples.events } },
       },
-      400: errorAnswer("Malformed request; `context_length_exceeded` when the estimated prompt + max_tokens pass the endpoint's context window (known from its engine spec), before anything is queued; or refused by the engine."),
-      413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
+      400: errorAnswer(
+        "Malformed request; `context_length_exceeded` when the estimated prompt + max_tokens pass the endpoint's context window (known from its engine spec), before anything is queued; or refused by the engine.",
+        openAIErrors.contextLength,
+      ),
+      413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes.", openAIErrors.tooLarge),
       429: errorAnswer(
         "A request or token rate limit of the tenant or key (`rate_limit_exceeded`, type `requests` or `tokens`, with Retry-After and x-ratelimit-* headers), or the endpoint's queue is full (`queue_full`); retry after Retry-After seconds.",
+        openAIErrors.tokenLimit,
       ),
-      401: errorAnswer("No API key, or an unknown one."),
-      403: errorAnswer("The API key's scope is `read`: completions need a `run` or `full` key (`insufficient_scope`)."),
-      404: errorAnswer("No such endpoint for this tenant."),
+      401: errorAnswer("No API key, or an unknown one.", openAIErrors.unauthorized),
+      403: errorAnswer("The API key's scope is `read`: completions need a `run` or `full` key (`insufficient_scope`).", openAIErrors.scope(path.slice(path.indexOf("/v1/") + 4))),
+      404: errorAnswer("No such endpoint for this tenant.", openAIErrors.notFound),
     },
   });
 
 const buildRoutes = (admission: Admission) => ({
-  chat: generation(admission, "/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest),
-  completion: generation(admission, "/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest),
+  chat: generation(admission, "/{ep}/openai/v1/chat/completions", "Chat completion (OpenAI API)", chatRequest, { json: chatCompletion, events: chatCompletionEvents }),
+  completion: generation(admission, "/{ep}/openai/v1/completions", "Text completion (OpenAI API)", completionRequest, { json: textCompletion, events: textCompletionEvents }),
   embeddings: route({
     method: "post",
     path: "/{ep}/openai/v1/embeddings",
@@ -89,13 +96,13 @@ const buildRoutes = (admission: Admission) => ({
     middleware: [jobAdmission({ ...admission, operationMaxBytes: 20 * MB })] as const,
     request: { params: epParam, body: jsonRequest(embeddingRequest) },
     responses: {
-      200: { description: "`{object: \"list\", data: [{object: \"embedding\", index, embedding}], model, usage}`, from the engine.", content: { "application/json": { schema: engineAnswer } } },
-      400: errorAnswer("Malformed request, or refused by the engine (an input over its context, `dimensions` it cannot give, an engine started without embeddings)."),
-      413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes."),
-      429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds."),
-      401: errorAnswer("No API key, or an unknown one."),
-      403: errorAnswer("The API key's scope is `read`: embeddings need a `run` or `full` key (`insufficient_scope`)."),
-      404: errorAnswer("No such endpoint for this tenant."),
+      200: { description: "`{object: \"list\", data: [{object: \"embedding\", index, embedding}], model, usage}`, from the engine.", content: { "application/json": { schema: engineAnswer, example: embeddingList } } },
+      400: errorAnswer("Malformed request, or refused by the engine (an input over its context, `dimensions` it cannot give, an engine started without embeddings).", openAIErrors.invalidEmbedding),
+      413: errorAnswer("The body is larger than 20 MB or the tenant's maxInputBytes.", openAIErrors.tooLarge),
+      429: errorAnswer("The endpoint's queue is at the tenant's maxQueuedJobsPerEndpoint; retry after Retry-After seconds.", openAIErrors.queueFull),
+      401: errorAnswer("No API key, or an unknown one.", openAIErrors.unauthorized),
+      403: errorAnswer("The API key's scope is `read`: embeddings need a `run` or `full` key (`insufficient_scope`).", openAIErrors.scope("embeddings")),
+      404: errorAnswer("No such endpoint for this tenant.", openAIErrors.notFound),
     },
   }),
   models: route({
@@ -103,7 +110,11 @@ const buildRoutes = (admission: Admission) => ({
     path: "/{ep}/openai/v1/models",
     summary: "The model the endpoint serves (OpenAI API)",
     request: { params: epParam },
-    responses: { 200: { description: "A list with the served model.", content: { "application/json": { schema: engineAnswer } } }, 401: errorAnswer("No API key."), 404: errorAnswer("No such endpoint.") },
+    responses: {
+      200: { description: "A list with the served model.", content: { "application/json": { schema: engineAnswer, example: modelList } } },
+      401: errorAnswer("No API key.", openAIErrors.missingKey),
+      404: errorAnswer("No such endpoint.", openAIErrors.notFound),
+    },
   }),
 });
 

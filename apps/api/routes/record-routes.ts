@@ -7,7 +7,8 @@ import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { decodeCursor, jobRecordView, workerSessionView } from "../services/job-records.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { apiRouter, commonErrors, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, badCursor, commonErrors, notFound, okJson, optionalQuery, tenantSecurity, withExample } from "./route-kit.ts";
+import { jobRecordExample, jobRecordPage, storedOutputExample, workerSessionExample } from "./examples/record-examples.ts";
 
 /** Query of `GET /api/v1/jobs`: times are ISO-8601 (`from` inclusive, `to` exclusive, on submission). */
 export const jobListQuery = z.object({
@@ -20,7 +21,7 @@ export const jobListQuery = z.object({
 });
 
 const idParam = z.object({ id: resourceId });
-const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: commonErrors[404] };
+const errors = { 400: commonErrors[400], 401: commonErrors[401], 404: notFound("job") };
 
 const routes = {
   listJobs: createRoute({
@@ -30,7 +31,7 @@ const routes = {
     tags: ["records"],
     security: tenantSecurity,
     request: { query: jobListQuery },
-    responses: { ...okJson(z.object({ items: z.array(jobRecordView), nextCursor: z.string().nullable() }), "One page of records."), ...errors },
+    responses: { ...okJson(z.object({ items: z.array(jobRecordView), nextCursor: z.string().nullable() }), "One page of records.", jobRecordPage), ...errors, 400: withExample(errors[400], badCursor()), 404: commonErrors[404] },
   }),
   getJob: createRoute({
     method: "get",
@@ -39,7 +40,7 @@ const routes = {
     tags: ["records"],
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(jobRecordView, "The record."), ...errors },
+    responses: { ...okJson(jobRecordView, "The record.", jobRecordExample), ...errors },
   }),
   output: createRoute({
     method: "get",
@@ -49,8 +50,9 @@ const routes = {
     security: tenantSecurity,
     request: { params: idParam },
     responses: {
-      200: { description: "The output as JSON, byte for byte as the worker returned it (`outputRef.sha256` is its hash).", content: { "application/json": { schema: z.unknown() } } },
+      200: { description: "The output as JSON, byte for byte as the worker returned it (`outputRef.sha256` is its hash).", content: { "application/json": { schema: z.unknown(), example: storedOutputExample } } },
       ...errors,
+      404: notFound("stored output of this job"),
     },
   }),
   workers: createRoute({
@@ -60,7 +62,7 @@ const routes = {
     tags: ["records"],
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(z.object({ items: z.array(workerSessionView) }), "Newest first."), ...errors },
+    responses: { ...okJson(z.object({ items: z.array(workerSessionView) }), "Newest first.", { items: [workerSessionExample] }), ...errors, 404: commonErrors[404] },
   }),
 };
 
@@ -72,7 +74,7 @@ export function recordRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
     const q = c.req.valid("query");
     const tenantId = c.get("principal").tenantId;
     // A damaged cursor would otherwise restart the listing: a client would page for ever.
-    if (q.cursor !== undefined && !decodeCursor(q.cursor)) throw ApiError.badRequest("cursor: not a cursor this API returned", [{ path: "cursor", message: "not a cursor this API returned" }]);
+    if (q.cursor !== undefined && !decodeCursor(q.cursor)) throw badCursor();
     if (q.endpointId !== undefined && !(await deps.endpoints.getOwned(tenantId, q.endpointId))) throw ApiError.notFound("endpoint");
     const page = await deps.records.list({ tenantId, ...definedOnly(q) });
     // One more indexed read per page (the sessions' GPU types): the listing shows the same costs as the record.

@@ -1,7 +1,10 @@
 import { OpenAPIHono, type Hook, type RouteConfig } from "@hono/zod-openapi";
 import type { Context, Env } from "hono";
 import { z } from "zod";
-import { ApiError, type IssueDetail } from "../api-error.ts";
+import { ApiError, apiErrorBody, type IssueDetail } from "../api-error.ts";
+import type { KeyScope } from "../../../core/contracts/key-scope.ts";
+import { jobRouteScope, managementScope } from "../../../core/policy/key-scopes.ts";
+import { ENDPOINT_ID } from "./examples/example-ids.ts";
 
 /*
  * How every route is written: `createRoute({...})` declares its method, path, request (params,
@@ -20,15 +23,57 @@ export const errorBody = z
   })
   .meta({ id: "Error" });
 
-const error = (description: string) => ({ description, content: { "application/json": { schema: errorBody } } });
+/**
+ * An error answer for the document, its example the body `app.onError` makes of `err`: examples
+ * are built from the errors the routes throw, so they cannot drift from what the API says.
+ */
+export const errorResponse = (description: string, err: ApiError) => ({
+  description,
+  content: { "application/json": { schema: errorBody, example: apiErrorBody(err) } },
+});
+
+/** The 400 of a request that fails its schemas: `invalid request: <path>: <message>; …`, each issue in `issues`. */
+const invalidRequest = (issues: IssueDetail[]) => ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+
+/** That 400 for one field (the examples' ones). */
+export const invalidField = (path: string, message: string) => invalidRequest([{ path, message }]);
+
+/** A 400 a handler raises about one field (`<path>: <message>`), past what the schemas check. */
+export const fieldError = (path: string, message: string) => ApiError.badRequest(`${path}: ${message}`, [{ path, message }]);
+
+/** The 400 of a listing given a `cursor` it did not return: a damaged cursor would otherwise restart the listing. */
+export const badCursor = () => fieldError("cursor", "not a cursor this API returned");
+
+/**
+ * The 403 `tenantAuth` raises when a key of scope `has` calls `method path`; the scope the request
+ * needs comes from core/policy/key-scopes.ts, as the middleware's does.
+ */
+export function insufficientScope(has: KeyScope, method: string, path: string): ApiError {
+  const needs = path.startsWith("/v2/") ? jobRouteScope(method, path) : managementScope(method);
+  return new ApiError(403, "insufficient_scope", `this API key's scope is ${has}; ${method} ${path} needs a ${needs} key`);
+}
+
+const NOT_FOUND = "No such resource for this tenant (another tenant's ids are indistinguishable from missing ones).";
 
 /** The error answers most routes share, for the document; `app.onError` produces them. */
 export const commonErrors = {
-  400: error("The request is malformed; `issues` names each offending field."),
-  401: error("No API key, or an unknown or revoked one."),
-  403: error("The API key's scope does not reach this route (`insufficient_scope`): `read` < `run` (jobs) < `full` (management)."),
-  404: error("No such resource for this tenant (another tenant's ids are indistinguishable from missing ones)."),
+  400: errorResponse("The request is malformed; `issues` names each offending field.", invalidField("name", "Invalid input: expected string, received undefined")),
+  401: errorResponse("No API key, or an unknown or revoked one.", new ApiError(401, "unauthorized", "invalid API key")),
+  403: errorResponse(
+    "The API key's scope does not reach this route (`insufficient_scope`): `read` < `run` (jobs) < `full` (management).",
+    insufficientScope("read", "DELETE", `/api/v1/endpoints/${ENDPOINT_ID}`),
+  ),
+  404: errorResponse(NOT_FOUND, ApiError.notFound("endpoint")),
 } as const;
+
+/** A declared error answer with the example of another error of that status (a route's own 400, its own 404's subject). */
+export const withExample = (response: { description: string }, err: ApiError) => errorResponse(response.description, err);
+
+/** A 404 whose example names what the route looks up (`job not found`, `tenant not found`). */
+export const notFound = (what: string) => errorResponse(NOT_FOUND, ApiError.notFound(what));
+
+/** The 401 of the operator's routes (app.ts' admin authentication). */
+export const adminUnauthorized = errorResponse("No admin token, or an unknown or revoked admin key.", new ApiError(401, "unauthorized", "admin token or admin key required"));
 
 /** An `Idempotency-Key` header's value: printable ASCII without spaces, at most 255 characters (as Stripe takes it). */
 export const idempotencyKey = z
@@ -49,9 +94,12 @@ export function jsonRequest<S extends z.ZodType>(schema: S, options: { required?
   };
 }
 
-/** A 200 with a JSON body. */
-export function okJson<S extends z.ZodType>(schema: S, description: string) {
-  return { 200: { description, content: { "application/json": { schema } } } };
+/**
+ * A 200 with a JSON body and its example, typed by the schema (openapi-document.test.ts also checks
+ * that the schema accepts it unchanged); the example is published in `/openapi.json`.
+ */
+export function okJson<S extends z.ZodType>(schema: S, description: string, example: z.input<S>) {
+  return { 200: { description, content: { "application/json": { schema, example } } } };
 }
 
 /** Where the document says a request failed validation: headers are named as such, the rest by field. */
@@ -72,8 +120,7 @@ const throwOnInvalid: Hook<unknown, Env, string, unknown> = (result) => {
 
 function invalid(target: string, error: z.ZodError): never {
   if (target === "param") throw ApiError.notFound("resource");
-  const issues: IssueDetail[] = error.issues.map((i) => ({ path: issuePath(target, i.path), message: i.message }));
-  throw ApiError.badRequest(`invalid request: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+  throw invalidRequest(error.issues.map((i) => ({ path: issuePath(target, i.path), message: i.message })));
 }
 
 const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;

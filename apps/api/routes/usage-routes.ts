@@ -6,7 +6,8 @@ import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { invoiceCsv, type ReportRange } from "../services/usage-report.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { adminSecurity, apiRouter, commonErrors, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
+import { adminSecurity, adminUnauthorized, apiRouter, commonErrors, errorResponse, fieldError, notFound, okJson, optionalQuery, tenantSecurity } from "./route-kit.ts";
+import { billingErrors, invoiceExample, reconcileExample, sessionBillExample, usageExample } from "./examples/billing-examples.ts";
 
 const rangeQuery = {
   from: optionalQuery(reportInstant).describe("Inclusive; ISO-8601 date-time with offset, or a UTC date. Default: the start of the current UTC month."),
@@ -22,7 +23,7 @@ const invoiceParams = z.object({ month: z.string().max(64).describe("`YYYY-MM` (
 const invoiceQuery = z.object({ format: optionalQuery(z.enum(["json", "csv"])).describe("`json` (default) or `csv`.") });
 const sessionParams = z.object({ workerId: resourceId.describe("The worker's id (its session's).") });
 
-const rangeError = { ...commonErrors[400], description: "Naming the field: a date that does not parse, `from` after `to`, a range over 366 days, an unknown `groupBy`." };
+const rangeError = errorResponse("Naming the field: a date that does not parse, `from` after `to`, a range over 366 days, an unknown `groupBy`.", billingErrors.range);
 
 const routes = {
   usage: createRoute({
@@ -32,7 +33,7 @@ const routes = {
     tags: ["billing"],
     security: tenantSecurity,
     request: { query: usageQuery },
-    responses: { ...okJson(usageReport, "Seconds and µ$ charged per group; the totals are the sums of the groups and of the ledger's charges in the range."), 400: rangeError, 401: commonErrors[401] },
+    responses: { ...okJson(usageReport, "Seconds and µ$ charged per group; the totals are the sums of the groups and of the ledger's charges in the range.", usageExample), 400: rangeError, 401: commonErrors[401] },
   }),
   invoice: createRoute({
     method: "get",
@@ -44,9 +45,9 @@ const routes = {
     responses: {
       200: {
         description: "JSON, or with `format=csv` a CSV (header; `charge` rows; a `total` row, their sum; `credit` rows). `totalMicros` is minus the sum of the ledger's charges in the month.",
-        content: { "application/json": { schema: invoice }, "text/csv": { schema: z.string() } },
+        content: { "application/json": { schema: invoice, example: invoiceExample }, "text/csv": { schema: z.string(), example: invoiceCsv(invoiceExample) } },
       },
-      400: { ...commonErrors[400], description: "Naming `month`: malformed, before 1970 or in the future; or `format`." },
+      400: errorResponse("Naming `month`: malformed, before 1970 or in the future; or `format`.", billingErrors.month),
       401: commonErrors[401],
     },
   }),
@@ -58,10 +59,10 @@ const routes = {
     security: tenantSecurity,
     request: { params: sessionParams },
     responses: {
-      ...okJson(billingSessionView, "Billed seconds and cost from the ledger; the meter's view, the jobs' shares and the idle line from core/billing."),
+      ...okJson(billingSessionView, "Billed seconds and cost from the ledger; the meter's view, the jobs' shares and the idle line from core/billing.", sessionBillExample),
       401: commonErrors[401],
-      404: commonErrors[404],
-      409: { content: commonErrors[404].content, description: "`unmeterable`: the meter refuses the session (its GPU type has no price)." },
+      404: notFound("session"),
+      409: errorResponse("`unmeterable`: the meter refuses the session (its GPU type has no price).", billingErrors.unmeterable),
     },
   }),
   reconcile: createRoute({
@@ -71,7 +72,7 @@ const routes = {
     tags: ["billing"],
     security: adminSecurity,
     request: { query: z.object(rangeQuery) },
-    responses: { ...okJson(reconcileReport, "Sessions requested in [from, to) and the differences."), 400: rangeError, 401: commonErrors[401] },
+    responses: { ...okJson(reconcileReport, "Sessions requested in [from, to) and the differences.", reconcileExample), 400: rangeError, 401: adminUnauthorized },
   }),
 };
 
@@ -84,9 +85,8 @@ function reportRange(q: { from?: number | undefined; to?: number | undefined }, 
   const d = new Date(now);
   const from = q.from ?? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
   const to = q.to ?? now;
-  const refuse = (path: string, message: string) => ApiError.badRequest(`${path}: ${message}`, [{ path, message }]);
-  if (from > to) throw q.from !== undefined ? refuse("from", `is after to (${new Date(to).toISOString()})`) : refuse("to", `is before from (${new Date(from).toISOString()})`);
-  if (to - from > MAX_REPORT_RANGE_MS) throw q.to !== undefined ? refuse("to", "is more than 366 days after from") : refuse("from", "is more than 366 days before to (now)");
+  if (from > to) throw q.from !== undefined ? fieldError("from", `is after to (${new Date(to).toISOString()})`) : fieldError("to", `is before from (${new Date(from).toISOString()})`);
+  if (to - from > MAX_REPORT_RANGE_MS) throw q.to !== undefined ? fieldError("to", "is more than 366 days after from") : fieldError("from", "is more than 366 days before to (now)");
   return { from, to };
 }
 
@@ -102,9 +102,9 @@ export function usageRoutes(deps: ApiDeps): OpenAPIHono<TenantEnv> {
   app.openapi(routes.invoice, async (c) => {
     const { month } = c.req.valid("param");
     const range = parseMonth(month);
-    if (!range) throw ApiError.badRequest("month: must be YYYY-MM, from 1970-01", [{ path: "month", message: "must be YYYY-MM, from 1970-01" }]);
+    if (!range) throw fieldError("month", "must be YYYY-MM, from 1970-01");
     const now = await deps.logNow();
-    if (range.start > now) throw ApiError.badRequest("month: is in the future", [{ path: "month", message: "is in the future" }]);
+    if (range.start > now) throw fieldError("month", "is in the future");
     const inv = await deps.usage.invoice(c.get("principal").tenantId, month, { from: range.start, to: range.end }, now);
     if (c.req.valid("query").format === "csv") {
       return c.body(invoiceCsv(inv), 200, { "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="invoice-${month}.csv"` });

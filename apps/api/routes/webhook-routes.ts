@@ -5,11 +5,14 @@ import { ApiError } from "../api-error.ts";
 import type { TenantEnv } from "../middleware/tenant-auth.ts";
 import { deliveryView, receiverHealthView } from "../services/webhook-deliveries.ts";
 import type { ApiDeps } from "../api-deps.ts";
-import { apiRouter, commonErrors, okJson, tenantSecurity } from "./route-kit.ts";
+import { apiRouter, commonErrors, insufficientScope, notFound, okJson, tenantSecurity, withExample } from "./route-kit.ts";
+import { ENDPOINT_ID, JOB_ID } from "./examples/example-ids.ts";
+import { deliveryExample, receiverHealthExample, retriedDelivery, rotatedSecret } from "./examples/webhook-examples.ts";
 
 const idParam = z.object({ id: resourceId });
 const tags = ["webhooks"];
 const errors = { 401: commonErrors[401], 404: commonErrors[404] };
+const deliveryErrors = { ...errors, 404: notFound("webhook deliveries of this job") };
 const deliveries = z.object({ items: z.array(deliveryView) });
 const rotated = z
   .object({
@@ -26,7 +29,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(deliveries, "Oldest first; 404 when the job has no webhook delivery (yet) or is another tenant's."), ...errors },
+    responses: { ...okJson(deliveries, "Oldest first; 404 when the job has no webhook delivery (yet) or is another tenant's.", { items: [deliveryExample] }), ...deliveryErrors },
   }),
   retry: createRoute({
     method: "post",
@@ -35,7 +38,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(deliveries, "The deliveries, pending again (same webhook-id)."), ...errors, 403: commonErrors[403] },
+    responses: { ...okJson(deliveries, "The deliveries, pending again (same webhook-id).", { items: [retriedDelivery] }), ...deliveryErrors, 403: withExample(commonErrors[403], insufficientScope("run", "POST", `/api/v1/jobs/${JOB_ID}/deliveries/retry`)) },
   }),
   rotate: createRoute({
     method: "post",
@@ -44,7 +47,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(rotated, "The new secret."), ...errors, 403: commonErrors[403] },
+    responses: { ...okJson(rotated, "The new secret.", rotatedSecret), ...errors, 403: withExample(commonErrors[403], insufficientScope("read", "POST", `/api/v1/endpoints/${ENDPOINT_ID}/webhook-secret/rotate`)) },
   }),
   health: createRoute({
     method: "get",
@@ -53,7 +56,7 @@ const routes = {
     tags,
     security: tenantSecurity,
     request: { params: idParam },
-    responses: { ...okJson(receiverHealthView, "Counts over the deliveries on record."), ...errors },
+    responses: { ...okJson(receiverHealthView, "Counts over the deliveries on record.", receiverHealthExample), ...errors },
   }),
 };
 
