@@ -123,20 +123,25 @@ describe("API metrics", () => {
     const cold = await stack.endpoint(key, { engine: { kind: "handler", module: join(examplesDir, "echo.mjs") }, workersMin: 0, workersMax: 1, idleTimeout: 1 });
     const run = await stack.call("POST", `/v2/${cold}/runsync`, { key, body: { input: "cold" } });
     expect(run.body.status).toBe("COMPLETED");
-    const ledger = z.array(z.object({ key: z.string(), seconds: z.number() }));
-    const charges = await waitFor(async () => {
+    const ledger = z.array(z.object({ key: z.string(), seconds: z.number(), gpu_type: z.string() }));
+    const ledgerRows = await waitFor(async () => {
       // One read: the settlement and every row before it.
-      const rows = ledger.parse(await stack.sql`select key, seconds from ledger_entries where endpoint_id = ${cold}`);
-      return rows.some((r) => r.key.endsWith(":settle")) ? rows.map((r) => r.seconds) : undefined;
+      const rows = ledger.parse(await stack.sql`select key, seconds, gpu_type from ledger_entries where endpoint_id = ${cold}`);
+      return rows.some((r) => r.key.endsWith(":settle")) ? rows : undefined;
     }, 60_000);
+    const charges = ledgerRows.map((r) => r.seconds);
+    // One worker, one GPU type: the counters carry it as the ledger rows do.
+    const gpuTypes = [...new Set(ledgerRows.map((r) => r.gpu_type))];
+    expect(gpuTypes).toHaveLength(1);
+    const gpu_type = gpuTypes[0]!;
     const billed = charges.filter((s) => s > 0).reduce((a, b) => a + b, 0);
     const returned = charges.filter((s) => s < 0).reduce((a, b) => a - b, 0);
     expect(billed).toBeGreaterThan(0);
     const samples = await waitFor(async () => {
       const s = await control();
-      return valueOf(s, "hearth_worker_exits_total", { endpoint: cold, reason: "normal" }) === 1 && valueOf(s, "hearth_billed_seconds_total", { endpoint: cold }) === billed ? s : undefined;
+      return valueOf(s, "hearth_worker_exits_total", { endpoint: cold, reason: "normal" }) === 1 && valueOf(s, "hearth_billed_seconds_total", { endpoint: cold, gpu_type }) === billed ? s : undefined;
     }, 20_000);
-    expect(valueOf(samples, "hearth_billed_seconds_returned_total", { endpoint: cold }) ?? 0).toBe(returned);
+    expect(valueOf(samples, "hearth_billed_seconds_returned_total", { endpoint: cold, gpu_type }) ?? 0).toBe(returned);
 
     // The expected values, read from the log itself: entry ids are Redis' clock.
     const log = await logOf(cold);

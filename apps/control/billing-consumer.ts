@@ -11,7 +11,7 @@ import { PRICE_VERSIONS_LOCK, readPriceTable } from "../../core/db/price-version
 import type { LogEntry } from "../../core/log/log-entry.ts";
 import { errorFields, type Log } from "../../core/log/process-log.ts";
 import type { BalanceCache } from "../../core/redis/balance-cache.ts";
-import type { ControlMetrics } from "./control-metrics.ts";
+import type { BilledRow, ControlMetrics } from "./control-metrics.ts";
 import { isTransient, type EntryContext, type LogConsumer } from "./log-consumer.ts";
 
 export interface BillingConsumerOptions {
@@ -61,7 +61,7 @@ export class BillingConsumer implements LogConsumer {
    * metrics once it commits. Reset when the transaction meters (`finishBatch`, `advance`), so a
    * transaction that rolled back leaves nothing behind for the next one to count.
    */
-  private readonly inserted = new Map<string, number[]>();
+  private readonly inserted = new Map<string, BilledRow[]>();
 
   constructor(private readonly options: BillingConsumerOptions) {
     this.defaults = options.defaultPrices ?? DEFAULT_PRICES;
@@ -177,8 +177,8 @@ export class BillingConsumer implements LogConsumer {
     }
   }
 
-  /** Returns the seconds of the ledger rows it inserted. */
-  private async chargeSession(sql: TransactionSql, row: z.infer<typeof openRow>, table: PriceTable, ctx: EntryContext): Promise<number[]> {
+  /** Returns the ledger rows it inserted. */
+  private async chargeSession(sql: TransactionSql, row: z.infer<typeof openRow>, table: PriceTable, ctx: EntryContext): Promise<BilledRow[]> {
     const input: SessionInput = {
       workerId: row.worker_id,
       endpointTenantId: row.tenant_id,
@@ -205,8 +205,8 @@ export class BillingConsumer implements LogConsumer {
     return written;
   }
 
-  /** Inserts the charges not written yet; returns the seconds of those it wrote. */
-  private async insert(sql: TransactionSql, entries: ChargeEntry[], ctx: EntryContext): Promise<number[]> {
+  /** Inserts the charges not written yet; returns those it wrote (seconds and GPU type). */
+  private async insert(sql: TransactionSql, entries: ChargeEntry[], ctx: EntryContext): Promise<BilledRow[]> {
     const rows = entries.map((e) => ({
       tenant_id: e.tenantId,
       key: e.key,
@@ -221,7 +221,10 @@ export class BillingConsumer implements LogConsumer {
       reason: e.kind === "settle" ? "worker session settled" : "worker time",
     }));
     // Only the rows this insert really wrote come back: a replay's, or another consumer's, do not.
-    const written = z.array(z.object({ seconds: z.number().int() })).parse(await sql`insert into ledger_entries ${sql(rows)} on conflict (key) do nothing returning seconds`);
-    return written.map((w) => w.seconds);
+    const written = z
+      .array(z.object({ seconds: z.number().int(), gpu_type: z.string().nullable() }))
+      .parse(await sql`insert into ledger_entries ${sql(rows)} on conflict (key) do nothing returning seconds, gpu_type`);
+    // A charge always names its GPU type (the column is nullable for credits and adjustments).
+    return written.map((w) => ({ seconds: w.seconds, gpuType: w.gpu_type ?? "" }));
   }
 }

@@ -121,10 +121,12 @@ describe("ControlMetrics", () => {
 
   it("counts billed seconds as written to the ledger; a settlement's negative seconds as returned", async () => {
     const m = new ControlMetrics();
-    m.billedSeconds("ep1", [60, 60, 12, -5, 0]);
-    m.billedSeconds("ep2", [3]);
-    expect(await value(m, "hearth_billed_seconds_total", { endpoint: "ep1" })).toBe(132);
-    expect(await value(m, "hearth_billed_seconds_returned_total", { endpoint: "ep1" })).toBe(5);
-    expect(await value(m, "hearth_billed_seconds_total", { endpoint: "ep2" })).toBe(3);
+    const rows = (gpuType: string, ...seconds: number[]) => seconds.map((s) => ({ seconds: s, gpuType }));
+    m.billedSeconds("ep1", [...rows("cpu", 60, 60, 12, -5, 0), ...rows("NVIDIA A100 80GB PCIe", 7)]);
+    m.billedSeconds("ep2", rows("cpu", 3));
+    expect(await value(m, "hearth_billed_seconds_total", { endpoint: "ep1", gpu_type: "cpu" })).toBe(132);
+    expect(await value(m, "hearth_billed_seconds_total", { endpoint: "ep1", gpu_type: "NVIDIA A100 80GB PCIe" })).toBe(7);
+    expect(await value(m, "hearth_billed_seconds_returned_total", { endpoint: "ep1", gpu_type: "cpu" })).toBe(5);
+    expect(await value(m, "hearth_billed_seconds_total", { endpoint: "ep2", gpu_type: "cpu" })).toBe(3);
   });
 });

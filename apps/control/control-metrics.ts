@@ -3,6 +3,12 @@ import type { LogEntry } from "../../core/log/log-entry.ts";
 import { JobWaits } from "./job-waits.ts";
 import { EXIT_REASONS, WorkerLives } from "./worker-lives.ts";
 
+/** A ledger row billing wrote: its seconds (negative: given back) and the GPU type it was priced as. */
+export interface BilledRow {
+  seconds: number;
+  gpuType: string;
+}
+
 /** Seconds: from a no-op handler to a long generation. */
 const EXECUTION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
 /** Seconds to the first token: tens of ms on a warm engine, seconds with a long prompt. */
@@ -39,8 +45,8 @@ export class ControlMetrics {
   private readonly coldStart: Histogram<"endpoint" | "phase">;
   private readonly exits: Counter<"endpoint" | "reason">;
   private readonly transitions: Counter<"endpoint" | "state">;
-  private readonly billed: Counter<"endpoint">;
-  private readonly returned: Counter<"endpoint">;
+  private readonly billed: Counter<"endpoint" | "gpu_type">;
+  private readonly returned: Counter<"endpoint" | "gpu_type">;
   private readonly waits: JobWaits;
   private readonly lives: WorkerLives;
   /** Endpoints whose exit series exist at 0 (a counter that first appears at 1 loses that increase to `increase()`). */
@@ -63,8 +69,8 @@ export class ControlMetrics {
     this.coldStart = new Histogram({ name: "hearth_worker_cold_start_seconds", help: "Cold-start phases of workers: provision (requested to process running), boot (running to first ready), weights_fetch (the engine's weights fetch, as the worker measured it), total (requested to first ready).", labelNames: ["endpoint", "phase"], buckets: COLD_START_BUCKETS, registers });
     this.exits = new Counter({ name: "hearth_worker_exits_total", help: "Worker sessions ended, once each, by reason: normal, crash (non-zero exit not asked for), start_failed, unhealthy, lost, other.", labelNames: ["endpoint", "reason"], registers });
     this.transitions = new Counter({ name: "hearth_worker_transitions_total", help: "Worker state changes logged, by the state entered (an exit may be logged twice: by the worker, then confirmed by the scheduler).", labelNames: ["endpoint", "state"], registers });
-    this.billed = new Counter({ name: "hearth_billed_seconds_total", help: "Worker seconds charged to the ledger (rows this process wrote; a settlement that gives time back counts in hearth_billed_seconds_returned_total).", labelNames: ["endpoint"], registers });
-    this.returned = new Counter({ name: "hearth_billed_seconds_returned_total", help: "Worker seconds settlements gave back after they had been charged (a lost worker ends at its last heartbeat); billed net = billed - returned.", labelNames: ["endpoint"], registers });
+    this.billed = new Counter({ name: "hearth_billed_seconds_total", help: "Worker seconds charged to the ledger (rows this process wrote; a settlement that gives time back counts in hearth_billed_seconds_returned_total).", labelNames: ["endpoint", "gpu_type"], registers });
+    this.returned = new Counter({ name: "hearth_billed_seconds_returned_total", help: "Worker seconds settlements gave back after they had been charged (a lost worker ends at its last heartbeat); billed net = billed - returned.", labelNames: ["endpoint", "gpu_type"], registers });
   }
 
   /** A committed batch of one endpoint's log: its jobs' waits and runs, its workers' cold starts and exits. */
@@ -81,11 +87,14 @@ export class ControlMetrics {
     for (const reason of workers.exits) this.exits.inc({ endpoint, reason });
   }
 
-  /** Seconds of ledger rows billing inserted (and committed) for the endpoint; negative ones were given back. */
-  billedSeconds(endpoint: string, seconds: readonly number[]): void {
-    for (const s of seconds) {
-      if (s > 0) this.billed.inc({ endpoint }, s);
-      else if (s < 0) this.returned.inc({ endpoint }, -s);
+  /**
+   * Seconds of ledger rows billing inserted (and committed) for the endpoint, each with the GPU type
+   * it was priced as (a type of the operator's price table: bounded); negative ones were given back.
+   */
+  billedSeconds(endpoint: string, rows: readonly BilledRow[]): void {
+    for (const { seconds, gpuType } of rows) {
+      if (seconds > 0) this.billed.inc({ endpoint, gpu_type: gpuType }, seconds);
+      else if (seconds < 0) this.returned.inc({ endpoint, gpu_type: gpuType }, -seconds);
     }
   }
 
