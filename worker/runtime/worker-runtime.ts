@@ -1,96 +1,23 @@
-import { Worker } from "bullmq";
-import type { Redis } from "ioredis";
+import type { Worker } from "bullmq";
 import { RedisKeys } from "../../core/queue/keys.ts";
-import { whenReady } from "../../core/redis/connect.ts";
-import { controlMessage, parseMessage } from "../../core/queue/messages.ts";
-import type { Engine, EngineInfo } from "../engines/engine.ts";
-import { FinishReporter, reportFailedByQueue } from "./finish-reporter.ts";
-import type { JobResult } from "../../core/queue/job-catalog.ts";
+import type { EngineInfo } from "../engines/engine.ts";
+import { FinishReporter } from "./finish-reporter.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import { CancelRequests } from "./cancel-requests.ts";
 import { createJobProcessor, DRAIN_REASON, type JobProcessor } from "./job-processor.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { OffloadClient } from "./offload-client.ts";
-import type { Tracer } from "@opentelemetry/api";
-import type { Log } from "../../core/log/process-log.ts";
 import type { RuntimeMetrics } from "./runtime-metrics.ts";
 import { performance } from "node:perf_hooks";
-import type { ColdStartReport } from "../../core/log/log-entry.ts";
-import type { BootPhase, PhaseProgress } from "../../core/policy/wait-reason.ts";
-import { ExternalGuardClient } from "../../core/guardrails/external-guard.ts";
-import { logGuardrailTriggers } from "../../core/guardrails/guardrail-log.ts";
-import { egressPolicy } from "../../core/config/egress.ts";
-import { EMPTY_ALLOW_LIST, type UrlPolicy } from "../../core/net/url-policy.ts";
+import { workerGuardrails } from "./worker-guardrails.ts";
+import type { WorkerRuntimeOptions } from "./worker-runtime-options.ts";
+import { ColdStartTimings } from "./cold-start-timings.ts";
+import { InFlightJobs } from "./in-flight-jobs.ts";
+import { CancelListener } from "./cancel-listener.ts";
+import { EngineHealthCheck } from "./engine-health-check.ts";
+import { createQueueWorker, freshConnection } from "./queue-worker.ts";
 
-/** The largest `weightsFetchMs` a worker log entry may carry (a week). */
-const MAX_WEIGHTS_FETCH_MS = 7 * 86_400_000;
-
-/** Milestones the composition root logs with timings. */
-export type RuntimePhase = "engine-ready" | "first-job" | "draining" | "exited" | "offload" | "paused" | "resumed";
-
-export interface WorkerRuntimeOptions {
-  endpointId: string;
-  workerId: string;
-  /** BullMQ and key prefix (`HEARTH_REDIS_PREFIX`). */
-  redisPrefix: string;
-  /** BullMQ lock, ms: how long a job of a dead worker waits before another worker re-runs it. */
-  lockMs: number;
-  /** Heartbeat and engine health-check period, ms. */
-  heartbeatMs: number;
-  /** How long a drain lets running jobs finish before handing them back to the queue, ms. */
-  drainTimeoutMs: number;
-  /** Least ms between two stream writes of one job (see StreamWriter); default 0. */
-  streamLingerMs?: number;
-  engine: Engine;
-  /**
-   * When the engine's start began (`performance.now()`), where it began before the runtime was
-   * created (worker/engines/early-start.ts); the engine's load is measured from there. Default: the
-   * runtime starts it.
-   */
-  engineStartedAt?: number;
-  /**
-   * Where the process's phases count from (`performance.now()`): its assignment for a prestarted
-   * process (worker/prestart.ts). Default 0, the process's own start.
-   */
-  bootOrigin?: number;
-  /**
-   * ms the engine spent fetching its weights (model download or cache fill; worker/main.ts reads
-   * the model store's `weightsFetchMs`), read as the worker leaves `initializing` and logged on that
-   * transition's entry, which billing subtracts from the session. Undefined (or no option, the
-   * default) reports nothing: a handler fetches no model.
-   */
-  weightsFetchMs?: () => number | undefined;
-  /** True when every model the engine asked for came from the local cache (a `cache-warm` start). Default: unknown (`cold`). */
-  weightsCacheHit?: () => boolean | undefined;
-  /** The engine cache restore's length and outcome (worker/engine-cache), read with the weights'. Default: none. */
-  engineCacheReport?: () => Pick<ColdStartReport, "engineCacheRestoreMs" | "engineCacheHit">;
-  /**
-   * The boot phase and its progress while the engine starts (weights bytes fetched), put in the
-   * heartbeat for a queued job's `waitReason: starting`. Default: `engine_load` for the whole start.
-   */
-  bootPhase?: () => { phase: BootPhase; progress?: PhaseProgress } | undefined;
-  /** HEARTH_PROVISION_MS: the scheduler's part of this worker's cold start (a span, ms), logged with the rest. */
-  provisionMs?: number;
-  /** HEARTH_SPEC_HASH: the engine spec hash this worker runs, in its heartbeat. */
-  specHash?: string;
-  /** Our commands and BullMQ's (BullMQ duplicates it for its blocking reads). Not closed here. */
-  redis: Redis;
-  /** A connection of its own for the control channel; unsubscribed on drain, not closed here. */
-  subscriber: Redis;
-  onPhase?: (phase: RuntimePhase, detail?: Record<string, unknown>) => void;
-  /** Errors that do not stop the worker (Redis hiccups, a failed heartbeat); default stderr. */
-  onError?: (err: unknown, context: string) => void;
-  /** The worker's log, for the lines about each job (see JobProcessorOptions.log). Default none. */
-  log?: Log;
-  /** Exports job spans when tracing is on. */
-  tracer?: Tracer;
-  /**
-   * Where jobs' external guards may be (HEARTH_EGRESS_ALLOWLIST, HEARTH_EGRESS_ALLOW_HTTP of the
-   * worker). Default: https:// to public addresses only.
-   */
-  guardEgress?: UrlPolicy;
-  now?: () => number;
-}
+export type { RuntimePhase, WorkerRuntimeOptions } from "./worker-runtime-options.ts";
 
 /**
  * One worker: an engine behind a BullMQ `Worker` on its endpoint's queue. `create()` starts the
@@ -104,6 +31,10 @@ export class WorkerRuntime {
   private readonly heartbeat: Heartbeat;
   private readonly finisher: FinishReporter;
   private readonly offload: OffloadClient;
+  private readonly timings: ColdStartTimings;
+  private readonly jobs: InFlightJobs;
+  private readonly cancelListener: CancelListener;
+  private readonly healthCheck: EngineHealthCheck;
   private readonly onPhase: NonNullable<WorkerRuntimeOptions["onPhase"]>;
   private readonly onError: NonNullable<WorkerRuntimeOptions["onError"]>;
   private readonly now: () => number;
@@ -115,23 +46,13 @@ export class WorkerRuntime {
   /** A pause or resume in flight. */
   private pausing: Promise<unknown> | undefined;
   private info: EngineInfo | undefined;
-  private running = 0;
   private idleSince: number | null = null;
-  private sawFirstJob = false;
   private handingBack = false;
-  private healthTimer: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
-  private readonly pending = new Set<Promise<void>>();
   private metrics: RuntimeMetrics | undefined;
-  /** Boot phases, each on this process's monotonic clock (performance.now: ms since the process started). */
-  private bootPhase: BootPhase = "process_start";
-  private readonly processStartMs: number;
-  private engineStartMs: number | undefined;
-  private readyAt: number | undefined;
-  private firstJobReported = false;
 
   private constructor(private readonly options: WorkerRuntimeOptions) {
-    this.processStartMs = performance.now() - (options.bootOrigin ?? 0);
+    this.timings = new ColdStartTimings(options, (report) => this.heartbeat.attachToNextTransition(report));
     this.keys = new RedisKeys(options.redisPrefix);
     this.now = options.now ?? Date.now;
     this.onPhase = options.onPhase ?? (() => {});
@@ -144,22 +65,40 @@ export class WorkerRuntime {
       intervalMs: options.heartbeatMs,
       snapshot: () => ({
         state: this.lifecycle.state,
-        running: this.running,
+        running: this.jobs.running,
         concurrency: this.info?.concurrency ?? 1,
         idleSince: this.idleSince,
-        ...(this.lifecycle.state === "initializing" && this.phaseNow()),
+        ...(this.lifecycle.state === "initializing" && this.timings.phaseNow()),
         ...(options.specHash !== undefined && { specHash: options.specHash }),
       }),
       onError: (err) => this.onError(err, "heartbeat"),
     });
     this.finisher = new FinishReporter({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
     this.offload = new OffloadClient({ redis: options.redis, keys: this.keys, endpointId: options.endpointId });
+    this.jobs = new InFlightJobs({
+      lifecycle: this.lifecycle,
+      finisher: this.finisher,
+      timings: this.timings,
+      metrics: () => this.metrics,
+      onPhase: this.onPhase,
+      onError: this.onError,
+    });
+    this.cancelListener = new CancelListener({ subscriber: options.subscriber, keys: this.keys, endpointId: options.endpointId });
+    this.healthCheck = new EngineHealthCheck({
+      engine: options.engine,
+      lifecycle: this.lifecycle,
+      intervalMs: options.heartbeatMs,
+      worker: () => this.worker,
+      running: () => this.jobs.running,
+      metrics: () => this.metrics,
+      onError: this.onError,
+    });
     this.lifecycle.onChange((to, from) => {
       this.idleSince = to === "idle" ? this.now() : null;
       // Attached before the write below, so the first entry out of boot carries it.
       if (from === "initializing") {
-        this.reportWeightsFetch();
-        this.reportColdStart();
+        this.timings.reportWeightsFetch();
+        this.timings.reportColdStart();
       }
       // The busy/idle flip of every job is coalesced; boot, drain, pause and health changes are written at once.
       if ((to === "idle" && from !== "paused") || to === "running") this.heartbeat.beatSoon();
@@ -200,38 +139,25 @@ export class WorkerRuntime {
 
   private async bootEngineAndQueue(): Promise<void> {
     const { options } = this;
-    this.bootPhase = "engine_load";
+    this.timings.engineLoading();
     // The queue worker is made while the engine loads: its two Redis connections (a blocking one of
     // its own, BullMQ's handshake on each) are ready by the time the engine is, instead of costing the
     // first job their set-up. It takes no job before start(), and none runs before the processor exists.
-    this.newQueueWorker = () => {
-      const w = new Worker(this.keys.queueName(options.endpointId), (job, token, signal) => this.processJob!(job, token, signal), {
-        connection: options.redis,
-        prefix: options.redisPrefix,
-        // BullMQ records it as job.processedBy, which is how the API reports a job's workerId.
-        name: options.workerId,
+    this.newQueueWorker = () =>
+      createQueueWorker({
+        ...options,
+        keys: this.keys,
         // Until the engine says its own (bootEngineAndQueue); a worker made again later (resume) has it.
         concurrency: this.info?.concurrency ?? 1,
-        lockDuration: options.lockMs,
-        stalledInterval: Math.max(1000, Math.floor(options.lockMs / 2)),
-        maxStalledCount: 2,
-        autorun: false,
+        process: (job, token, signal) => this.processJob!(job, token, signal),
+        onError: this.onError,
+        track: (p, context) => this.jobs.track(p, context),
+        now: this.now,
       });
-      w.on("error", (err) => this.onError(err, "queue"));
-      // Our processor never throws, so `failed` here is BullMQ's own verdict (a job that stalled more
-      // than maxStalledCount, failed as this worker took it): tell the waiters, as a finish would.
-      w.on("failed", (job, err) => {
-        if (!job?.id) return;
-        const now = this.now();
-        const result: JobResult = { status: "FAILED", error: job.failedReason || err.message, workerId: options.workerId, startedAt: now, finishedAt: now };
-        this.track(reportFailedByQueue({ redis: options.redis, keys: this.keys, endpointId: options.endpointId }, job.id, result), "failed report");
-      });
-      return w;
-    };
     this.worker = this.newQueueWorker();
     const engineFrom = options.engineStartedAt ?? performance.now();
     this.info = await options.engine.start();
-    this.engineStartMs = performance.now() - engineFrom;
+    this.timings.engineStarted(engineFrom);
     const weightsFetchMs = options.weightsFetchMs?.();
     this.onPhase("engine-ready", { concurrency: this.info.concurrency, ...(weightsFetchMs !== undefined && { weightsFetchMs }) });
 
@@ -250,32 +176,15 @@ export class WorkerRuntime {
       onOffloadProgress: (detail) => this.onPhase("offload", detail),
       ...(options.log && { log: options.log }),
       ...(options.tracer && { tracer: options.tracer }),
-      guardrails: {
-        external: new ExternalGuardClient({ policy: options.guardEgress ?? egressPolicy(false, EMPTY_ALLOW_LIST) }),
-        record: async (jobId, triggers, guardRule) => {
-          for (const t of triggers) this.metrics?.guardrailTriggered(options.endpointId, t);
-          await logGuardrailTriggers(options.redis, this.keys, options.endpointId, triggers, { by: "worker", jobId, ...(guardRule !== undefined && { guardRule }) });
-        },
-      },
+      guardrails: workerGuardrails({ ...options, keys: this.keys, metrics: () => this.metrics }),
       now: this.now,
     });
-    this.processJob = this.counted(processor);
+    this.processJob = this.jobs.counted(processor);
     const worker = this.worker!;
     // Its concurrency is the engine's, known now; it took no job yet (it runs from start()).
     worker.concurrency = this.info.concurrency;
 
-    // Only this endpoint's cancels: a worker hears nothing of other tenants' traffic.
-    const channel = this.keys.controlChannel(options.endpointId);
-    options.subscriber.on("message", (ch: string, raw: string) => {
-      if (ch !== channel) return;
-      const msg = parseMessage(controlMessage, raw);
-      if (msg?.type !== "cancel" || msg.endpointId !== options.endpointId) return;
-      // Not running here (yet): remember it, in case the job is on its way to this processor.
-      if (!worker.cancelJob(msg.jobId, "hearth:cancel")) cancels.add(msg.jobId);
-    });
-    // Subscribing before the connection is ready races ioredis' ready check (refused on a subscribed connection).
-    await whenReady(options.subscriber, "the worker's Redis");
-    await options.subscriber.subscribe(channel);
+    await this.cancelListener.listen(worker, cancels);
   }
 
   /**
@@ -293,12 +202,11 @@ export class WorkerRuntime {
   start(): void {
     const worker = this.worker;
     if (!worker || this.lifecycle.state !== "initializing") return;
-    this.readyAt = performance.now();
+    this.timings.ready();
     this.lifecycle.to("idle");
     this.metrics?.engineHealth(true);
     worker.run().catch((err) => this.onError(err, "queue loop"));
-    this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
-    this.healthTimer.unref();
+    this.healthCheck.start();
   }
 
   /**
@@ -309,11 +217,11 @@ export class WorkerRuntime {
    */
   async pause(): Promise<string | undefined> {
     const worker = this.worker;
-    if (!worker || this.pausing || this.draining || this.lifecycle.state !== "idle" || this.running > 0) return `not idle (${this.lifecycle.state})`;
+    if (!worker || this.pausing || this.draining || this.lifecycle.state !== "idle" || this.jobs.running > 0) return `not idle (${this.lifecycle.state})`;
     let done!: () => void;
     this.pausing = new Promise<void>((r) => (done = r));
     try {
-      clearInterval(this.healthTimer);
+      this.healthCheck.stop();
       // Stops fetching at once; a job taken just before runs to its end first.
       await worker.close();
       if (this.draining) return "draining";
@@ -359,9 +267,7 @@ export class WorkerRuntime {
     if (this.lifecycle.state === "paused") this.lifecycle.to("idle");
     this.metrics?.engineHealth(true);
     worker.run().catch((err) => this.onError(err, "queue loop"));
-    clearInterval(this.healthTimer);
-    this.healthTimer = setInterval(() => void this.checkHealth(), this.options.heartbeatMs);
-    this.healthTimer.unref();
+    this.healthCheck.start();
   }
 
   /** Stops the worker cleanly; concurrent and repeated calls share one drain. Never drops a job. */
@@ -375,8 +281,8 @@ export class WorkerRuntime {
     await this.pausing;
     const started = this.now();
     this.lifecycle.to("draining");
-    this.onPhase("draining", { reason, running: this.running });
-    clearInterval(this.healthTimer);
+    this.onPhase("draining", { reason, running: this.jobs.running });
+    this.healthCheck.stop();
 
     let handedBack = 0;
     if (this.worker) {
@@ -387,14 +293,14 @@ export class WorkerRuntime {
       const late = await Promise.race([closed.then(() => false), timedOut]);
       clearTimeout(timer);
       if (late) {
-        handedBack = this.running;
+        handedBack = this.jobs.running;
         this.handingBack = true;
         this.worker.cancelAllJobs(DRAIN_REASON);
         await closed;
       }
     }
-    await this.options.subscriber.unsubscribe(this.keys.controlChannel(this.options.endpointId)).catch((err) => this.onError(err, "unsubscribe"));
-    await Promise.allSettled([...this.pending]);
+    await this.cancelListener.close().catch((err) => this.onError(err, "unsubscribe"));
+    await this.jobs.settled();
     this.offload.close();
     await this.options.engine.stop().catch((err) => this.onError(err, "engine stop"));
     this.metrics?.engineHealth(false);
@@ -402,108 +308,4 @@ export class WorkerRuntime {
     this.lifecycle.to("exited");
     this.onPhase("exited", { drainMs: this.now() - started, handedBack });
   }
-
-  /** Hands the weights-fetch length, once known, to the heartbeat for the next transition it logs. */
-  private reportWeightsFetch(): void {
-    const ms = this.options.weightsFetchMs?.();
-    if (ms === undefined || !Number.isFinite(ms)) return;
-    // Within what the log's schema accepts (core/log/log-entry.ts): an entry it refuses would be set aside whole.
-    this.heartbeat.attachToNextTransition({ weightsFetchMs: Math.min(Math.max(0, Math.round(ms)), MAX_WEIGHTS_FETCH_MS) });
-  }
-
-  /** The boot phase for the heartbeat: the engine's own report where it gives one. */
-  private phaseNow(): { phase: BootPhase; progress?: PhaseProgress } {
-    return (this.bootPhase === "engine_load" ? this.options.bootPhase?.() : undefined) ?? { phase: this.bootPhase };
-  }
-
-  /** The cold start's phases, for the first entry out of boot (core/log/log-entry.ts `coldStart`). */
-  private reportColdStart(): void {
-    const weights = this.options.weightsFetchMs?.();
-    const cacheHit = this.options.weightsCacheHit?.();
-    const engineCache = this.options.engineCacheReport?.() ?? {};
-    const report: ColdStartReport = {
-      kind: cacheHit === true ? "cache-warm" : "cold",
-      processStartMs: clampMs(this.processStartMs),
-      ...(this.options.bootOrigin !== undefined && this.options.bootOrigin > 0 && { prestarted: true }),
-      ...(this.options.provisionMs !== undefined && { provisionMs: clampMs(this.options.provisionMs) }),
-      ...(weights !== undefined && Number.isFinite(weights) && { weightsFetchMs: clampMs(weights) }),
-      ...(cacheHit !== undefined && { cacheHit }),
-      ...(engineCache.engineCacheRestoreMs !== undefined && { engineCacheRestoreMs: clampMs(engineCache.engineCacheRestoreMs) }),
-      ...(engineCache.engineCacheHit !== undefined && { engineCacheHit: engineCache.engineCacheHit }),
-      ...(this.engineStartMs !== undefined && { engineLoadMs: clampMs(this.engineStartMs - (weights ?? 0) - (engineCache.engineCacheRestoreMs ?? 0)) }),
-    };
-    this.heartbeat.attachToNextTransition({ coldStart: report });
-  }
-
-  /** Wraps the processor with in-flight counting; keeps BullMQ's three parameters so it still passes the signal. */
-  private counted(processor: JobProcessor): JobProcessor {
-    return async (job, token, signal) => {
-      const metrics = this.metrics;
-      this.running++;
-      metrics?.jobsRunning(this.running);
-      if (!this.sawFirstJob) {
-        this.sawFirstJob = true;
-        // A milestone of the worker's (its first job's id, not a line about that job: the job's own lines carry its jobId and traceId).
-        this.onPhase("first-job", { firstJobId: job.id });
-      }
-      if (this.lifecycle.state === "idle") this.lifecycle.to("running");
-      try {
-        const result = await processor(job, token, signal);
-        // Announced as the processor returns, not on BullMQ's `completed` event: the announcement and
-        // BullMQ's moveToFinished leave back to back on this one connection, so Redis has stored the
-        // result by the time a waiter can ask, and the waiter is not one more round trip away.
-        // Without a token (never, with BullMQ's Worker) there is no lock to check: say nothing early.
-        if (token !== undefined) this.track(this.finisher.report(job.id!, token, result), "finish report");
-        metrics?.jobFinished(result);
-        return result;
-      } finally {
-        this.running--;
-        metrics?.jobsRunning(this.running);
-        if (!this.firstJobReported && this.readyAt !== undefined) {
-          // Ready → first job finished, logged on the transition that follows.
-          this.firstJobReported = true;
-          this.heartbeat.attachToNextTransition({ coldStart: { firstJobMs: clampMs(performance.now() - this.readyAt) } });
-        }
-        if (this.running === 0 && this.lifecycle.state === "running") this.lifecycle.to("idle");
-      }
-    };
-  }
-
-  /**
-   * An engine failing its health check takes no new jobs (running ones go on) until it recovers.
-   * Pausing does not interrupt a fetch already blocked in Redis, so one more job may still arrive.
-   */
-  private async checkHealth(): Promise<void> {
-    const worker = this.worker;
-    if (!worker) return;
-    const healthy = await this.options.engine.health().catch(() => false);
-    this.metrics?.engineHealth(healthy);
-    const state = this.lifecycle.state;
-    if (!healthy && (state === "idle" || state === "running")) {
-      this.lifecycle.to("unhealthy");
-      await worker.pause(true).catch((err) => this.onError(err, "pause"));
-    } else if (healthy && state === "unhealthy") {
-      this.lifecycle.to(this.running > 0 ? "running" : "idle");
-      await worker.resume().catch((err) => this.onError(err, "resume"));
-    }
-  }
-
-  private track(p: Promise<void>, context: string): void {
-    const tracked = p.catch((err) => this.onError(err, context)).finally(() => this.pending.delete(tracked));
-    this.pending.add(tracked);
-  }
-}
-
-/** A span as the log's schema takes it: whole ms, 0 to a week. */
-function clampMs(ms: number): number {
-  return Math.min(Math.max(0, Math.round(ms)), MAX_WEIGHTS_FETCH_MS);
-}
-
-/** Pings `redis`; when it does not answer within a second, drops the connection so ioredis opens a new one. */
-async function freshConnection(redis: Redis): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const silent = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 1000)));
-  const answered = await Promise.race([redis.ping().then(() => false, () => true), silent]);
-  clearTimeout(timer);
-  if (answered) redis.disconnect(true);
 }
