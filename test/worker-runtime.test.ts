@@ -122,6 +122,23 @@ describe("worker runtime in process", () => {
     expect(await redis.lrange(keys.stream(w.endpointId, id), 0, -1)).toEqual(['{"output":"a"}', '{"output":{"b":1}}', '{"output":3}']);
   });
 
+  it("aborts a running job on a cancel after a pause and resume, when a fresh BullMQ worker runs it", async () => {
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    // Runs until its signal aborts: only a cancel that reaches this job's processor ends it.
+    const engine = new ScriptedEngine({ concurrency: 1, returnAggregateStream: false }, (_job, signal) => {
+      started();
+      return new Promise((resolve) => signal.addEventListener("abort", () => resolve({ kind: "value", value: "aborted" })));
+    });
+    const w = await boot(engine);
+    expect(await w.runtime.pause()).toBeUndefined();
+    await w.runtime.resume();
+    const id = await w.enqueue(null);
+    await running;
+    await redis.publish(keys.controlChannel(w.endpointId), JSON.stringify({ type: "cancel", jobId: id, endpointId: w.endpointId }));
+    expect(await w.result(id)).toMatchObject({ status: "CANCELLED" });
+  });
+
   it("times a job out even when the engine ignores its signal", async () => {
     const engine = new ScriptedEngine({ concurrency: 1, returnAggregateStream: false }, () => new Promise(() => {}));
     const w = await boot(engine);

@@ -21,8 +21,12 @@ export class CancelListener {
     this.channel = options.keys.controlChannel(options.endpointId);
   }
 
-  /** Subscribes: a cancel for a job `worker` runs aborts it; one for a job it does not run goes to `cancels`. */
-  async listen(worker: Worker, cancels: CancelRequests): Promise<void> {
+  /**
+   * Subscribes: a cancel for a job the current BullMQ worker runs aborts it; one for a job it does
+   * not run goes to `cancels`. `worker` is read at each message: a resume replaces the BullMQ worker,
+   * and a cancel sent to the closed one would find nothing to abort.
+   */
+  async listen(worker: () => Worker | undefined, cancels: CancelRequests): Promise<void> {
     const { subscriber, endpointId } = this.options;
     const channel = this.channel;
     subscriber.on("message", (ch: string, raw: string) => {
@@ -30,7 +34,7 @@ export class CancelListener {
       const msg = parseMessage(controlMessage, raw);
       if (msg?.type !== "cancel" || msg.endpointId !== endpointId) return;
       // Not running here (yet): remember it, in case the job is on its way to this processor.
-      if (!worker.cancelJob(msg.jobId, "hearth:cancel")) cancels.add(msg.jobId);
+      if (!worker()?.cancelJob(msg.jobId, "hearth:cancel")) cancels.add(msg.jobId);
     });
     // Subscribing before the connection is ready races ioredis' ready check (refused on a subscribed connection).
     await whenReady(subscriber, "the worker's Redis");

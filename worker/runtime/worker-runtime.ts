@@ -184,7 +184,7 @@ export class WorkerRuntime {
     // Its concurrency is the engine's, known now; it took no job yet (it runs from start()).
     worker.concurrency = this.info.concurrency;
 
-    await this.cancelListener.listen(worker, cancels);
+    await this.cancelListener.listen(() => this.worker, cancels);
   }
 
   /**
@@ -262,6 +262,8 @@ export class WorkerRuntime {
     if (!this.newQueueWorker || this.draining) return;
     // Connections frozen for long may have been dropped by Redis or a middlebox: ping, reconnect if silent.
     await freshConnection(this.options.redis);
+    // A drain that began during the check has closed the old worker; a new one would run on unclosed.
+    if (this.draining) return;
     const worker = this.newQueueWorker();
     this.worker = worker;
     if (this.lifecycle.state === "paused") this.lifecycle.to("idle");
