@@ -53,8 +53,13 @@ describe("worker and scheduler metrics", () => {
     }, 30_000);
     const workerId = done.workerId as string;
 
-    // The worker's port, as its heartbeat reports it, is the one the file lists, under its ids.
-    const hb = workerHeartbeat.parse(JSON.parse((await stack.redis.hget(new RedisKeys(stack.redisPrefix).workers(ep), workerId))!));
+    // The worker's port, as its heartbeat reports it, is the one the file lists, under its ids. The
+    // beat after start() is coalesced (25 ms): a job done sooner (a prestarted worker) can finish
+    // while the last beat written is still the one from before the metrics were attached.
+    const hb = await waitFor(async () => {
+      const beat = workerHeartbeat.parse(JSON.parse((await stack.redis.hget(new RedisKeys(stack.redisPrefix).workers(ep), workerId))!));
+      return beat.metricsPort !== undefined ? beat : undefined;
+    }, 5_000);
     expect(hb.metricsPort).toBeGreaterThan(0);
     const listed = await waitFor(async () => ((await targets()).length === 1 ? targets() : undefined), 10_000);
     expect(listed).toEqual([{ targets: [`127.0.0.1:${hb.metricsPort}`], labels: { endpoint: ep, worker: workerId } }]);
