@@ -77,13 +77,9 @@ export class EndpointConverger {
     this.crashes.set(endpointId, recordCrash(this.crashes.get(endpointId) ?? NO_CRASHES, this.now()));
   }
 
-  /** Forgets the last desired count of endpoints that no longer exist. */
-  keepDesired(existing: ReadonlySet<string>): void {
+  /** Forgets what it remembers of endpoints that no longer exist: their last desired count and arrival history. */
+  forgetDeleted(existing: ReadonlySet<string>): void {
     for (const id of this.lastDesired.keys()) if (!existing.has(id)) this.lastDesired.delete(id);
-  }
-
-  /** Forgets the arrival history of endpoints that no longer exist. */
-  keepArrivals(existing: ReadonlySet<string>): void {
     this.arrivals.keep(existing);
   }
 

@@ -257,14 +257,13 @@ export class Scheduler {
       if (p.ok) live.set(p.endpoint.id, p.endpoint);
       else this.endpoints.skip(p.id, p.reason);
     }
-    this.endpoints.keepDesired(existing);
+    this.endpoints.forgetDeleted(existing);
     if (this.closing || !this.lock.isLeader) return;
     // Workers of deleted endpoints drain away (an unreadable endpoint keeps what it has). One started
     // after the read may belong to an endpoint created since: it is left for the next tick.
     for (const w of this.fleet.held()) {
       if (!existing.has(w.endpointId) && w.startedAt < queriedAt) this.fleet.stop(w.workerId, "endpoint_deleted");
     }
-    this.endpoints.keepArrivals(existing);
     await Promise.all([
       this.fleet.refreshBooting().catch((err: unknown) => this.log({ level: "warn", msg: "boot heartbeat refresh failed", ...errorFields(err) })),
       ...[...live.values()].map((e) => this.converging.run(e.id, e)),
