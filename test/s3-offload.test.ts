@@ -132,8 +132,10 @@ describe("S3 offload with a request's s3Config", () => {
     const before = await peakKb();
     await stream(4096);
     const growthKb = (await peakKb()) - before;
-    // Held, it would grow by the output (128 MB); measured growth ran 6–17 MB between runs (allocator and GC timing), so the bound is under a fifth of the output (24 MB).
-    expect(growthKb, `peak RSS grew ${growthKb} KB over a 128 MB streamed output`).toBeLessThan(24 * KB);
+    // Held, it would grow by the output (128 MB); measured growth ran 6–28 MB between runs (allocator
+    // and GC timing: 27.7 MB once in CI on 2026-12-03), so the bound is under two fifths of the output
+    // (48 MB): still far from holding it, which the live-heap check above pins down exactly.
+    expect(growthKb, `peak RSS grew ${growthKb} KB over a 128 MB streamed output`).toBeLessThan(48 * KB);
   }, 180_000);
 
   it("replaces a stream chunk over the threshold by its outputRef in /stream", async () => {
