@@ -6,6 +6,7 @@ import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts"
 import { apiProfileWindow, hearthCpuRoles, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 
 const honoFloorEntry = fileURLToPath(new URL("./floors/bare-hono-server.ts", import.meta.url));
+const honoBullmqEntry = fileURLToPath(new URL("./floors/bare-hono-bullmq-server.ts", import.meta.url));
 const NAME = "run-throughput";
 const BODY = '{"input":{"prompt":"hello"}}';
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -82,6 +83,38 @@ async function floorSide(ctx: BenchContext) {
   }
 }
 
+/**
+ * The bare Hono handler plus one BullMQ add per request (no worker: jobs only queue, as on
+ * Hearth's side): how much of the ratio's budget the queue's write alone takes. Not the table's
+ * comparison, which stays the issue's (Hearth over bare Hono).
+ */
+async function queueFloorSide(ctx: BenchContext) {
+  const { config, isolation, cleanup } = ctx;
+  const server = await startChild(
+    {
+      name: "floor-hono-bullmq",
+      entry: honoBullmqEntry,
+      env: { ...process.env, REDIS_URL: config.redisUrl, BENCH_REDIS_PREFIX: isolation.redisPrefix, BENCH_QUEUE: "floor-run" },
+      echo: config.verbose,
+      ready: jsonLine((o) => (o.t === "floor-hono-bullmq" && typeof o.port === "number" ? o.port : undefined)),
+    },
+    cleanup,
+  );
+  try {
+    ctx.log(`floor with BullMQ: ${config.warmupSeconds} s warm-up + ${config.seconds} s at ${config.connections} connections`);
+    const run = await load(ctx, `http://127.0.0.1:${server.ready}/run`, JSON_HEADERS, {
+      bench: { self: process.pid },
+      server: { self: server.pid },
+      redis: { comm: "redis-server" },
+    });
+    const problems = loadProblems("floor with BullMQ", run);
+    if (!server.alive()) problems.push("floor with BullMQ: the server died during the run");
+    return { run, problems };
+  } finally {
+    await server.stop();
+  }
+}
+
 /** Hearth: API + scheduler, an endpoint that may run no worker, so every accepted job stays queued. */
 async function hearthSide(ctx: BenchContext, env?: NodeJS.ProcessEnv, options: { limits?: boolean; endpointExtra?: Record<string, unknown> } = {}) {
   const { config } = ctx;
@@ -139,16 +172,20 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
   const { config } = ctx;
   ctx.log("floor: starting a bare Hono server");
   const floor = await floorSide(ctx);
+  ctx.log("floor with BullMQ: starting a bare Hono server that adds each request to a queue");
+  const withQueue = await queueFloorSide(ctx);
   ctx.log("hearth: starting the API, the control plane and the scheduler");
   const hearth = await hearthSide(ctx);
 
   const cpu = { hearth: hearth.run.cpu, floor: floor.run.cpu };
   const h = hearth.run.measured;
   const f = floor.run.measured;
+  const q = withQueue.run.measured;
+  const qCpu = Object.entries(withQueue.run.cpu ?? {}).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ");
   return {
     name: NAME,
     comparison: compare("requests/s", "req/s", h.requestsPerSecond, f.requestsPerSecond, { op: ">=", value: 0.4 }),
-    problems: [...floor.problems, ...hearth.problems],
+    problems: [...floor.problems, ...withQueue.problems, ...hearth.problems],
     warnings: noiseWarnings(cpu, REST_OF_MACHINE),
     settings: { seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections, body: BODY, workersMax: 0 },
     hearth: {
@@ -158,7 +195,17 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
       stopMs: hearth.stopMs,
       ...(hearth.apiProfile ? { apiProfile: hearth.apiProfile } : {}),
     },
-    floor: { ...f, warmUp: floor.run.warm },
+    floor: {
+      ...f,
+      warmUp: floor.run.warm,
+      rows: {
+        "with one BullMQ add per request (bare Hono handler + Queue.add)": {
+          note: `${Math.round(q.requestsPerSecond)} req/s, ${(q.requestsPerSecond / f.requestsPerSecond).toFixed(3)} of the bare Hono floor; cpu % of one core: ${qCpu}`,
+          timingsMs: { latency: { p50: q.latencyMs.p50, mean: q.latencyMs.mean } },
+        },
+      },
+      withQueue: { ...q, warmUp: withQueue.run.warm },
+    },
     cpu,
   };
 }

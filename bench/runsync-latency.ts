@@ -10,6 +10,7 @@ import { keepAlivePoster } from "./support/keepalive-post.ts";
 
 const NAME = "runsync-latency";
 const floorWorkerEntry = fileURLToPath(new URL("./floors/bare-bullmq-worker.ts", import.meta.url));
+const httpFloorEntry = fileURLToPath(new URL("./floors/bare-hono-bullmq-server.ts", import.meta.url));
 
 /** One round trip; resolves to an error message when it did not do what it should. */
 export type RoundTrip = () => Promise<string | undefined>;
@@ -98,12 +99,55 @@ async function floorSide(ctx: BenchContext) {
     });
     const problems = failureProblem("floor", run);
     if (!worker.alive()) problems.push("floor: the BullMQ worker died during the run");
-    return { run, problems };
+    const overHttp = await httpFloorSide(ctx, queueName, worker.pid);
+    problems.push(...overHttp.problems);
+    return { run, problems, overHttp: overHttp.run };
   } finally {
     await queueEvents.close();
     await queue.close();
     eventsConnection.disconnect();
     await worker.stop();
+  }
+}
+
+/**
+ * The same floor with the HTTP hop in it: a bare Hono handler doing the add and the wait, asked over
+ * one kept-alive connection like Hearth. It shows how much of the ratio's budget the hop alone takes
+ * (not the table's comparison, which stays the issue's: Hearth over bare BullMQ).
+ */
+async function httpFloorSide(ctx: BenchContext, queueName: string, workerPid: number) {
+  const { config, isolation, cleanup } = ctx;
+  const server = await startChild(
+    {
+      name: "floor-hono-bullmq",
+      entry: httpFloorEntry,
+      env: { ...process.env, REDIS_URL: config.redisUrl, BENCH_REDIS_PREFIX: isolation.redisPrefix, BENCH_QUEUE: queueName },
+      echo: config.verbose,
+      ready: jsonLine((o) => (o.t === "floor-hono-bullmq" && typeof o.port === "number" ? o.port : undefined)),
+    },
+    cleanup,
+  );
+  const client = keepAlivePoster(`http://127.0.0.1:${server.ready}`, { "content-type": "application/json" }, TRIP_TIMEOUT_MS);
+  try {
+    const trip: RoundTrip = async () => {
+      const res = await client.post("/runsync", '{"input":{}}');
+      if (res.status !== 200) return `HTTP ${res.status} ${res.text}`;
+      const body = JSON.parse(res.text) as { status?: string; output?: { input?: unknown } };
+      return body.status === "COMPLETED" && body.output && "input" in body.output ? undefined : `unexpected body ${res.text}`;
+    };
+    ctx.log(`floor over HTTP: ${config.warmup} warm-up + ${config.n} measured round trips`);
+    const run = await measure(config.warmup, config.n, trip, {
+      bench: { self: process.pid },
+      server: { self: server.pid },
+      worker: { self: workerPid },
+      redis: { comm: "redis-server" },
+    });
+    const problems = failureProblem("floor over HTTP", run);
+    if (!server.alive()) problems.push("floor over HTTP: the Hono server died during the run");
+    return { run, problems };
+  } finally {
+    client.close();
+    await server.stop();
   }
 }
 
@@ -164,6 +208,7 @@ export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
 
   const h = summarize(hearth.run.samples);
   const f = summarize(floor.run.samples);
+  const o = summarize(floor.overHttp.samples);
   const cpu = { hearth: hearth.run.cpu, floor: floor.run.cpu };
   return {
     name: NAME,
@@ -178,7 +223,17 @@ export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
       healthAfter: hearth.health,
       ...(hearth.apiProfile ? { apiProfile: hearth.apiProfile } : {}),
     },
-    floor: { latencyMs: f, failures: floor.run.failures },
+    floor: {
+      latencyMs: f,
+      failures: floor.run.failures,
+      rows: {
+        "over HTTP (bare Hono handler: add + wait)": {
+          vsFloor: Number((o.p50 / f.p50).toFixed(3)),
+          note: `cpu % of one core: ${Object.entries(floor.overHttp.cpu ?? {}).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`,
+          timingsMs: { roundTrip: { p50: o.p50, mean: o.mean } },
+        },
+      },
+    },
     cpu,
   };
 }
