@@ -77,9 +77,15 @@ export class EndpointConverger {
     this.crashes.set(endpointId, recordCrash(this.crashes.get(endpointId) ?? NO_CRASHES, this.now()));
   }
 
-  /** Forgets what it remembers of endpoints that no longer exist: their last desired count and arrival history. */
+  /**
+   * Forgets what it remembers of endpoints that no longer exist (their crash loop, the reason they
+   * were skipped, last desired count and arrival history), so a long-lived scheduler's memory follows
+   * the endpoints there are, not every endpoint there ever was.
+   */
   forgetDeleted(existing: ReadonlySet<string>): void {
-    for (const id of this.lastDesired.keys()) if (!existing.has(id)) this.lastDesired.delete(id);
+    for (const map of [this.crashes, this.skipped, this.lastDesired]) {
+      for (const id of map.keys()) if (!existing.has(id)) map.delete(id);
+    }
     this.arrivals.keep(existing);
   }
 
