@@ -40,6 +40,14 @@ const schema = z.object({
   BENCH_VERBOSE: z.preprocess((v) => v === "1" || v === "true", z.boolean()),
   /** "1": exit 1 when a target is missed, not only when a run is invalid. */
   BENCH_STRICT: z.preprocess((v) => v === "1" || v === "true", z.boolean()),
+  /**
+   * Passed on to Hearth's processes. The harness waits for their info lines ("listening", "scheduler
+   * started", a worker's timings), so a level that hides them is refused here rather than hanging a run.
+   */
+  HEARTH_LOG_LEVEL: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z.enum(["trace", "debug", "info"], { message: "the benchmarks wait for their processes' info lines; use info (the default), debug or trace" }).optional(),
+  ),
   REDIS_URL: z.preprocess((v) => (v === "" || v === undefined ? "redis://127.0.0.1:6379" : v), z.url({ protocol: /^rediss?$/ })),
   /** Postgres server URL without a database; the run creates and drops its own. */
   BENCH_PG_BASE_URL: z.preprocess((v) => (v === "" || v === undefined ? "postgres://postgres@127.0.0.1:5432" : v), z.url({ protocol: /^postgres(ql)?$/ })),

@@ -14,6 +14,16 @@ const row = (name: string, hearth: number, problems: string[] = []): BenchResult
 });
 
 describe("medianRuns", () => {
+  it("keeps each run's ratio of the rows beside the comparison", () => {
+    const withRow = (hearth: number, vsFloor: number | undefined): BenchResult => ({
+      ...row("a", hearth),
+      floor: { rows: { "over HTTP": { ...(vsFloor !== undefined && { vsFloor }), timingsMs: {} }, "no ratio": { timingsMs: {} } } },
+    });
+    const folded = medianRuns([[withRow(30, 1.9)], [withRow(50, 2.1)], [withRow(10, undefined)]]);
+    expect(folded[0]!.spread?.rowRatios).toEqual({ "floor: over HTTP": [1.9, 2.1] });
+    expect(medianRuns([[row("a", 30)], [row("a", 50)]])[0]!.spread?.rowRatios).toBeUndefined();
+  });
+
   it("shows the median run of each row with the spread of all runs", () => {
     const folded = medianRuns([[row("a", 30)], [row("a", 50)], [row("a", 10)], [row("a", 45)], [row("a", 20)]]);
     expect(folded).toHaveLength(1);

@@ -21,6 +21,22 @@ export interface RunSpread {
   maxRatio: number;
   /** Runs that met the target. */
   passed: number;
+  /** Each side row's ratio to the floor (`vsFloor`) in every run that has it, keyed `<side>: <row>`. */
+  rowRatios?: Record<string, number[]>;
+}
+
+/** The `vsFloor` of each row beside the comparison (`hearth.rows`, `floor.rows`) of one run, keyed `<side>: <row>`. */
+function rowRatiosOf(r: BenchResult): [string, number][] {
+  const out: [string, number][] = [];
+  for (const side of ["hearth", "floor"] as const) {
+    const rows = r[side].rows;
+    if (rows === null || typeof rows !== "object") continue;
+    for (const [name, v] of Object.entries(rows)) {
+      const ratio = (v as { vsFloor?: unknown } | null)?.vsFloor;
+      if (typeof ratio === "number") out.push([`${side}: ${name}`, ratio]);
+    }
+  }
+  return out;
 }
 
 /**
@@ -39,6 +55,8 @@ export function medianRuns(runs: BenchResult[][]): (BenchResult & { spread?: Run
     const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
     const ratios = row.map((r) => r.comparison.ratio);
     const problems = row.flatMap((r, k) => r.problems.map((p) => (r === median ? p : `run ${k + 1}: ${p}`)));
+    const rowRatios: Record<string, number[]> = {};
+    for (const r of row) for (const [key, ratio] of rowRatiosOf(r)) (rowRatios[key] ??= []).push(ratio);
     out.push({
       ...median,
       problems,
@@ -49,6 +67,7 @@ export function medianRuns(runs: BenchResult[][]): (BenchResult & { spread?: Run
         minRatio: Math.min(...ratios),
         maxRatio: Math.max(...ratios),
         passed: row.filter((r) => r.comparison.pass).length,
+        ...(Object.keys(rowRatios).length > 0 && { rowRatios }),
       },
     });
   }

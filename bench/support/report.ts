@@ -60,7 +60,7 @@ export function printReport(results: BenchResult[]): void {
         total2xx?: number;
         apiProfile?: { summarize?: string; error?: string };
         phasesMs?: Record<string, { p50: number; mean: number }>;
-        rows?: Record<string, { vsFloor?: number; note?: string; timingsMs: Record<string, { p50: number; mean: number }> }>;
+        rows?: Record<string, { vsFloor?: number; vsFloorOf?: string; note?: string; timingsMs: Record<string, { p50: number; mean: number }> }>;
       };
       const lat = s.latencyMs ? Object.entries(s.latencyMs).map(([k, v]) => `${k} ${v}`).join(", ") : "";
       const rps = s.requestsPerSecond !== undefined ? `${Math.round(s.requestsPerSecond)} req/s (${s.total2xx} 2xx, ${s.non2xx} non-2xx); ` : "";
@@ -71,14 +71,15 @@ export function printReport(results: BenchResult[]): void {
       if (s.phasesMs) console.log(`${pad} timings: ${Object.entries(s.phasesMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ")}`);
       // Rows beside the comparison (e.g. one per start kind): each on its own line, with its p50 over the floor's.
       for (const [name, row] of Object.entries(s.rows ?? {})) {
-        const vs = row.vsFloor !== undefined ? ` (${row.vsFloor}× the floor's p50)` : "";
+        const vs = row.vsFloor !== undefined ? ` (${row.vsFloor}× the floor's ${row.vsFloorOf ?? "p50"})` : "";
         const timings = Object.entries(row.timingsMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ");
         console.log(`${pad} ${name}${vs}: ${timings}${row.note ? ` [${row.note}]` : ""}`);
       }
       if (s.apiProfile) console.log(`${pad} API profile: ${s.apiProfile.summarize ?? s.apiProfile.error}`);
     }
-    const spread = (r as { spread?: { runs: number; ratios: number[]; minRatio: number; maxRatio: number; passed: number } }).spread;
+    const spread = (r as { spread?: { runs: number; ratios: number[]; minRatio: number; maxRatio: number; passed: number; rowRatios?: Record<string, number[]> } }).spread;
     if (spread) console.log(`  ${r.name} median of ${spread.runs} runs: ratios ${spread.ratios.join(", ")} (spread ${spread.minRatio}–${spread.maxRatio}; ${spread.passed} of ${spread.runs} met the target)`);
+    for (const [row, ratios] of Object.entries(spread?.rowRatios ?? {})) console.log(`  ${r.name} ${row}, each run's ratio to the floor: ${ratios.join(", ")}`);
     for (const w of r.warnings) console.log(`  warning (${r.name}): ${w}`);
     for (const p of r.problems) console.log(`\n  !!!!! INVALID RUN (${r.name}): ${p} !!!!!`);
   }
