@@ -65,6 +65,11 @@ export interface LogConsumerRunnerOptions {
   blockMs?: number;
   /** How often the list of endpoints is re-read from Postgres (ms). Default 2000. */
   endpointRefreshMs?: number;
+  /**
+   * Least ms between two looks for dead letters an admin asked to retry. Default 1000: each look is
+   * a Postgres query, and a round can come every 20 ms under load (three consumers, one each).
+   */
+  deadLetterPollMs?: number;
   /** Pause after a failed round (Redis or Postgres away) before the next (ms). Default 1000. */
   retryMs?: number;
   /** A warning is logged when the consumer is this far behind the log (ms). Default 30000. */
@@ -97,6 +102,7 @@ export class LogConsumerRunner {
   private readonly cursors = new Map<string, string>();
   private readonly tenants = new Map<string, string>();
   private endpointsReadAt = -Infinity;
+  private deadLettersReadAt = -Infinity;
   private running: Promise<void> | undefined;
   private stopping = false;
   private lastLagWarning = 0;
@@ -255,8 +261,11 @@ export class LogConsumerRunner {
   /**
    * Applies again the dead letters an admin asked to retry (`POST /admin/log/dead-letters/:id/retry`):
    * one that applies now is `retried`; one that still fails is `open` again, with the new reason.
+   * Looks at most every `deadLetterPollMs`.
    */
   private async retryDeadLetters(): Promise<void> {
+    const now = Date.now();
+    if (now - this.deadLettersReadAt < (this.options.deadLetterPollMs ?? 1000)) return;
     const { sql, consumer } = this.options;
     const rows = z.array(deadLetterRow).parse(
       await sql`select id, endpoint_id, entry_id, entry_json from log_dead_letters where consumer = ${this.name} and state = 'retrying' order by created_at limit 50`,
@@ -278,6 +287,8 @@ export class LogConsumerRunner {
         else await tx`update log_dead_letters set state = 'open', reason = ${toPgText(reason.slice(0, 2000)).text} where id = ${d.id}`;
       });
     }
+    // Only once the look succeeded: a failed one (Postgres away) is tried again next round.
+    this.deadLettersReadAt = now;
   }
 
   /** New endpoints join the read with their committed cursor (or from the start of their log). */
