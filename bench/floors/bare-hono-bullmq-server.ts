@@ -20,7 +20,7 @@ if (!prefix || !queueName) throw new Error("BENCH_REDIS_PREFIX and BENCH_QUEUE a
 
 const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
 const eventsConnection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-if (process.env.BENCH_COALESCE !== "0") coalesceWrites(connection);
+coalesceWrites(connection);
 const queue = new Queue(queueName, { connection, prefix });
 const queueEvents = new QueueEvents(queueName, { connection: eventsConnection, prefix });
 await queueEvents.waitUntilReady();
