@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
-import { CpuMeter, REST_OF_MACHINE, type CpuRole } from "./support/cpu-usage.ts";
+import { CpuMeter, REST_OF_MACHINE, cpuSharesText, type CpuRole } from "./support/cpu-usage.ts";
 import { apiProfileWindow, hearthCpuRoles, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 
 const honoFloorEntry = fileURLToPath(new URL("./floors/bare-hono-server.ts", import.meta.url));
@@ -181,7 +181,6 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
   const h = hearth.run.measured;
   const f = floor.run.measured;
   const q = withQueue.run.measured;
-  const qCpu = Object.entries(withQueue.run.cpu ?? {}).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ");
   return {
     name: NAME,
     comparison: compare("requests/s", "req/s", h.requestsPerSecond, f.requestsPerSecond, { op: ">=", value: 0.4 }),
@@ -202,7 +201,7 @@ export async function runThroughput(ctx: BenchContext): Promise<BenchResult> {
         "with one BullMQ add per request (bare Hono handler + Queue.add)": {
           vsFloor: Number((q.requestsPerSecond / f.requestsPerSecond).toFixed(3)),
           vsFloorOf: "req/s",
-          note: `${Math.round(q.requestsPerSecond)} req/s; cpu % of one core: ${qCpu}`,
+          note: `${Math.round(q.requestsPerSecond)} req/s; cpu % of one core: ${cpuSharesText(withQueue.run.cpu)}`,
           timingsMs: { latency: { p50: q.latencyMs.p50, mean: q.latencyMs.mean } },
         },
       },

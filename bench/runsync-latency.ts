@@ -3,7 +3,7 @@ import { QueueEvents, Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { compare, noiseWarnings, type BenchContext, type BenchResult } from "./support/bench-result.ts";
 import { jsonLine, startChild } from "./support/child-process.ts";
-import { CpuMeter, REST_OF_MACHINE, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
+import { CpuMeter, REST_OF_MACHINE, cpuSharesText, type CpuRole, type CpuShare } from "./support/cpu-usage.ts";
 import { apiProfileWindow, hearthCpuRoles, startHearthFor, noopHandler } from "./support/hearth-processes.ts";
 import { summarize } from "./support/latency-stats.ts";
 import { keepAlivePoster } from "./support/keepalive-post.ts";
@@ -229,7 +229,7 @@ export async function runsyncLatency(ctx: BenchContext): Promise<BenchResult> {
       rows: {
         "over HTTP (bare Hono handler: add + wait)": {
           vsFloor: Number((o.p50 / f.p50).toFixed(3)),
-          note: `cpu % of one core: ${Object.entries(floor.overHttp.cpu ?? {}).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`,
+          note: `cpu % of one core: ${cpuSharesText(floor.overHttp.cpu)}`,
           timingsMs: { roundTrip: { p50: o.p50, mean: o.mean } },
         },
       },

@@ -79,6 +79,13 @@ export interface CpuShare {
   percentOfOneCore: number;
 }
 
+/** "bench 12.1, api 73.7, …": each role's share of one core, as the report prints it. */
+export function cpuSharesText(cpu: Record<string, CpuShare> | undefined): string {
+  return Object.entries(cpu ?? {})
+    .map(([k, v]) => `${k} ${v.percentOfOneCore}`)
+    .join(", ");
+}
+
 /**
  * Samples /proc at the start and end of a measured window. A process that started inside the
  * window counts from zero; one that ended inside it is lost (its time is not in /proc any more).

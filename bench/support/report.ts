@@ -2,6 +2,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import type { BenchResult, Comparison } from "./bench-result.ts";
+import { cpuSharesText } from "./cpu-usage.ts";
 
 export interface MachineInfo {
   cpus: number;
@@ -67,7 +68,7 @@ export function printReport(results: BenchResult[]): void {
       console.log(`  ${r.name} ${side.padEnd(6)} ${rps}latency ms: ${lat}`);
       const cpu = r.cpu[side];
       const pad = `  ${" ".repeat(r.name.length)} ${"".padEnd(6)}`;
-      if (cpu) console.log(`${pad} cpu % of one core: ${Object.entries(cpu).map(([k, v]) => `${k} ${v.percentOfOneCore}`).join(", ")}`);
+      if (cpu) console.log(`${pad} cpu % of one core: ${cpuSharesText(cpu)}`);
       if (s.phasesMs) console.log(`${pad} timings: ${Object.entries(s.phasesMs).map(([k, v]) => `${k} p50 ${v.p50} mean ${v.mean}`).join("; ")}`);
       // Rows beside the comparison (e.g. one per start kind): each on its own line, with its p50 over the floor's.
       for (const [name, row] of Object.entries(s.rows ?? {})) {
